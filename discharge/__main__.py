@@ -1,0 +1,3 @@
+from discharge.cli import main
+
+main()

@@ -1,0 +1,155 @@
+"""Clinic settings: one typed object, from defaults, then a TOML file, then the environment.
+
+The file is found through ``--config PATH`` or the ``DISCHARGE_CONFIG`` environment variable.
+Without one, a clearly fictional demo clinic is used so the tool works out of the box.
+Secrets (the SMTP password) never live in the file: it names an environment variable instead.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from discharge.errors import ConfigError
+
+CONFIG_ENV = "DISCHARGE_CONFIG"
+PAPER_SIZES = ("a4", "letter")
+DATE_ORDERS = ("dmy", "mdy")
+
+
+@dataclass(frozen=True)
+class Clinic:
+    """Everything about the clinic that is printed or decides how things are printed."""
+
+    name: str = "Riverside Demo Clinic (fictional)"
+    address: tuple[str, ...] = ("1 Example Lane", "Sampleton")
+    phone: str = "01632 960 123"
+    after_hours_phone: str = "01632 960 999"
+    emergency_number: str = "999"
+    locale: str = "en_GB"
+    timezone: str = "Europe/London"
+    paper: str = "a4"
+    logo: Path | None = None
+    date_order: str | None = None  # how the batch reads 21/11/2026: "dmy", "mdy" or not at all
+    templates_dir: Path | None = None  # the clinic's own procedure templates, before the bundled
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class Config:
+    clinic: Clinic = field(default_factory=Clinic)
+    source: Path | None = None  # the file it came from, for messages
+    extra: dict[str, Any] = field(default_factory=dict)  # other sections ([smtp], [email])
+
+    @property
+    def templates_dir(self) -> Path | None:
+        return self.clinic.templates_dir
+
+
+_CLINIC_FIELDS = {f.name for f in fields(Clinic)}
+_KNOWN_SECTIONS = {"clinic", "smtp", "email"}
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the clinic settings from ``path``, else ``$DISCHARGE_CONFIG``, else the demo clinic.
+
+    Every problem in the file is reported at once, in one ConfigError.
+    """
+    if path is None:
+        path = os.environ.get(CONFIG_ENV) or None
+    if path is None:
+        return Config()
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {file}: {_reason(exc)}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    return parse_config(data, file)
+
+
+def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
+    where = str(file) if file else "config"
+    problems: list[str] = []
+    for key in data:
+        if key not in _KNOWN_SECTIONS:
+            problems.append(f"unknown section [{key}] (expected one of: clinic, smtp, email)")
+    raw = data.get("clinic", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [clinic] must be a table of settings")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _CLINIC_FIELDS:
+            problems.append(f"clinic.{key} is not a known setting")
+            continue
+        if key == "address":
+            if isinstance(value, str):
+                value = tuple(line.strip() for line in value.splitlines() if line.strip())
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                value = tuple(value)
+            else:
+                problems.append("clinic.address must be text or a list of lines")
+                continue
+        elif key in ("logo", "templates_dir"):
+            what = "a PNG or JPEG file" if key == "logo" else "a folder of templates"
+            if not isinstance(value, str) or not value:
+                problems.append(f"clinic.{key} must be the path of {what}")
+                continue
+            path = Path(value).expanduser()
+            if not path.is_absolute() and file is not None:
+                path = file.parent / path  # relative to the settings file, not the cwd
+            if not (path.is_file() if key == "logo" else path.is_dir()):
+                problems.append(f"clinic.{key}: {path} is not {what}")
+                continue
+            value = path
+        elif not isinstance(value, str):
+            problems.append(f"clinic.{key} must be text in quotes")
+            continue
+        values[key] = value
+    clinic = replace(Clinic(), **values)
+    problems.extend(validate_clinic(clinic))
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
+    extra = {k: v for k, v in data.items() if k != "clinic"}
+    return Config(clinic=clinic, source=file, extra=extra)
+
+
+def validate_clinic(clinic: Clinic) -> list[str]:
+    problems = []
+    for name in ("name", "phone", "emergency_number"):
+        if not getattr(clinic, name).strip():
+            problems.append(f"clinic.{name} must not be empty")
+    if clinic.paper not in PAPER_SIZES:
+        problems.append(f"clinic.paper is {clinic.paper!r}, expected a4 or letter")
+    if clinic.date_order is not None and clinic.date_order not in DATE_ORDERS:
+        problems.append(f"clinic.date_order is {clinic.date_order!r}, expected dmy or mdy")
+    try:
+        ZoneInfo(clinic.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(
+            f"clinic.timezone {clinic.timezone!r} is not a known time zone "
+            "(expected a name such as Europe/London or America/New_York)"
+        )
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(clinic.locale)
+    except (UnknownLocaleError, ValueError, TypeError):
+        problems.append(
+            f"clinic.locale {clinic.locale!r} is not a known locale (expected e.g. en_GB, en_US)"
+        )
+    return problems
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or exc.__class__.__name__

@@ -1,0 +1,40 @@
+"""Dates as a patient reads them: weekday, day, month name and year, in the clinic's locale."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from functools import cache
+
+from babel import Locale
+from babel.dates import format_date, format_time
+
+
+@cache
+def date_pattern(locale: str) -> str:
+    """The clinic locale's full date pattern (CLDR), e.g. ``EEEE, d MMMM y`` for en_GB.
+
+    UK and Commonwealth English house styles (GOV.UK, NHS) drop the comma after the weekday:
+    "Monday 23 November 2026". US English keeps "Monday, November 23, 2026".
+    """
+    loc = Locale.parse(locale)
+    pattern = str(loc.date_formats["full"].pattern)
+    if loc.language == "en" and loc.territory not in (None, "US"):
+        pattern = pattern.replace("EEEE, ", "EEEE ")
+    return pattern
+
+
+def format_day(day: date, locale: str) -> str:
+    return format_date(day, date_pattern(locale), locale=locale)
+
+
+def format_moment(value: date | datetime, locale: str) -> str:
+    """A date, or a date and clock time: "Sunday 22 November 2026 at 10:30"."""
+    if isinstance(value, datetime):
+        clock = format_time(value, "short", locale=locale)
+        return f"{format_day(value.date(), locale)} at {clock}"
+    return format_day(value, locale)
+
+
+def format_short_day(day: date, locale: str) -> str:
+    """A compact but unambiguous date (month as a word), e.g. "1 Feb 1990" for en_GB."""
+    return format_date(day, "medium", locale=locale)

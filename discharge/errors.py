@@ -1,0 +1,56 @@
+"""One exception root for the library, and the exit codes the command line maps them to.
+
+Library code raises; only ``cli.py`` turns an error into a message and an exit code.
+Messages are one line, name the problem and what was expected, and never echo clinical notes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Exit codes of the ``discharge`` command (documented in the README)."""
+
+    OK = 0
+    ROWS_FAILED = 1  # batch: some rows failed, the others were produced
+    USAGE = 2  # bad input, config or template: nothing was produced
+    DELIVERY = 3  # email could not be sent (the PDFs are kept)
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM
+    INTERNAL = 70  # a bug: please report it (run with DISCHARGE_DEBUG=1 for the traceback)
+
+
+class DischargeError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    exit_status: ExitStatus = ExitStatus.USAGE
+
+
+class InputError(DischargeError):
+    """A value the user supplied (option, CSV cell, file) is not usable."""
+
+
+class ConfigError(DischargeError):
+    """The clinic settings file is missing, unreadable or invalid."""
+
+
+class TemplateError(DischargeError):
+    """A procedure template is missing, unreadable or invalid."""
+
+
+class UnknownProcedureError(InputError):
+    """The procedure id does not match any template."""
+
+
+class RenderError(DischargeError):
+    """The document could not be laid out (for example a character no bundled font has)."""
+
+
+class OutputError(DischargeError):
+    """The output file or folder cannot be written."""
+
+
+class DeliveryError(DischargeError):
+    """An email could not be sent."""
+
+    exit_status = ExitStatus.DELIVERY

@@ -1,0 +1,104 @@
+"""Bundled fonts, registered once per process, and text turned into safe Paragraph markup.
+
+Every character is checked against the fonts before it is printed: a character the main font
+lacks is drawn with the fallback font, and one that no bundled font has stops the document with
+an error naming it. Nothing is ever printed as an empty box.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import cache
+from xml.sax.saxutils import escape
+
+from reportlab.lib.fonts import addMapping
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+
+from discharge.errors import RenderError
+from discharge.resources import bundled_dir
+
+BODY = "Body"
+BOLD = "Body-Bold"
+FALLBACK = "Fallback"
+_FILES = {
+    BODY: "NotoSans-Regular.ttf",
+    BOLD: "NotoSans-Bold.ttf",
+    FALLBACK: "DejaVuSans.ttf",
+    FALLBACK + "-Bold": "DejaVuSans-Bold.ttf",
+}
+# Right-to-left scripts need shaping and reordering that this renderer does not do: they would
+# print as disconnected letters in the wrong order, which is worse than no document at all.
+_RTL = {"R", "AL"}
+_ALWAYS_OK = frozenset("\n")
+
+
+def _register(name: str) -> frozenset[str]:
+    font = TTFont(name, str(bundled_dir("fonts") / _FILES[name]))
+    pdfmetrics.registerFont(font)
+    return frozenset(map(chr, font.face.charToGlyph))
+
+
+@cache
+def main_coverage() -> frozenset[str]:
+    """Register the main fonts (once) and return the characters they can draw."""
+    chars = _register(BODY) & _register(BOLD)
+    addMapping(BODY, 0, 0, BODY)
+    addMapping(BODY, 1, 0, BOLD)
+    addMapping(BODY, 0, 1, BODY)
+    addMapping(BODY, 1, 1, BOLD)
+    return chars | _ALWAYS_OK
+
+
+@cache
+def fallback_coverage() -> frozenset[str]:
+    """Register the fallback fonts on first need: most documents never load them."""
+    chars = _register(FALLBACK) & _register(FALLBACK + "-Bold")
+    addMapping(FALLBACK, 0, 0, FALLBACK)
+    addMapping(FALLBACK, 1, 0, FALLBACK + "-Bold")
+    addMapping(FALLBACK, 0, 1, FALLBACK)
+    addMapping(FALLBACK, 1, 1, FALLBACK + "-Bold")
+    return chars
+
+
+def check_printable(ch: str) -> None:
+    """Raise RenderError for a character no bundled font can show correctly."""
+    if unicodedata.bidirectional(ch) in _RTL:
+        raise RenderError(
+            f"cannot print {_describe(ch)}: right-to-left scripts are not supported yet"
+        )
+    if ch not in fallback_coverage():
+        raise RenderError(f"cannot print {_describe(ch)}: no bundled font has this character")
+
+
+def segments(text: str) -> list[tuple[bool, str]]:
+    """Split text into runs of (needs_fallback, run)."""
+    missing = set(text) - main_coverage()
+    if not missing:
+        return [(False, text)]
+    for ch in missing:
+        check_printable(ch)
+    runs: list[tuple[bool, str]] = []
+    for ch in text:
+        fallback = ch in missing
+        if runs and runs[-1][0] == fallback:
+            runs[-1] = (fallback, runs[-1][1] + ch)
+        else:
+            runs.append((fallback, ch))
+    return runs
+
+
+def markup(text: str) -> str:
+    """Plain text to Paragraph markup: escaped, with fallback-font runs. Never user markup."""
+    runs = segments(text)
+    if len(runs) == 1 and not runs[0][0]:
+        return escape(text)
+    return "".join(
+        f'<font face="{FALLBACK}">{escape(run)}</font>' if fallback else escape(run)
+        for fallback, run in runs
+    )
+
+
+def _describe(ch: str) -> str:
+    name = unicodedata.name(ch, "unnamed character")
+    return f"the character {ch!r} (U+{ord(ch):04X} {name})"

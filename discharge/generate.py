@@ -1,0 +1,23 @@
+"""The one code path from a request to PDF bytes, shared by `generate`, `batch` and `email`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from discharge.config import Config
+from discharge.document import DischargeRequest, Document, build_document
+from discharge.output import write_atomic
+
+
+def make_pdf(request: DischargeRequest, config: Config) -> tuple[Document, bytes]:
+    from discharge.render import render_pdf  # reportlab is heavy: import it only when drawing
+
+    document = build_document(request, config)
+    return document, render_pdf(document)
+
+
+def generate_pdf(request: DischargeRequest, config: Config, output: Path) -> Document:
+    """Build, render and atomically write one patient's PDF."""
+    document, pdf = make_pdf(request, config)
+    write_atomic(output, pdf)
+    return document

@@ -1,0 +1,308 @@
+"""Lay a Document out as PDF bytes. Only layout lives here: every word comes from the model."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from reportlab.lib.pagesizes import A4, LETTER
+from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import (
+    BaseDocTemplate,
+    Flowable,
+    Frame,
+    Image,
+    KeepTogether,
+    PageTemplate,
+    Paragraph,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from discharge import styles as st
+from discharge.document import Block, Document
+from discharge.fonts import BODY, FALLBACK, main_coverage, markup, segments
+
+PAGE_SIZES = {"a4": A4, "letter": LETTER}
+
+
+def render_pdf(document: Document) -> bytes:
+    """Render the document to PDF bytes (deterministic: same document, same bytes)."""
+    main_coverage()  # register fonts before any Paragraph measures text
+    buffer = io.BytesIO()
+    page = PAGE_SIZES[document.paper]
+    doc = BaseDocTemplate(
+        buffer,
+        pagesize=page,
+        leftMargin=st.MARGIN_X,
+        rightMargin=st.MARGIN_X,
+        topMargin=st.MARGIN_TOP,
+        bottomMargin=st.MARGIN_BOTTOM,
+        # Metadata is visible in mail previews and file managers: no patient data in it.
+        title="Discharge instructions",
+        author=document.clinic.name,
+        creator="discharge",
+        invariant=1,
+        initialFontName=BODY,
+    )
+    frame = Frame(
+        doc.leftMargin, doc.bottomMargin, doc.width, doc.height, id="body",
+        leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0,
+    )  # fmt: skip
+    doc.addPageTemplates([PageTemplate(id="page", frames=[frame])])
+    footer = _Footer(document)
+    doc.build(_story(document, doc.width), canvasmaker=footer.canvas_class())
+    return buffer.getvalue()
+
+
+# --- the story --------------------------------------------------------------------------
+
+
+def _p(text: str, style: Any, **kw: Any) -> Paragraph:
+    return Paragraph(markup(text), style, **kw)
+
+
+def _blocks(
+    blocks: tuple[Block, ...], para: Any = st.BODY_TEXT, bullet: Any = st.BULLET
+) -> list[Flowable]:
+    out: list[Flowable] = []
+    for block in blocks:
+        if block.kind == "para":
+            out.append(_p(block.items[0], para))
+        else:
+            out.extend(_p(item, bullet, bulletText="•") for item in block.items)
+    return out
+
+
+def _story(doc: Document, width: float) -> list[Flowable]:
+    story: list[Flowable] = [_header(doc, width), _p(doc.title, st.TITLE)]
+    if doc.subtitle:
+        story.append(_p(doc.subtitle, st.SUBTITLE))
+    story.append(_patient_block(doc, width))
+    # Page 1 holds what matters most: who, the dates, and when to get help.
+    story.append(_timeline(doc, width))
+    story.append(Spacer(1, 10))
+    story.append(_help_box(doc, width))
+    story.append(Spacer(1, 6))
+    story.extend(_blocks(doc.intro))
+    for section in doc.sections:
+        story.append(KeepTogether([_p(section.heading, st.HEADING), *_blocks(section.blocks)[:1]]))
+        story.extend(_blocks(section.blocks)[1:])
+    if doc.notes:
+        story.append(_p("Notes from your care team", st.HEADING))
+        story.extend(_notes(doc.notes))
+    story.append(_signature(doc, width))
+    story.append(Spacer(1, 10))
+    story.append(_p("This guidance is based on: " + "; ".join(doc.sources) + ".", st.SMALL))
+    return story
+
+
+def _header(doc: Document, width: float) -> Flowable:
+    clinic = doc.clinic
+    left: list[Flowable] = []
+    if clinic.logo:
+        left.append(Image(str(clinic.logo), width=40 * mm, height=14 * mm, kind="proportional"))
+    left.append(_p(clinic.name, st.CLINIC_NAME))
+    if clinic.address:
+        left.append(_p(", ".join(clinic.address), st.CLINIC_LINE))
+    right = [_p(f"Phone {clinic.phone}", st.CLINIC_CONTACT)]
+    if clinic.after_hours_phone:
+        right.append(_p(f"Out of hours {clinic.after_hours_phone}", st.CLINIC_CONTACT))
+    table = Table([[left, right]], colWidths=[width * 0.6, width * 0.4])
+    table.setStyle(
+        TableStyle([
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("LEFTPADDING", (0, 0), (-1, -1), 0),
+            ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+            ("LINEBELOW", (0, 0), (-1, -1), 1.5, st.ACCENT),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 6),
+        ])
+    )  # fmt: skip
+    return table
+
+
+def _patient_block(doc: Document, width: float) -> Flowable:
+    cells = [[_p(label, st.LABEL), _p(value, st.VALUE)] for label, value in doc.patient_rows]
+    # Two pairs a row keeps the block short; a long name still wraps inside its cell.
+    rows = []
+    for i in range(0, len(cells), 2):
+        pair = cells[i] + (cells[i + 1] if i + 1 < len(cells) else ["", ""])
+        rows.append(pair)
+    label_w = 30 * mm
+    value_w = width / 2 - label_w
+    table = Table(rows, colWidths=[label_w, value_w, label_w, value_w])
+    table.setStyle(
+        TableStyle([
+            ("BACKGROUND", (0, 0), (-1, -1), st.ACCENT_TINT),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("TOPPADDING", (0, 0), (-1, -1), 4),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+        ])
+    )  # fmt: skip
+    return table
+
+
+def _timeline(doc: Document, width: float) -> Flowable:
+    head = [_p("When", st.TABLE_HEAD), _p("What to expect and what you can do", st.TABLE_HEAD)]
+    rows: list[list[Any]] = [head]
+    for row in doc.timeline:
+        when = "<br/>".join(markup(part) for part in row.when.replace(" to ", "\nto ").split("\n"))
+        rows.append([Paragraph(when, st.WHEN), [_p(label, st.WHAT) for label in row.labels]])
+    table = Table(rows, colWidths=[width * 0.43, width * 0.57], repeatRows=1)
+    commands: list[tuple[Any, ...]] = [
+        ("BACKGROUND", (0, 0), (-1, 0), st.ACCENT),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LINEBELOW", (0, 1), (-1, -1), 0.5, st.RULE),
+        ("TOPPADDING", (0, 0), (-1, -1), 5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+    ]
+    commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, len(rows), 2)]
+    table.setStyle(TableStyle(commands))
+    return KeepTogether([_p("Your recovery timeline", st.HEADING), table])
+
+
+def _help_box(doc: Document, width: float) -> Flowable:
+    rows: list[list[Any]] = [[_p(doc.help_heading, st.HELP_HEADING), ""]]
+    if doc.help_intro:
+        rows.append([_p(doc.help_intro, st.HELP_TEXT), ""])
+    rows += [[_p(sign, st.HELP_BULLET, bulletText="•"), ""] for sign in doc.help_signs]
+    first_contact = len(rows)
+    contacts = [
+        [_p(who, st.HELP_WHO), _p(phone, st.HELP_PHONE)] for who, phone in doc.help_contacts
+    ]
+    rows.append(contacts)
+    columns = len(contacts)
+    for row in rows[:first_contact]:
+        row.extend([""] * (columns - len(row)))
+    table = Table(rows, colWidths=[width / columns] * columns)
+    commands: list[tuple[Any, ...]] = [
+        ("BACKGROUND", (0, 0), (-1, -1), st.ALERT_TINT),
+        ("BOX", (0, 0), (-1, -1), 2, st.ALERT),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LEFTPADDING", (0, 0), (-1, -1), 10),
+        ("TOPPADDING", (0, 0), (-1, -1), 2),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ("TOPPADDING", (0, 0), (-1, 0), 8),
+        ("LINEABOVE", (0, first_contact), (-1, first_contact), 0.75, st.ALERT),
+        ("TOPPADDING", (0, first_contact), (-1, first_contact), 6),
+        ("BOTTOMPADDING", (0, -1), (-1, -1), 8),
+    ]
+    commands += [("SPAN", (0, r), (-1, r)) for r in range(first_contact)]
+    table.setStyle(TableStyle(commands))
+    return KeepTogether([table])
+
+
+def _notes(notes: str) -> list[Flowable]:
+    """The clinician's notes verbatim: one Paragraph per line, so line breaks are kept and very
+    long notes flow across pages without re-wrapping one giant paragraph on every page."""
+    out: list[Flowable] = []
+    for line in notes.split("\n"):
+        if not line.strip():
+            out.append(Spacer(1, 8))
+            continue
+        # Paragraph collapses runs of spaces; keep indentation and alignment with no-break spaces.
+        stripped = line.lstrip(" ")
+        text = "\u00a0" * (len(line) - len(stripped)) + stripped.replace("  ", " \u00a0")
+        out.append(_p(text, st.NOTES))
+    return out
+
+
+def _signature(doc: Document, width: float) -> Flowable:
+    line = "_" * 34
+    rows = [
+        [_p("I have read these instructions. My questions have been answered.", st.BODY_TEXT), ""],
+        [_p(line, st.BODY_TEXT), _p("_" * 18, st.BODY_TEXT)],
+        [_p("Patient signature", st.SIGN_LABEL), _p("Date", st.SIGN_LABEL)],
+        [_p(line, st.BODY_TEXT), _p("_" * 18, st.BODY_TEXT)],
+        [_p("Nurse or clinician signature", st.SIGN_LABEL), _p("Date", st.SIGN_LABEL)],
+    ]
+    table = Table(rows, colWidths=[width * 0.62, width * 0.38])
+    table.setStyle(
+        TableStyle([
+            ("SPAN", (0, 0), (1, 0)),
+            ("LEFTPADDING", (0, 0), (-1, -1), 0),
+            ("TOPPADDING", (0, 1), (-1, 1), 14),
+            ("TOPPADDING", (0, 3), (-1, 3), 14),
+        ])
+    )  # fmt: skip
+    return KeepTogether([_p("Before you go home", st.HEADING), table])
+
+
+# --- page furniture ---------------------------------------------------------------------
+
+
+class _Footer:
+    """Draws the footer on every page once the page count is known ("Page X of Y")."""
+
+    def __init__(self, document: Document) -> None:
+        self.document = document
+
+    def canvas_class(self) -> type[Canvas]:
+        footer = self
+
+        class FooterCanvas(Canvas):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self._pages: list[dict[str, Any]] = []
+
+            def showPage(self) -> None:  # noqa: N802 (reportlab's name)
+                self._pages.append(dict(self.__dict__))
+                self._startPage()
+
+            def save(self) -> None:
+                total = len(self._pages)
+                for number, state in enumerate(self._pages, 1):
+                    self.__dict__.update(state)
+                    footer.draw(self, number, total)
+                    super().showPage()
+                super().save()
+
+        return FooterCanvas
+
+    def draw(self, canvas: Canvas, number: int, total: int) -> None:
+        doc = self.document
+        width, _ = canvas._pagesize
+        left, right = st.MARGIN_X, width - st.MARGIN_X
+        y = 12 * mm
+        canvas.saveState()
+        canvas.setStrokeColor(st.RULE)
+        canvas.setLineWidth(0.5)
+        canvas.line(left, y + 10, right, y + 10)
+        canvas.setFillColor(st.INK)
+        page = f"Page {number} of {total}"
+        page_w = stringWidth(page, BODY, st.FOOTER_SIZE)
+        canvas.setFont(BODY, st.FOOTER_SIZE)
+        canvas.drawString(right - page_w, y, page)
+        _draw_fitted(canvas, left, y, doc.footer_patient, right - page_w - 12 * mm - left)
+        canvas.setFillColor(st.MUTED)
+        canvas.setFont(BODY, st.FOOTER_SIZE - 1)
+        small = f"{doc.clinic.name}  ·  {doc.clinic.phone}"
+        _draw_fitted(canvas, left, y - 10, small, right - left - 40 * mm, size=st.FOOTER_SIZE - 1)
+        ref = doc.footer_template
+        canvas.drawString(right - stringWidth(ref, BODY, st.FOOTER_SIZE - 1), y - 10, ref)
+        canvas.restoreState()
+
+
+def _draw_fitted(canvas: Canvas, x: float, y: float, text: str, room: float,
+                 size: float = st.FOOTER_SIZE) -> None:  # fmt: skip
+    """Draw one line of text, switching to the fallback font where needed, cut to fit `room`."""
+    runs = segments(text)
+    full = sum(stringWidth(run, FALLBACK if fb else BODY, size) for fb, run in runs)
+    ellipsis = "…"
+    budget = room - (stringWidth(ellipsis, BODY, size) if full > room else 0)
+    for fallback, run in runs:
+        font = FALLBACK if fallback else BODY
+        while run and stringWidth(run, font, size) > budget:
+            run = run[:-1]
+        canvas.setFont(font, size)
+        canvas.drawString(x, y, run)
+        x += stringWidth(run, font, size)
+        budget -= stringWidth(run, font, size)
+        if budget <= 0:
+            break
+    if full > room:
+        canvas.setFont(BODY, size)
+        canvas.drawString(x, y, ellipsis)
