@@ -184,7 +184,8 @@ def build_document(
         rows.append(("Date of birth", format_short_day(patient.dob, clinic.locale)))
     if patient.mrn:
         rows.append(("Hospital number", patient.mrn))
-    rows.append(("Procedure", procedure.title.removeprefix("After your ").strip()))
+    short = procedure.title.removeprefix("After your ").strip()
+    rows.append(("Procedure", short[:1].upper() + short[1:]))
     rows.append(("Date", when))
     if request.clinician:
         rows.append(("Clinician", request.clinician))

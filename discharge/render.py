@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
 from typing import Any
 
 from reportlab.lib.pagesizes import A4, LETTER
@@ -61,8 +62,61 @@ def render_pdf(document: Document) -> bytes:
 # --- the story --------------------------------------------------------------------------
 
 
+class _Memo(OrderedDict[Any, Any]):
+    """A small LRU map: bounded, so a batch of 100,000 patients keeps flat memory."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: Any, value: Any) -> Any:
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+_PARSED = _Memo(4096)
+_BROKEN = _Memo(4096)
+
+
+class _Para(Paragraph):
+    """A Paragraph that reuses parsing and line breaking across paragraphs and documents.
+
+    Profiling showed markup parsing and line breaking dominate rendering, and most text (the
+    template's wording, the table cells that reportlab wraps several times) repeats exactly.
+    The parse result and the broken lines depend only on the markup, the style and the widths,
+    and reportlab only reads them afterwards, so they are safe to share.
+    """
+
+    def __init__(self, text: Any, style: Any = None, bulletText: Any = None, frags: Any = None,
+                 **kw: Any) -> None:  # fmt: skip
+        if frags is not None or kw:  # reportlab's own split() passes frags: no caching there
+            super().__init__(text, style, bulletText, frags, **kw)
+            self._memo_key = None
+            return
+        key = (text, style.name, bulletText)
+        hit = _PARSED.get(key)
+        if hit is None:
+            super().__init__(text, style, bulletText)
+            _PARSED.put(key, (self.frags, self.bulletText, self.style, self.text))
+        else:
+            self.caseSensitive = 1
+            self.encoding = "utf8"
+            self.frags, self.bulletText, self.style, self.text = hit
+            self.debug = 0
+        self._memo_key = key
+
+    def breakLines(self, width: Any) -> Any:  # noqa: N802 (reportlab's name)
+        if self._memo_key is None:
+            return super().breakLines(width)
+        key = (self._memo_key, tuple(width))
+        hit = _BROKEN.get(key)
+        return hit if hit is not None else _BROKEN.put(key, super().breakLines(width))
+
+
 def _p(text: str, style: Any, **kw: Any) -> Paragraph:
-    return Paragraph(markup(text), style, **kw)
+    return _Para(markup(text), style, **kw)
 
 
 def _blocks(
@@ -95,7 +149,7 @@ def _story(doc: Document, width: float) -> list[Flowable]:
         story.append(_p("Notes from your care team", st.HEADING))
         story.extend(_notes(doc.notes))
     story.append(_signature(doc, width))
-    story.append(Spacer(1, 10))
+    story.append(Spacer(1, 6))
     story.append(_p("This guidance is based on: " + "; ".join(doc.sources) + ".", st.SMALL))
     return story
 
@@ -150,7 +204,7 @@ def _timeline(doc: Document, width: float) -> Flowable:
     rows: list[list[Any]] = [head]
     for row in doc.timeline:
         when = "<br/>".join(markup(part) for part in row.when.replace(" to ", "\nto ").split("\n"))
-        rows.append([Paragraph(when, st.WHEN), [_p(label, st.WHAT) for label in row.labels]])
+        rows.append([_Para(when, st.WHEN), [_p(label, st.WHAT) for label in row.labels]])
     table = Table(rows, colWidths=[width * 0.43, width * 0.57], repeatRows=1)
     commands: list[tuple[Any, ...]] = [
         ("BACKGROUND", (0, 0), (-1, 0), st.ACCENT),
@@ -211,21 +265,26 @@ def _notes(notes: str) -> list[Flowable]:
 
 
 def _signature(doc: Document, width: float) -> Flowable:
-    line = "_" * 34
+    rule = [("LINEBELOW", (c, 1), (c, 1), 0.75, st.INK) for c in range(4)]
     rows = [
-        [_p("I have read these instructions. My questions have been answered.", st.BODY_TEXT), ""],
-        [_p(line, st.BODY_TEXT), _p("_" * 18, st.BODY_TEXT)],
-        [_p("Patient signature", st.SIGN_LABEL), _p("Date", st.SIGN_LABEL)],
-        [_p(line, st.BODY_TEXT), _p("_" * 18, st.BODY_TEXT)],
-        [_p("Nurse or clinician signature", st.SIGN_LABEL), _p("Date", st.SIGN_LABEL)],
-    ]
-    table = Table(rows, colWidths=[width * 0.62, width * 0.38])
+        [_p("I have read these instructions. My questions have been answered.", st.BODY_TEXT)],
+        ["", "", "", ""],
+        [_p("Patient signature", st.SIGN_LABEL), _p("Date", st.SIGN_LABEL),
+         _p("Nurse or clinician signature", st.SIGN_LABEL), _p("Date", st.SIGN_LABEL)],
+    ]  # fmt: skip
+    rows[0] += ["", "", ""]
+    gap = 6 * mm
+    table = Table(
+        rows,
+        colWidths=[width * 0.34, width * 0.16, width * 0.34, width * 0.16],
+        rowHeights=[None, 26, None],
+    )
     table.setStyle(
         TableStyle([
-            ("SPAN", (0, 0), (1, 0)),
+            ("SPAN", (0, 0), (-1, 0)),
             ("LEFTPADDING", (0, 0), (-1, -1), 0),
-            ("TOPPADDING", (0, 1), (-1, 1), 14),
-            ("TOPPADDING", (0, 3), (-1, 3), 14),
+            ("RIGHTPADDING", (0, 1), (-1, -1), gap),
+            *rule,
         ])
     )  # fmt: skip
     return KeepTogether([_p("Before you go home", st.HEADING), table])
@@ -266,7 +325,7 @@ class _Footer:
         doc = self.document
         width, _ = canvas._pagesize
         left, right = st.MARGIN_X, width - st.MARGIN_X
-        y = 12 * mm
+        y = 11 * mm
         canvas.saveState()
         canvas.setStrokeColor(st.RULE)
         canvas.setLineWidth(0.5)

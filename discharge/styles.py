@@ -19,11 +19,11 @@ ALERT_TINT = colors.HexColor("#fdeeec")
 RULE = colors.HexColor("#c8cfd2")
 
 MARGIN_X = 18 * mm
-MARGIN_TOP = 16 * mm
-MARGIN_BOTTOM = 22 * mm  # room for the footer
+MARGIN_TOP = 13 * mm
+MARGIN_BOTTOM = 20 * mm  # room for the footer
 FOOTER_SIZE = 8.5
 
-_base = ParagraphStyle("base", fontName=BODY, fontSize=11, leading=15, textColor=INK)
+_base = ParagraphStyle("base", fontName=BODY, fontSize=11, leading=14.5, textColor=INK)
 
 
 def _style(name: str, **kw: object) -> ParagraphStyle:
@@ -40,8 +40,8 @@ SUBTITLE = _style("subtitle", fontSize=12, leading=16, textColor=MUTED, spaceAft
 LABEL = _style("label", fontSize=9, leading=12, textColor=MUTED)
 VALUE = _style("value", fontName=BOLD, fontSize=11, leading=14)
 BODY_TEXT = _style("body", spaceAfter=6)
-BULLET = _style("bullet", leftIndent=14, bulletIndent=3, spaceAfter=3)
-HEADING = _style("heading", fontName=BOLD, fontSize=14, leading=18, spaceBefore=12, spaceAfter=5,
+BULLET = _style("bullet", leftIndent=14, bulletIndent=3, spaceAfter=2)
+HEADING = _style("heading", fontName=BOLD, fontSize=14, leading=18, spaceBefore=10, spaceAfter=4,
                  textColor=ACCENT)  # fmt: skip
 TABLE_HEAD = _style("table-head", fontName=BOLD, fontSize=10, leading=13, textColor=colors.white)
 WHEN = _style("when", fontName=BOLD, fontSize=10.5, leading=14)
