@@ -115,9 +115,13 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Abort:
         click.echo("discharge: interrupted", err=True)
         sys.exit(ExitStatus.INTERRUPTED)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "discharge"
+        click.echo(f"discharge: error: {exc.format_message()} (see: {where} --help)", err=True)
+        sys.exit(ExitStatus.USAGE)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(ExitStatus.USAGE if exc.exit_code == 2 else exc.exit_code)
+        click.echo(f"discharge: error: {exc.format_message()}", err=True)
+        sys.exit(ExitStatus.USAGE)
     except DischargeError as exc:
         if debug:
             raise

@@ -76,8 +76,9 @@ def segments(text: str) -> list[tuple[bool, str]]:
     missing = set(text) - main_coverage()
     if not missing:
         return [(False, text)]
-    for ch in missing:
-        check_printable(ch)
+    for ch in dict.fromkeys(text):  # in reading order, so the message names the first one
+        if ch in missing:
+            check_printable(ch)
     runs: list[tuple[bool, str]] = []
     for ch in text:
         fallback = ch in missing

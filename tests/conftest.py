@@ -1,0 +1,59 @@
+"""Shared helpers: run the real `discharge` command and read the PDFs it makes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_discharge(*args: str | os.PathLike[str], stdin: str | None = None,
+                  env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:  # fmt: skip
+    """Run the installed command, as a nurse's terminal or a script would."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "discharge", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def pdf_pages(path: Path) -> list[str]:
+    """The extracted text of each page, whitespace folded so wrapped lines still match."""
+    return [" ".join(page.extract_text().split()) for page in PdfReader(path).pages]
+
+
+def pdf_text(path: Path) -> str:
+    return " ".join(pdf_pages(path))
+
+
+PATIENT = ["--patient", "Zoë Nguyễn", "--dob", "1990-02-01", "--mrn", "RX-104233"]
+
+
+@pytest.fixture
+def generate(tmp_path: Path):
+    """Run `discharge generate` with a patient and an output path; extra args may override."""
+
+    def _generate(*args: str, output: Path | None = None, **kw) -> tuple[Result, Path]:
+        out = output or tmp_path / "out.pdf"
+        return run_discharge("generate", *PATIENT, *args, "--output", out, **kw), out
+
+    return _generate

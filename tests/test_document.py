@@ -1,0 +1,143 @@
+"""The document model: what the patient will read, checked without drawing a PDF."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from discharge.config import Config, load_config
+from discharge.document import build_document, clean_text, parse_request
+from discharge.errors import InputError, TemplateError, UnknownProcedureError
+
+
+def _doc(procedure: str = "hsg", day: str = "2026-11-21", config: Config | None = None, **kw):
+    request = parse_request(procedure=procedure, date=day, patient="Ada Lovelace", **kw)
+    return build_document(request, config or load_config())
+
+
+def _when(doc, key: str) -> str:
+    return next(m.when for m in doc.milestones if m.key == key)
+
+
+def test_hsg_timeline_has_real_dates_with_weekdays() -> None:
+    doc = _doc(day="2026-11-21")  # a Saturday
+    assert _when(doc, "cramping") == "Saturday 21 November 2026"
+    assert _when(doc, "spotting") == "Saturday 21 November 2026 to Monday 23 November 2026"
+    assert _when(doc, "sex") == "Sunday 22 November 2026 to Monday 23 November 2026"
+    assert _when(doc, "flushing") == "Sunday 21 February 2027 to Friday 21 May 2027"
+
+
+def test_hsg_hour_milestones_use_the_clock_when_a_time_is_given() -> None:
+    # The clocks go forward overnight: 24 elapsed hours after 10:00 is 11:00 on the Sunday.
+    doc = _doc(day="2026-03-28", time="10:00")
+    assert _when(doc, "sex") == "Sunday 29 March 2026 at 11:00 to Monday 30 March 2026 at 11:00"
+
+
+def test_month_milestones_clamp_at_month_end_and_know_leap_years() -> None:
+    assert _when(_doc(day="2026-11-30"), "flushing") == (
+        "Sunday 28 February 2027 to Sunday 30 May 2027"
+    )
+    assert _when(_doc(day="2027-11-30"), "flushing").startswith("Tuesday 29 February 2028")
+    assert _when(_doc(day="2026-08-31"), "flushing").endswith("Sunday 28 February 2027")
+
+
+def test_miscarriage_milestones() -> None:
+    doc = _doc("miscarriage", day="2026-08-31")
+    assert _when(doc, "contraception") == "Saturday 5 September 2026"
+    assert _when(doc, "sex") == "Monday 14 September 2026"
+    assert _when(doc, "period") == "Monday 28 September 2026 to Monday 12 October 2026"
+    text = " ".join(m.label for m in doc.milestones)
+    assert "pregnant" in text
+    # The contraception date is said plainly in the guidance, not only in the table.
+    body = " ".join(i for s in doc.sections for b in s.blocks for i in b.items)
+    assert "Saturday 5 September 2026" in body
+
+
+def test_same_day_milestones_share_one_timeline_row() -> None:
+    doc = _doc()
+    whens = [row.when for row in doc.timeline]
+    assert len(whens) == len(set(whens))
+    first = doc.timeline[0]
+    assert first.when == "Saturday 21 November 2026" and len(first.labels) == 2
+
+
+def test_us_locale_dates_and_temperatures() -> None:
+    config = load_config()
+    us = replace(config, clinic=replace(config.clinic, locale="en_US", timezone="America/Chicago"))
+    doc = _doc(config=us)
+    assert _when(doc, "flushing").startswith("Sunday, February 21, 2027")
+    assert any("100.4 °F (38 °C)" in sign for sign in doc.help_signs)
+    uk = _doc()
+    assert any("38 °C (100.4 °F)" in sign for sign in uk.help_signs)
+
+
+def test_help_box_has_the_clinic_numbers() -> None:
+    doc = _doc()
+    clinic = doc.clinic
+    numbers = [phone for _, phone in doc.help_contacts]
+    assert clinic.phone in numbers and clinic.after_hours_phone in numbers
+    assert any(clinic.emergency_number in n for n in numbers)
+    assert len(doc.help_signs) >= 5
+
+
+def test_footer_identifies_the_patient() -> None:
+    doc = _doc(dob="1990-02-01", mrn="RX-1")
+    assert doc.footer_patient == "Ada Lovelace  ·  Born 1 Feb 1990  ·  Hospital number RX-1"
+    assert doc.footer_template == "hsg v1.0"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("date", "2026-02-30", "not a real calendar date"),
+        ("date", "21/11/2026", "not a date in the form YYYY-MM-DD"),
+        ("time", "25:00", "not a time of day"),
+        ("time", "noon", "not a time of day"),
+        ("dob", "2030-01-01", "after the procedure date"),
+        ("patient", "   ", "patient name is empty"),
+        ("paper", "a5", "expected a4 or letter"),
+    ],
+)
+def test_bad_values_are_named(field: str, value: str, message: str) -> None:
+    fields = {"procedure": "hsg", "date": "2026-11-21", "patient": "Ada", field: value}
+    with pytest.raises(InputError, match=message):
+        parse_request(**fields)
+
+
+def test_unknown_procedure_suggests_the_nearest() -> None:
+    with pytest.raises(UnknownProcedureError, match="did you mean 'miscarriage'"):
+        _doc("miscariage")
+
+
+def test_clean_text_normalises_and_drops_control_characters() -> None:
+    assert clean_text("Zoe\u0308\x00  Nguy\u1ec5n\n") == "Zoë Nguyễn"
+    assert clean_text("line 1\r\nline\x07 2\n", multiline=True) == "line 1\nline 2"
+
+
+def _custom(tmp_path: Path, body: str) -> Config:
+    folder = tmp_path / "templates"
+    folder.mkdir(exist_ok=True)
+    source = (Path(__file__).parents[1] / "templates" / "hsg.toml").read_text()
+    (folder / "hsg.toml").write_text(source.replace('heading = "Your results"', body))
+    config = load_config()
+    return replace(config, clinic=replace(config.clinic, templates_dir=folder))
+
+
+def test_template_typo_names_file_and_field(tmp_path: Path) -> None:
+    config = _custom(tmp_path, 'heading = "Results for {{ m.sexx.start }}"')
+    with pytest.raises(TemplateError, match=r"hsg.toml, field sections\[3\].heading"):
+        _doc(config=config)
+
+
+def test_templates_are_sandboxed(tmp_path: Path) -> None:
+    config = _custom(tmp_path, 'heading = "{{ clinic.__class__.__mro__ }}"')
+    with pytest.raises(TemplateError, match="hsg.toml"):
+        _doc(config=config)
+
+
+def test_patient_values_are_never_template_code() -> None:
+    doc = _doc(notes="{{ 7*7 }} <b>x</b>", clinician="{{ clinic.phone }}")
+    assert doc.notes == "{{ 7*7 }} <b>x</b>"
+    assert ("Clinician", "{{ clinic.phone }}") in doc.patient_rows

@@ -1,0 +1,244 @@
+"""`discharge generate` end to end: the real command, real files, the PDF's extracted text."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from tests.conftest import pdf_pages, pdf_text, run_discharge
+
+
+def test_hsg_pdf_has_dates_patient_and_help(generate) -> None:
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--time", "10:30",
+                           "--clinician", "Dr Amara Okafor",
+                           "--notes", "Tubes open on both sides. Call if any fever.")  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert result.stderr == ""
+    text = pdf_text(out)
+    for expected in [
+        "Zoë Nguyễn", "RX-104233", "1 Feb 1990", "Dr Amara Okafor",
+        "Saturday 21 November 2026 at 10:30",
+        "Sunday 22 November 2026 at 10:30", "Monday 23 November 2026 at 10:30",
+        "Sunday 21 February 2027", "Friday 21 May 2027",
+        "When to get help", "38 °C (100.4 °F)", "01632 960 123", "call 999",
+        "Tubes open on both sides. Call if any fever.",
+        "Cleveland Clinic",  # the sources are named
+    ]:  # fmt: skip
+        assert expected in text, expected
+
+
+def test_footer_on_every_page_of_a_long_document(generate, tmp_path: Path) -> None:
+    url = "https://example.org/" + "a" * 3000
+    notes = "\n".join(f"Line {i}: keep the wound dry and rest." for i in range(600)) + "\n" + url
+    notes_file = tmp_path / "notes.txt"
+    notes_file.write_text(notes, encoding="utf-8")
+    result, out = generate("--procedure", "miscarriage", "--date", "2026-11-21",
+                           "--notes-file", str(notes_file))  # fmt: skip
+    assert result.code == 0, result.stderr
+    pages = pdf_pages(out)
+    assert len(pages) > 5
+    for number, page in enumerate(pages, 1):
+        assert f"Page {number} of {len(pages)}" in page
+        assert "Zoë Nguyễn" in page and "Hospital number RX-104233" in page
+        assert "miscarriage v1.0" in page
+    text = "".join("".join(p.split()) for p in pages)
+    assert "Line599:keepthewounddryandrest." in text
+    # The unbroken URL is printed whole, across lines (and maybe a page break with its footer).
+    assert "https://example.org/" + "a" * 40 in text
+    assert sum(map(len, re.findall("a{40,}", text))) == 3000
+
+
+def test_notes_are_printed_literally(generate) -> None:
+    notes = "Dose {{ 7*7 }} & <b>not bold</b> <font size=80>big</font>\nSecond line"
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--notes", notes)
+    assert result.code == 0, result.stderr
+    text = pdf_text(out)
+    assert "Dose {{ 7*7 }} & <b>not bold</b> <font size=80>big</font>" in text
+    assert "49" not in text
+
+
+def test_notes_keep_line_breaks(generate) -> None:
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21",
+                           "--notes", "First line\nSecond line")  # fmt: skip
+    assert result.code == 0
+    raw = PdfReader(out).pages[-1].extract_text()
+    assert re.search(r"First line\s*\n\s*Second line", raw)
+
+
+def test_notes_from_stdin(generate) -> None:
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--notes-file", "-",
+                           stdin="From standard input")  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert "From standard input" in pdf_text(out)
+
+
+@pytest.mark.parametrize("name", ["Zoë Nguyễn", "Łucja Wróbel-Şahin", "Παναγιώτης Χατζής",
+                                  "Ёлка Щукина", "Ngô Bảo Châu", "Ǆemal Ǉubić ☺"])  # fmt: skip
+def test_unicode_names_print_correctly(name: str, tmp_path: Path) -> None:
+    out = tmp_path / "u.pdf"
+    result = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21",
+                           "--patient", name, "-o", out)  # fmt: skip
+    assert result.code == 0, result.stderr
+    for page in pdf_pages(out):
+        assert name in page
+
+
+@pytest.mark.parametrize(("name", "character"), [("王小明", "U+738B"), ("سارة", "U+0633")])
+def test_unprintable_characters_stop_with_a_clear_error(name: str, character: str,
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    out = tmp_path / "x.pdf"
+    result = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21",
+                           "--patient", name, "-o", out)  # fmt: skip
+    assert result.code == 2
+    assert character in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("paper", "size"), [("a4", (595, 842)), ("letter", (612, 792))])
+def test_paper_size(generate, paper: str, size: tuple[int, int]) -> None:
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--paper", paper)
+    assert result.code == 0
+    reader = PdfReader(out)
+    box = reader.pages[0].mediabox
+    assert (round(box.width), round(box.height)) == size
+    assert len(reader.pages) == 2  # a typical document fits two pages
+
+
+def test_same_input_same_bytes(generate, tmp_path: Path) -> None:
+    args = ("--procedure", "miscarriage", "--date", "2026-11-21", "--notes", "Rest.")
+    _, first = generate(*args, output=tmp_path / "a.pdf")
+    _, second = generate(*args, output=tmp_path / "b.pdf")
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_no_patient_data_in_pdf_metadata(generate) -> None:
+    _, out = generate("--procedure", "hsg", "--date", "2026-11-21")
+    meta = PdfReader(out).metadata
+    assert "Zoë" not in str(dict(meta)) and "RX-104233" not in str(dict(meta))
+
+
+def test_procedures_lists_ids_and_titles() -> None:
+    result = run_discharge("procedures")
+    assert result.code == 0
+    assert re.search(r"^hsg\s+After your HSG", result.stdout, re.M)
+    assert re.search(r"^miscarriage\s+After your miscarriage", result.stdout, re.M)
+
+
+def test_default_output_name(tmp_path: Path) -> None:
+    result = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21",
+                           "--patient", "Ada", cwd=tmp_path)  # fmt: skip
+    assert result.code == 0
+    assert (tmp_path / "discharge-hsg-2026-11-21.pdf").is_file()
+
+
+# --- bad input: one line, exit 2, no traceback, no file -----------------------------------
+
+
+def _fails_cleanly(result, out: Path, *fragments: str) -> None:
+    assert result.code == 2, (result.code, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert not out.exists()
+    assert not list(out.parent.glob("*.part"))
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--procedure", "hgs", "--date", "2026-11-21"], ["unknown procedure 'hgs'", "did you mean 'hsg'"]),
+        (["--procedure", "hsg", "--date", "2026-02-30"], ["2026-02-30", "not a real calendar date"]),
+        (["--procedure", "hsg", "--date", "tomorrow"], ["tomorrow", "YYYY-MM-DD"]),
+        (["--procedure", "hsg", "--date", "2026-11-21", "--time", "24:30"], ["24:30", "HH:MM"]),
+        (["--procedure", "hsg", "--date", "2026-11-21", "--notes-file", "/nonexistent/n.txt"],
+         ["notes file", "does not exist"]),
+        (["--procedure", "hsg", "--date", "2026-11-21", "--notes", "a", "--notes-file", "-"],
+         ["not both"]),
+        (["--procedure", "hsg", "--date", "2026-11-21", "--paper", "a5"], ["a5"]),
+    ],
+)  # fmt: skip
+def test_bad_input(generate, args: list[str], fragments: list[str]) -> None:
+    result, out = generate(*args)
+    _fails_cleanly(result, out, *fragments)
+
+
+def test_missing_required_option(tmp_path: Path) -> None:
+    out = tmp_path / "x.pdf"
+    result = run_discharge("generate", "--procedure", "hsg", "--patient", "A", "-o", out)
+    assert result.code == 2 and "--date" in result.stderr and not out.exists()
+
+
+def test_notes_file_not_utf8(generate, tmp_path: Path) -> None:
+    notes = tmp_path / "n.txt"
+    notes.write_bytes("caf\xe9".encode("latin-1"))
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--notes-file", str(notes))
+    _fails_cleanly(result, out, "not UTF-8")
+
+
+def test_unwritable_output(tmp_path: Path) -> None:
+    out = tmp_path / "missing-folder" / "x.pdf"
+    result = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21",
+                           "--patient", "A", "-o", out)  # fmt: skip
+    _fails_cleanly(result, out, "does not exist")
+    result = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21",
+                           "--patient", "A", "-o", tmp_path)  # fmt: skip
+    assert result.code == 2 and "is a folder" in result.stderr
+
+
+def test_failed_run_keeps_the_previous_file(generate, tmp_path: Path) -> None:
+    out = tmp_path / "out.pdf"
+    out.write_bytes(b"the earlier PDF")
+    result, _ = generate("--procedure", "hsg", "--date", "2026-13-01")
+    assert result.code == 2
+    assert out.read_bytes() == b"the earlier PDF"
+
+
+def test_broken_config(generate, tmp_path: Path) -> None:
+    config = tmp_path / "clinic.toml"
+    config.write_text('[clinic]\nname = "X"\npaper = "a5"\ntimezone = "Mars/Olympus"\n')
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
+    _fails_cleanly(result, out, "clinic.toml", "clinic.paper", "clinic.timezone")
+    config.write_text("[clinic\nname=")
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
+    _fails_cleanly(result, out, "not valid TOML")
+
+
+def test_config_from_environment(generate, tmp_path: Path) -> None:
+    config = tmp_path / "clinic.toml"
+    config.write_text('[clinic]\nname = "Harbour Test Clinic"\nphone = "0100 000 000"\n'
+                      'locale = "en_US"\ntimezone = "America/New_York"\npaper = "letter"\n')  # fmt: skip
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21",
+                           env={"DISCHARGE_CONFIG": str(config)})  # fmt: skip
+    assert result.code == 0, result.stderr
+    text = pdf_text(out)
+    assert "Harbour Test Clinic" in text and "0100 000 000" in text
+    assert "Sunday, November 22, 2026" in text
+    assert round(PdfReader(out).pages[0].mediabox.height) == 792
+
+
+def test_broken_template(generate, tmp_path: Path) -> None:
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "hsg.toml").write_text('id = "hsg"\nversion = "2"\ntitle = "T"\n')
+    config = tmp_path / "clinic.toml"
+    config.write_text(f'[clinic]\ntemplates_dir = "{folder}"\n')
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
+    _fails_cleanly(result, out, "hsg.toml", "sources", "milestones", "help")
+
+
+def test_internal_errors_are_one_line_without_traceback(generate, tmp_path: Path) -> None:
+    # A logo file that is not an image is a config the renderer cannot use.
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"not an image")
+    config = tmp_path / "clinic.toml"
+    config.write_text('[clinic]\nlogo = "logo.png"\n')
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
+    assert result.code != 0 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
