@@ -162,7 +162,8 @@ class Document:
     sections: tuple[Section, ...]
     notes: str  # verbatim, line breaks kept
     sources: tuple[str, ...]
-    footer_patient: str
+    footer_patient: str  # the name: shortened on the page if it does not fit
+    footer_ids: str  # date of birth and hospital number: always printed whole
     footer_template: str
     patient_name: str
 
@@ -190,7 +191,7 @@ def build_document(
     if request.clinician:
         rows.append(("Clinician", request.clinician))
 
-    footer = [patient.name]
+    footer = []
     if patient.dob:
         footer.append(f"Born {format_short_day(patient.dob, clinic.locale)}")
     if patient.mrn:
@@ -226,7 +227,8 @@ def build_document(
         ),
         notes=request.notes,
         sources=procedure.sources,
-        footer_patient="  ·  ".join(footer),
+        footer_patient=patient.name,
+        footer_ids="  ·  ".join(footer),
         footer_template=f"{procedure.id} v{procedure.version}",
         patient_name=patient.name,
     )

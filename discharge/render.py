@@ -335,7 +335,15 @@ class _Footer:
         page_w = stringWidth(page, BODY, st.FOOTER_SIZE)
         canvas.setFont(BODY, st.FOOTER_SIZE)
         canvas.drawString(right - page_w, y, page)
-        _draw_fitted(canvas, left, y, doc.footer_patient, right - page_w - 12 * mm - left)
+        room = right - page_w - 10 * mm - left
+        if doc.footer_ids:
+            ids = "  ·  " + doc.footer_ids
+            ids_w = sum(stringWidth(r, FALLBACK if fb else BODY, st.FOOTER_SIZE)
+                        for fb, r in segments(ids))  # fmt: skip
+            name_w = _draw_fitted(canvas, left, y, doc.footer_patient, max(room - ids_w, room / 3))
+            _draw_fitted(canvas, left + name_w, y, ids, room - name_w)
+        else:
+            _draw_fitted(canvas, left, y, doc.footer_patient, room)
         canvas.setFillColor(st.MUTED)
         canvas.setFont(BODY, st.FOOTER_SIZE - 1)
         small = f"{doc.clinic.name}  ·  {doc.clinic.phone}"
@@ -346,8 +354,11 @@ class _Footer:
 
 
 def _draw_fitted(canvas: Canvas, x: float, y: float, text: str, room: float,
-                 size: float = st.FOOTER_SIZE) -> None:  # fmt: skip
-    """Draw one line of text, switching to the fallback font where needed, cut to fit `room`."""
+                 size: float = st.FOOTER_SIZE) -> float:  # fmt: skip
+    """Draw one line of text, switching to the fallback font where needed, cut to fit `room`.
+
+    Returns the width drawn."""
+    start = x
     runs = segments(text)
     full = sum(stringWidth(run, FALLBACK if fb else BODY, size) for fb, run in runs)
     ellipsis = "…"
@@ -365,3 +376,5 @@ def _draw_fitted(canvas: Canvas, x: float, y: float, text: str, room: float,
     if full > room:
         canvas.setFont(BODY, size)
         canvas.drawString(x, y, ellipsis)
+        x += stringWidth(ellipsis, BODY, size)
+    return x - start
