@@ -193,11 +193,11 @@ class _Parser:
             subtitle=self.string(data, "subtitle", required=False),
             reviewed=self.string(data, "reviewed", required=False),
             sources=tuple(s.strip() for s in sources),
-            intro=self.text(data, "intro", "intro", required=False),
+            intro=self.optional_text(data, "intro", "intro"),
             milestones=milestones,
             sections=sections,
             help_heading=self.string(help_, "heading", field="help.heading"),
-            help_intro=self.text(help_, "intro", "help.intro", required=False),
+            help_intro=self.optional_text(help_, "intro", "help.intro"),
             help_signs=tuple(self.compile(s, f"help.signs[{i}]") for i, s in enumerate(signs)),
             path=self.file,
         )
@@ -224,14 +224,15 @@ class _Parser:
             return []
         return value
 
-    def text(self, data: Mapping[str, Any], key: str, field: str, *, required: bool = True) -> Text:
+    def text(self, data: Mapping[str, Any], key: str, field: str) -> Text:
         value = data.get(key)
-        if value is None and not required:
-            return None  # type: ignore[return-value]
         if not _nonblank(value):
             self.problems.append(f"{field}: expected non-empty text")
             value = ""
-        return self.compile(value, field)
+        return self.compile(str(value), field)
+
+    def optional_text(self, data: Mapping[str, Any], key: str, field: str) -> Text | None:
+        return None if data.get(key) is None else self.text(data, key, field)
 
     def compile(self, source: str, field: str) -> Text:
         try:
@@ -243,9 +244,9 @@ class _Parser:
 
     def milestone(self, data: dict[str, Any], index: int) -> MilestoneSpec:
         field = f"milestones[{index}]"
-        for key in data:
-            if key not in ("key", "start", "end", "label"):
-                self.problems.append(f"{field}.{key}: not a known field")
+        for name in data:
+            if name not in ("key", "start", "end", "label"):
+                self.problems.append(f"{field}.{name}: not a known field")
         key = data.get("key")
         if not (isinstance(key, str) and _KEY.match(key)):
             self.problems.append(f"{field}.key: expected a short lowercase name like sex or period")

@@ -89,6 +89,11 @@ class _Para(Paragraph):
     and reportlab only reads them afterwards, so they are safe to share.
     """
 
+    frags: Any
+    bulletText: Any  # noqa: N815 (reportlab's name)
+    style: Any
+    text: Any
+
     def __init__(self, text: Any, style: Any = None, bulletText: Any = None, frags: Any = None,
                  **kw: Any) -> None:  # fmt: skip
         if frags is not None or kw:  # reportlab's own split() passes frags: no caching there

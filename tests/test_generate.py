@@ -242,3 +242,16 @@ def test_internal_errors_are_one_line_without_traceback(generate, tmp_path: Path
     assert result.code != 0 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_very_long_name_keeps_identifiers_in_every_footer(tmp_path: Path) -> None:
+    name = "Łucja " + "Wróbel-Şahin-" * 23  # about 300 characters
+    out = tmp_path / "long-name.pdf"
+    result = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21",
+                           "--patient", name, "--dob", "1985-12-31", "--mrn", "4410293",
+                           "-o", out)  # fmt: skip
+    assert result.code == 0, result.stderr
+    pages = pdf_pages(out)
+    for number, page in enumerate(pages, 1):
+        assert "Born 31 Dec 1985 · Hospital number 4410293" in page
+        assert f"Page {number} of {len(pages)}" in page
