@@ -140,3 +140,8 @@ def main(argv: list[str] | None = None) -> Any:
         )
         sys.exit(ExitStatus.INTERNAL)
     sys.exit(ExitStatus.OK)
+
+
+from discharge.cli_email import email  # noqa: E402  (it imports generate's options from here)
+
+cli.add_command(email)

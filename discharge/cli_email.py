@@ -1,0 +1,83 @@
+"""`discharge email`: make one patient's PDF and email it, or write the message to a file.
+
+Registered on the group at the end of ``discharge/cli.py``; import it through that module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from discharge.cli import generate, read_notes
+
+# The patient options are generate's own click parameters, so the two commands cannot drift
+# apart. generate's --output ("where to write the PDF") is left out: email has its own.
+_PATIENT_PARAMS = [p for p in generate.params if p.name != "output"]
+
+
+@click.command(params=_PATIENT_PARAMS)
+@click.option("--to", "recipient", metavar="ADDRESS", help="The patient's email address.")
+@click.option("--eml", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Write the complete message to PATH (.eml) instead of sending it.")  # fmt: skip
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Also keep the clinic's copy of the PDF at PATH.")  # fmt: skip
+def email(
+    procedure: str,
+    day: str,
+    at: str | None,
+    patient: str,
+    dob: str | None,
+    mrn: str | None,
+    clinician: str | None,
+    notes: str | None,
+    notes_file: Path | None,
+    paper: str | None,
+    config_path: Path | None,
+    recipient: str | None,
+    eml: Path | None,
+    output: Path | None,
+) -> None:
+    """Email one patient's instructions, with their dates as a calendar file.
+
+    Settings come from the [smtp] and [email] sections of the clinic's settings file; the SMTP
+    password from the environment variable that smtp.password_env names.
+    """
+    from discharge.config import load_config
+    from discharge.document import parse_request
+    from discharge.email_config import check_address, load_email_settings
+    from discharge.errors import InputError
+    from discharge.mail import Mailer, make_email
+    from discharge.output import write_atomic
+
+    if recipient is None and eml is None:
+        raise click.UsageError("give the patient's address with --to ADDRESS (or --eml PATH)")
+    if notes is not None and notes_file is not None:
+        raise click.UsageError("give the notes with --notes or --notes-file, not both")
+    if recipient is not None:
+        try:
+            recipient = check_address(recipient, "--to")
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    if notes_file is not None:
+        notes = read_notes(notes_file)
+    config = load_config(config_path)
+    smtp, settings = load_email_settings(config, sending=eml is None)
+    # Before any work: a missing password variable is found now, not after rendering.
+    mailer = Mailer(smtp) if eml is None else None
+    request = parse_request(
+        procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
+        clinician=clinician, notes=notes, paper=paper,
+    )  # fmt: skip
+    _document, pdf, message = make_email(request, config, recipient, smtp, settings)
+    if output is not None:
+        write_atomic(output, pdf)
+        click.echo(f"Wrote {output}")
+    if eml is not None:
+        write_atomic(eml, message.message.as_bytes())
+        click.echo(f"Wrote {eml} (not sent)")
+        return
+    assert mailer is not None
+    with mailer:
+        message_id = mailer.send(message)
+    click.echo(f"Sent to {recipient} (message id {message_id})")

@@ -1,0 +1,305 @@
+"""The clinic's email settings: the ``[smtp]`` and ``[email]`` tables of its TOML file.
+
+``load_config`` keeps these tables raw (in ``Config.extra``) so that a clinic that never emails
+is never troubled by them; ``load_email_settings`` validates both the first time something is
+about to be emailed, and reports every problem at once.
+
+The SMTP password never lives in the file, or on the command line: ``password_env`` names the
+environment variable that holds it, and the variable is read only when connecting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from discharge.config import Config
+from discharge.errors import ConfigError
+
+Security = Literal["starttls", "tls", "none"]
+SECURITY_MODES: tuple[Security, ...] = ("starttls", "tls", "none")
+DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "tls": 465, "none": 25}
+
+# The PDF password rules a clinic can choose, and how the email explains each to the patient.
+# The rule is stated in words; the password itself is never written in the message.
+PDF_PASSWORD_RULES: dict[str, str] = {
+    "dob:DDMMYYYY": (
+        "your date of birth as 8 digits: day, month, year "
+        "(for example 01021990 if you were born on 1 February 1990)"
+    ),
+    "dob:MMDDYYYY": (
+        "your date of birth as 8 digits: month, day, year "
+        "(for example 02011990 if you were born on February 1, 1990)"
+    ),
+    "dob:YYYYMMDD": (
+        "your date of birth as 8 digits: year, month, day "
+        "(for example 19900201 if you were born on 1 February 1990)"
+    ),
+}
+
+DEFAULT_SUBJECT = "Your after-care instructions from {{ clinic.name }}"
+DEFAULT_EVENT_SUMMARY = "Recovery milestone \N{EM DASH} see your instructions"
+DEFAULT_EVENT_DESCRIPTION = (
+    "Your after-care instructions from {{ clinic.name }} say what this date means for you. "
+    "Questions: call {{ clinic.phone }}."
+)
+# The first lines show on a lock screen and in an inbox list: no procedure, no diagnosis.
+DEFAULT_BODY_TEXT = """\
+Hello {{ patient.name }},
+
+Attached are your after-care instructions from {{ clinic.name }}, as a PDF file. \
+The calendar file attached with them holds the dates from your instructions: open it to add \
+them to the calendar on your phone or computer.
+{% if pdf_password_rule %}
+The PDF is protected with a password. The password is {{ pdf_password_rule }}.
+{% endif %}
+If you have a question, or are worried about how you feel, call us on {{ clinic.phone }}.
+{%- if clinic.after_hours_phone %} In the evening, at night or at the weekend, \
+call {{ clinic.after_hours_phone }}.{% endif %}
+In an emergency, call {{ clinic.emergency_number }}.
+
+{{ clinic.name }}
+{% for line in clinic.address %}{{ line }}
+{% endfor %}"""
+
+_SMTP_KEYS = {
+    "host", "port", "security", "username", "password_env", "sender", "reply_to",
+    "timeout", "ca_file", "retries", "retry_delay",
+}  # fmt: skip
+_EMAIL_KEYS = {
+    "subject", "body_text", "body_html", "event_summary", "event_description", "pdf_password",
+}  # fmt: skip
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Deliberately plain: one mailbox, no display name, no comments, no quoting. A typo should be
+# caught here, before a PDF goes anywhere; an address this refuses can be written more simply.
+_ADDRESS = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_NAMED_ADDRESS = re.compile(r"^\s*(?P<name>[^<>@\"]*?)\s*<(?P<address>[^<>\s]+)>\s*$")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """How to reach the clinic's mail server."""
+
+    sender: str  # the From header: "aftercare@clinic.example" or "Clinic <aftercare@...>"
+    host: str | None = None
+    port: int = 587
+    security: Security = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    reply_to: str | None = None
+    timeout: float = 30.0  # seconds, for connecting and for each reply
+    ca_file: Path | None = None  # trust these CAs instead of the system's (a private relay)
+    retries: int = 3  # further attempts after a temporary (4xx) rejection
+    retry_delay: float = 2.0  # seconds before the first retry; doubled each time, capped
+
+    @property
+    def sender_address(self) -> str:
+        return split_address(self.sender)[1]
+
+    @property
+    def domain(self) -> str:
+        return self.sender_address.rpartition("@")[2].lower()
+
+    def password(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The password from the environment variable the settings name, or None."""
+        if self.password_env is None:
+            return None
+        value = (os.environ if environ is None else environ).get(self.password_env)
+        if not value:
+            raise ConfigError(
+                f"the SMTP password is missing: environment variable {self.password_env} "
+                "(named by smtp.password_env) is not set"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """What the message says: Jinja2 template sources, rendered in a sandbox."""
+
+    subject: str = DEFAULT_SUBJECT
+    body_text: str = DEFAULT_BODY_TEXT
+    body_html: str | None = None  # None: made from the plain text, escaped
+    event_summary: str = DEFAULT_EVENT_SUMMARY
+    event_description: str = DEFAULT_EVENT_DESCRIPTION
+    pdf_password: str = "none"  # or a key of PDF_PASSWORD_RULES
+
+    @property
+    def pdf_password_rule(self) -> str:
+        """The rule in words for the patient, or "" when the PDF is not protected."""
+        return PDF_PASSWORD_RULES.get(self.pdf_password, "")
+
+
+def load_email_settings(
+    config: Config, *, sending: bool = True
+) -> tuple[SmtpSettings, EmailSettings]:
+    """Validate ``[smtp]`` and ``[email]``; every problem is reported in one ConfigError.
+
+    ``sending=False`` (writing a message to a file) does not need a server, only a sender.
+    """
+    where = str(config.source) if config.source else "config"
+    problems: list[str] = []
+    smtp = _section(config.extra, "smtp", problems)
+    email = _section(config.extra, "email", problems)
+    smtp_settings = _parse_smtp(smtp, config.source, sending, problems)
+    email_settings = _parse_email(email, problems)
+    if problems or smtp_settings is None:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
+    return smtp_settings, email_settings
+
+
+def check_address(text: str, what: str = "email address") -> str:
+    """One plain address, ``name@example.org``; anything else is a ValueError saying so."""
+    address = (text or "").strip()
+    if not _ADDRESS.match(address) or ".." in address or address.startswith("."):
+        raise ValueError(
+            f"{what} {text!r} is not an email address (expected one address "
+            "such as name@example.org)"
+        )
+    return address
+
+
+def split_address(text: str) -> tuple[str, str]:
+    """``"Clinic <a@b.example>"`` -> ``("Clinic", "a@b.example")``; a bare address has no name."""
+    match = _NAMED_ADDRESS.match(text)
+    if match:
+        return match.group("name").strip(), check_address(match.group("address"))
+    return "", check_address(text)
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` this machine? Decided from the text alone: no DNS lookup is trusted for it."""
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _section(extra: Mapping[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
+    raw = extra.get(name, {})
+    if not isinstance(raw, dict):
+        problems.append(f"[{name}] must be a table of settings")
+        return {}
+    return raw
+
+
+def _parse_smtp(
+    raw: dict[str, Any], source: Path | None, sending: bool, problems: list[str]
+) -> SmtpSettings | None:
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "password":
+            problems.append(
+                "smtp.password is not allowed: a password must not be kept in the settings file; "
+                "put it in an environment variable and give that variable's name as "
+                'smtp.password_env (for example password_env = "DISCHARGE_SMTP_PASSWORD")'
+            )
+        elif key not in _SMTP_KEYS:
+            problems.append(f"smtp.{key} is not a known setting")
+        elif key in ("port", "retries"):
+            low, high = (1, 65535) if key == "port" else (0, 10)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                problems.append(f"smtp.{key} must be a whole number from {low} to {high}")
+            else:
+                values[key] = value
+        elif key in ("timeout", "retry_delay"):
+            low, high = (0.1, 600) if key == "timeout" else (0, 600)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                problems.append(f"smtp.{key} must be a number of seconds")
+            elif not low <= value <= high:
+                problems.append(f"smtp.{key} must be from {low} to {high} seconds")
+            else:
+                values[key] = float(value)
+        elif not isinstance(value, str) or not value.strip():
+            problems.append(f"smtp.{key} must be text in quotes, not empty")
+        else:
+            values[key] = value.strip()
+
+    security = values.get("security", "starttls")
+    if security not in SECURITY_MODES:
+        problems.append(f"smtp.security is {security!r}, expected starttls, tls or none")
+        security = "starttls"
+    values["security"] = security
+    values.setdefault("port", DEFAULT_PORTS[security])
+
+    host = values.get("host")
+    if host is None and sending:
+        problems.append(
+            'smtp.host is required to send email (for example host = "smtp.example.org")'
+        )
+    if host is not None and security == "none" and not is_loopback(host):
+        problems.append(
+            f'smtp.security = "none" sends patient data unencrypted, so it is only allowed '
+            f"for a relay on this machine (localhost, 127.0.0.1 or ::1), not {host!r}; "
+            'use "starttls" or "tls"'
+        )
+
+    if "password_env" in values and not _ENV_NAME.match(values["password_env"]):
+        problems.append(
+            "smtp.password_env must be the NAME of an environment variable "
+            '(for example "DISCHARGE_SMTP_PASSWORD"), not the password itself'
+        )
+    if ("username" in values) != ("password_env" in values):
+        problems.append("smtp.username and smtp.password_env must be given together")
+
+    for key in ("sender", "reply_to"):
+        if key in values:
+            try:
+                split_address(values[key])
+            except ValueError as exc:
+                problems.append(f"smtp.{exc}")
+    if "sender" not in values:
+        problems.append(
+            "smtp.sender is required: the From address, for example "
+            'sender = "Riverside Clinic <aftercare@riverside.example>"'
+        )
+        return None
+
+    if "ca_file" in values:
+        path = Path(values["ca_file"]).expanduser()
+        if not path.is_absolute() and source is not None:
+            path = source.parent / path  # relative to the settings file, not the cwd
+        if not path.is_file():
+            problems.append(f"smtp.ca_file: {path} is not a file of PEM certificates")
+        values["ca_file"] = path
+    return SmtpSettings(**values)
+
+
+def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
+    from jinja2 import TemplateSyntaxError
+
+    from discharge.mail import template_environment
+
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _EMAIL_KEYS:
+            problems.append(f"email.{key} is not a known setting")
+        elif not isinstance(value, str) or not value.strip():
+            problems.append(f"email.{key} must be text in quotes, not empty")
+        elif key == "pdf_password":
+            if value != "none" and value not in PDF_PASSWORD_RULES:
+                choices = ", ".join(['"none"', *(f'"{rule}"' for rule in PDF_PASSWORD_RULES)])
+                problems.append(f"email.pdf_password is {value!r}, expected one of {choices}")
+            else:
+                values[key] = value
+        else:
+            try:
+                template_environment(html=key == "body_html").parse(value)
+            except TemplateSyntaxError as exc:
+                problems.append(
+                    f"email.{key} is not a valid template: {exc.message} (line {exc.lineno})"
+                )
+                continue
+            values[key] = value
+    return EmailSettings(**values)
