@@ -9,14 +9,22 @@ from pathlib import Path
 
 import click
 
-from discharge.cli import generate, read_notes
-
-# The patient options are generate's own click parameters, so the two commands cannot drift
-# apart. generate's --output ("where to write the PDF") is left out: email has its own.
-_PATIENT_PARAMS = [p for p in generate.params if p.name != "output"]
+from discharge.cli import read_notes
 
 
-@click.command(params=_PATIENT_PARAMS)
+def _patient_params() -> list[click.Parameter]:
+    """generate's own patient options, so the two commands cannot drift apart.
+
+    generate's --output ("where to write the PDF") is left out: email has its own. Imported
+    here, not at the top, because cli.py imports this module at its end (a cycle mypy can
+    only follow inside a function).
+    """
+    from discharge.cli import generate
+
+    return [p for p in generate.params if p.name != "output"]
+
+
+@click.command(params=_patient_params())
 @click.option("--to", "recipient", metavar="ADDRESS", help="The patient's email address.")
 @click.option("--eml", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Write the complete message to PATH (.eml) instead of sending it.")  # fmt: skip

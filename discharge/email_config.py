@@ -214,11 +214,11 @@ def _parse_smtp(
             else:
                 values[key] = value
         elif key in ("timeout", "retry_delay"):
-            low, high = (0.1, 600) if key == "timeout" else (0, 600)
+            least = 0.1 if key == "timeout" else 0.0
             if isinstance(value, bool) or not isinstance(value, int | float):
                 problems.append(f"smtp.{key} must be a number of seconds")
-            elif not low <= value <= high:
-                problems.append(f"smtp.{key} must be from {low} to {high} seconds")
+            elif not least <= value <= 600:
+                problems.append(f"smtp.{key} must be from {least:g} to 600 seconds")
             else:
                 values[key] = float(value)
         elif not isinstance(value, str) or not value.strip():
