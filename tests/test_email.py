@@ -10,6 +10,7 @@ import io
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -439,20 +440,19 @@ def _outgoing(recipient: str = PATIENT_ADDRESS, email: dict[str, Any] | None = N
     return compose_email(request, document, b"%PDF-1.4 test", smtp, settings, recipient)
 
 
-def _mailer(server: Server, retries: int = 3) -> Mailer:
+def _mailer(server: Server, retries: int = 3, sleep: Any = time.sleep) -> Mailer:
     config = parse_config({"smtp": {
         "sender": SENDER, "host": "127.0.0.1", "port": server.port, "security": "none",
         "retries": retries, "retry_delay": 0.01, "timeout": 5,
     }})  # fmt: skip
     smtp, _ = load_email_settings(config)
-    return Mailer(smtp)
+    return Mailer(smtp, sleep=sleep)
 
 
 def test_temporary_rejection_is_retried_with_backoff(relay: Server) -> None:
     relay.handler.temporary_failures = 2
     delays: list[float] = []
-    with _mailer(relay) as mailer:
-        mailer._sleep = delays.append
+    with _mailer(relay, sleep=delays.append) as mailer:
         message_id = mailer.send(_outgoing())
     assert relay.handler.data_commands == 3
     assert delays == [0.01, 0.02]
