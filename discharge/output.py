@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from discharge.errors import OutputError
 
@@ -14,6 +16,18 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
 
     An interrupted or failed write leaves the old file (or no file), never a partial one.
+    """
+    with open_atomic(path) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def open_atomic(path: Path) -> Iterator[BinaryIO]:
+    """Stream into ``path`` (binary) atomically: the file appears whole when the block ends.
+
+    For files too big to hold in memory at once (a batch manifest, a combined PDF). The
+    temporary file is named ``.NAME.XXXX.part`` in the same folder, so the rename stays on one
+    file system; if the block raises, it is removed and ``path`` is left as it was.
     """
     path = Path(path)
     folder = path.parent
@@ -27,7 +41,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise OutputError(f"cannot write in folder {folder}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
