@@ -145,3 +145,7 @@ def main(argv: list[str] | None = None) -> Any:
 from discharge.cli_email import email  # noqa: E402  (it imports generate's options from here)
 
 cli.add_command(email)
+
+from discharge.cli_batch import batch  # noqa: E402  (it imports config_option from here)
+
+cli.add_command(batch)
