@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from discharge import cli as _cli
+from discharge.cli_email import batch_email_options
 from discharge.errors import ExitStatus
 
 # cli.py imports this module at its end: in that cycle mypy cannot infer the option's type.
@@ -34,6 +35,7 @@ config_option: Callable[[Callable[..., Any]], Callable[..., Any]] = _cli.config_
 @click.option("--date-order", type=click.Choice(["dmy", "mdy"], case_sensitive=False),
               help="How to read dates like 21/11/2026. Default: the clinic config; "
                    "without one such dates are errors.")  # fmt: skip
+@batch_email_options
 def batch(
     schedule: Path,
     out_dir: Path | None,
@@ -43,6 +45,8 @@ def batch(
     config_path: Path | None,
     check: bool,
     date_order: str | None,
+    email_rows: bool,
+    resend: bool,
 ) -> None:
     """Make the discharge instructions for every row of a CSV schedule.
 
@@ -51,9 +55,10 @@ def batch(
     again skips the rows already done and makes the rest.
 
     Exit status: 0 every row done, 1 some rows failed (the others were made), 2 the run could
-    not start, 130 interrupted.
+    not start, 3 with --email: an email was not sent (the PDFs are kept), 130 interrupted.
     """
     from discharge.batch import check_schedule, combine_pdfs, open_schedule, run_batch
+    from discharge.cli_email import prepare_batch_email, send_batch_email
     from discharge.config import load_config
 
     if check and combined:
@@ -61,6 +66,7 @@ def batch(
     if not check and out_dir is None:
         raise click.UsageError("--out-dir DIR is required: the folder for the PDFs")
     config = load_config(config_path)
+    emailer = prepare_batch_email(config, email_rows, resend)
     opened = open_schedule(schedule)
     for column in opened.unknown_columns:
         click.echo(f"warning: column {column!r} is not used (not a known column)", err=True)
@@ -89,6 +95,9 @@ def batch(
     if combined is not None:
         pages = combine_pdfs(out_dir, combined)
         click.echo(f"Wrote {combined} ({pages} pages)" if pages else "No PDFs to combine")
+    if emailer is not None and send_batch_email(emailer, opened, config, out_dir, order):
+        click.echo(f"see {summary.manifest} for every row's outcome", err=True)
+        sys.exit(ExitStatus.DELIVERY)
     if summary.errors:
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
         sys.exit(ExitStatus.ROWS_FAILED)

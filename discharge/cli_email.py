@@ -5,11 +5,19 @@ Registered on the group at the end of ``discharge/cli.py``; import it through th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from discharge.cli import read_notes
+
+if TYPE_CHECKING:
+    from discharge.batch import Schedule
+    from discharge.config import Config
+    from discharge.email_config import EmailSettings
+    from discharge.mail import Mailer
 
 
 def _patient_params() -> list[click.Parameter]:
@@ -89,3 +97,70 @@ def email(
     with mailer:
         message_id = mailer.send(message)
     click.echo(f"Sent to {recipient} (message id {message_id})")
+
+
+# --- `discharge batch --email`: the options and the step, for cli_batch.py to call ------------
+
+
+def batch_email_options(command: Any) -> Any:
+    """Add --email and --resend to the batch command."""
+    command = click.option(
+        "--resend", is_flag=True, help="With --email: email again the rows already sent."
+    )(command)
+    return click.option(
+        "--email",
+        "email_rows",
+        is_flag=True,
+        help="Also email each row's PDF to the row's email column ([smtp] and [email] "
+        "settings); a rerun emails only the rows not sent yet.",
+    )(command)
+
+
+@dataclass
+class BatchEmail:
+    mailer: Mailer
+    settings: EmailSettings
+    resend: bool
+
+
+def prepare_batch_email(config: Config, email_rows: bool, resend: bool) -> BatchEmail | None:
+    """Before anything is made: check the settings and that the password is there."""
+    from discharge.email_config import load_email_settings
+    from discharge.mail import Mailer
+
+    if resend and not email_rows:
+        raise click.UsageError("--resend goes with --email")
+    if not email_rows:
+        return None
+    smtp, settings = load_email_settings(config)
+    return BatchEmail(Mailer(smtp), settings, resend)
+
+
+def send_batch_email(
+    step: BatchEmail,
+    schedule: Schedule,
+    config: Config,
+    out_dir: Path,
+    date_order: str | None,
+) -> bool:
+    """Email the made PDFs; report; return True if any row's email failed."""
+    from discharge.batch_email import email_batch
+
+    with step.mailer:
+        summary = email_batch(
+            schedule, config, out_dir, step.mailer, step.settings, resend=step.resend,
+            date_order=date_order, reporter=_EmailReporter(),
+        )  # fmt: skip
+    click.echo(
+        f"email: {summary.sent} sent / {summary.failed} failed / "
+        f"{summary.no_address} no address / {summary.already_sent} already sent"
+    )
+    return summary.failed > 0
+
+
+class _EmailReporter:
+    def email_sent(self, row: int, address: str) -> None:
+        pass
+
+    def email_failed(self, row: int, address: str, message: str) -> None:
+        click.echo(f"row {row}: email to {address} not sent: {message}", err=True)

@@ -6,6 +6,7 @@ the server received: envelope, headers, the PDF bytes, and the .ics parsed back 
 
 from __future__ import annotations
 
+import csv
 import io
 import socket
 import ssl
@@ -70,9 +71,12 @@ class Recorder:
     temporary_failures: int = 0  # answer this many DATA commands with 451 first
     drops: int = 0  # close the connection on this many DATA commands first
     data_commands: int = 0
+    rcpt_attempts: list[str] = field(default_factory=list)
+    logins: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: ANN001
+        self.rcpt_attempts.append(address)
         if address in self.reject:
             return self.reject[address]
         envelope.rcpt_tos.append(address)
@@ -100,6 +104,16 @@ class Recorder:
             )
         return "250 2.0.0 Message accepted"
 
+    def check_login(self, server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
+        self.logins.append(mechanism)
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == USERNAME.encode()
+            and auth_data.password == PASSWORD.encode()
+        )
+        # handled=False: aiosmtpd then answers a failure with 535 itself.
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
 
 @dataclass
 class Server:
@@ -115,16 +129,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def check_login(server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
-    ok = (
-        isinstance(auth_data, LoginPassword)
-        and auth_data.login == USERNAME.encode()
-        and auth_data.password == PASSWORD.encode()
-    )
-    # handled=False: aiosmtpd then answers a failure with 535 itself.
-    return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
 @pytest.fixture(scope="session")
@@ -163,7 +167,7 @@ def tls_server(ca: Any) -> Iterator[Server]:
     handler = Recorder()
     controller = _start(
         handler, tls_context=context, require_starttls=True, auth_required=True,
-        auth_require_tls=True, authenticator=check_login,
+        auth_require_tls=True, authenticator=handler.check_login,
     )  # fmt: skip
     yield Server(controller.port, handler)
     controller.stop()
@@ -589,3 +593,122 @@ def test_pdf_password_needs_a_date_of_birth() -> None:
     request = parse_request(procedure="hsg", date="2026-11-21", patient="Zoë")
     with pytest.raises(InputError, match="no date of birth"):
         compose_email(request, build_document(request, config), b"%PDF", smtp, settings, None)
+
+
+# --- `discharge batch --email` ----------------------------------------------------------
+
+SCHEDULE = [
+    "patient_name,procedure,date,time,dob,mrn,email",
+    f"Zoë Nguyễn,hsg,2026-11-21,10:30,1990-02-01,RX-104233,{PATIENT_ADDRESS}",
+    "Ann Other,miscarriage,2026-11-21,,1985-07-23,RX-2,gone@patient.example",
+    "Bo Nobody,hsg,2026-11-22,,,RX-3,",
+]
+
+
+def write_schedule(tmp_path: Path, lines: list[str] = SCHEDULE) -> Path:
+    path = tmp_path / "schedule.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def manifest(out: Path) -> dict[str, dict[str, str]]:
+    with (out / "manifest.csv").open(encoding="utf-8-sig", newline="") as handle:
+        return {row["row"]: row for row in csv.DictReader(handle)}
+
+
+def test_batch_emails_each_row_once(relay: Server, tmp_path: Path) -> None:
+    relay.handler.reject["gone@patient.example"] = "550 5.1.1 No such user"
+    config, schedule, out = (
+        relay_config(tmp_path, relay),
+        write_schedule(tmp_path),
+        tmp_path / "out",
+    )
+    args = ["batch", schedule, "--out-dir", out, "--config", config, "--jobs", "1", "--email"]
+
+    result = run_discharge(*args)
+    assert result.code == 3, result.stderr
+    assert "email: 1 sent / 1 failed / 1 no address / 0 already sent" in result.stdout
+    assert "row 3: email to gone@patient.example not sent: " in result.stderr
+    assert "550" in result.stderr
+    rows = manifest(out)
+    assert [rows[r]["email_status"] for r in ("2", "3", "4")] == ["sent", "failed", "none"]
+    assert "550" in rows["3"]["email_error"] and rows["3"]["message_id"] == ""
+    (got,) = relay.received
+    assert got.rcpt_tos == [PATIENT_ADDRESS]
+    assert got.message["Message-ID"] == rows["2"]["message_id"]
+    # The attachment is the PDF the batch made and kept, byte for byte.
+    assert attachment(got.message, "application/pdf") == (out / rows["2"]["file"]).read_bytes()
+    assert all((out / rows[r]["file"]).is_file() for r in ("2", "3", "4"))  # the PDFs are kept
+
+    # A rerun: the patient already emailed is not emailed again; the failed row is retried.
+    tried = len(relay.handler.rcpt_attempts)
+    result = run_discharge(*args)
+    assert result.code == 3
+    assert "email: 0 sent / 1 failed / 1 no address / 1 already sent" in result.stdout
+    assert relay.handler.rcpt_attempts[tried:] == ["gone@patient.example"]
+    assert len(relay.received) == 1
+
+    del relay.handler.reject["gone@patient.example"]  # the address is fixed at the other end
+    result = run_discharge(*args)
+    assert result.code == 0, result.stderr
+    assert [r.rcpt_tos for r in relay.received] == [[PATIENT_ADDRESS], ["gone@patient.example"]]
+    assert manifest(out)["2"]["message_id"] == rows["2"]["message_id"]  # still the first send
+
+    result = run_discharge(*args)  # nothing left to send
+    assert result.code == 0
+    assert "email: 0 sent / 0 failed / 1 no address / 2 already sent" in result.stdout
+    assert len(relay.received) == 2
+
+    result = run_discharge(*args, "--resend")
+    assert result.code == 0
+    assert len(relay.received) == 4
+
+
+def test_batch_stops_at_once_on_a_login_failure(
+    tls_server: Server, ca_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    lines = [*SCHEDULE[:2], SCHEDULE[1].replace("Zoë", "Zoe"), SCHEDULE[1].replace("Zoë", "Zed")]
+    result = run_discharge("batch", write_schedule(tmp_path, lines), "--out-dir", out,
+                           "--config", tls_config(tmp_path, tls_server, ca_file), "--email",
+                           env={PASSWORD_ENV: "wrong password"})  # fmt: skip
+    assert result.code == 3
+    assert result.stderr.count("refused the login") == 1 and "Traceback" not in result.stderr
+    assert len(tls_server.handler.logins) <= 2  # one login (smtplib may try two mechanisms)
+    rows = manifest(out)
+    assert {rows[r]["status"] for r in rows} == {"ok"}  # the PDFs were made, and are kept
+    assert all(rows[r].get("email_status", "") == "" for r in rows)
+    assert len(list(out.glob("*.pdf"))) == 3
+
+
+def test_batch_email_settings_are_checked_before_any_pdf(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    config = write_config(tmp_path, {"sender": SENDER})  # no host
+    result = run_discharge("batch", write_schedule(tmp_path), "--out-dir", out,
+                           "--config", config, "--email")  # fmt: skip
+    assert result.code == 2
+    assert "smtp.host is required" in one_line_error(result.stderr)
+    assert not out.exists() or not list(out.glob("*.pdf"))
+
+
+def test_batch_email_survives_a_crash_between_send_and_manifest(
+    relay: Server, tmp_path: Path
+) -> None:
+    config, schedule, out = (
+        relay_config(tmp_path, relay),
+        write_schedule(tmp_path),
+        tmp_path / "out",
+    )
+    assert run_discharge("batch", schedule, "--out-dir", out, "--config", config).code == 0
+    row = manifest(out)["2"]
+    # What a run killed just after sending row 2 leaves: the journal, not yet the manifest.
+    (out / ".manifest.csv.email-journal").write_text(
+        "row,sha256,email_status,message_id,email_error\n"
+        f"2,{row['sha256']},sent,<earlier@riverside.example>,\n",
+        encoding="utf-8",
+    )
+    result = run_discharge("batch", schedule, "--out-dir", out, "--config", config, "--email")
+    assert result.code == 0, result.stderr
+    assert [r.rcpt_tos for r in relay.received] == [["gone@patient.example"]]
+    assert manifest(out)["2"]["message_id"] == "<earlier@riverside.example>"
+    assert not (out / ".manifest.csv.email-journal").exists()
