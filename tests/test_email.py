@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from icalendar import Calendar
@@ -132,8 +133,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ca() -> Any:
-    trustme = pytest.importorskip("trustme")
+def ca() -> trustme.CA:
     return trustme.CA()
 
 
