@@ -65,8 +65,9 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 # The temporary files write_atomic / open_atomic leave if a process is killed mid-write:
-# `.00012-....pdf.XXXX.part` for PDFs, `.manifest.csv.XXXX.part` for the manifest.
-_PART_PATTERNS = (".[0-9]*.pdf.*.part", f".{MANIFEST_NAME}.*.part")
+# `.00012-ann-exa.XXXX.part` for PDFs (the name is cut to 40 characters there), and
+# `.manifest.csv.XXXX.part` for the manifest, its journal and the previous run's copy.
+_PART_PATTERNS = (".[0-9][0-9][0-9][0-9][0-9]*-*.part", f".{MANIFEST_NAME}.*.part")
 _PDF_NAME = re.compile(r"^[0-9]{5,}-[a-z0-9-]+\.pdf$")
 _WINDOW_PER_JOB = 4  # rows in flight per worker: enough to keep it busy, few enough to stay flat
 
@@ -369,7 +370,10 @@ class _PreviousManifest:
             self._handle = self.copy.open(encoding=MANIFEST_ENCODING, newline="")
         except OSError as exc:
             raise OutputError(f"cannot read {source}: {exc.strerror}") from None
-        self.fields = next(csv.reader(io.StringIO(self._handle.readline())), [])
+        try:
+            self.fields = next(csv.reader(io.StringIO(self._handle.readline())), [])
+        except UnicodeDecodeError:  # not ours any more: its rows are simply made again
+            self.fields = []
         self._handle.seek(0)
         self._rows = _manifest_rows(self._handle)
         self._next = next(self._rows, None)

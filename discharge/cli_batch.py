@@ -17,7 +17,7 @@ from discharge.cli_email import batch_email_options
 from discharge.errors import ExitStatus
 
 # cli.py imports this module at its end: in that cycle mypy cannot infer the option's type.
-config_option: Callable[[Callable[..., Any]], Callable[..., Any]] = _cli.config_option  # type: ignore[has-type]
+config_option: Callable[[Callable[..., Any]], Callable[..., Any]] = _cli.config_option  # type: ignore[has-type, unused-ignore]
 
 
 @click.command()
@@ -83,18 +83,18 @@ def batch(
         summary = run_batch(
             opened, config, out_dir, jobs=jobs, force=force, date_order=order, reporter=reporter
         )
-    reporter.clear()
-    counts = f"{summary.ok} ok / {summary.errors} error / {summary.skipped} skipped"
-    if summary.interrupted:
-        click.echo(
-            f"batch: interrupted: {counts} in {summary.seconds:.1f} s; "
-            "run the same command again to finish"
-        )
-        sys.exit(ExitStatus.INTERRUPTED)
-    click.echo(f"batch: {counts} in {summary.seconds:.1f} s")
-    if combined is not None:
-        pages = combine_pdfs(out_dir, combined)
-        click.echo(f"Wrote {combined} ({pages} pages)" if pages else "No PDFs to combine")
+        reporter.clear()
+        counts = f"{summary.ok} ok / {summary.errors} error / {summary.skipped} skipped"
+        if summary.interrupted:
+            click.echo(
+                f"batch: interrupted: {counts} in {summary.seconds:.1f} s; "
+                "run the same command again to finish"
+            )
+            sys.exit(ExitStatus.INTERRUPTED)
+        click.echo(f"batch: {counts} in {summary.seconds:.1f} s")
+        if combined is not None:
+            pages = combine_pdfs(out_dir, combined)
+            click.echo(f"Wrote {combined} ({pages} pages)" if pages else "No PDFs to combine")
     if emailer is not None and send_batch_email(emailer, opened, config, out_dir, order):
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
         sys.exit(ExitStatus.DELIVERY)

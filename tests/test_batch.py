@@ -27,6 +27,9 @@ from discharge.batch import (
     slug,
     sniff_delimiter,
 )
+from discharge.cli import cli  # before cli_batch: cli.py imports it at its end, as at run time
+from discharge.cli_batch import TerminalReporter
+from discharge.cli_batch import batch as batch_command
 from discharge.errors import InputError
 
 SAFE_NAME = re.compile(r"^[0-9]{5}-[a-z0-9-]+\.pdf$")
@@ -141,6 +144,24 @@ def test_slug_keeps_only_safe_characters() -> None:
 def test_formula_cells_are_neutralised(cell: str) -> None:
     assert neutralise(cell) == "'" + cell
     assert neutralise("row 3 " + cell) == "row 3 " + cell
+
+
+def test_batch_is_a_discharge_command() -> None:
+    assert cli.commands["batch"] is batch_command
+
+
+def test_progress_line_only_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    for progress in (True, False):
+        reporter = TerminalReporter(progress=progress)
+        reporter.started(2)
+        reporter.row_done({"row": "2", "status": "ok"})
+        reporter.row_error(3, "date '2026-13-01' is not a real calendar date")
+        reporter.row_done({"row": "3", "status": "error"})
+        reporter.clear()
+        err = capsys.readouterr().err
+        assert "row 3: date '2026-13-01' is not a real calendar date\n" in err
+        assert ("2/2 rows" in err and "left" in err) is progress
+        assert ("\r" in err) is progress
 
 
 # --- real exports -----------------------------------------------------------------------
@@ -416,6 +437,31 @@ def test_an_interrupted_run_stops_cleanly_and_a_rerun_finishes_it(
     assert all(status in ("ok", "skipped") for status in final.values())
     assert len(pdf_files(out)) == 40
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_files_left_by_a_killed_write_are_removed_by_the_next_run(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    long_name = "00002-" + "a" * 40 + "-hsg-2026-11-21.pdf"  # write_atomic cuts it to 40
+    killed = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from discharge.output import open_atomic\n"
+        "with open_atomic(Path(sys.argv[1])) as handle:\n"
+        "    handle.write(b'%PDF-1.4 half a document')\n"
+        "    os._exit(9)  # like kill -9: no clean-up runs\n"
+    )
+    subprocess.run([sys.executable, "-c", killed, out / long_name], env=_env(), check=False)
+    (out / ".manifest.csv.journal.part").write_text("2,ok\n", encoding="utf-8")
+    (out / ".draft.part").write_text("not ours", encoding="utf-8")
+    left = sorted(p.name for p in out.glob(".*.part"))
+    assert len(left) == 3 and not any(".pdf" in name for name in left)  # the name was cut
+
+    run = batch(_three_rows(tmp_path), "--out-dir", out, "--jobs", "1")
+
+    assert run.code == 0, run.stderr
+    assert sorted(p.name for p in out.glob(".*part")) == [".draft.part"]
+    assert not (out / long_name).exists()
 
 
 def test_a_second_batch_on_the_same_folder_is_refused(tmp_path: Path) -> None:
