@@ -11,6 +11,9 @@ from typing import BinaryIO
 
 from discharge.errors import OutputError
 
+_UMASK = os.umask(0o022)  # reading the umask means setting it: put it straight back
+os.umask(_UMASK)
+
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
@@ -40,6 +43,9 @@ def open_atomic(path: Path) -> Iterator[BinaryIO]:
     except OSError as exc:
         raise OutputError(f"cannot write in folder {folder}: {exc.strerror}") from None
     try:
+        # mkstemp makes the file private (0600); give it the permissions any new file gets here,
+        # so the clinic's umask and folder settings decide who may read (or print) it.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()

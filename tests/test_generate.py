@@ -255,3 +255,18 @@ def test_very_long_name_keeps_identifiers_in_every_footer(tmp_path: Path) -> Non
     for number, page in enumerate(pages, 1):
         assert "Born 31 Dec 1985 · Hospital number 4410293" in page
         assert f"Page {number} of {len(pages)}" in page
+
+
+def test_output_file_follows_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    out = tmp_path / "perm.pdf"
+    old = os.umask(0o027)
+    try:
+        result = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21",
+                               "--patient", "A", "-o", out)  # fmt: skip
+    finally:
+        os.umask(old)
+    assert result.code == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
