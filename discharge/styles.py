@@ -27,7 +27,7 @@ _base = ParagraphStyle("base", fontName=BODY, fontSize=11, leading=14.5, textCol
 
 
 def _style(name: str, **kw: object) -> ParagraphStyle:
-    return ParagraphStyle(name, parent=_base, **kw)  # type: ignore[arg-type]
+    return ParagraphStyle(name, parent=_base, **kw)
 
 
 CLINIC_NAME = _style("clinic", fontName=BOLD, fontSize=13, leading=16, textColor=ACCENT)
