@@ -506,6 +506,12 @@ def render_row(task: RenderTask) -> RenderResult:
         write_atomic(out_dir / task.file, pdf)
     except DischargeError as exc:
         return RenderResult(task.row, task.file, "", str(exc))
+    except Exception as exc:  # a bug (e.g. reportlab's LayoutError): it must not stop the rest
+        if os.environ.get("DISCHARGE_DEBUG"):
+            raise
+        # Only the type: reportlab's messages quote the text of the cell that did not fit.
+        message = f"internal error while making this PDF ({type(exc).__name__}); please report it"
+        return RenderResult(task.row, task.file, "", message)
     return RenderResult(task.row, task.file, hashlib.sha256(pdf).hexdigest(), "")
 
 
@@ -604,7 +610,7 @@ def run_batch(
     check = check_schedule(schedule, config, date_order=date_order, reporter=reporter)
     out = _prepare_out_dir(Path(out_dir))
     counts = {OK: 0, ERROR: 0, SKIPPED: 0}
-    interrupted = False
+    interrupted = complete = False
     with _locked(out):
         remove_partial_files(out)
         previous = _PreviousManifest(out)
@@ -626,6 +632,7 @@ def run_batch(
                     # Rewriting a very long manifest takes time: keep it a small share of the run.
                     spent = time.monotonic() - began
                     next_checkpoint = time.monotonic() + max(checkpoint_seconds, 20 * spent)
+            complete = True
         except KeyboardInterrupt:
             interrupted = True
             for entry in runner.finished():  # rows already written when the signal came
@@ -634,7 +641,7 @@ def run_batch(
         finally:
             runner.close()
             try:
-                manifest.close(complete=not interrupted)
+                manifest.close(complete=complete)
             finally:
                 previous.close()
                 remove_partial_files(out)
