@@ -414,9 +414,12 @@ def test_other_commands_columns_survive_a_rerun_for_the_same_pdf(tmp_path: Path)
     assert after[2]["status"] == "ok" and after[2]["email_status"] == ""
 
 
-def _forty_rows(tmp_path: Path) -> Path:
+ROWS = 150  # enough work that the signal always lands mid-run, even on a fast machine
+
+
+def _many_rows(tmp_path: Path) -> Path:
     lines = ["patient_name,procedure,date,mrn"]
-    lines += [f"Patient {i:02d},hsg,2026-11-21,MRN{i:03d}" for i in range(40)]
+    lines += [f"Patient {i:03d},hsg,2026-11-21,MRN{i:03d}" for i in range(ROWS)]
     return write_schedule(tmp_path / "s.csv", lines)
 
 
@@ -426,7 +429,7 @@ def _forty_rows(tmp_path: Path) -> Path:
 def test_an_interrupted_run_stops_cleanly_and_a_rerun_finishes_it(
     tmp_path: Path, jobs: str, sig: signal.Signals
 ) -> None:
-    schedule = _forty_rows(tmp_path)
+    schedule = _many_rows(tmp_path)
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "discharge", "batch", schedule, "--out-dir", out, "--jobs", jobs],
@@ -446,7 +449,7 @@ def test_an_interrupted_run_stops_cleanly_and_a_rerun_finishes_it(
     assert "batch: interrupted:" in stdout and "Traceback" not in stderr
     done = statuses(out)
     # With workers, the last PDFs written may not be recorded yet: they are made again.
-    assert 1 <= len(done) < 40 and set(done.values()) == {"ok"}
+    assert 1 <= len(done) < ROWS and set(done.values()) == {"ok"}
     assert all(row in pdf_files(out) for row in done)
     assert not list(out.glob(".*part")) and not list(out.glob("*.part"))
     for file in out.glob("*.pdf"):  # only whole PDFs: rows written but not yet recorded too
@@ -456,10 +459,10 @@ def test_an_interrupted_run_stops_cleanly_and_a_rerun_finishes_it(
 
     assert rerun.code == 0, rerun.stderr
     final = statuses(out)
-    assert sorted(final) == list(range(2, 42))
+    assert sorted(final) == list(range(2, ROWS + 2))
     assert all(final[row] == "skipped" for row in done)
     assert all(status in ("ok", "skipped") for status in final.values())
-    assert len(pdf_files(out)) == 40
+    assert len(pdf_files(out)) == ROWS
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
