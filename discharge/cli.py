@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> Any:
     """Entry point: one place turns errors into a one-line message and an exit code."""
     debug = bool(os.environ.get(DEBUG_ENV))
     try:
-        cli.main(args=argv, prog_name="discharge", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="discharge", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("discharge: interrupted", err=True)
         sys.exit(ExitStatus.INTERRUPTED)
@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> Any:
             err=True,
         )
         sys.exit(ExitStatus.INTERNAL)
-    sys.exit(ExitStatus.OK)
+    # Without standalone mode click returns a command's ctx.exit(code) instead of exiting.
+    sys.exit(code if isinstance(code, int) else ExitStatus.OK)
 
 
 from discharge.cli_email import email  # noqa: E402  (it imports generate's options from here)

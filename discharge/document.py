@@ -18,6 +18,8 @@ from discharge.errors import InputError
 from discharge.milestones import apply_offset
 from discharge.procedures import Procedure, load_procedure
 
+# Longest values that still fit their table cell on one page; longer ones are typing accidents.
+MAX_LENGTH = {"patient name": 500, "clinician": 300, "hospital number (MRN)": 64}
 _ISO_DATE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*$")
 _CLOCK = re.compile(r"^\s*(\d{1,2})[:.](\d{2})\s*$")
 # Control characters would print as boxes or confuse the PDF; keep only line breaks and tabs.
@@ -97,6 +99,16 @@ def parse_request(
     birth = parse_date(dob, "date of birth") if dob and dob.strip() else None
     if birth and birth > day:
         raise InputError(f"date of birth {dob!r} is after the procedure date {date!r}")
+    values = {
+        "patient name": name,
+        "clinician": clean_text(clinician),
+        "hospital number (MRN)": clean_text(mrn),
+    }
+    for field, value in values.items():
+        if len(value) > MAX_LENGTH[field]:
+            raise InputError(
+                f"{field} is {len(value)} characters long (expected at most {MAX_LENGTH[field]})"
+            )
     paper_size = (paper or "").strip().lower() or None
     if paper_size and paper_size not in PAPER_SIZES:
         raise InputError(f"paper {paper!r} is not a paper size (expected a4 or letter)")
@@ -104,8 +116,8 @@ def parse_request(
         procedure=clean_text(procedure).lower(),
         day=day,
         at=parse_time(time, "time") if time and time.strip() else None,
-        patient=Patient(name=name, dob=birth, mrn=clean_text(mrn)),
-        clinician=clean_text(clinician),
+        patient=Patient(name=name, dob=birth, mrn=values["hospital number (MRN)"]),
+        clinician=values["clinician"],
         notes=clean_text(notes, multiline=True),
         paper=paper_size,
     )

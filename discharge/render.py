@@ -22,9 +22,11 @@ from reportlab.platypus import (
     Table,
     TableStyle,
 )
+from reportlab.platypus.doctemplate import LayoutError
 
 from discharge import styles as st
 from discharge.document import Block, Document
+from discharge.errors import RenderError
 from discharge.fonts import BODY, FALLBACK, main_coverage, markup, segments
 
 PAGE_SIZES = {"a4": A4, "letter": LETTER}
@@ -55,7 +57,13 @@ def render_pdf(document: Document) -> bytes:
     )  # fmt: skip
     doc.addPageTemplates([PageTemplate(id="page", frames=[frame])])
     footer = _Footer(document)
-    doc.build(_story(document, doc.width), canvasmaker=footer.canvas_class())
+    try:
+        doc.build(_story(document, doc.width), canvasmaker=footer.canvas_class())
+    except LayoutError:
+        # reportlab's message quotes the flowable's text, which may be patient data: drop it.
+        raise RenderError(
+            "the document could not be laid out: a value is too long to fit on a page"
+        ) from None
     return buffer.getvalue()
 
 

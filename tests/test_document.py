@@ -99,6 +99,9 @@ def test_footer_identifies_the_patient() -> None:
         ("dob", "2030-01-01", "after the procedure date"),
         ("patient", "   ", "patient name is empty"),
         ("paper", "a5", "expected a4 or letter"),
+        ("patient", "x" * 501, "patient name is 501 characters long"),
+        ("mrn", "9" * 65, "at most 64"),
+        ("clinician", "Dr " + "y" * 300, "at most 300"),
     ],
 )
 def test_bad_values_are_named(field: str, value: str, message: str) -> None:
