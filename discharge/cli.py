@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Abort:
         click.echo("discharge: interrupted", err=True)
         sys.exit(ExitStatus.INTERRUPTED)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `discharge`: show the help
+        click.echo(exc.format_message(), err=True)
+        sys.exit(ExitStatus.USAGE)
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "discharge"
         click.echo(f"discharge: error: {exc.format_message()} (see: {where} --help)", err=True)
