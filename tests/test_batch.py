@@ -316,7 +316,7 @@ def test_hostile_names_and_mrns_stay_inside_the_out_dir(tmp_path: Path) -> None:
     assert "Ann Example" in pdf_text(files[5])  # control characters dropped
 
 
-def test_a_row_the_renderer_cannot_lay_out_fails_alone(tmp_path: Path) -> None:
+def test_a_value_too_long_to_print_fails_its_row_alone(tmp_path: Path) -> None:
     schedule = write_schedule(
         tmp_path / "s.csv",
         [
@@ -330,14 +330,11 @@ def test_a_row_the_renderer_cannot_lay_out_fails_alone(tmp_path: Path) -> None:
 
     run = batch(schedule, "--out-dir", out, "--jobs", "2")
 
+    assert run.code == 1
     assert "Traceback" not in run.stderr and "SECRET-NOTE" not in run.stderr
-    assert {2, 4} <= set(pdf_files(out))  # the rows either side are made
-    if run.code == 1:  # today reportlab cannot fit it: a row error, not a stopped run
-        assert statuses(out) == {2: "ok", 3: "error", 4: "ok"}
-        assert "row 3: internal error while making this PDF" in run.stderr
-        assert "CCCC" not in run.stderr + (out / "manifest.csv").read_text("utf-8-sig")
-    else:  # a renderer that can fit it
-        assert run.code == 0 and statuses(out) == {2: "ok", 3: "ok", 4: "ok"}
+    assert statuses(out) == {2: "ok", 3: "error", 4: "ok"}
+    assert "row 3: clinician is 3000 characters long (expected at most 300)" in run.stderr
+    assert "CCCC" not in run.stderr + (out / "manifest.csv").read_text("utf-8-sig")
 
 
 # --- reruns and interruptions -----------------------------------------------------------
