@@ -106,12 +106,23 @@ def template_dirs(extra: Path | None = None) -> tuple[Path, ...]:
 
 def available_procedures(extra: Path | None = None) -> dict[str, Path]:
     """Map procedure id to its template file (a clinic's own folder wins over the bundled one)."""
+    folders = template_dirs(extra)
+    try:
+        stamps = tuple(folder.stat().st_mtime_ns for folder in folders)
+    except OSError as exc:
+        raise TemplateError(f"cannot read the templates folder: {exc}") from None
+    return dict(_listing(folders, stamps))
+
+
+@cache
+def _listing(folders: tuple[Path, ...], _stamps: tuple[int, ...]) -> tuple[tuple[str, Path], ...]:
+    # A batch asks once per row: list each folder again only when its contents change.
     found: dict[str, Path] = {}
-    for folder in reversed(template_dirs(extra)):
+    for folder in reversed(folders):
         for file in sorted(folder.glob("*.toml")):
             if not file.name.startswith("_"):
                 found[file.stem] = file
-    return found
+    return tuple(found.items())
 
 
 def load_procedure(procedure_id: str, extra: Path | None = None) -> Procedure:
