@@ -60,7 +60,6 @@ MANIFEST_FIELDS = [
 OK, ERROR, SKIPPED = "ok", "error", "skipped"
 
 _SLASH_DATE = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 # A spreadsheet treats a cell starting with one of these as a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
@@ -258,11 +257,17 @@ def read_date(text: str, order: str | None, field: str) -> str:
 
 
 def check_email(text: str) -> str:
-    """A simple plausibility check (one @, a dotted domain, no spaces); '' when empty."""
-    address = unicodedata.normalize("NFC", text or "").strip()
+    """'' when empty, else the one rule `email` sends by, plus a dotted domain (a typo check)."""
+    from discharge.email_config import check_address
+
+    address = (text or "").strip()
     if not address:
         return ""
-    if address.count("@") != 1 or not _EMAIL.match(address) or not address.isprintable():
+    try:
+        address = check_address(address, "email")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if "." not in address.rpartition("@")[2]:
         raise InputError(f"email {address!r} is not an email address (expected name@example.org)")
     return address
 

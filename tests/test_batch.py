@@ -511,7 +511,7 @@ def test_manifest_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
         tmp_path / "s.csv",
         [
             "patient_name,procedure,date,email",
-            "Ann Example,hsg,2026-11-21,=HYPERLINK(1)@evil.example",
+            "Ann Example,hsg,2026-11-21,=cmd@evil.example",
             "Bea Example,hsg,2026-11-21,+1-800@example.org",
             "Cy Example,hsg,2026-11-21,-x@example.org",
         ],
@@ -522,10 +522,10 @@ def test_manifest_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
     with (out / "manifest.csv").open(encoding="utf-8-sig", newline="") as handle:
         cells = [cell for row in csv.reader(handle) for cell in row]
     assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
-    assert "'=HYPERLINK(1)@evil.example" in cells and "'+1-800@example.org" in cells
+    assert "'=cmd@evil.example" in cells and "'+1-800@example.org" in cells
     # A rerun reads them back as written (no second apostrophe) and skips the rows.
     assert batch(schedule, "--out-dir", out, "--jobs", "1").code == 0
-    assert "'=HYPERLINK(1)@evil.example" in (out / "manifest.csv").read_text("utf-8-sig")
+    assert "'=cmd@evil.example" in (out / "manifest.csv").read_text("utf-8-sig")
     assert set(statuses(out).values()) == {"skipped"}
 
 
