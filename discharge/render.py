@@ -291,26 +291,24 @@ def _notes(notes: str) -> list[Flowable]:
 
 
 def _signature(doc: Document, width: float) -> Flowable:
-    rule = [("LINEBELOW", (c, 1), (c, 1), 0.75, st.INK) for c in range(4)]
-    rows = [
-        [_p("I have read these instructions. My questions have been answered.", st.BODY_TEXT)],
-        ["", "", "", ""],
-        [_p("Patient signature", st.SIGN_LABEL), _p("Date", st.SIGN_LABEL),
-         _p("Nurse or clinician signature", st.SIGN_LABEL), _p("Date", st.SIGN_LABEL)],
-    ]  # fmt: skip
-    rows[0] += ["", "", ""]
+    labels = ["Patient signature", "Date", "Nurse or clinician signature", "Date"]
     gap = 6 * mm
-    table = Table(
-        rows,
-        colWidths=[width * 0.34, width * 0.16, width * 0.34, width * 0.16],
-        rowHeights=[None, 26, None],
-    )
+    field = (width - 3 * gap) / 6  # signature lines twice as long as date lines
+    widths = [2 * field, gap, field, gap, 2 * field, gap, field]
+    blank: list[Any] = [""] * len(widths)
+    label_row = list(blank)
+    for i, label in enumerate(labels):
+        label_row[2 * i] = _p(label, st.SIGN_LABEL)
+    statement = "I have read these instructions. My questions have been answered."
+    rows = [[_p(statement, st.BODY_TEXT), *blank[1:]], blank, label_row]
+    table = Table(rows, colWidths=widths, rowHeights=[None, 26, None], hAlign="LEFT")
     table.setStyle(
         TableStyle([
             ("SPAN", (0, 0), (-1, 0)),
             ("LEFTPADDING", (0, 0), (-1, -1), 0),
-            ("RIGHTPADDING", (0, 1), (-1, -1), gap),
-            *rule,
+            ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+            # One line per field; the gap columns keep the lines apart.
+            *[("LINEBELOW", (c, 1), (c, 1), 0.75, st.INK) for c in range(0, len(widths), 2)],
         ])
     )  # fmt: skip
     return KeepTogether([_p("Before you go home", st.HEADING), table])
