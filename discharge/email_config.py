@@ -138,6 +138,9 @@ class EmailSettings:
         return PDF_PASSWORD_RULES.get(self.pdf_password, "")
 
 
+DEMO_SENDER = "Riverside Demo Clinic (fictional) <aftercare@riverside-demo.example>"
+
+
 def load_email_settings(
     config: Config, *, sending: bool = True
 ) -> tuple[SmtpSettings, EmailSettings]:
@@ -148,6 +151,8 @@ def load_email_settings(
     where = str(config.source) if config.source else "config"
     problems: list[str] = []
     smtp = _section(config.extra, "smtp", problems)
+    if config.source is None and "smtp" not in config.extra:  # the demo clinic: `--eml` works
+        smtp = {"sender": DEMO_SENDER, **smtp}
     email = _section(config.extra, "email", problems)
     smtp_settings = _parse_smtp(smtp, config.source, sending, problems)
     email_settings = _parse_email(email, problems)

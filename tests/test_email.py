@@ -712,3 +712,13 @@ def test_batch_email_survives_a_crash_between_send_and_manifest(
     assert [r.rcpt_tos for r in relay.received] == [["gone@patient.example"]]
     assert manifest(out)["2"]["message_id"] == "<earlier@riverside.example>"
     assert not (out / ".manifest.csv.email-journal").exists()
+
+
+def test_demo_clinic_writes_an_eml_out_of_the_box(tmp_path: Path) -> None:
+    eml = tmp_path / "m.eml"
+    result = run_discharge("email", "--procedure", "hsg", "--date", "2026-11-21",
+                           "--patient", "Zoë Nguyễn", "--to", "zoe@example.org", "--eml", eml)  # fmt: skip
+    assert result.code == 0, result.stderr
+    message = BytesParser(policy=policy.default).parsebytes(eml.read_bytes())
+    assert "Riverside Demo Clinic" in message["From"]
+    assert "HSG" not in message["Subject"]
