@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 
 from babel import Locale
 from babel.dates import format_date, format_time
@@ -23,6 +23,7 @@ def date_pattern(locale: str) -> str:
     return pattern
 
 
+@lru_cache(maxsize=4096)  # a day's schedule prints the same few dates for every patient
 def format_day(day: date, locale: str) -> str:
     return format_date(day, date_pattern(locale), locale=locale)
 
