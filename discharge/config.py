@@ -54,6 +54,8 @@ class Config:
 
 
 _CLINIC_FIELDS = {f.name for f in fields(Clinic)}
+REQUIRED_IN_FILE = ("name", "phone", "emergency_number")
+_NOT_INHERITED: dict[str, Any] = {"address": (), "after_hours_phone": ""}
 _KNOWN_SECTIONS = {"clinic", "smtp", "email"}
 
 
@@ -116,6 +118,14 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
             problems.append(f"clinic.{key} must be text in quotes")
             continue
         values[key] = value
+    if "clinic" in data:
+        # A real clinic's settings never inherit the demo clinic's address or phone numbers: a
+        # forgotten number must stop the program, not put a fictional one in the help box.
+        # (Without a [clinic] section the whole demo clinic is used, named as fictional.)
+        for key in REQUIRED_IN_FILE:
+            if key not in values and key not in raw:
+                problems.append(f"clinic.{key} is required")
+        values = {**_NOT_INHERITED, **values}
     clinic = replace(Clinic(), **values)
     problems.extend(validate_clinic(clinic))
     if problems:

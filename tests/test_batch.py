@@ -271,7 +271,10 @@ def test_slash_dates_are_errors_unless_the_order_is_given(tmp_path: Path) -> Non
 
 def test_the_clinic_config_can_set_the_date_order(tmp_path: Path) -> None:
     config = tmp_path / "clinic.toml"
-    config.write_text('[clinic]\ndate_order = "mdy"\n', encoding="utf-8")
+    config.write_text(
+        '[clinic]\nname = "N"\nphone = "0100"\nemergency_number = "911"\ndate_order = "mdy"\n',
+        encoding="utf-8",
+    )
     schedule = write_schedule(
         tmp_path / "s.csv", ["patient_name,procedure,date", "Ann Example,hsg,11/21/2026"]
     )

@@ -86,7 +86,7 @@ def test_footer_identifies_the_patient() -> None:
     doc = _doc(dob="1990-02-01", mrn="RX-1")
     assert doc.footer_patient == "Ada Lovelace"
     assert doc.footer_ids == "Born 1 Feb 1990  ·  Hospital number RX-1"
-    assert doc.footer_template == "hsg v1.0"
+    assert doc.footer_template == "hsg v1.1"
 
 
 @pytest.mark.parametrize(

@@ -174,7 +174,8 @@ def tls_server(ca: Any) -> Iterator[Server]:
 
 
 def write_config(tmp_path: Path, smtp: dict[str, Any], email: str = "") -> Path:
-    lines = ["[clinic]", 'name = "Riverside Demo Clinic"', "", "[smtp]"]
+    lines = ["[clinic]", 'name = "Riverside Demo Clinic"', 'phone = "01632 960 123"',
+             'after_hours_phone = "01632 960 999"', 'emergency_number = "999"', "", "[smtp]"]  # fmt: skip
     for key, value in smtp.items():
         lines.append(f"{key} = {value!r}".replace("'", '"') if isinstance(value, str)
                      else f"{key} = {value}")  # fmt: skip
@@ -561,7 +562,12 @@ def test_html_template_is_escaped_and_text_is_not() -> None:
 
 
 def test_default_html_is_the_text_escaped() -> None:
-    config = parse_config({"clinic": {"name": "Smith & <Jones>"}, "smtp": {"sender": SENDER}})
+    config = parse_config(
+        {
+            "clinic": {"name": "Smith & <Jones>", "phone": "0100", "emergency_number": "999"},
+            "smtp": {"sender": SENDER},
+        }
+    )
     smtp, settings = load_email_settings(config, sending=False)
     request = parse_request(procedure="hsg", date="2026-11-21", patient="Zoë")
     outgoing = compose_email(

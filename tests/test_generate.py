@@ -212,7 +212,8 @@ def test_broken_config(generate, tmp_path: Path) -> None:
 def test_config_from_environment(generate, tmp_path: Path) -> None:
     config = tmp_path / "clinic.toml"
     config.write_text('[clinic]\nname = "Harbour Test Clinic"\nphone = "0100 000 000"\n'
-                      'locale = "en_US"\ntimezone = "America/New_York"\npaper = "letter"\n')  # fmt: skip
+                      'emergency_number = "911"\nlocale = "en_US"\n'
+                      'timezone = "America/New_York"\npaper = "letter"\n')  # fmt: skip
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21",
                            env={"DISCHARGE_CONFIG": str(config)})  # fmt: skip
     assert result.code == 0, result.stderr
@@ -227,7 +228,8 @@ def test_broken_template(generate, tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "hsg.toml").write_text('id = "hsg"\nversion = "2"\ntitle = "T"\n')
     config = tmp_path / "clinic.toml"
-    config.write_text(f'[clinic]\ntemplates_dir = "{folder}"\n')
+    config.write_text(f'[clinic]\nname = "N"\nphone = "0100"\nemergency_number = "999"\n'
+                      f'templates_dir = "{folder}"\n')  # fmt: skip
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
     _fails_cleanly(result, out, "hsg.toml", "sources", "milestones", "help")
 
@@ -237,7 +239,8 @@ def test_internal_errors_are_one_line_without_traceback(generate, tmp_path: Path
     logo = tmp_path / "logo.png"
     logo.write_bytes(b"not an image")
     config = tmp_path / "clinic.toml"
-    config.write_text('[clinic]\nlogo = "logo.png"\n')
+    config.write_text('[clinic]\nname = "N"\nphone = "0100"\nemergency_number = "999"\n'
+                      'logo = "logo.png"\n')  # fmt: skip
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
     assert result.code != 0 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -270,3 +273,17 @@ def test_output_file_follows_the_umask(tmp_path: Path) -> None:
         os.umask(old)
     assert result.code == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o640
+
+
+def test_a_clinic_file_never_borrows_the_demo_phone_numbers(generate, tmp_path: Path) -> None:
+    config = tmp_path / "clinic.toml"
+    config.write_text('[clinic]\nname = "Harbour Test Clinic"\n')
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
+    _fails_cleanly(result, out, "clinic.phone is required", "clinic.emergency_number is required")
+    config.write_text('[clinic]\nname = "Harbour Test Clinic"\nphone = "0100 000 000"\n'
+                      'emergency_number = "112"\n')  # fmt: skip
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
+    assert result.code == 0, result.stderr
+    text = pdf_text(out)
+    assert "01632" not in text and "Example Lane" not in text  # nothing of the demo clinic
+    assert "call 112" in text and "Out of hours" not in text
