@@ -113,6 +113,9 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
             if not (path.is_file() if key == "logo" else path.is_dir()):
                 problems.append(f"clinic.{key}: {path} is not {what}")
                 continue
+            if key == "logo" and not _is_image(path):
+                problems.append(f"clinic.logo: {path} is not a PNG or JPEG image")
+                continue
             value = path
         elif not isinstance(value, str):
             problems.append(f"clinic.{key} must be text in quotes")
@@ -159,6 +162,16 @@ def validate_clinic(clinic: Clinic) -> list[str]:
             f"clinic.locale {clinic.locale!r} is not a known locale (expected e.g. en_GB, en_US)"
         )
     return problems
+
+
+def _is_image(path: Path) -> bool:
+    # The file's signature, so a wrong file is a settings error now, not a crash mid-render.
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(8)
+    except OSError:
+        return False
+    return start.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"))
 
 
 def _reason(exc: BaseException) -> str:
