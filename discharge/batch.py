@@ -570,10 +570,6 @@ class BatchSummary:
     interrupted: bool
     manifest: Path
 
-    @property
-    def rows(self) -> int:
-        return self.ok + self.errors + self.skipped
-
 
 def check_schedule(
     schedule: Schedule,
@@ -616,7 +612,7 @@ def run_batch(
     out = _prepare_out_dir(Path(out_dir))
     counts = {OK: 0, ERROR: 0, SKIPPED: 0}
     interrupted = complete = False
-    with _locked(out):
+    with locked(out):
         remove_partial_files(out)
         previous = _PreviousManifest(out)
         extra = [f for f in previous.fields if f and f not in MANIFEST_FIELDS]
@@ -788,7 +784,7 @@ def _prepare_out_dir(out_dir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(out_dir: Path) -> Iterator[None]:
+def locked(out_dir: Path) -> Iterator[None]:
     """One batch at a time per output folder: two would overwrite each other's manifest."""
     try:
         import fcntl

@@ -34,7 +34,7 @@ from discharge.batch import (
     RowError,
     Schedule,
     ScheduleRow,
-    _locked,
+    locked,
     read_manifest,
     read_rows,
 )
@@ -93,7 +93,7 @@ def email_batch(
     reporter = reporter or QuietEmailReporter()
     out = Path(out_dir)
     counts = {SENT: 0, FAILED: 0, NONE: 0, "already": 0}
-    with _locked(out):
+    with locked(out):
         # The manifest holds a few short cells per row, no patient data: it is kept in memory
         # so that it can be republished while the rows are being worked through.
         entries = list(read_manifest(out))
@@ -185,9 +185,7 @@ class _Journal:
         try:
             with self.path.open(encoding="utf-8", newline="") as handle:
                 return [dict(row) for row in csv.DictReader(handle) if row.get("row")]
-        except FileNotFoundError:
-            return []
-        except (OSError, csv.Error, UnicodeDecodeError):
+        except (OSError, csv.Error, UnicodeDecodeError):  # none, or unreadable: nothing to fold in
             return []
 
     def append(self, entry: Mapping[str, str]) -> None:

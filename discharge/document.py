@@ -174,10 +174,9 @@ class Document:
     sections: tuple[Section, ...]
     notes: str  # verbatim, line breaks kept
     sources: tuple[str, ...]
-    footer_patient: str  # the name: shortened on the page if it does not fit
     footer_ids: str  # date of birth and hospital number: always printed whole
     footer_template: str
-    patient_name: str
+    patient_name: str  # also in every footer, shortened there if it does not fit
 
 
 def build_document(
@@ -239,7 +238,6 @@ def build_document(
         ),
         notes=request.notes,
         sources=procedure.sources,
-        footer_patient=patient.name,
         footer_ids="  ·  ".join(footer),
         footer_template=f"{procedure.id} v{procedure.version}",
         patient_name=patient.name,

@@ -382,10 +382,10 @@ class _Footer:
             ids = "  ·  " + doc.footer_ids
             ids_w = sum(stringWidth(r, FALLBACK if fb else BODY, st.FOOTER_SIZE)
                         for fb, r in segments(ids))  # fmt: skip
-            name_w = _draw_fitted(canvas, left, y, doc.footer_patient, max(room - ids_w, room / 3))
+            name_w = _draw_fitted(canvas, left, y, doc.patient_name, max(room - ids_w, room / 3))
             _draw_fitted(canvas, left + name_w, y, ids, room - name_w)
         else:
-            _draw_fitted(canvas, left, y, doc.footer_patient, room)
+            _draw_fitted(canvas, left, y, doc.patient_name, room)
         canvas.setFillColor(st.MUTED)
         canvas.setFont(BODY, st.FOOTER_SIZE - 1)
         small = f"{doc.clinic.name}  ·  {doc.clinic.phone}"

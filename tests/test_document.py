@@ -84,7 +84,7 @@ def test_help_box_has_the_clinic_numbers() -> None:
 
 def test_footer_identifies_the_patient() -> None:
     doc = _doc(dob="1990-02-01", mrn="RX-1")
-    assert doc.footer_patient == "Ada Lovelace"
+    assert doc.patient_name == "Ada Lovelace"
     assert doc.footer_ids == "Born 1 Feb 1990  ·  Hospital number RX-1"
     assert doc.footer_template == "hsg v1.1"
 
