@@ -23,8 +23,8 @@ def in_process(runs: int = 300, warmup: int = 30) -> tuple[float, int, int]:
     from pypdf import PdfReader
 
     from discharge.config import load_config
-    from discharge.document import parse_request
     from discharge.generate import make_pdf
+    from discharge.request import parse_request
 
     config = load_config()
     names = [f"Patient {i}" for i in range(runs + warmup)]  # a different patient each time

@@ -1,5 +1,7 @@
 """`discharge batch --email`: after the PDFs are made, email each row's PDF to its address.
 
+It joins the two independent halves, ``batch`` (the manifest) and ``delivery`` (sending).
+
 A step of its own, run in the parent process once the render step has written the manifest:
 the PDFs are kept whatever happens here, and one SMTP connection serves the whole run.
 
@@ -27,8 +29,12 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from discharge.batch import (
+    EMAIL_FIELDS,
+    FAILED,
     MANIFEST_NAME,
+    NONE,
     OK,
+    SENT,
     SKIPPED,
     ManifestWriter,
     RowError,
@@ -39,16 +45,30 @@ from discharge.batch import (
     read_rows,
 )
 from discharge.config import Config
+from discharge.delivery import EmailSettings, Mailer, MessageRejected, compose_email
+from discharge.delivery.settings import load_email_settings
 from discharge.document import build_document
-from discharge.email_config import EmailSettings, check_address
 from discharge.errors import InputError
-from discharge.mail import Mailer, MessageRejected, compose_email
+from discharge.request import check_email
 
-EMAIL_FIELDS = ["email_status", "message_id", "email_error"]
-SENT, FAILED, NONE = "sent", "failed", "none"
 # Not a ".part" file: the render step removes those, and this one must survive a crash.
 JOURNAL_NAME = f".{MANIFEST_NAME}.email-journal"
 _JOURNAL_FIELDS = ["row", "sha256", *EMAIL_FIELDS]
+
+
+@dataclass
+class BatchEmail:
+    """What the email step needs, checked before any PDF is made."""
+
+    mailer: Mailer
+    settings: EmailSettings
+    resend: bool
+
+
+def prepare_batch_email(config: Config, resend: bool) -> BatchEmail:
+    """Before anything is made: check the settings and that the password is there."""
+    smtp, settings = load_email_settings(config)
+    return BatchEmail(Mailer(smtp), settings, resend)
 
 
 class EmailReporter(Protocol):
@@ -141,10 +161,7 @@ def _send_row(
         item = rows.find(int(entry["row"]))
         if item is None:
             raise InputError("the row is no longer in the schedule, or no longer valid")
-        try:
-            address = check_address(entry["email"])
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        address = check_email(entry["email"])
         try:
             pdf = (out / entry["file"]).read_bytes()
         except OSError as exc:

@@ -1,26 +1,22 @@
-"""The `discharge` command: parse options, call the library, report. No logic lives here."""
+"""The `discharge` command: the click group, and the one place errors become exit codes.
+
+Each command lives in ``discharge/commands/``; none of them has logic of its own.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
 from discharge import __version__
-from discharge.errors import DischargeError, ExitStatus, InputError
-
-DEBUG_ENV = "DISCHARGE_DEBUG"
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="DISCHARGE_CONFIG",
-    help="Clinic settings file (TOML). Default: $DISCHARGE_CONFIG, else the demo clinic.",
-)
+from discharge.commands.batch import batch
+from discharge.commands.email import email
+from discharge.commands.generate import generate
+from discharge.commands.procedures import procedures
+from discharge.errors import DischargeError, ExitStatus
+from discharge.options import DEBUG_ENV, debug_requested
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,87 +25,13 @@ def cli() -> None:
     """Personalised, printable discharge instructions with real recovery dates."""
 
 
-@cli.command()
-@click.option(
-    "--procedure", required=True, metavar="ID", help="Procedure id, e.g. hsg or miscarriage."
-)
-@click.option("--date", "day", required=True, metavar="YYYY-MM-DD", help="Date of the procedure.")
-@click.option("--time", "at", metavar="HH:MM", help="Time of the procedure (24-hour clock).")
-@click.option("--patient", required=True, metavar="NAME", help="Patient's full name.")
-@click.option("--dob", metavar="YYYY-MM-DD", help="Patient's date of birth.")
-@click.option("--mrn", metavar="ID", help="Hospital number (MRN).")
-@click.option("--clinician", metavar="NAME", help="Clinician responsible for the discharge.")
-@click.option("--notes", metavar="TEXT", help="Clinician's notes, printed as written.")
-@click.option("--notes-file", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
-              help="Read the notes from a UTF-8 text file ('-' for standard input).")  # fmt: skip
-@click.option("--paper", type=click.Choice(["a4", "letter"], case_sensitive=False),
-              help="Paper size. Default: the clinic's setting.")  # fmt: skip
-@config_option
-@click.option("--output", "-o", type=click.Path(path_type=Path), metavar="PATH",
-              help="Where to write the PDF (default: discharge-PROCEDURE-DATE.pdf).")  # fmt: skip
-def generate(
-    procedure: str,
-    day: str,
-    at: str | None,
-    patient: str,
-    dob: str | None,
-    mrn: str | None,
-    clinician: str | None,
-    notes: str | None,
-    notes_file: Path | None,
-    paper: str | None,
-    config_path: Path | None,
-    output: Path | None,
-) -> None:
-    """Make one patient's discharge instructions as a PDF."""
-    from discharge.config import load_config
-    from discharge.document import parse_request
-    from discharge.generate import generate_pdf
-
-    if notes is not None and notes_file is not None:
-        raise click.UsageError("give the notes with --notes or --notes-file, not both")
-    if notes_file is not None:
-        notes = read_notes(notes_file)
-    config = load_config(config_path)
-    request = parse_request(
-        procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
-        clinician=clinician, notes=notes, paper=paper,
-    )  # fmt: skip
-    output = output or Path(f"discharge-{request.procedure}-{request.day.isoformat()}.pdf")
-    generate_pdf(request, config, output)
-    click.echo(f"Wrote {output}")
-
-
-@cli.command()
-@config_option
-def procedures(config_path: Path | None) -> None:
-    """List the procedures that have templates, with their titles."""
-    from discharge.config import load_config
-    from discharge.procedures import load_all
-
-    config = load_config(config_path)
-    for procedure in load_all(config.templates_dir):
-        click.echo(f"{procedure.id:<14} {procedure.title}  (version {procedure.version})")
-
-
-def read_notes(path: Path) -> str:
-    try:
-        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"notes file {path} does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"notes file {path} is a folder, expected a text file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read notes file {path}: {exc.strerror}") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"notes file {path} is not UTF-8 text") from None
+for command in (generate, procedures, batch, email):
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: one place turns errors into a one-line message and an exit code."""
-    debug = bool(os.environ.get(DEBUG_ENV))
+    debug = debug_requested()
     try:
         code = cli.main(args=argv, prog_name="discharge", standalone_mode=False)
     except click.exceptions.Abort:
@@ -144,12 +66,3 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(ExitStatus.INTERNAL)
     # Without standalone mode click returns a command's ctx.exit(code) instead of exiting.
     sys.exit(code if isinstance(code, int) else ExitStatus.OK)
-
-
-from discharge.cli_email import email  # noqa: E402  (it imports generate's options from here)
-
-cli.add_command(email)
-
-from discharge.cli_batch import batch  # noqa: E402  (it imports config_option from here)
-
-cli.add_command(batch)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from discharge.errors import ConfigError
+from discharge.errors import ConfigError, reason
 
 CONFIG_ENV = "DISCHARGE_CONFIG"
 PAPER_SIZES = ("a4", "letter")
@@ -74,7 +74,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except FileNotFoundError:
         raise ConfigError(f"config file {file} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {file}: {_reason(exc)}") from None
+        raise ConfigError(f"cannot read config file {file}: {reason(exc)}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
     return parse_config(data, file)
@@ -172,7 +172,3 @@ def _is_image(path: Path) -> bool:
     except OSError:
         return False
     return start.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"))
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or exc.__class__.__name__

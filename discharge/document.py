@@ -1,126 +1,59 @@
 """From a validated request to the document model: every string that will be printed.
 
 Data flows one way: request -> Document -> PDF bytes. The renderer only lays the Document out,
-so almost everything a patient reads can be tested here, without a PDF.
+so everything a patient reads (headings, labels and the signature statement included) is made
+here and can be tested here, without a PDF.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime, time
-from typing import Any, Literal
+from datetime import date, datetime
+from typing import Literal
 
-from discharge.config import PAPER_SIZES, Clinic, Config
+from discharge.config import Clinic, Config
 from discharge.dates import format_day, format_moment, format_short_day
-from discharge.errors import InputError
-from discharge.milestones import apply_offset
-from discharge.procedures import Procedure, load_procedure
-
-# Longest values that still fit their table cell on one page; longer ones are typing accidents.
-MAX_LENGTH = {"patient name": 500, "clinician": 300, "hospital number (MRN)": 64}
-_ISO_DATE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*$")
-_CLOCK = re.compile(r"^\s*(\d{1,2})[:.](\d{2})\s*$")
-# Control characters would print as boxes or confuse the PDF; keep only line breaks and tabs.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
-
-
-# --- the request ------------------------------------------------------------------------
+from discharge.procedures import DatedMilestone, Procedure, load_procedure, template_context
+from discharge.request import DischargeRequest
 
 
 @dataclass(frozen=True)
-class Patient:
-    name: str
-    dob: date | None = None
-    mrn: str = ""
+class Labels:
+    """The fixed wording of the page: one place for every heading and label."""
+
+    metadata_title: str = "Discharge instructions"  # the PDF's title: never a patient's name
+    timeline: str = "Your recovery timeline"
+    timeline_when: str = "When"
+    timeline_what: str = "What to expect and what you can do"
+    notes: str = "Notes from your care team"
+    before_you_go: str = "Before you go home"
+    statement: str = "I have read these instructions. My questions have been answered."
+    signatures: tuple[str, ...] = (
+        "Patient signature", "Date", "Nurse or clinician signature", "Date",
+    )  # fmt: skip
+    sources: str = "This guidance is based on:"
+    name: str = "Name"
+    date_of_birth: str = "Date of birth"
+    hospital_number: str = "Hospital number"
+    procedure: str = "Procedure"
+    date: str = "Date"
+    clinician: str = "Clinician"
+    phone: str = "Phone"
+    after_hours: str = "Out of hours"
+    after_hours_contact: str = "Evenings, nights and weekends"
+    emergency: str = "Emergency"
+    born: str = "Born"
+    bullet: str = "\u2022"
+    range_to: str = "to"  # "Monday 23 November 2026 to Friday 27 November 2026"
+
+    def page(self, number: int, total: int) -> str:
+        return f"Page {number} of {total}"
+
+    def call(self, number: str) -> str:
+        return f"call {number}"
 
 
-@dataclass(frozen=True)
-class DischargeRequest:
-    """One patient's discharge, validated: what `generate` and each batch row produce."""
-
-    procedure: str
-    day: date
-    patient: Patient
-    at: time | None = None
-    clinician: str = ""
-    notes: str = ""
-    paper: str | None = None  # None: the clinic's default
-
-
-def parse_date(text: str, field: str = "date") -> date:
-    """A strict ISO date (YYYY-MM-DD); anything else is an InputError naming the field."""
-    match = _ISO_DATE.match(text or "")
-    if not match:
-        raise InputError(f"{field} {text!r} is not a date in the form YYYY-MM-DD")
-    try:
-        return date(*map(int, match.groups()))
-    except ValueError:
-        raise InputError(f"{field} {text!r} is not a real calendar date (YYYY-MM-DD)") from None
-
-
-def parse_time(text: str, field: str = "time") -> time:
-    match = _CLOCK.match(text or "")
-    if match:
-        hour, minute = map(int, match.groups())
-        if hour < 24 and minute < 60:
-            return time(hour, minute)
-    raise InputError(f"{field} {text!r} is not a time of day in the form HH:MM (24-hour clock)")
-
-
-def clean_text(text: str | None, *, multiline: bool = False) -> str:
-    """NFC-normalise, drop control characters, and (for one-line fields) fold whitespace."""
-    text = unicodedata.normalize("NFC", text or "")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
-    if multiline:
-        return text.replace("\t", "    ").strip("\n")
-    return " ".join(text.split())
-
-
-def parse_request(
-    *,
-    procedure: str,
-    date: str | Any,
-    patient: str,
-    time: str | None = None,
-    dob: str | None = None,
-    mrn: str | None = None,
-    clinician: str | None = None,
-    notes: str | None = None,
-    paper: str | None = None,
-) -> DischargeRequest:
-    """Validate raw text fields (from options or a CSV row) into a DischargeRequest."""
-    name = clean_text(patient)
-    if not name:
-        raise InputError("patient name is empty (expected the patient's full name)")
-    day = parse_date(date, "date")
-    birth = parse_date(dob, "date of birth") if dob and dob.strip() else None
-    if birth and birth > day:
-        raise InputError(f"date of birth {dob!r} is after the procedure date {date!r}")
-    values = {
-        "patient name": name,
-        "clinician": clean_text(clinician),
-        "hospital number (MRN)": clean_text(mrn),
-    }
-    for field, value in values.items():
-        if len(value) > MAX_LENGTH[field]:
-            raise InputError(
-                f"{field} is {len(value)} characters long (expected at most {MAX_LENGTH[field]})"
-            )
-    paper_size = (paper or "").strip().lower() or None
-    if paper_size and paper_size not in PAPER_SIZES:
-        raise InputError(f"paper {paper!r} is not a paper size (expected a4 or letter)")
-    return DischargeRequest(
-        procedure=clean_text(procedure).lower(),
-        day=day,
-        at=parse_time(time, "time") if time and time.strip() else None,
-        patient=Patient(name=name, dob=birth, mrn=values["hospital number (MRN)"]),
-        clinician=values["clinician"],
-        notes=clean_text(notes, multiline=True),
-        paper=paper_size,
-    )
+LABELS = Labels()
 
 
 # --- the document model -----------------------------------------------------------------
@@ -145,12 +78,29 @@ class Milestone:
     end: date | datetime | None
     when: str  # as printed: "Monday 23 November 2026" or "... to ..."
     label: str
+    when_lines: tuple[str, ...] = ()  # the same, a line each: ("Monday ...", "to Friday ...")
 
 
 @dataclass(frozen=True)
 class TimelineRow:
-    when: str
+    when: tuple[str, ...]  # as printed, a line each: ("Monday 23 November 2026", "to ...")
     labels: tuple[str, ...]  # milestones that fall on the same date share one row
+
+
+@dataclass(frozen=True)
+class Contact:
+    who: str
+    number: str
+
+
+@dataclass(frozen=True)
+class Footer:
+    """What every page's footer says; the renderer adds the page numbers."""
+
+    patient_name: str  # shortened to fit if need be
+    ids: str  # date of birth and hospital number: always printed whole
+    clinic_line: str
+    template: str  # which template and version made this document
 
 
 @dataclass(frozen=True)
@@ -158,11 +108,12 @@ class Document:
     """Every string that will be printed, already personalised. Plain text, never markup."""
 
     paper: str
+    labels: Labels
     clinic: Clinic
     procedure_id: str
-    procedure_version: str
     title: str
     subtitle: str
+    header_contacts: tuple[str, ...]  # beside the clinic's name: "Phone 0113 496 0000"
     patient_rows: tuple[tuple[str, str], ...]
     intro: tuple[Block, ...]
     milestones: tuple[Milestone, ...]
@@ -170,122 +121,102 @@ class Document:
     help_heading: str
     help_intro: str
     help_signs: tuple[str, ...]
-    help_contacts: tuple[tuple[str, str], ...]
+    help_contacts: tuple[Contact, ...]
     sections: tuple[Section, ...]
     notes: str  # verbatim, line breaks kept
-    sources: tuple[str, ...]
-    footer_ids: str  # date of birth and hospital number: always printed whole
-    footer_template: str
-    patient_name: str  # also in every footer, shortened there if it does not fit
+    sources: str  # one line naming the sources, as printed
+    footer: Footer
+
+    @property
+    def patient_name(self) -> str:
+        return self.footer.patient_name
 
 
 def build_document(
     request: DischargeRequest, config: Config, procedure: Procedure | None = None
 ) -> Document:
     clinic = config.clinic
+    labels = LABELS
     procedure = procedure or load_procedure(request.procedure, config.templates_dir)
-    context, milestones = _context(procedure, request.day, request.at, clinic)
+    context = template_context(procedure, request.day, request.at, clinic)
+    values = context.values
     render = procedure.render
 
     patient = request.patient
     when = format_day(request.day, clinic.locale)
     if request.at is not None:
         when = format_moment(datetime.combine(request.day, request.at), clinic.locale)
-    rows = [("Name", patient.name)]
+    rows = [(labels.name, patient.name)]
     if patient.dob:
-        rows.append(("Date of birth", format_short_day(patient.dob, clinic.locale)))
+        rows.append((labels.date_of_birth, format_short_day(patient.dob, clinic.locale)))
     if patient.mrn:
-        rows.append(("Hospital number", patient.mrn))
+        rows.append((labels.hospital_number, patient.mrn))
     short = procedure.title.removeprefix("After your ").strip()
-    rows.append(("Procedure", short[:1].upper() + short[1:]))
-    rows.append(("Date", when))
+    rows.append((labels.procedure, short[:1].upper() + short[1:]))
+    rows.append((labels.date, when))
     if request.clinician:
-        rows.append(("Clinician", request.clinician))
+        rows.append((labels.clinician, request.clinician))
 
-    footer = []
+    ids = []
     if patient.dob:
-        footer.append(f"Born {format_short_day(patient.dob, clinic.locale)}")
+        ids.append(f"{labels.born} {format_short_day(patient.dob, clinic.locale)}")
     if patient.mrn:
-        footer.append(f"Hospital number {patient.mrn}")
+        ids.append(f"{labels.hospital_number} {patient.mrn}")
 
-    contacts = [(f"{clinic.name}", clinic.phone)]
+    header = [f"{labels.phone} {clinic.phone}"]
+    contacts = [Contact(clinic.name, clinic.phone)]
     if clinic.after_hours_phone:
-        contacts.append(("Evenings, nights and weekends", clinic.after_hours_phone))
-    contacts.append(("Emergency", f"call {clinic.emergency_number}"))
+        header.append(f"{labels.after_hours} {clinic.after_hours_phone}")
+        contacts.append(Contact(labels.after_hours_contact, clinic.after_hours_phone))
+    contacts.append(Contact(labels.emergency, labels.call(clinic.emergency_number)))
 
-    dated = tuple(
-        Milestone(m.key, start, end, context["m"][m.key]["when"], render(m.label, context))
-        for m, start, end in milestones
-    )
+    dated = tuple(_milestone(d, render(d.spec.label, values), labels) for d in context.milestones)
     return Document(
         paper=request.paper or clinic.paper,
+        labels=labels,
         clinic=clinic,
         procedure_id=procedure.id,
-        procedure_version=procedure.version,
         title=procedure.title,
         subtitle=procedure.subtitle,
+        header_contacts=tuple(header),
         patient_rows=tuple(rows),
-        intro=parse_blocks(render(procedure.intro, context)) if procedure.intro else (),
+        intro=parse_blocks(render(procedure.intro, values)) if procedure.intro else (),
         milestones=dated,
         timeline=group_timeline(dated),
         help_heading=procedure.help_heading,
-        help_intro=render(procedure.help_intro, context) if procedure.help_intro else "",
-        help_signs=tuple(render(sign, context) for sign in procedure.help_signs),
+        help_intro=render(procedure.help_intro, values) if procedure.help_intro else "",
+        help_signs=tuple(render(sign, values) for sign in procedure.help_signs),
         help_contacts=tuple(contacts),
         sections=tuple(
-            Section(render(s.heading, context), parse_blocks(render(s.body, context)))
+            Section(render(s.heading, values), parse_blocks(render(s.body, values)))
             for s in procedure.sections
         ),
         notes=request.notes,
-        sources=procedure.sources,
-        footer_ids="  ·  ".join(footer),
-        footer_template=f"{procedure.id} v{procedure.version}",
-        patient_name=patient.name,
+        sources=f"{labels.sources} {'; '.join(procedure.sources)}.",
+        footer=Footer(
+            patient_name=patient.name,
+            ids="  ·  ".join(ids),
+            clinic_line=f"{clinic.name}  ·  {clinic.phone}",
+            template=f"{procedure.id} v{procedure.version}",
+        ),
     )
+
+
+def _milestone(dated: DatedMilestone, label: str, labels: Labels) -> Milestone:
+    lines: tuple[str, ...] = (dated.start_text,)
+    if dated.end_text:
+        lines += (f"{labels.range_to} {dated.end_text}",)
+    return Milestone(dated.spec.key, dated.start, dated.end, " ".join(lines), label, lines)
 
 
 def group_timeline(milestones: tuple[Milestone, ...]) -> tuple[TimelineRow, ...]:
     """One table row per distinct date (or range), in template order."""
-    rows: dict[str, list[str]] = {}
+    rows: dict[tuple[date | datetime, date | datetime | None], list[Milestone]] = {}
     for m in milestones:
-        rows.setdefault(m.when, []).append(m.label)
-    return tuple(TimelineRow(when, tuple(labels)) for when, labels in rows.items())
-
-
-def _context(
-    procedure: Procedure, day: date, at: time | None, clinic: Clinic
-) -> tuple[dict[str, Any], list[tuple[Any, date | datetime, date | datetime | None]]]:
-    tz = clinic.tz
-    computed = []
-    dated: dict[str, dict[str, str]] = {}
-    for spec in procedure.milestones:
-        start = apply_offset(day, at, tz, spec.start)
-        end = apply_offset(day, at, tz, spec.end) if spec.end else None
-        start_text = format_moment(start, clinic.locale)
-        end_text = format_moment(end, clinic.locale) if end is not None else ""
-        dated[spec.key] = {
-            "start": start_text,
-            "end": end_text,
-            "when": f"{start_text} to {end_text}" if end_text else start_text,
-        }
-        computed.append((spec, start, end))
-    context = {
-        "m": dated,
-        "procedure_date": format_day(day, clinic.locale),
-        "locale": clinic.locale,
-        "clinic": {
-            "name": clinic.name,
-            "phone": clinic.phone,
-            "after_hours_phone": clinic.after_hours_phone,
-            "emergency_number": clinic.emergency_number,
-        },
-    }
-    return context, computed
-
-
-def sample_context(procedure: Procedure, day: date) -> dict[str, Any]:
-    """The context a template sees, with the demo clinic: used to check templates on load."""
-    return _context(procedure, day, None, Clinic())[0]
+        rows.setdefault((m.start, m.end), []).append(m)
+    return tuple(
+        TimelineRow(group[0].when_lines, tuple(m.label for m in group)) for group in rows.values()
+    )
 
 
 def parse_blocks(text: str) -> tuple[Block, ...]:

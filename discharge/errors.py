@@ -54,3 +54,8 @@ class DeliveryError(DischargeError):
     """An email could not be sent."""
 
     exit_status = ExitStatus.DELIVERY
+
+
+def reason(exc: BaseException) -> str:
+    """A short reason for an operating-system failure: its strerror, its text, else its type."""
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from discharge.config import Config
-from discharge.document import DischargeRequest, Document, build_document
+from discharge.document import Document, build_document
 from discharge.output import write_atomic
+from discharge.request import DischargeRequest
 
 
 def make_pdf(request: DischargeRequest, config: Config) -> tuple[Document, bytes]:

@@ -1,8 +1,9 @@
 """Procedure templates: TOML data plus Jinja2 text, validated on load.
 
 Templates are clinic content, so every problem is reported with the file, the field and what
-was expected. Text is rendered in a sandboxed Jinja2 environment where an unknown placeholder
-is an error, and patient data only ever enters as values, never as template source.
+was expected. Text is rendered in the sandboxed Jinja2 environment of ``templating.py``, where
+an unknown placeholder is an error, and patient data only ever enters as values, never as
+template source. ``template_context`` gives the values a template's placeholders see.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, pass_context
+from jinja2 import Template
 from jinja2 import TemplateError as JinjaTemplateError
-from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
 
+from discharge.config import Clinic
+from discharge.dates import format_day, format_moment
 from discharge.errors import TemplateError, UnknownProcedureError
-from discharge.milestones import Offset, parse_offset
+from discharge.milestones import Offset, apply_offset, parse_offset
 from discharge.resources import bundled_dir
+from discharge.templating import environment
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -77,25 +80,6 @@ class Procedure:
             return text.template.render(context)
         except JinjaTemplateError as exc:
             raise TemplateError(f"template {self.path.name}, field {text.field}: {exc}") from None
-
-
-@pass_context
-def _temp(context: Context, celsius: float) -> str:
-    """A temperature in both scales, the patient's usual one first."""
-    c = f"{celsius:g} °C"
-    f = f"{celsius * 9 / 5 + 32:.1f}".rstrip("0").rstrip(".") + " °F"
-    if str(context.get("locale", "")).endswith("_US"):
-        return f"{f} ({c})"
-    return f"{c} ({f})"
-
-
-@cache
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
-    )
-    env.filters["temp"] = _temp
-    return env
 
 
 def template_dirs(extra: Path | None = None) -> tuple[Path, ...]:
@@ -214,7 +198,7 @@ class _Parser:
         )
         if self.problems:
             raise TemplateError(f"template {self.file.name}: " + "; ".join(self.problems))
-        self.check_placeholders(procedure, set(keys))
+        self.check_placeholders(procedure)
         return procedure
 
     def string(
@@ -247,10 +231,10 @@ class _Parser:
 
     def compile(self, source: str, field: str) -> Text:
         try:
-            template = _environment().from_string(source.strip())
+            template = environment().from_string(source.strip())
         except JinjaTemplateError as exc:
             self.problems.append(f"{field}: {exc}")
-            template = _environment().from_string("")
+            template = environment().from_string("")
         return Text(field, source.strip(), template)
 
     def milestone(self, data: dict[str, Any], index: int) -> MilestoneSpec:
@@ -276,15 +260,61 @@ class _Parser:
             self.problems.append(f"{field}: {exc}")
             return None
 
-    def check_placeholders(self, procedure: Procedure, keys: set[str]) -> None:
+    def check_placeholders(self, procedure: Procedure) -> None:
         """Render every text once with sample values so a typo fails at load, not for a patient."""
-        from datetime import date
-
-        from discharge.document import sample_context
-
-        context = sample_context(procedure, date(2026, 1, 1))
+        context = template_context(procedure, date(2026, 1, 1), None, Clinic()).values
         for text in _texts(procedure):
             procedure.render(text, context)
+
+
+@dataclass(frozen=True)
+class DatedMilestone:
+    spec: MilestoneSpec
+    start: date | datetime  # a datetime (aware, clinic time zone) only for hour offsets + time
+    end: date | datetime | None
+    start_text: str  # as printed: "Monday 23 November 2026" (or "... at 10:30")
+    end_text: str  # "" without an end
+
+
+@dataclass(frozen=True)
+class TemplateContext:
+    """What a template's placeholders see, and the milestones' dates it was made from."""
+
+    values: dict[str, Any]
+    milestones: tuple[DatedMilestone, ...]
+
+
+def template_context(
+    procedure: Procedure, day: date, at: time | None, clinic: Clinic
+) -> TemplateContext:
+    """The placeholders of ``templates/README.md`` for one procedure date, in the clinic's style."""
+    dated: list[DatedMilestone] = []
+    for spec in procedure.milestones:
+        start = apply_offset(day, at, clinic.tz, spec.start)
+        end = apply_offset(day, at, clinic.tz, spec.end) if spec.end else None
+        end_text = format_moment(end, clinic.locale) if end is not None else ""
+        dated.append(
+            DatedMilestone(spec, start, end, format_moment(start, clinic.locale), end_text)
+        )
+    values = {
+        "m": {
+            d.spec.key: {
+                "start": d.start_text,
+                "end": d.end_text,
+                "when": f"{d.start_text} to {d.end_text}" if d.end_text else d.start_text,
+            }
+            for d in dated
+        },
+        "procedure_date": format_day(day, clinic.locale),
+        "locale": clinic.locale,
+        "clinic": {
+            "name": clinic.name,
+            "phone": clinic.phone,
+            "after_hours_phone": clinic.after_hours_phone,
+            "emergency_number": clinic.emergency_number,
+        },
+    }
+    return TemplateContext(values, tuple(dated))
 
 
 def _texts(procedure: Procedure) -> Iterable[Text]:

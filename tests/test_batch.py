@@ -19,18 +19,14 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from discharge.batch import (
-    check_email,
-    neutralise,
-    normalise_column,
-    read_date,
-    slug,
-    sniff_delimiter,
-)
-from discharge.cli import cli  # before cli_batch: cli.py imports it at its end, as at run time
-from discharge.cli_batch import TerminalReporter
-from discharge.cli_batch import batch as batch_command
+from discharge.batch import neutralise, normalise_column, read_date
+from discharge.batch.run import slug
+from discharge.batch.schedule import sniff_delimiter
+from discharge.cli import cli
+from discharge.commands.batch import TerminalReporter
+from discharge.commands.batch import batch as batch_command
 from discharge.errors import InputError
+from discharge.request import check_email
 
 SAFE_NAME = re.compile(r"^[0-9]{5}-[a-z0-9-]+\.pdf$")
 HEADER = "patient_name,procedure,date,mrn,notes,email"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from discharge.config import Config, load_config
-from discharge.document import build_document, clean_text, parse_request
+from discharge.document import build_document
 from discharge.errors import InputError, TemplateError, UnknownProcedureError
+from discharge.request import clean_text, parse_request
 
 
 def _doc(procedure: str = "hsg", day: str = "2026-11-21", config: Config | None = None, **kw):
@@ -60,7 +61,13 @@ def test_same_day_milestones_share_one_timeline_row() -> None:
     whens = [row.when for row in doc.timeline]
     assert len(whens) == len(set(whens))
     first = doc.timeline[0]
-    assert first.when == "Saturday 21 November 2026" and len(first.labels) == 2
+    assert first.when == ("Saturday 21 November 2026",) and len(first.labels) == 2
+
+
+def test_a_range_prints_its_start_and_end_on_lines_of_their_own() -> None:
+    doc = _doc(time="10:30")
+    sex = next(row for row in doc.timeline if any("have sex" in label for label in row.labels))
+    assert sex.when == ("Sunday 22 November 2026 at 10:30", "to Monday 23 November 2026 at 10:30")
 
 
 def test_us_locale_dates_and_temperatures() -> None:
@@ -76,7 +83,7 @@ def test_us_locale_dates_and_temperatures() -> None:
 def test_help_box_has_the_clinic_numbers() -> None:
     doc = _doc()
     clinic = doc.clinic
-    numbers = [phone for _, phone in doc.help_contacts]
+    numbers = [contact.number for contact in doc.help_contacts]
     assert clinic.phone in numbers and clinic.after_hours_phone in numbers
     assert any(clinic.emergency_number in n for n in numbers)
     assert len(doc.help_signs) >= 5
@@ -85,8 +92,8 @@ def test_help_box_has_the_clinic_numbers() -> None:
 def test_footer_identifies_the_patient() -> None:
     doc = _doc(dob="1990-02-01", mrn="RX-1")
     assert doc.patient_name == "Ada Lovelace"
-    assert doc.footer_ids == "Born 1 Feb 1990  ·  Hospital number RX-1"
-    assert doc.footer_template == "hsg v1.1"
+    assert doc.footer.ids == "Born 1 Feb 1990  ·  Hospital number RX-1"
+    assert doc.footer.template == "hsg v1.1"
 
 
 @pytest.mark.parametrize(

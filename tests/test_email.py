@@ -30,10 +30,10 @@ from icalendar import Calendar
 from pypdf import PdfReader
 
 from discharge.config import parse_config
-from discharge.document import build_document, parse_request
-from discharge.email_config import load_email_settings
+from discharge.delivery import Mailer, MessageRejected, compose_email, load_email_settings
+from discharge.document import build_document
 from discharge.errors import ConfigError, DeliveryError, InputError, TemplateError
-from discharge.mail import Mailer, MessageRejected, compose_email
+from discharge.request import parse_request
 from tests.conftest import run_discharge
 
 SENDER = "aftercare@riverside.example"

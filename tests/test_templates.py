@@ -9,8 +9,9 @@ import pyphen
 import pytest
 
 from discharge.config import load_config
-from discharge.document import build_document, parse_request
+from discharge.document import build_document
 from discharge.procedures import available_procedures, load_all
+from discharge.request import parse_request
 
 PROCEDURES = sorted(available_procedures())
 _HYPHENATOR = pyphen.Pyphen(lang="en_US")

@@ -6,18 +6,19 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from discharge import cli as _cli
-from discharge.cli_email import batch_email_options
 from discharge.errors import ExitStatus
+from discharge.options import config_option, debug_requested
 
-# cli.py imports this module at its end: in that cycle mypy cannot infer the option's type.
-config_option: Callable[[Callable[..., Any]], Callable[..., Any]] = _cli.config_option  # type: ignore[has-type, unused-ignore]
+if TYPE_CHECKING:
+    from discharge.batch import Schedule
+    from discharge.batch_email import BatchEmail
+    from discharge.config import Config
 
 
 @click.command()
@@ -35,7 +36,10 @@ config_option: Callable[[Callable[..., Any]], Callable[..., Any]] = _cli.config_
 @click.option("--date-order", type=click.Choice(["dmy", "mdy"], case_sensitive=False),
               help="How to read dates like 21/11/2026. Default: the clinic config; "
                    "without one such dates are errors.")  # fmt: skip
-@batch_email_options
+@click.option("--email", "email_rows", is_flag=True,
+              help="Also email each row's PDF to the row's email column ([smtp] and [email] "
+                   "settings); a rerun emails only the rows not sent yet.")  # fmt: skip
+@click.option("--resend", is_flag=True, help="With --email: email again the rows already sent.")
 def batch(
     schedule: Path,
     out_dir: Path | None,
@@ -58,15 +62,17 @@ def batch(
     not start, 3 with --email: an email was not sent (the PDFs are kept), 130 interrupted.
     """
     from discharge.batch import check_schedule, combine_pdfs, open_schedule, run_batch
-    from discharge.cli_email import prepare_batch_email, send_batch_email
+    from discharge.batch_email import prepare_batch_email
     from discharge.config import load_config
 
     if check and combined:
         raise click.UsageError("--combined makes a PDF; it cannot be used with --check")
     if not check and out_dir is None:
         raise click.UsageError("--out-dir DIR is required: the folder for the PDFs")
+    if resend and not email_rows:
+        raise click.UsageError("--resend goes with --email")
     config = load_config(config_path)
-    emailer = prepare_batch_email(config, email_rows, resend)
+    emailer = prepare_batch_email(config, resend) if email_rows else None
     opened = open_schedule(schedule)
     for column in opened.unknown_columns:
         click.echo(f"warning: column {column!r} is not used (not a known column)", err=True)
@@ -81,8 +87,9 @@ def batch(
     assert out_dir is not None
     with _sigterm_as_interrupt():
         summary = run_batch(
-            opened, config, out_dir, jobs=jobs, force=force, date_order=order, reporter=reporter
-        )
+            opened, config, out_dir, jobs=jobs, force=force, date_order=order, reporter=reporter,
+            debug=debug_requested(),
+        )  # fmt: skip
         reporter.clear()
         counts = f"{summary.ok} ok / {summary.errors} error / {summary.skipped} skipped"
         if summary.interrupted:
@@ -95,7 +102,7 @@ def batch(
         if combined is not None:
             pages = combine_pdfs(out_dir, combined)
             click.echo(f"Wrote {combined} ({pages} pages)" if pages else "No PDFs to combine")
-    if emailer is not None and send_batch_email(emailer, opened, config, out_dir, order):
+    if emailer is not None and _send_batch_email(emailer, opened, config, out_dir, order):
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
         sys.exit(ExitStatus.DELIVERY)
     if summary.errors:
@@ -156,3 +163,29 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def _send_batch_email(
+    step: BatchEmail, schedule: Schedule, config: Config, out_dir: Path, date_order: str | None
+) -> bool:
+    """Email the made PDFs; report; return True if any row's email failed."""
+    from discharge.batch_email import email_batch
+
+    with step.mailer:
+        summary = email_batch(
+            schedule, config, out_dir, step.mailer, step.settings, resend=step.resend,
+            date_order=date_order, reporter=_EmailReporter(),
+        )  # fmt: skip
+    click.echo(
+        f"email: {summary.sent} sent / {summary.failed} failed / "
+        f"{summary.no_address} no address / {summary.already_sent} already sent"
+    )
+    return summary.failed > 0
+
+
+class _EmailReporter:
+    def email_sent(self, row: int, address: str) -> None:
+        pass
+
+    def email_failed(self, row: int, address: str, message: str) -> None:
+        click.echo(f"row {row}: email to {address} not sent: {message}", err=True)

@@ -1,12 +1,4 @@
-"""Emailing the instructions: compose the message, optionally protect the PDF, send over SMTP.
-
-Named ``mail`` so it can never be mistaken for the standard library's ``email`` package.
-
-The message is the same PDF ``generate`` makes, plus an .ics of the milestones. By default the
-subject, the first lines of the body and the calendar event titles name no procedure and no
-diagnosis: a lock screen or a shared inbox shows them to whoever is looking.
-
-Faults are sorted by what the caller should do next:
+"""Sending over SMTP: one session reused for many messages, with faults sorted by what next.
 
 - ``MessageRejected``: the server refused this one message (a 5xx for the address, temporary
   rejections that outlasted the retries, a connection that dropped twice). Other patients'
@@ -18,228 +10,22 @@ Faults are sorted by what the caller should do next:
 from __future__ import annotations
 
 import contextlib
-import html
-import io
-import re
-import secrets
 import smtplib
 import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid
-from functools import cache
-from typing import TYPE_CHECKING, Any
 
-from discharge.config import Config
-from discharge.document import DischargeRequest, Document, Milestone
-from discharge.email_config import EmailSettings, SmtpSettings, split_address
-from discharge.errors import ConfigError, DeliveryError, InputError, TemplateError
-
-if TYPE_CHECKING:
-    from jinja2 import Template
-    from jinja2.sandbox import SandboxedEnvironment
+from discharge.delivery.compose import OutgoingEmail
+from discharge.delivery.settings import SmtpSettings
+from discharge.errors import ConfigError, DeliveryError, InputError, reason
 
 MAX_RETRY_DELAY = 60.0  # seconds: backoff doubles up to this, never beyond
 
 
 class MessageRejected(DeliveryError):
     """The server would not take this one message; others may still be sent."""
-
-
-@dataclass(frozen=True)
-class OutgoingEmail:
-    """A composed message and what the caller may want to report or keep."""
-
-    message: EmailMessage
-    recipient: str | None
-    message_id: str
-    pdf: bytes  # the PDF as attached (protected, if the clinic asked for that)
-    pdf_filename: str
-    ics: bytes
-
-
-# --- composing ----------------------------------------------------------------------------
-
-
-@cache
-def template_environment(*, html: bool = False) -> SandboxedEnvironment:
-    """Sandboxed, strict Jinja2 for the clinic's [email] texts; HTML output is autoescaped."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
-
-    return SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True
-    )
-
-
-def compose_email(
-    request: DischargeRequest,
-    document: Document,
-    pdf: bytes,
-    smtp: SmtpSettings,
-    settings: EmailSettings,
-    recipient: str | None,
-) -> OutgoingEmail:
-    """Build the complete message for one patient from the PDF ``make_pdf`` made."""
-    from discharge.ics import build_calendar, milestone_events
-
-    context = _context(request, document, settings)
-    subject = _one_line(_render("subject", settings.subject, context))
-    text = _render("body_text", settings.body_text, context)
-    body_html = (
-        _render("body_html", settings.body_html, context, html=True)
-        if settings.body_html is not None
-        else text_to_html(text)
-    )
-
-    def event_text(m: Milestone, field: str, source: str) -> str:
-        milestone = {"key": m.key, "label": m.label, "when": m.when}
-        return _render(field, source, {**context, "milestone": milestone})
-
-    events = milestone_events(
-        request,
-        document.milestones,
-        smtp.domain,
-        summary=lambda m: _one_line(event_text(m, "event_summary", settings.event_summary)),
-        description=lambda m: event_text(m, "event_description", settings.event_description),
-    )
-    ics = build_calendar(request, events)
-    pdf = protect_pdf(pdf, request, settings)
-
-    message = EmailMessage()
-    name, address = split_address(smtp.sender)
-    message["From"] = formataddr((name, address)) if name else address
-    if recipient is not None:
-        message["To"] = recipient
-    if smtp.reply_to:
-        message["Reply-To"] = smtp.reply_to
-    message["Subject"] = subject
-    message["Date"] = formatdate(localtime=True)
-    message_id = make_msgid(domain=smtp.domain)
-    message["Message-ID"] = message_id
-    # Tells auto-responders (holiday replies) not to answer, per RFC 3834.
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text)
-    message.add_alternative(body_html, subtype="html")
-    day = request.day.isoformat()
-    pdf_filename = f"after-care-instructions-{day}.pdf"
-    message.add_attachment(pdf, maintype="application", subtype="pdf", filename=pdf_filename)
-    message.add_attachment(
-        ics,
-        maintype="text",
-        subtype="calendar",
-        filename=f"after-care-dates-{day}.ics",
-        params={"method": "PUBLISH", "charset": "utf-8"},
-    )
-    return OutgoingEmail(message, recipient, message_id, pdf, pdf_filename, ics)
-
-
-def make_email(
-    request: DischargeRequest,
-    config: Config,
-    recipient: str | None,
-    smtp: SmtpSettings,
-    settings: EmailSettings,
-) -> tuple[Document, bytes, OutgoingEmail]:
-    """Make the PDF (the one code path ``generate`` uses) and the message that carries it."""
-    from discharge.generate import make_pdf
-
-    document, pdf = make_pdf(request, config)
-    return document, pdf, compose_email(request, document, pdf, smtp, settings, recipient)
-
-
-def protect_pdf(pdf: bytes, request: DischargeRequest, settings: EmailSettings) -> bytes:
-    """Encrypt the PDF with AES-256 under the clinic's password rule (or return it as it is)."""
-    password = pdf_password(request, settings)
-    if password is None:
-        return pdf
-    from pypdf import PdfReader, PdfWriter
-
-    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf)))
-    # A random owner password: the patient may open and print, nobody may lift the protection.
-    writer.encrypt(
-        user_password=password, owner_password=secrets.token_hex(16), algorithm="AES-256"
-    )
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
-
-def pdf_password(request: DischargeRequest, settings: EmailSettings) -> str | None:
-    rule = settings.pdf_password
-    if rule == "none":
-        return None
-    dob = request.patient.dob
-    if dob is None:
-        raise InputError(
-            f"the clinic protects emailed PDFs with the date of birth ({rule}), "
-            "but no date of birth was given for this patient"
-        )
-    pattern = rule.removeprefix("dob:")
-    return (
-        pattern.replace("YYYY", f"{dob.year:04d}")
-        .replace("MM", f"{dob.month:02d}")
-        .replace("DD", f"{dob.day:02d}")
-    )
-
-
-def text_to_html(text: str) -> str:
-    """The plain-text body as simple HTML: escaped, a paragraph per blank-line block."""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    body = "\n".join(
-        "<p>" + "<br>\n".join(html.escape(line) for line in p.splitlines()) + "</p>"
-        for p in paragraphs
-    )
-    return (
-        f'<!DOCTYPE html>\n<html><body style="font-family: sans-serif">\n{body}\n</body></html>\n'
-    )
-
-
-def _context(
-    request: DischargeRequest, document: Document, settings: EmailSettings
-) -> dict[str, Any]:
-    from discharge.dates import format_day
-
-    clinic = document.clinic
-    return {
-        "clinic": {
-            "name": clinic.name,
-            "phone": clinic.phone,
-            "after_hours_phone": clinic.after_hours_phone,
-            "emergency_number": clinic.emergency_number,
-            "address": list(clinic.address),
-        },
-        "patient": {"name": document.patient_name},
-        # Available for a clinic that chooses to say more; the defaults never use them.
-        "procedure": {"id": document.procedure_id, "title": document.title},
-        "procedure_date": format_day(request.day, clinic.locale),
-        "milestones": [
-            {"key": m.key, "label": m.label, "when": m.when} for m in document.milestones
-        ],
-        "pdf_password_rule": settings.pdf_password_rule,
-    }
-
-
-def _render(field: str, source: str, context: Mapping[str, Any], *, html: bool = False) -> str:
-    from jinja2 import TemplateError as JinjaTemplateError
-
-    try:
-        return _template(source, html).render(context).strip()
-    except JinjaTemplateError as exc:
-        raise TemplateError(f"clinic settings, email.{field}: {exc}") from None
-
-
-@cache
-def _template(source: str, html: bool) -> Template:
-    return template_environment(html=html).from_string(source)
-
-
-def _one_line(text: str) -> str:
-    # A header is one line: a newline from a template must not start another header.
-    return " ".join(text.split())
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -403,12 +189,6 @@ class Mailer:
         return conn
 
 
-def send_email(email: OutgoingEmail, smtp: SmtpSettings) -> str:
-    """Send one message on a connection of its own; return its Message-ID."""
-    with Mailer(smtp) as mailer:
-        return mailer.send(email)
-
-
 @dataclass(frozen=True)
 class _Failure:
     code: int
@@ -434,8 +214,7 @@ def _reason(exc: BaseException) -> str:
         return "connection refused (is the server running, and are smtp.host and smtp.port right?)"
     if isinstance(exc, TimeoutError | socket.timeout):
         return "timed out"
-    text = getattr(exc, "strerror", None) or str(exc)
-    return text or type(exc).__name__
+    return reason(exc)
 
 
 def _close_quietly(conn: smtplib.SMTP | None) -> None:

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from discharge.document import DischargeRequest, Milestone
+from discharge.document import Milestone
+from discharge.request import DischargeRequest
 
 PRODID = "-//discharge//after-care instructions//EN"
 

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from discharge.config import Config
-from discharge.errors import ConfigError
+from discharge.errors import ConfigError, InputError
+from discharge.request import check_email
+from discharge.templating import environment
 
 Security = Literal["starttls", "tls", "none"]
 SECURITY_MODES: tuple[Security, ...] = ("starttls", "tls", "none")
@@ -75,12 +77,6 @@ _EMAIL_KEYS = {
     "subject", "body_text", "body_html", "event_summary", "event_description", "pdf_password",
 }  # fmt: skip
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Deliberately plain: one mailbox, no display name, no comments, no quoting. A typo should be
-# caught here, before a PDF goes anywhere; an address this refuses can be written more simply.
-_ADDRESS = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@"
-    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
 _NAMED_ADDRESS = re.compile(r"^\s*(?P<name>[^<>@\"]*?)\s*<(?P<address>[^<>\s]+)>\s*$")
 
 
@@ -161,23 +157,19 @@ def load_email_settings(
     return smtp_settings, email_settings
 
 
-def check_address(text: str, what: str = "email address") -> str:
-    """One plain address, ``name@example.org``; anything else is a ValueError saying so."""
-    address = (text or "").strip()
-    if not _ADDRESS.match(address) or ".." in address or address.startswith("."):
-        raise ValueError(
-            f"{what} {text!r} is not an email address (expected one address "
-            "such as name@example.org)"
-        )
-    return address
-
-
 def split_address(text: str) -> tuple[str, str]:
     """``"Clinic <a@b.example>"`` -> ``("Clinic", "a@b.example")``; a bare address has no name."""
     match = _NAMED_ADDRESS.match(text)
     if match:
-        return match.group("name").strip(), check_address(match.group("address"))
-    return "", check_address(text)
+        return match.group("name").strip(), _address(match.group("address"))
+    return "", _address(text)
+
+
+def _address(text: str) -> str:
+    address = check_email(text, "address")
+    if not address:
+        raise InputError("address is empty (expected name@example.org)")
+    return address
 
 
 def is_loopback(host: str) -> bool:
@@ -262,8 +254,8 @@ def _parse_smtp(
         if key in values:
             try:
                 split_address(values[key])
-            except ValueError as exc:
-                problems.append(f"smtp.{exc}")
+            except InputError as exc:
+                problems.append(f"smtp.{key}: {exc}")
     if "sender" not in values:
         problems.append(
             "smtp.sender is required: the From address, for example "
@@ -284,8 +276,6 @@ def _parse_smtp(
 def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
     from jinja2 import TemplateSyntaxError
 
-    from discharge.mail import template_environment
-
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in _EMAIL_KEYS:
@@ -300,7 +290,7 @@ def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
                 values[key] = value
         else:
             try:
-                template_environment(html=key == "body_html").parse(value)
+                environment(html=key == "body_html").parse(value)
             except TemplateSyntaxError as exc:
                 problems.append(
                     f"email.{key} is not a valid template: {exc.message} (line {exc.lineno})"

@@ -1,0 +1,48 @@
+"""One print-ready PDF of a run: every patient's document, each starting on a new sheet."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from discharge.batch.manifest import OK, SKIPPED, read_manifest
+from discharge.errors import OutputError
+from discharge.output import open_atomic
+
+_PDF_NAME = re.compile(r"^[0-9]{5,}-[a-z0-9-]+\.pdf$")
+
+
+def combine_pdfs(out_dir: str | os.PathLike[str], destination: str | os.PathLike[str]) -> int:
+    """One PDF of the run's rows (ok and skipped), in row order; return its page count.
+
+    Each patient starts on the front of a new sheet: a document with an odd number of pages is
+    followed by a blank page, so double-sided printing never puts two patients on one sheet.
+    """
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.errors import PyPdfError
+
+    out = Path(out_dir)
+    writer = PdfWriter()
+    for entry in read_manifest(out):
+        # Only names this module makes: a hand-edited manifest cannot point outside the folder.
+        if entry.get("status") not in (OK, SKIPPED) or not _PDF_NAME.match(entry.get("file", "")):
+            continue
+        try:
+            reader = PdfReader(out / entry["file"])
+            pages = len(reader.pages)
+            for page in reader.pages:
+                writer.add_page(page)
+        except (OSError, PyPdfError) as exc:
+            raise OutputError(
+                f"cannot add {entry['file']} (row {entry['row']}) to the combined PDF: {exc}"
+            ) from None
+        if pages % 2:
+            last = reader.pages[-1].mediabox
+            writer.add_blank_page(width=last.width, height=last.height)
+    if not writer.pages:
+        return 0
+    writer.add_metadata({"/Title": "Discharge instructions", "/Creator": "discharge"})
+    with open_atomic(Path(destination)) as handle:
+        writer.write(handle)
+    return len(writer.pages)

@@ -1,0 +1,438 @@
+"""A day's schedule into PDFs: check a CSV schedule, render every row, keep a manifest.
+
+The run reads the schedule twice, so memory stays flat however long it is: first every row
+is validated and every problem reported (``check_schedule``); then the valid rows are rendered,
+in worker processes, each PDF written atomically inside the output folder, and each row's
+outcome recorded in ``DIR/manifest.csv`` (``run_batch``). A rerun skips the rows whose PDF is
+still the one the manifest recorded, so an interrupted run can simply be started again.
+
+Everything here is plain functions and small classes a Python caller can use; the command line
+(``discharge/commands/batch.py``) only parses options and reports.
+"""
+
+import contextlib
+import hashlib
+import os
+import re
+import time
+import unicodedata
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from discharge import __version__
+from discharge.batch.manifest import (
+    ERROR,
+    MANIFEST_FIELDS,
+    MANIFEST_NAME,
+    OK,
+    SKIPPED,
+    ManifestWriter,
+    PreviousManifest,
+    carried_over,
+)
+from discharge.batch.schedule import RowError, Schedule, ScheduleRow, read_rows
+from discharge.config import Clinic, Config
+from discharge.errors import DischargeError, OutputError
+from discharge.output import write_atomic
+from discharge.request import DischargeRequest
+
+# The temporary files write_atomic / open_atomic leave if a process is killed mid-write:
+# `.00012-ann-exa.XXXX.part` for PDFs (the name is cut to 40 characters there), and
+# `.manifest.csv.XXXX.part` for the manifest, its journal and the previous run's copy.
+_PART_PATTERNS = (".[0-9][0-9][0-9][0-9][0-9]*-*.part", f".{MANIFEST_NAME}.*.part")
+_WINDOW_PER_JOB = 4  # rows in flight per worker: enough to keep it busy, few enough to stay flat
+
+
+# --- file names -------------------------------------------------------------------------
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """ASCII letters, digits and single hyphens only: safe in any file system and URL."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
+
+
+def output_name(row: int, request: DischargeRequest) -> str:
+    """The PDF's file name: unique (the row number), stable across reruns, safe whatever the data.
+
+    The hospital number is used rather than the name when there is one: a file name is seen
+    by more people and programs (mail previews, print queues, backups) than the document.
+    """
+    who = slug(request.patient.mrn or request.patient.name) or "patient"
+    return f"{row:05d}-{who}-{slug(request.procedure)}-{request.day.isoformat()}.pdf"
+
+
+def input_fingerprint(item: ScheduleRow, file: str, config: Config) -> str:
+    """A digest of everything the PDF is made from, so a corrected row is never skipped."""
+    parts = (
+        __version__,
+        file,
+        repr(item.request),
+        _clinic_key(config.clinic),
+        _file_digest(item.template, item.template.stat().st_mtime_ns),
+    )
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+@cache
+def _clinic_key(clinic: Clinic) -> str:
+    return repr(clinic)
+
+
+@cache
+def _file_digest(path: Path, _mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- rendering (in worker processes) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderTask:
+    row: int
+    file: str
+    request: DischargeRequest
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What a worker sends back: never the PDF itself, which it has already written."""
+
+    row: int
+    file: str
+    sha256: str
+    error: str
+
+
+_worker: dict[str, Any] = {}
+
+
+def prepare_renderer(config: Config, out_dir: Path, debug: bool = False) -> None:
+    """Load fonts and templates once per process, before the first row."""
+    from discharge.fonts import main_coverage
+    from discharge.procedures import load_all
+
+    _worker.update(config=config, out_dir=out_dir, debug=debug)
+    main_coverage()
+    with contextlib.suppress(DischargeError):  # a broken template is reported on its rows
+        load_all(config.templates_dir)
+
+
+def _init_pool_worker(config: Config, out_dir: Path, debug: bool) -> None:
+    import signal
+
+    # The parent decides when to stop (Ctrl-C reaches the whole process group): a worker
+    # killed mid-write leaves only a temporary file, which the parent removes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    prepare_renderer(config, out_dir, debug)
+
+
+def render_row(task: RenderTask) -> RenderResult:
+    """Render one row and write its PDF atomically; the same code as ``discharge generate``."""
+    from discharge.generate import make_pdf
+
+    config: Config = _worker["config"]
+    out_dir: Path = _worker["out_dir"]
+    try:
+        _document, pdf = make_pdf(task.request, config)
+        write_atomic(out_dir / task.file, pdf)
+    except DischargeError as exc:
+        return RenderResult(task.row, task.file, "", str(exc))
+    except Exception as exc:  # a bug (e.g. reportlab's LayoutError): it must not stop the rest
+        if _worker.get("debug"):
+            raise
+        # Only the type: reportlab's messages quote the text of the cell that did not fit.
+        message = f"internal error while making this PDF ({type(exc).__name__}); please report it"
+        return RenderResult(task.row, task.file, "", message)
+    return RenderResult(task.row, task.file, hashlib.sha256(pdf).hexdigest(), "")
+
+
+class _Ready:
+    """An outcome known without rendering, shaped like a pool's AsyncResult."""
+
+    def __init__(self, result: RenderResult | None = None) -> None:
+        self.result = result
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self) -> RenderResult | None:
+        return self.result
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+class BatchReporter(Protocol):
+    def row_error(self, row: int, message: str) -> None: ...
+
+    def started(self, rows: int) -> None: ...
+
+    def row_done(self, entry: Mapping[str, str]) -> None: ...
+
+
+class QuietReporter:
+    def row_error(self, row: int, message: str) -> None:
+        pass
+
+    def started(self, rows: int) -> None:
+        pass
+
+    def row_done(self, entry: Mapping[str, str]) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class CheckSummary:
+    valid: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    ok: int
+    errors: int
+    skipped: int
+    seconds: float
+    interrupted: bool
+    manifest: Path
+
+
+def check_schedule(
+    schedule: Schedule,
+    config: Config,
+    *,
+    date_order: str | None = None,
+    reporter: BatchReporter | None = None,
+) -> CheckSummary:
+    """Validate every row, reporting each problem; write nothing."""
+    reporter = reporter or QuietReporter()
+    valid = errors = 0
+    for item in read_rows(schedule, config, date_order):
+        if isinstance(item, RowError):
+            errors += 1
+            reporter.row_error(item.row, item.message)
+        else:
+            valid += 1
+    return CheckSummary(valid, errors)
+
+
+def run_batch(
+    schedule: Schedule,
+    config: Config,
+    out_dir: str | os.PathLike[str],
+    *,
+    jobs: int | None = None,
+    force: bool = False,
+    date_order: str | None = None,
+    reporter: BatchReporter | None = None,
+    checkpoint_seconds: float = 2.0,
+    debug: bool = False,
+) -> BatchSummary:
+    """Check the whole schedule, then make every valid row's PDF in ``out_dir``.
+
+    Ctrl-C (KeyboardInterrupt) stops the run cleanly: the manifest is written and the summary
+    says ``interrupted``; running again finishes the job. ``debug`` lets an unexpected error
+    in a row (a bug) propagate with its traceback instead of becoming that row's error.
+    """
+    reporter = reporter or QuietReporter()
+    started = time.monotonic()
+    check = check_schedule(schedule, config, date_order=date_order, reporter=reporter)
+    out = _prepare_out_dir(Path(out_dir))
+    counts = {OK: 0, ERROR: 0, SKIPPED: 0}
+    interrupted = complete = False
+    with locked(out):
+        remove_partial_files(out)
+        previous = PreviousManifest(out)
+        extra = [f for f in previous.fields if f and f not in MANIFEST_FIELDS]
+        manifest = ManifestWriter(out, MANIFEST_FIELDS + extra, previous)
+        runner = _Runner(config, out, jobs or os.cpu_count() or 1, check.valid, debug)
+        reporter.started(check.valid + check.errors)
+        try:
+            next_checkpoint = time.monotonic() + checkpoint_seconds
+            for entry in runner.outcomes(read_rows(schedule, config, date_order), previous, force):
+                manifest.record(entry)
+                counts[entry["status"]] += 1
+                if entry["status"] == ERROR and entry["file"]:
+                    reporter.row_error(int(entry["row"]), entry["error"])
+                reporter.row_done(entry)
+                if time.monotonic() >= next_checkpoint:
+                    began = time.monotonic()
+                    manifest.checkpoint()
+                    # Rewriting a very long manifest takes time: keep it a small share of the run.
+                    spent = time.monotonic() - began
+                    next_checkpoint = time.monotonic() + max(checkpoint_seconds, 20 * spent)
+            complete = True
+        except KeyboardInterrupt:
+            interrupted = True
+            for entry in runner.finished():  # rows already written when the signal came
+                manifest.record(entry)
+                counts[entry["status"]] += 1
+        finally:
+            runner.close()
+            try:
+                manifest.close(complete=complete)
+            finally:
+                previous.close()
+                remove_partial_files(out)
+    return BatchSummary(
+        ok=counts[OK],
+        errors=counts[ERROR],
+        skipped=counts[SKIPPED],
+        seconds=time.monotonic() - started,
+        interrupted=interrupted,
+        manifest=out / MANIFEST_NAME,
+    )
+
+
+class _Runner:
+    """Feeds rows to the renderer (a process pool, or this process for one job), in order.
+
+    At most a few rows per worker are in flight: Pool.imap would read the whole schedule
+    ahead into its task queue, and memory would grow with the schedule.
+    """
+
+    def __init__(
+        self, config: Config, out_dir: Path, jobs: int, to_render: int, debug: bool
+    ) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.debug = debug
+        self.jobs = max(1, min(jobs, to_render))
+        self.pool: Any = None
+        self.prepared = False
+        self.pending: deque[tuple[dict[str, str], dict[str, str] | None, Any]] = deque()
+
+    def outcomes(
+        self, items: Iterable[ScheduleRow | RowError], previous: PreviousManifest, force: bool
+    ) -> Iterator[dict[str, str]]:
+        window = self.jobs * _WINDOW_PER_JOB
+        for item in items:
+            before = previous.entry(item.row)
+            if isinstance(item, RowError):
+                entry = {"row": str(item.row), "status": ERROR, "file": "", "error": item.message}
+                self.pending.append((entry, None, _Ready()))
+            else:
+                file = output_name(item.row, item.request)
+                entry = {
+                    "row": str(item.row),
+                    "file": file,
+                    "procedure": item.request.procedure,
+                    "date": item.request.day.isoformat(),
+                    "email": item.email,
+                    "input_sha256": input_fingerprint(item, file, self.config),
+                }
+                digest = None if force else _still_valid(self.out_dir, entry, before)
+                if digest:
+                    entry.update(status=SKIPPED, sha256=digest)
+                    self.pending.append((entry, before, _Ready()))
+                else:
+                    task = RenderTask(item.row, file, item.request)
+                    self.pending.append((entry, before, self._submit(task)))
+            while len(self.pending) > window or (self.pending and self.pending[0][2].ready()):
+                yield self._complete(self.pending.popleft(), wait=True)
+        while self.pending:
+            yield self._complete(self.pending.popleft(), wait=True)
+
+    def finished(self) -> Iterator[dict[str, str]]:
+        """After an interruption: the rows at the front that are already done, in order."""
+        while self.pending and self.pending[0][2].ready():
+            try:
+                yield self._complete(self.pending.popleft(), wait=False)
+            except Exception:  # noqa: BLE001 - a worker killed mid-row: that row is redone
+                return
+
+    def _submit(self, task: RenderTask) -> Any:
+        if self.jobs == 1:
+            if not self.prepared:
+                prepare_renderer(self.config, self.out_dir, self.debug)
+                self.prepared = True
+            return _Ready(render_row(task))
+        if self.pool is None:
+            import multiprocessing
+
+            # fork where there is one: workers start at once and share the parent's imports.
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+            context = multiprocessing.get_context(method)
+            self.pool = context.Pool(
+                self.jobs,
+                initializer=_init_pool_worker,
+                initargs=(self.config, self.out_dir, self.debug),
+            )
+        return self.pool.apply_async(render_row, (task,))
+
+    def _complete(
+        self, item: tuple[dict[str, str], dict[str, str] | None, Any], *, wait: bool
+    ) -> dict[str, str]:
+        entry, before, pending = item
+        result: RenderResult | None = pending.get() if wait else pending.get(timeout=0)
+        if result is not None:
+            if result.error:
+                entry.update(status=ERROR, error=result.error)
+            else:
+                entry.update(status=OK, sha256=result.sha256)
+        entry.update(carried_over(entry, before))
+        return entry
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+def _still_valid(
+    out_dir: Path, entry: Mapping[str, str], before: Mapping[str, str] | None
+) -> str | None:
+    """The PDF's digest if the last run made this same row into this same, intact file."""
+    if before is None or before.get("status") not in (OK, SKIPPED):
+        return None
+    if before.get("file") != entry["file"] or before.get("input_sha256") != entry["input_sha256"]:
+        return None
+    try:
+        digest = hashlib.sha256((out_dir / entry["file"]).read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return digest if digest == before.get("sha256") else None
+
+
+def _prepare_out_dir(out_dir: Path) -> Path:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"output folder {out_dir} is a file, expected a folder") from None
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
+    return out_dir
+
+
+@contextlib.contextmanager
+def locked(out_dir: Path) -> Iterator[None]:
+    """One batch at a time per output folder: two would overwrite each other's manifest."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; run one batch per folder
+        yield
+        return
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError(f"another discharge batch is writing to {out_dir}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_partial_files(out_dir: Path) -> None:
+    """Remove temporary files a killed process left behind (only the ones we create)."""
+    for pattern in _PART_PATTERNS:
+        for path in out_dir.glob(pattern):
+            with contextlib.suppress(OSError):
+                path.unlink()

@@ -1,0 +1,1 @@
+"""One thin module per ``discharge`` command: parse options, call the library, report."""

@@ -1,0 +1,26 @@
+"""`discharge generate`: one patient's instructions as a PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from discharge.options import patient_options, request_from_options
+
+
+@click.command()
+@patient_options
+@click.option("--output", "-o", type=click.Path(path_type=Path), metavar="PATH",
+              help="Where to write the PDF (default: discharge-PROCEDURE-DATE.pdf).")  # fmt: skip
+def generate(config_path: Path | None, output: Path | None, **patient: Any) -> None:
+    """Make one patient's discharge instructions as a PDF."""
+    from discharge.config import load_config
+    from discharge.generate import generate_pdf
+
+    config = load_config(config_path)
+    request = request_from_options(**patient)
+    output = output or Path(f"discharge-{request.procedure}-{request.day.isoformat()}.pdf")
+    generate_pdf(request, config, output)
+    click.echo(f"Wrote {output}")

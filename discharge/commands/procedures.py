@@ -1,0 +1,21 @@
+"""`discharge procedures`: the procedures that have templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from discharge.options import config_option
+
+
+@click.command()
+@config_option
+def procedures(config_path: Path | None) -> None:
+    """List the procedures that have templates, with their titles."""
+    from discharge.config import load_config
+    from discharge.procedures import load_all
+
+    config = load_config(config_path)
+    for procedure in load_all(config.templates_dir):
+        click.echo(f"{procedure.id:<14} {procedure.title}  (version {procedure.version})")

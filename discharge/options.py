@@ -1,0 +1,99 @@
+"""Click options shared by several commands, each defined once.
+
+``patient_options`` is every option that describes one patient's discharge (``generate`` and
+``email`` take the same ones, so they cannot drift apart); ``request_from_options`` turns their
+values into a validated request through the one request layer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from discharge.errors import InputError
+from discharge.request import DischargeRequest, parse_request
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEBUG_ENV = "DISCHARGE_DEBUG"
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="DISCHARGE_CONFIG",
+    help="Clinic settings file (TOML). Default: $DISCHARGE_CONFIG, else the demo clinic.",
+)
+
+_PATIENT_OPTIONS = [
+    click.option("--procedure", required=True, metavar="ID",
+                 help="Procedure id, e.g. hsg or miscarriage."),
+    click.option("--date", "day", required=True, metavar="YYYY-MM-DD",
+                 help="Date of the procedure."),
+    click.option("--time", "at", metavar="HH:MM", help="Time of the procedure (24-hour clock)."),
+    click.option("--patient", required=True, metavar="NAME", help="Patient's full name."),
+    click.option("--dob", metavar="YYYY-MM-DD", help="Patient's date of birth."),
+    click.option("--mrn", metavar="ID", help="Hospital number (MRN)."),
+    click.option("--clinician", metavar="NAME", help="Clinician responsible for the discharge."),
+    click.option("--notes", metavar="TEXT", help="Clinician's notes, printed as written."),
+    click.option("--notes-file", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
+                 help="Read the notes from a UTF-8 text file ('-' for standard input)."),
+    click.option("--paper", type=click.Choice(["a4", "letter"], case_sensitive=False),
+                 help="Paper size. Default: the clinic's setting."),
+    config_option,
+]  # fmt: skip
+
+
+def patient_options(command: F) -> F:
+    """Add every patient option (and --config) to a command, in help order."""
+    for option in reversed(_PATIENT_OPTIONS):
+        command = option(command)
+    return command
+
+
+def request_from_options(
+    *,
+    procedure: str,
+    day: str,
+    at: str | None,
+    patient: str,
+    dob: str | None,
+    mrn: str | None,
+    clinician: str | None,
+    notes: str | None,
+    notes_file: Path | None,
+    paper: str | None,
+) -> DischargeRequest:
+    """The validated request for the values of ``patient_options``."""
+    if notes is not None and notes_file is not None:
+        raise click.UsageError("give the notes with --notes or --notes-file, not both")
+    if notes_file is not None:
+        notes = read_notes(notes_file)
+    return parse_request(
+        procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
+        clinician=clinician, notes=notes, paper=paper,
+    )  # fmt: skip
+
+
+def read_notes(path: Path) -> str:
+    try:
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"notes file {path} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"notes file {path} is a folder, expected a text file") from None
+    except OSError as exc:
+        raise InputError(f"cannot read notes file {path}: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"notes file {path} is not UTF-8 text") from None
+
+
+def debug_requested() -> bool:
+    """Show tracebacks instead of one-line messages (``DISCHARGE_DEBUG=1``)."""
+    return bool(os.environ.get(DEBUG_ENV))

@@ -1,0 +1,142 @@
+"""What the user asks for, validated: one patient's discharge, from any front end.
+
+Every user-supplied field (a command-line option, a CSV cell, a web form field) is parsed and
+checked here, by the same code, so the command line, a batch row and the web form can never
+disagree about what is valid. Nothing here knows about click, CSV or HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, time
+from typing import Any
+
+from discharge.config import PAPER_SIZES
+from discharge.errors import InputError
+
+# Longest values that still fit their table cell on one page; longer ones are typing accidents.
+MAX_LENGTH = {"patient name": 500, "clinician": 300, "hospital number (MRN)": 64}
+_ISO_DATE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*$")
+_CLOCK = re.compile(r"^\s*(\d{1,2})[:.](\d{2})\s*$")
+# Control characters would print as boxes or confuse the PDF; keep only line breaks and tabs.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+# Deliberately plain: one mailbox, no display name, no comments, no quoting. A typo should be
+# caught here, before a PDF goes anywhere; an address this refuses can be written more simply.
+_ADDRESS = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+
+
+@dataclass(frozen=True)
+class Patient:
+    name: str
+    dob: date | None = None
+    mrn: str = ""
+
+
+@dataclass(frozen=True)
+class DischargeRequest:
+    """One patient's discharge, validated: what `generate` and each batch row produce."""
+
+    procedure: str
+    day: date
+    patient: Patient
+    at: time | None = None
+    clinician: str = ""
+    notes: str = ""
+    paper: str | None = None  # None: the clinic's default
+
+
+def parse_date(text: str, field: str = "date") -> date:
+    """A strict ISO date (YYYY-MM-DD); anything else is an InputError naming the field."""
+    match = _ISO_DATE.match(text or "")
+    if not match:
+        raise InputError(f"{field} {text!r} is not a date in the form YYYY-MM-DD")
+    try:
+        return date(*map(int, match.groups()))
+    except ValueError:
+        raise InputError(f"{field} {text!r} is not a real calendar date (YYYY-MM-DD)") from None
+
+
+def parse_time(text: str, field: str = "time") -> time:
+    match = _CLOCK.match(text or "")
+    if match:
+        hour, minute = map(int, match.groups())
+        if hour < 24 and minute < 60:
+            return time(hour, minute)
+    raise InputError(f"{field} {text!r} is not a time of day in the form HH:MM (24-hour clock)")
+
+
+def clean_text(text: str | None, *, multiline: bool = False) -> str:
+    """NFC-normalise, drop control characters, and (for one-line fields) fold whitespace."""
+    text = unicodedata.normalize("NFC", text or "")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub("", text)
+    if multiline:
+        return text.replace("\t", "    ").strip("\n")
+    return " ".join(text.split())
+
+
+def check_email(text: str | None, field: str = "email") -> str:
+    """'' when empty, else one plain address such as name@example.org; the one rule for every
+    address a patient's email goes to (``email --to``, the batch ``email`` column, the web form)
+    and for the clinic's own sender addresses."""
+    address = (text or "").strip()
+    if not address:
+        return ""
+    if not _ADDRESS.match(address) or ".." in address or address.startswith("."):
+        raise InputError(
+            f"{field} {address!r} is not an email address (expected one address "
+            "such as name@example.org)"
+        )
+    return address
+
+
+def parse_request(
+    *,
+    procedure: str,
+    date: str | Any,
+    patient: str,
+    time: str | None = None,
+    dob: str | None = None,
+    mrn: str | None = None,
+    clinician: str | None = None,
+    notes: str | None = None,
+    paper: str | None = None,
+) -> DischargeRequest:
+    """Validate raw text fields (from options, a CSV row or a form) into a DischargeRequest."""
+    name = clean_text(patient)
+    if not name:
+        raise InputError("patient name is empty (expected the patient's full name)")
+    day = parse_date(date, "date")
+    birth = parse_date(dob, "date of birth") if dob and dob.strip() else None
+    if birth and birth > day:
+        raise InputError(f"date of birth {dob!r} is after the procedure date {date!r}")
+    values = {
+        "patient name": name,
+        "clinician": clean_text(clinician),
+        "hospital number (MRN)": clean_text(mrn),
+    }
+    for field, value in values.items():
+        if len(value) > MAX_LENGTH[field]:
+            raise InputError(
+                f"{field} is {len(value)} characters long (expected at most {MAX_LENGTH[field]})"
+            )
+    paper_size = (paper or "").strip().lower() or None
+    if paper_size and paper_size not in PAPER_SIZES:
+        raise InputError(f"paper {paper!r} is not a paper size (expected a4 or letter)")
+    procedure_id = clean_text(procedure).lower()
+    if not procedure_id:
+        raise InputError("procedure is empty (expected a procedure id such as hsg)")
+    return DischargeRequest(
+        procedure=procedure_id,
+        day=day,
+        at=parse_time(time, "time") if time and time.strip() else None,
+        patient=Patient(name=name, dob=birth, mrn=values["hospital number (MRN)"]),
+        clinician=values["clinician"],
+        notes=clean_text(notes, multiline=True),
+        paper=paper_size,
+    )
