@@ -39,8 +39,7 @@ class Labels:
     date: str = "Date"
     clinician: str = "Clinician"
     phone: str = "Phone"
-    after_hours: str = "Out of hours"
-    after_hours_contact: str = "Evenings, nights and weekends"
+    after_hours: str = "Out of hours"  # the one wording, page header, help box and email alike
     emergency: str = "Emergency"
     born: str = "Born"
     bullet: str = "\u2022"
@@ -167,7 +166,7 @@ def build_document(
     contacts = [Contact(clinic.name, clinic.phone)]
     if clinic.after_hours_phone:
         header.append(f"{labels.after_hours} {clinic.after_hours_phone}")
-        contacts.append(Contact(labels.after_hours_contact, clinic.after_hours_phone))
+        contacts.append(Contact(labels.after_hours, clinic.after_hours_phone))
     contacts.append(Contact(labels.emergency, labels.call(clinic.emergency_number)))
 
     dated = tuple(_milestone(d, render(d.spec.label, values), labels) for d in context.milestones)

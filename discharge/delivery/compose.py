@@ -182,6 +182,7 @@ def _context(
             {"key": m.key, "label": m.label, "when": m.when} for m in document.milestones
         ],
         "pdf_password_rule": settings.pdf_password_rule,
+        "labels": {"after_hours": document.labels.after_hours},
     }
 
 

@@ -61,7 +61,7 @@ them to the calendar on your phone or computer.
 The PDF is protected with a password. The password is {{ pdf_password_rule }}.
 {% endif %}
 If you have a question, or are worried about how you feel, call us on {{ clinic.phone }}.
-{%- if clinic.after_hours_phone %} In the evening, at night or at the weekend, \
+{%- if clinic.after_hours_phone %} {{ labels.after_hours }}, \
 call {{ clinic.after_hours_phone }}.{% endif %}
 In an emergency, call {{ clinic.emergency_number }}.
 
