@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from discharge.config import Config, load_config
-from discharge.document import build_document
+from discharge.document import Milestone, build_document, group_timeline, parse_blocks
 from discharge.errors import InputError, TemplateError, UnknownProcedureError
 from discharge.request import clean_text, parse_request
 
@@ -152,3 +153,38 @@ def test_patient_values_are_never_template_code() -> None:
     doc = _doc(notes="{{ 7*7 }} <b>x</b>", clinician="{{ clinic.phone }}")
     assert doc.notes == "{{ 7*7 }} <b>x</b>"
     assert ("Clinician", "{{ clinic.phone }}") in doc.patient_rows
+
+
+# --- the pieces build_document is made of -------------------------------------------------
+
+
+def test_parse_blocks_paragraphs_and_bullets() -> None:
+    text = (
+        "First line\nsame paragraph.\n\nSecond paragraph.\n- one\n- two\n  wrapped\n* three\nAfter."
+    )
+    blocks = parse_blocks(text)
+    assert [b.kind for b in blocks] == ["para", "para", "bullets", "para"]
+    assert blocks[0].items == ("First line same paragraph.",)
+    assert blocks[2].items == ("one", "two wrapped", "three")
+    assert blocks[3].items == ("After.",)
+
+
+def test_parse_blocks_of_empty_text_is_empty() -> None:
+    assert parse_blocks("") == () and parse_blocks("\n \n") == ()
+
+
+def _milestone(key: str, start: date, end: date | None = None) -> Milestone:
+    lines = (start.isoformat(),) + ((f"to {end.isoformat()}",) if end else ())
+    return Milestone(key, start, end, " ".join(lines), f"label {key}", lines)
+
+
+def test_group_timeline_joins_same_dates_in_template_order() -> None:
+    a, b = date(2026, 11, 21), date(2026, 11, 23)
+    rows = group_timeline((
+        _milestone("x", a), _milestone("range", a, b), _milestone("y", a), _milestone("z", b),
+    ))  # fmt: skip
+    assert [row.when for row in rows] == [
+        ("2026-11-21",), ("2026-11-21", "to 2026-11-23"), ("2026-11-23",),
+    ]  # fmt: skip
+    assert rows[0].labels == ("label x", "label y")
+    assert rows[1].labels == ("label range",)
