@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import os
 import re
+import stat
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -28,7 +30,24 @@ REQUIRED_COLUMNS = ("patient_name", "procedure", "date")
 OPTIONAL_COLUMNS = ("time", "dob", "mrn", "clinician", "notes", "email", "paper")
 KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
+# A row longer than this is an export accident or a quote that never closes: far above any
+# real row (notes are limited to a few thousand words).
+MAX_ROW_CHARS = 100_000
 _SLASH_DATE = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*$")
+_ISO_LIKE = re.compile(r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$")
+_ID_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")
+_UNCLOSED_OVER_ROWS = (
+    "a quote opened here is never closed: the lines after it look like other patients' rows "
+    "and were read as rows of their own; add the closing quote at the end of this row's notes"
+)
+_UNCLOSED_AT_END = (
+    "a quote opened here is never closed (it runs to the end of the file); add the closing "
+    "quote at the end of this row's notes"
+)
+_TOO_LONG = (
+    f"the row is longer than {MAX_ROW_CHARS:,} characters (expected a few lines of notes); "
+    "check for a quote that is never closed"
+)
 _DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
@@ -42,22 +61,75 @@ class Schedule:
     unknown_columns: tuple[str, ...]
 
     def records(self) -> Iterator[ScheduleRecord]:
-        """Every non-empty record after the header, streamed."""
+        """Every non-empty record after the header, streamed.
+
+        The row number is the record index, not the line number: a quoted note that spans three
+        lines is still one row in a spreadsheet, and the coordinator looks the row up there
+        (the header is row 1). A record that is not a row (an unclosed quote, a runaway length)
+        comes out with its ``problem`` set, and reading goes on with the lines after it.
+        """
         with _open_text(self.path) as handle:
-            reader = csv.reader(handle, delimiter=self.delimiter)
+            lines = _Lines(handle)
             row = 1
             try:
-                next(reader, None)
-                # The row number is the record index, not the line number: a quoted note that
-                # spans three lines is still one row in a spreadsheet, and the coordinator
-                # looks the row up there (the header is row 1).
-                for row, cells in enumerate(reader, start=2):
-                    if any(cell.strip() for cell in cells):
+                next(csv.reader(lines, delimiter=self.delimiter), None)  # the header
+                reader = csv.reader(lines, delimiter=self.delimiter)
+                while True:
+                    lines.start_record()
+                    row += 1
+                    try:
+                        cells = next(reader, None)
+                    except _RowTooLong:
+                        lines.give_back()
+                        reader = csv.reader(lines, delimiter=self.delimiter)
+                        yield ScheduleRecord(row, {}, problem=_TOO_LONG)
+                        continue
+                    if cells is None:
+                        return
+                    unclosed = self._unclosed_quote(lines.taken)
+                    if unclosed:
+                        if unclosed == _UNCLOSED_OVER_ROWS:
+                            lines.give_back()
+                        reader = csv.reader(lines, delimiter=self.delimiter)
+                        yield ScheduleRecord(row, {}, problem=unclosed)
+                    elif any(cell.strip() for cell in cells):
                         yield self._record(row, cells)
             except csv.Error as exc:
-                raise InputError(f"schedule {self.path}: row {row + 1}: {exc}") from None
+                raise InputError(f"schedule {self.path}: row {row}: {exc}") from None
             except UnicodeDecodeError:
-                raise InputError(_not_utf8(self.path, f" (near row {row + 1})")) from None
+                raise InputError(_not_utf8(self.path, f" (near row {row})")) from None
+
+    def _unclosed_quote(self, taken: list[str]) -> str:
+        """The problem if this record's quote runs over lines that are rows, or to the end.
+
+        Python's csv module reads on to the end of the file inside an open quote, so one
+        forgotten closing quote would swallow every later patient into one cell of this row.
+        """
+        if '"' not in taken[0]:
+            return ""
+        if len(taken) > 1 and any(self._looks_like_a_row(line) for line in taken[1:]):
+            return _UNCLOSED_OVER_ROWS
+        try:
+            for _ in csv.reader(taken, delimiter=self.delimiter, strict=True):
+                pass
+        except csv.Error as exc:
+            if "end of data" in str(exc):
+                return _UNCLOSED_AT_END
+        return ""
+
+    def _looks_like_a_row(self, line: str) -> bool:
+        """A line with a procedure id and a date in their columns: someone's row, not notes."""
+        try:
+            cells = next(csv.reader([line], delimiter=self.delimiter), [])
+        except csv.Error:
+            return False
+        where = {name: i for i, name in enumerate(self.header)}
+        procedure, day = where["procedure"], where["date"]
+        if len(cells) <= max(procedure, day):
+            return False
+        return bool(_ID_LIKE.match(cells[procedure].strip())) and bool(
+            _ISO_LIKE.match(cells[day]) or _SLASH_DATE.match(cells[day])
+        )
 
     def _record(self, row: int, cells: list[str]) -> ScheduleRecord:
         values: dict[str, str] = {}
@@ -71,6 +143,54 @@ class Schedule:
         return ScheduleRecord(row, values, stray)
 
 
+class _RowTooLong(Exception):
+    pass
+
+
+class _Lines:
+    """The schedule's physical lines, for csv.reader, remembering those of the current record.
+
+    A record whose quote never closes can then be given back, all but its first line, and
+    those lines read again as the rows they are. A record is cut off at ``MAX_ROW_CHARS``, so
+    a runaway quote or a huge cell costs a bounded amount of memory and only its own row.
+    """
+
+    def __init__(self, handle: IO[str]) -> None:
+        self.handle = handle
+        self.pending: deque[str] = deque()
+        self.taken: list[str] = []
+        self.chars = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.pending.popleft() if self.pending else self.handle.readline(MAX_ROW_CHARS + 1)
+        if not line:
+            raise StopIteration
+        self.taken.append(line)
+        self.chars += len(line)
+        if self.chars > MAX_ROW_CHARS:
+            if not line.endswith("\n"):
+                self._skip_rest_of_line()
+            raise _RowTooLong
+        return line
+
+    def _skip_rest_of_line(self) -> None:
+        while True:
+            part = self.handle.readline(MAX_ROW_CHARS)
+            if not part or part.endswith("\n"):
+                return
+
+    def start_record(self) -> None:
+        self.taken = []
+        self.chars = 0
+
+    def give_back(self) -> None:
+        self.pending.extendleft(reversed(self.taken[1:]))
+        self.taken = []
+
+
 @dataclass(frozen=True)
 class ScheduleRecord:
     """One row's raw text, by column name."""
@@ -78,6 +198,7 @@ class ScheduleRecord:
     row: int
     values: dict[str, str]
     stray: bool = False  # a value in a column without a header: the row is probably shifted
+    problem: str = ""  # the record is not a row at all (an unclosed quote, a runaway length)
 
 
 @dataclass(frozen=True)
@@ -164,6 +285,8 @@ def parse_row(
     record: ScheduleRecord, *, date_order: str | None = None, templates_dir: Path | None = None
 ) -> ScheduleRow:
     """Validate one row through the same code as ``discharge generate``."""
+    if record.problem:
+        raise InputError(record.problem)
     if record.stray:
         raise InputError(
             "there is a value in a column without a header; check that a comma or semicolon "
@@ -213,13 +336,24 @@ def read_date(text: str, order: str | None, field: str) -> str:
 
 
 def _open_text(path: Path) -> IO[str]:
+    # The schedule is read more than once (checked, then made), so it must be a regular file:
+    # opening a pipe would also block until something writes to it.
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"schedule {path} does not exist") from None
+    except OSError as exc:
+        raise InputError(f"cannot read schedule {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"schedule {path} is a folder, expected a CSV file")
+    if not stat.S_ISREG(mode):
+        raise InputError(
+            f"schedule {path} is not a regular file (a pipe or a device); save the CSV to a file, "
+            "or give - to read it from standard input"
+        )
     # newline="" lets the csv module handle CRLF and line breaks inside quoted notes.
     try:
         return path.open(encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise InputError(f"schedule {path} does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"schedule {path} is a folder, expected a CSV file") from None
     except OSError as exc:
         raise InputError(f"cannot read schedule {path}: {exc.strerror}") from None
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("schedule", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("schedule", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Folder for the PDFs and manifest.csv (created if missing).")  # fmt: skip
 @click.option("--jobs", "-j", type=click.IntRange(min=1), metavar="N",
@@ -73,7 +73,7 @@ def batch(
         raise click.UsageError("--resend goes with --email")
     config = load_config(config_path)
     emailer = prepare_batch_email(config, resend) if email_rows else None
-    opened = open_schedule(schedule)
+    opened = open_schedule(_spool_stdin() if str(schedule) == "-" else schedule)
     for column in opened.unknown_columns:
         click.echo(f"warning: column {column!r} is not used (not a known column)", err=True)
     reporter = TerminalReporter(progress=sys.stderr.isatty())
@@ -189,3 +189,16 @@ class _EmailReporter:
 
     def email_failed(self, row: int, address: str, message: str) -> None:
         click.echo(f"row {row}: email to {address} not sent: {message}", err=True)
+
+
+def _spool_stdin() -> Path:
+    """``-``: standard input, kept in a private temporary file (the schedule is read twice)."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.TemporaryDirectory(prefix="discharge-schedule-")
+    click.get_current_context().call_on_close(folder.cleanup)
+    path = Path(folder.name) / "schedule.csv"
+    with path.open("wb") as handle:
+        shutil.copyfileobj(sys.stdin.buffer, handle)
+    return path
