@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,9 @@ _SMTP_KEYS = {
 _EMAIL_KEYS = {
     "subject", "body_text", "body_html", "event_summary", "event_description", "pdf_password",
 }  # fmt: skip
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Capitals, as environment variables are by convention: "hunter2" is far more likely a password
+# typed in the wrong place than a variable's name, and it must then not be repeated anywhere.
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # Deliberately plain: one mailbox, no display name, no comments, no quoting. A typo should be
 # caught here, before a PDF goes anywhere; an address this refuses can be written more simply.
 _ADDRESS = re.compile(
@@ -252,18 +255,23 @@ def _parse_smtp(
 
     if "password_env" in values and not _ENV_NAME.match(values["password_env"]):
         problems.append(
-            "smtp.password_env must be the NAME of an environment variable "
+            "smtp.password_env must be the NAME of an environment variable, in capital letters "
             '(for example "DISCHARGE_SMTP_PASSWORD"), not the password itself'
         )
     if ("username" in values) != ("password_env" in values):
         problems.append("smtp.username and smtp.password_env must be given together")
 
     for key in ("sender", "reply_to"):
-        if key in values:
-            try:
-                split_address(values[key])
-            except ValueError as exc:
-                problems.append(f"smtp.{exc}")
+        if key not in values:
+            continue
+        if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in values[key]):
+            # A line break would start a new header line of every message (header injection).
+            problems.append(f"smtp.{key} must be one line, without line breaks or control codes")
+            continue
+        try:
+            split_address(values[key])
+        except ValueError as exc:
+            problems.append(f"smtp.{key}: {exc}")
     if "sender" not in values:
         problems.append(
             "smtp.sender is required: the From address, for example "
@@ -284,7 +292,9 @@ def _parse_smtp(
 def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
     from jinja2 import TemplateSyntaxError
 
-    from discharge.mail import template_environment
+    from discharge.errors import TemplateError
+    from discharge.mail import sample_context, template_environment
+    from discharge.templating import render
 
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -300,11 +310,16 @@ def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
                 values[key] = value
         else:
             try:
-                template_environment(html=key == "body_html").parse(value)
+                template = template_environment(html=key == "body_html").from_string(value)
             except TemplateSyntaxError as exc:
                 problems.append(
                     f"email.{key} is not a valid template: {exc.message} (line {exc.lineno})"
                 )
+                continue
+            try:  # once with sample values, so a mistake stops the program before any email
+                render(template, sample_context(event=key.startswith("event_")))
+            except TemplateError as exc:
+                problems.append(f"email.{key} is not a valid template: {exc}")
                 continue
             values[key] = value
     return EmailSettings(**values)

@@ -40,7 +40,8 @@ from discharge.errors import ConfigError, DeliveryError, InputError, TemplateErr
 
 if TYPE_CHECKING:
     from jinja2 import Template
-    from jinja2.sandbox import SandboxedEnvironment
+
+    from discharge.templating import LimitedEnvironment
 
 MAX_RETRY_DELAY = 60.0  # seconds: backoff doubles up to this, never beyond
 
@@ -64,15 +65,12 @@ class OutgoingEmail:
 # --- composing ----------------------------------------------------------------------------
 
 
-@cache
-def template_environment(*, html: bool = False) -> SandboxedEnvironment:
-    """Sandboxed, strict Jinja2 for the clinic's [email] texts; HTML output is autoescaped."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+def template_environment(*, html: bool = False) -> LimitedEnvironment:
+    """The one sandboxed environment (``discharge.templating``), for the clinic's [email] texts;
+    HTML output is autoescaped."""
+    from discharge.templating import environment
 
-    return SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True
-    )
+    return environment(html=html, keep_trailing_newline=True)
 
 
 def compose_email(
@@ -223,12 +221,34 @@ def _context(
     }
 
 
+def sample_context(*, event: bool = False) -> dict[str, Any]:
+    """What an [email] text sees, with made-up values: to check the texts when they are loaded.
+
+    The same keys as the real context (``_context``); ``milestone`` only in the event texts.
+    """
+    milestone = {"key": "sample", "label": "A sample milestone", "when": "Monday 1 January 2029"}
+    context: dict[str, Any] = {
+        "clinic": {
+            "name": "Sample Clinic", "phone": "0100 000 000", "after_hours_phone": "0100 000 001",
+            "emergency_number": "999", "address": ["1 Sample Road", "Sampleton"],
+        },
+        "patient": {"name": "Sample Patient"},
+        "procedure": {"id": "sample", "title": "After your procedure"},
+        "procedure_date": "Monday 1 January 2029",
+        "milestones": [milestone],
+        "pdf_password_rule": "your date of birth as 8 digits",
+    }  # fmt: skip
+    if event:
+        context["milestone"] = milestone
+    return context
+
+
 def _render(field: str, source: str, context: Mapping[str, Any], *, html: bool = False) -> str:
-    from jinja2 import TemplateError as JinjaTemplateError
+    from discharge.templating import render
 
     try:
-        return _template(source, html).render(context).strip()
-    except JinjaTemplateError as exc:
+        return render(_template(source, html), context).strip()
+    except TemplateError as exc:
         raise TemplateError(f"clinic settings, email.{field}: {exc}") from None
 
 
@@ -310,6 +330,14 @@ class Mailer:
                 failure = _rejection(exc.smtp_code, exc.smtp_error, "refused the message")
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 self._drop()
+                if _timed_out(exc):
+                    # A server that has gone silent would make every further message wait as
+                    # long again: stop the run now. Whether this message arrived is unknown.
+                    raise DeliveryError(
+                        f"the SMTP server {self.server} stopped answering (no reply within "
+                        f"{self.settings.timeout:g} seconds) while sending to {email.recipient}; "
+                        "that message may or may not have been delivered"
+                    ) from None
                 if reconnected:
                     raise MessageRejected(
                         f"the SMTP server {self.server} closed the connection twice while "
@@ -387,7 +415,7 @@ class Mailer:
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
             _close_quietly(conn)
-            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+            if _timed_out(exc):
                 # smtplib reports a reply that never came as "Connection unexpectedly closed".
                 raise DeliveryError(
                     f"the SMTP server {self.server} did not answer within {s.timeout:g} seconds"
@@ -436,6 +464,12 @@ def _reason(exc: BaseException) -> str:
         return "timed out"
     text = getattr(exc, "strerror", None) or str(exc)
     return text or type(exc).__name__
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # smtplib reports a reply that never came as "Connection unexpectedly closed", with the
+    # socket's TimeoutError as its context.
+    return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
 
 
 def _close_quietly(conn: smtplib.SMTP | None) -> None:

@@ -16,11 +16,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, pass_context
+from jinja2 import Template
 from jinja2 import TemplateError as JinjaTemplateError
-from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
 
+from discharge import templating
 from discharge.errors import TemplateError, UnknownProcedureError
 from discharge.milestones import Offset, parse_offset
 from discharge.resources import bundled_dir
@@ -74,28 +73,13 @@ class Procedure:
 
     def render(self, text: Text, context: Mapping[str, Any]) -> str:
         try:
-            return text.template.render(context)
-        except JinjaTemplateError as exc:
+            return templating.render(text.template, context)
+        except TemplateError as exc:
             raise TemplateError(f"template {self.path.name}, field {text.field}: {exc}") from None
 
 
-@pass_context
-def _temp(context: Context, celsius: float) -> str:
-    """A temperature in both scales, the patient's usual one first."""
-    c = f"{celsius:g} °C"
-    f = f"{celsius * 9 / 5 + 32:.1f}".rstrip("0").rstrip(".") + " °F"
-    if str(context.get("locale", "")).endswith("_US"):
-        return f"{f} ({c})"
-    return f"{c} ({f})"
-
-
-@cache
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
-    )
-    env.filters["temp"] = _temp
-    return env
+def _environment() -> templating.LimitedEnvironment:
+    return templating.environment()
 
 
 def template_dirs(extra: Path | None = None) -> tuple[Path, ...]:
@@ -120,7 +104,8 @@ def _listing(folders: tuple[Path, ...], _stamps: tuple[int, ...]) -> tuple[tuple
     found: dict[str, Path] = {}
     for folder in reversed(folders):
         for file in sorted(folder.glob("*.toml")):
-            if not file.name.startswith("_"):
+            # Only regular files: reading a FIFO (or a device) named *.toml would wait forever.
+            if not file.name.startswith("_") and file.is_file():
                 found[file.stem] = file
     return tuple(found.items())
 
@@ -132,9 +117,8 @@ def load_procedure(procedure_id: str, extra: Path | None = None) -> Procedure:
         known = sorted(files)
         close = difflib.get_close_matches(procedure_id.strip().lower(), known, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UnknownProcedureError(
-            f"unknown procedure {procedure_id!r}: {hint}expected one of: {', '.join(known)}"
-        )
+        # The value itself is not repeated: in a schedule it may be a name in the wrong column.
+        raise UnknownProcedureError(f"unknown procedure: {hint}expected one of: {', '.join(known)}")
     return _load_file(file, file.stat().st_mtime_ns)
 
 
@@ -145,11 +129,18 @@ def load_all(extra: Path | None = None) -> list[Procedure]:
 @cache
 def _load_file(file: Path, _mtime: int) -> Procedure:
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"cannot read template {file}: {exc}") from None
+        # utf-8-sig: Windows Notepad starts a UTF-8 file with a byte order mark; allow it.
+        data = tomllib.loads(file.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise TemplateError(f"template {file.name} is not UTF-8 text") from None
+    except OSError as exc:
+        raise TemplateError(f"cannot read template {file}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(f"template {file.name} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise TemplateError(
+            f"template {file.name} is not valid TOML: tables or lists nested too deeply"
+        ) from None
     return _Parser(file).parse(data)
 
 
