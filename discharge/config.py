@@ -70,13 +70,20 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         return Config()
     file = Path(path)
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        if file.exists() and not file.is_file():  # a FIFO or a device would block or never end
+            raise ConfigError(f"config file {file} is not a regular file")
+        # utf-8-sig: Windows Notepad starts a UTF-8 file with a byte order mark; allow it.
+        data = tomllib.loads(file.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"config file {file} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {file}: {reason(exc)}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"config file {file} is not valid TOML: tables or lists nested too deeply"
+        ) from None
     return parse_config(data, file)
 
 

@@ -21,9 +21,10 @@ from typing import Any
 from jinja2 import Template
 from jinja2 import TemplateError as JinjaTemplateError
 
+from discharge import templating
 from discharge.config import Clinic
 from discharge.dates import format_day, format_moment
-from discharge.errors import TemplateError, UnknownProcedureError
+from discharge.errors import InputError, TemplateError, UnknownProcedureError
 from discharge.milestones import Offset, apply_offset, parse_offset
 from discharge.resources import bundled_dir
 from discharge.templating import environment
@@ -77,8 +78,8 @@ class Procedure:
 
     def render(self, text: Text, context: Mapping[str, Any]) -> str:
         try:
-            return text.template.render(context)
-        except JinjaTemplateError as exc:
+            return templating.render(text.template, context)
+        except TemplateError as exc:
             raise TemplateError(f"template {self.path.name}, field {text.field}: {exc}") from None
 
 
@@ -104,7 +105,8 @@ def _listing(folders: tuple[Path, ...], _stamps: tuple[int, ...]) -> tuple[tuple
     found: dict[str, Path] = {}
     for folder in reversed(folders):
         for file in sorted(folder.glob("*.toml")):
-            if not file.name.startswith("_"):
+            # Only regular files: reading a FIFO (or a device) named *.toml would wait forever.
+            if not file.name.startswith("_") and file.is_file():
                 found[file.stem] = file
     return tuple(found.items())
 
@@ -116,9 +118,8 @@ def load_procedure(procedure_id: str, extra: Path | None = None) -> Procedure:
         known = sorted(files)
         close = difflib.get_close_matches(procedure_id.strip().lower(), known, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UnknownProcedureError(
-            f"unknown procedure {procedure_id!r}: {hint}expected one of: {', '.join(known)}"
-        )
+        # The value itself is not repeated: in a schedule it may be a name in the wrong column.
+        raise UnknownProcedureError(f"unknown procedure: {hint}expected one of: {', '.join(known)}")
     return _load_file(file, file.stat().st_mtime_ns)
 
 
@@ -129,11 +130,18 @@ def load_all(extra: Path | None = None) -> list[Procedure]:
 @cache
 def _load_file(file: Path, _mtime: int) -> Procedure:
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"cannot read template {file}: {exc}") from None
+        # utf-8-sig: Windows Notepad starts a UTF-8 file with a byte order mark; allow it.
+        data = tomllib.loads(file.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise TemplateError(f"template {file.name} is not UTF-8 text") from None
+    except OSError as exc:
+        raise TemplateError(f"cannot read template {file}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(f"template {file.name} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise TemplateError(
+            f"template {file.name} is not valid TOML: tables or lists nested too deeply"
+        ) from None
     return _Parser(file).parse(data)
 
 
@@ -290,8 +298,14 @@ def template_context(
     """The placeholders of ``templates/README.md`` for one procedure date, in the clinic's style."""
     dated: list[DatedMilestone] = []
     for spec in procedure.milestones:
-        start = apply_offset(day, at, clinic.tz, spec.start)
-        end = apply_offset(day, at, clinic.tz, spec.end) if spec.end else None
+        try:
+            start = apply_offset(day, at, clinic.tz, spec.start)
+            end = apply_offset(day, at, clinic.tz, spec.end) if spec.end else None
+        except (OverflowError, ValueError):
+            raise InputError(
+                f"date: the {procedure.id} timeline runs past the year 9999 "
+                "(expected the date of a procedure, such as today's)"
+            ) from None
         end_text = format_moment(end, clinic.locale) if end is not None else ""
         dated.append(
             DatedMilestone(spec, start, end, format_moment(start, clinic.locale), end_text)

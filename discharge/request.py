@@ -18,6 +18,10 @@ from discharge.errors import InputError
 
 # Longest values that still fit their table cell on one page; longer ones are typing accidents.
 MAX_LENGTH = {"patient name": 500, "clinician": 300, "hospital number (MRN)": 64}
+# The clinician's notes: about ten pages of text, far above any real note. A limit keeps a
+# pasted document (or a runaway cell) from making a PDF of hundreds of pages, and rendering
+# time stays linear below it (render._notes breaks long paragraphs into bounded pieces).
+MAX_NOTES = 20_000
 _ISO_DATE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*$")
 _CLOCK = re.compile(r"^\s*(\d{1,2})[:.](\d{2})\s*$")
 # Control characters would print as boxes or confuse the PDF; keep only line breaks and tabs.
@@ -52,13 +56,15 @@ class DischargeRequest:
 
 def parse_date(text: str, field: str = "date") -> date:
     """A strict ISO date (YYYY-MM-DD); anything else is an InputError naming the field."""
+    # The value is never repeated in a message: in a schedule it may be a name in the wrong
+    # column, and messages end up in terminals, logs and the manifest.
     match = _ISO_DATE.match(text or "")
     if not match:
-        raise InputError(f"{field} {text!r} is not a date in the form YYYY-MM-DD")
+        raise InputError(f"{field} is not a date in the form YYYY-MM-DD")
     try:
         return date(*map(int, match.groups()))
     except ValueError:
-        raise InputError(f"{field} {text!r} is not a real calendar date (YYYY-MM-DD)") from None
+        raise InputError(f"{field} is not a real calendar date (expected YYYY-MM-DD)") from None
 
 
 def parse_time(text: str, field: str = "time") -> time:
@@ -67,7 +73,7 @@ def parse_time(text: str, field: str = "time") -> time:
         hour, minute = map(int, match.groups())
         if hour < 24 and minute < 60:
             return time(hour, minute)
-    raise InputError(f"{field} {text!r} is not a time of day in the form HH:MM (24-hour clock)")
+    raise InputError(f"{field} is not a time of day in the form HH:MM (24-hour clock)")
 
 
 def clean_text(text: str | None, *, multiline: bool = False) -> str:
@@ -114,7 +120,7 @@ def parse_request(
     day = parse_date(date, "date")
     birth = parse_date(dob, "date of birth") if dob and dob.strip() else None
     if birth and birth > day:
-        raise InputError(f"date of birth {dob!r} is after the procedure date {date!r}")
+        raise InputError("date of birth is after the procedure date")
     values = {
         "patient name": name,
         "clinician": clean_text(clinician),
@@ -125,9 +131,15 @@ def parse_request(
             raise InputError(
                 f"{field} is {len(value)} characters long (expected at most {MAX_LENGTH[field]})"
             )
+    clean_notes = clean_text(notes, multiline=True)
+    if len(clean_notes) > MAX_NOTES:
+        raise InputError(
+            f"notes are {len(clean_notes):,} characters long "
+            f"(expected at most {MAX_NOTES:,} characters)"
+        )
     paper_size = (paper or "").strip().lower() or None
     if paper_size and paper_size not in PAPER_SIZES:
-        raise InputError(f"paper {paper!r} is not a paper size (expected a4 or letter)")
+        raise InputError("paper is not a paper size (expected a4 or letter)")
     procedure_id = clean_text(procedure).lower()
     if not procedure_id:
         raise InputError("procedure is empty (expected a procedure id such as hsg)")
@@ -137,6 +149,6 @@ def parse_request(
         at=parse_time(time, "time") if time and time.strip() else None,
         patient=Patient(name=name, dob=birth, mrn=values["hospital number (MRN)"]),
         clinician=values["clinician"],
-        notes=clean_text(notes, multiline=True),
+        notes=clean_notes,
         paper=paper_size,
     )

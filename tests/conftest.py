@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+DATA_DIR_ENV = "DISCHARGE_DATA_DIR"  # discharge.clinic_data.DATA_DIR_ENV (not imported: tests
+# of the installed command should not depend on importing the package in the test process)
+
 
 @dataclass
 class Result:
@@ -22,7 +25,10 @@ class Result:
 def run_discharge(*args: str | os.PathLike[str], stdin: str | None = None,
                   env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:  # fmt: skip
     """Run the installed command, as a nurse's terminal or a script would."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
+    # The clinic's data folder is the one the autouse fixture below points at tmp.
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_") or k == DATA_DIR_ENV
+    }
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "discharge", *map(str, args)],
@@ -43,6 +49,17 @@ def pdf_pages(path: Path) -> list[str]:
 
 def pdf_text(path: Path) -> str:
     return " ".join(pdf_pages(path))
+
+
+@pytest.fixture(autouse=True)
+def clinic_data_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test gets its own clinic data folder (the secret behind calendar UIDs), never the
+    user's real one; commands run by ``run_discharge`` in the same test share it."""
+    folder = tmp_path_factory.mktemp("clinic-data")
+    monkeypatch.setenv(DATA_DIR_ENV, str(folder))
+    return folder
 
 
 PATIENT = ["--patient", "Zoë Nguyễn", "--dob", "1990-02-01", "--mrn", "RX-104233"]

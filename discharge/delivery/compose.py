@@ -26,7 +26,7 @@ from discharge.document import Document, Milestone
 from discharge.errors import InputError, TemplateError
 from discharge.generate import make_pdf
 from discharge.request import DischargeRequest
-from discharge.templating import environment
+from discharge.templating import environment, render
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -187,17 +187,15 @@ def _context(
 
 
 def _render(field: str, source: str, context: Mapping[str, Any], *, html: bool = False) -> str:
-    from jinja2 import TemplateError as JinjaTemplateError
-
     try:
-        return _template(source, html).render(context).strip()
-    except JinjaTemplateError as exc:
+        return render(_template(source, html), context).strip()
+    except TemplateError as exc:
         raise TemplateError(f"clinic settings, email.{field}: {exc}") from None
 
 
 @cache
 def _template(source: str, html: bool) -> Template:
-    return environment(html=html).from_string(source)
+    return environment(html=html, keep_trailing_newline=True).from_string(source)
 
 
 def _one_line(text: str) -> str:

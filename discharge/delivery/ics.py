@@ -1,14 +1,16 @@
 """The timeline's milestones as an RFC 5545 calendar (.ics) for the patient's phone.
 
 Day milestones become all-day events; a milestone an hour offset put at a clock time becomes a
-timed event in the clinic's time zone, with its VTIMEZONE. Each event's UID is derived from the
-patient, the procedure, its date and the milestone, so importing a corrected or re-sent copy
-updates the events already in the patient's calendar instead of adding them a second time.
+timed event in the clinic's time zone, with its VTIMEZONE. Each event's UID is an HMAC (under
+the clinic's secret) of the patient, the procedure, its date and the milestone, so importing a
+corrected or re-sent copy updates the events already in the patient's calendar instead of
+adding them a second time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -32,11 +34,16 @@ def milestone_uid(request: DischargeRequest, milestone_key: str, domain: str) ->
     """A UID that is the same every time this patient's milestone is sent, and no one else's.
 
     The hospital number identifies the patient where there is one (a name can be spelt two
-    ways); it is hashed so the calendar file does not carry it in the clear.
+    ways). It goes through an HMAC under the clinic's own random secret
+    (``discharge.clinic_data``): a plain hash of a hospital number, procedure and date could be
+    reversed by trying every likely value.
     """
+    from discharge.clinic_data import clinic_secret
+
     patient = request.patient.mrn or request.patient.name.casefold()
     key = "|".join((patient, request.procedure, request.day.isoformat(), milestone_key))
-    return f"{hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]}@{domain}"
+    digest = hmac.new(clinic_secret(), key.encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"{digest[:32]}@{domain}"
 
 
 def milestone_events(

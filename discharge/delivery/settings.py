@@ -13,15 +13,16 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from discharge.config import Config
-from discharge.errors import ConfigError, InputError
+from discharge.errors import ConfigError, InputError, TemplateError
 from discharge.request import check_email
-from discharge.templating import environment
+from discharge.templating import environment, render
 
 Security = Literal["starttls", "tls", "none"]
 SECURITY_MODES: tuple[Security, ...] = ("starttls", "tls", "none")
@@ -76,7 +77,9 @@ _SMTP_KEYS = {
 _EMAIL_KEYS = {
     "subject", "body_text", "body_html", "event_summary", "event_description", "pdf_password",
 }  # fmt: skip
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Capitals, as environment variables are by convention: "hunter2" is far more likely a password
+# typed in the wrong place than a variable's name, and it must then not be repeated anywhere.
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _NAMED_ADDRESS = re.compile(r"^\s*(?P<name>[^<>@\"]*?)\s*<(?P<address>[^<>\s]+)>\s*$")
 
 
@@ -244,18 +247,23 @@ def _parse_smtp(
 
     if "password_env" in values and not _ENV_NAME.match(values["password_env"]):
         problems.append(
-            "smtp.password_env must be the NAME of an environment variable "
+            "smtp.password_env must be the NAME of an environment variable, in capital letters "
             '(for example "DISCHARGE_SMTP_PASSWORD"), not the password itself'
         )
     if ("username" in values) != ("password_env" in values):
         problems.append("smtp.username and smtp.password_env must be given together")
 
     for key in ("sender", "reply_to"):
-        if key in values:
-            try:
-                split_address(values[key])
-            except InputError as exc:
-                problems.append(f"smtp.{key}: {exc}")
+        if key not in values:
+            continue
+        if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in values[key]):
+            # A line break would start a new header line of every message (header injection).
+            problems.append(f"smtp.{key} must be one line, without line breaks or control codes")
+            continue
+        try:
+            split_address(values[key])
+        except InputError as exc:
+            problems.append(f"smtp.{key}: {exc}")
     if "sender" not in values:
         problems.append(
             "smtp.sender is required: the From address, for example "
@@ -290,11 +298,40 @@ def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
                 values[key] = value
         else:
             try:
-                environment(html=key == "body_html").parse(value)
+                template = environment(html=key == "body_html").from_string(value)
             except TemplateSyntaxError as exc:
                 problems.append(
                     f"email.{key} is not a valid template: {exc.message} (line {exc.lineno})"
                 )
                 continue
+            try:  # once with sample values, so a mistake stops the program before any email
+                render(template, sample_context(event=key.startswith("event_")))
+            except TemplateError as exc:
+                problems.append(f"email.{key} is not a valid template: {exc}")
+                continue
             values[key] = value
     return EmailSettings(**values)
+
+
+def sample_context(*, event: bool = False) -> dict[str, Any]:
+    """What an [email] text sees, with made-up values: to check the texts when they are loaded.
+
+    The same keys as the real context (``compose._context``); ``milestone`` only in the event
+    texts.
+    """
+    milestone = {"key": "sample", "label": "A sample milestone", "when": "Monday 1 January 2029"}
+    context: dict[str, Any] = {
+        "clinic": {
+            "name": "Sample Clinic", "phone": "0100 000 000", "after_hours_phone": "0100 000 001",
+            "emergency_number": "999", "address": ["1 Sample Road", "Sampleton"],
+        },
+        "patient": {"name": "Sample Patient"},
+        "procedure": {"id": "sample", "title": "After your procedure"},
+        "procedure_date": "Monday 1 January 2029",
+        "milestones": [milestone],
+        "pdf_password_rule": "your date of birth as 8 digits",
+        "labels": {"after_hours": "Out of hours"},
+    }  # fmt: skip
+    if event:
+        context["milestone"] = milestone
+    return context

@@ -96,6 +96,14 @@ class Mailer:
                 failure = _rejection(exc.smtp_code, exc.smtp_error, "refused the message")
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 self._drop()
+                if _timed_out(exc):
+                    # A server that has gone silent would make every further message wait as
+                    # long again: stop the run now. Whether this message arrived is unknown.
+                    raise DeliveryError(
+                        f"the SMTP server {self.server} stopped answering (no reply within "
+                        f"{self.settings.timeout:g} seconds) while sending to {email.recipient}; "
+                        "that message may or may not have been delivered"
+                    ) from None
                 if reconnected:
                     raise MessageRejected(
                         f"the SMTP server {self.server} closed the connection twice while "
@@ -173,7 +181,7 @@ class Mailer:
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
             _close_quietly(conn)
-            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+            if _timed_out(exc):
                 # smtplib reports a reply that never came as "Connection unexpectedly closed".
                 raise DeliveryError(
                     f"the SMTP server {self.server} did not answer within {s.timeout:g} seconds"
@@ -215,6 +223,12 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | socket.timeout):
         return "timed out"
     return reason(exc)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # smtplib reports a reply that never came as "Connection unexpectedly closed", with the
+    # socket's TimeoutError as its context.
+    return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
 
 
 def _close_quietly(conn: smtplib.SMTP | None) -> None:

@@ -1,0 +1,89 @@
+"""The clinic's data folder, and the random secret kept in it.
+
+The secret keys the HMACs that make identifiers from patient data (the .ics UIDs): a plain hash
+of a hospital number, procedure and date can be reversed by trying every likely value in well
+under a second, an HMAC under a secret nobody outside the clinic has cannot.
+
+The folder is ``platformdirs.user_data_dir("discharge")`` (for example
+``~/.local/share/discharge`` on Linux), or ``$DISCHARGE_DATA_DIR``. The secret is made on first
+use, readable by its owner only (0600), and must be kept (and backed up) with the folder: with a
+new secret, re-sent calendar events get new UIDs and a patient's calendar shows them twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+from functools import cache
+from pathlib import Path
+
+from discharge.errors import ConfigError
+
+DATA_DIR_ENV = "DISCHARGE_DATA_DIR"
+SECRET_NAME = "identifier-secret"
+_SECRET = re.compile(r"^[0-9a-f]{64}$")
+
+
+def data_dir() -> Path:
+    """The clinic's data folder (not created here)."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("discharge", appauthor=False))
+
+
+def clinic_secret() -> bytes:
+    """The clinic's random 256-bit secret, made the first time it is needed."""
+    return _secret(data_dir())
+
+
+@cache
+def _secret(folder: Path) -> bytes:
+    path = folder / SECRET_NAME
+    try:
+        text = _read(path)
+        if text is None:
+            _create(folder, path)
+            text = _read(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot keep the clinic's secret in {folder}: {exc.strerror or exc} "
+            f"(set {DATA_DIR_ENV} to a folder this user can write)"
+        ) from None
+    if text is None or not _SECRET.match(text):
+        raise ConfigError(
+            f"the clinic's secret {path} is damaged (expected 64 hexadecimal digits); "
+            "restore it from a backup"
+        )
+    return bytes.fromhex(text)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        return ""
+
+
+def _create(folder: Path, path: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Written whole to a private temporary file, then linked into place: link never replaces
+    # an existing file, so two processes starting at once agree on the first secret made.
+    tmp = folder / f".{SECRET_NAME}.{secrets.token_hex(8)}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
