@@ -1,19 +1,20 @@
 """`discharge batch --email`: after the PDFs are made, email each row's PDF to its address.
 
-It joins the two independent halves, ``batch`` (the manifest) and ``delivery`` (sending).
+It joins the two independent halves, ``batch`` (the schedule and the manifest) and
+``delivery`` (composing and sending), in the parent process, once the render step has written
+the manifest: the PDFs are kept whatever happens here, and one SMTP connection serves the run.
 
-A step of its own, run in the parent process once the render step has written the manifest:
-the PDFs are kept whatever happens here, and one SMTP connection serves the whole run.
+**At most once.** "Sent" means this document to this address. Each row is found by its key
+(the patient, procedure and date), never by its position, so a re-sorted schedule sends nothing
+again. Before a message goes, the intent is written to a journal on disk; after the server's
+reply, the outcome. A message whose outcome is not known (the connection dropped after the whole
+message went, or the process died) is ``unknown``: it may have been delivered, and is sent again
+only with ``--resend ROW``. A corrected address, or a corrected row whose PDF changed, is sent.
+Each message has a stable Message-ID (the same for this document to this address), so a mail
+client can drop a duplicate too.
 
-The manifest gains three columns: ``email_status`` (``sent``, ``failed`` or ``none`` for a
-row without an address; empty for a row whose PDF could not be made), ``message_id`` and
-``email_error``. A rerun never emails a patient twice: a ``sent`` row is sent again only with
-``resend``; a ``failed`` row is tried again. If a row's data is corrected so its PDF changes,
-the render step drops the old email columns (they described the old PDF) and the corrected
-PDF is sent.
-
-Every outcome is also appended to a journal file, flushed to disk before the next message
-goes, so a run killed between sending and publishing the manifest still knows what it sent.
+The manifest gains ``email_status`` (``sent``, ``failed``, ``unknown``, or ``none`` for a row
+without an address), ``email_sent_to``, ``message_id`` and ``email_error``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import hmac
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -36,24 +38,33 @@ from discharge.batch import (
     OK,
     SENT,
     SKIPPED,
+    UNKNOWN,
     ManifestWriter,
-    RowError,
     Schedule,
     ScheduleRow,
+    folder_salt,
     locked,
     read_manifest,
     read_rows,
+    record_key,
 )
 from discharge.config import Config
-from discharge.delivery import EmailSettings, Mailer, MessageRejected, compose_email
+from discharge.delivery import (
+    EmailSettings,
+    Mailer,
+    MessageRejected,
+    OutcomeUnknown,
+    compose_email,
+)
 from discharge.delivery.settings import load_email_settings
 from discharge.document import build_document
-from discharge.errors import InputError
+from discharge.errors import DeliveryError, InputError
 from discharge.request import check_email
 
 # Not a ".part" file: the render step removes those, and this one must survive a crash.
 JOURNAL_NAME = f".{MANIFEST_NAME}.email-journal"
-_JOURNAL_FIELDS = ["row", "sha256", *EMAIL_FIELDS]
+_JOURNAL_FIELDS = ["key", "sha256", *EMAIL_FIELDS]
+_SENDING = "sending"  # in the journal only: the intent, written before the message goes
 
 
 @dataclass
@@ -62,10 +73,21 @@ class BatchEmail:
 
     mailer: Mailer
     settings: EmailSettings
-    resend: bool
+    resend: Resend
 
 
-def prepare_batch_email(config: Config, resend: bool) -> BatchEmail:
+@dataclass(frozen=True)
+class Resend:
+    """Which rows to email again although they were sent (or may have been): all, or some."""
+
+    rows: frozenset[int] = frozenset()
+    every: bool = False
+
+    def __contains__(self, row: int) -> bool:
+        return self.every or row in self.rows
+
+
+def prepare_batch_email(config: Config, resend: Resend) -> BatchEmail:
     """Before anything is made: check the settings and that the password is there."""
     smtp, settings = load_email_settings(config)
     return BatchEmail(Mailer(smtp), settings, resend)
@@ -76,6 +98,8 @@ class EmailReporter(Protocol):
 
     def email_failed(self, row: int, address: str, message: str) -> None: ...
 
+    def email_unknown(self, row: int, address: str, message: str) -> None: ...
+
 
 class QuietEmailReporter:
     def email_sent(self, row: int, address: str) -> None:
@@ -84,11 +108,15 @@ class QuietEmailReporter:
     def email_failed(self, row: int, address: str, message: str) -> None:
         pass
 
+    def email_unknown(self, row: int, address: str, message: str) -> None:
+        pass
+
 
 @dataclass(frozen=True)
 class EmailSummary:
     sent: int
     failed: int
+    unknown: int
     no_address: int
     already_sent: int
 
@@ -100,57 +128,98 @@ def email_batch(
     mailer: Mailer,
     settings: EmailSettings,
     *,
-    resend: bool = False,
+    resend: Resend | None = None,
     date_order: str | None = None,
     reporter: EmailReporter | None = None,
     checkpoint_seconds: float = 2.0,
 ) -> EmailSummary:
-    """Email every made PDF of the manifest in ``out_dir`` that has not been sent yet.
+    """Email every made PDF of the manifest in ``out_dir`` that has not gone to its address.
 
-    A DeliveryError other than MessageRejected (server unreachable, TLS, login) stops the
-    run at once; the manifest keeps every outcome recorded up to then.
+    A DeliveryError other than MessageRejected (server unreachable or silent, TLS, login) stops
+    the run at once; the manifest keeps every outcome recorded up to then.
     """
+    resend = resend or Resend()
     reporter = reporter or QuietEmailReporter()
     out = Path(out_dir)
-    counts = {SENT: 0, FAILED: 0, NONE: 0, "already": 0}
+    counts = {SENT: 0, FAILED: 0, UNKNOWN: 0, NONE: 0, "already": 0}
     with locked(out):
+        salt = folder_salt(out)
         # The manifest holds a few short cells per row, no patient data: it is kept in memory
         # so that it can be republished while the rows are being worked through.
         entries = list(read_manifest(out))
+        by_key = {e["key"]: e for e in entries if e.get("key") and e.get("status") in (OK, SKIPPED)}
         journal = _Journal(out / JOURNAL_NAME)
-        _apply(entries, journal.recovered())  # a run that was killed before publishing
+        _apply(by_key, journal.recovered())  # a run that was killed before publishing
         publish = _Publisher(out, entries, checkpoint_seconds)
         try:
-            rows = _RowLookup(read_rows(schedule, config, date_order))
-            for entry in entries:
-                if entry.get("status") not in (OK, SKIPPED) or not entry.get("file"):
-                    continue
+            for item in _rows(read_rows(schedule, config, date_order)):
+                entry = by_key.get(record_key(item.request, salt))
+                if entry is None or not entry.get("file"):
+                    continue  # its PDF was not made (the row's error is in the manifest)
+                row = int(entry["row"])
                 address = entry.get("email", "")
                 if not address:
-                    entry.update(email_status=NONE, message_id="", email_error="")
+                    entry.update(email_status=NONE, email_sent_to="", message_id="")
+                    entry["email_error"] = ""
                     counts[NONE] += 1
                     continue
-                if entry.get("email_status") == SENT and not resend:
-                    counts["already"] += 1
+                status = entry.get("email_status")
+                if status in (SENT, UNKNOWN) and row not in resend:
+                    if status == UNKNOWN:
+                        counts[UNKNOWN] += 1
+                        reporter.email_unknown(row, address, entry.get("email_error", ""))
+                        continue
+                    if entry.get("email_sent_to") == address:
+                        counts["already"] += 1
+                        continue
+                before = {k: entry.get(k, "") for k in EMAIL_FIELDS}
+                entry.update(email_status=_SENDING, email_sent_to=address, email_error="")
+                entry["message_id"] = _message_id(salt, entry, mailer.settings.domain)
+                journal.append(entry)  # the intent, on disk before the message goes
+                try:
+                    outcome = _send_row(item, entry, config, out, mailer, settings)
+                except OutcomeUnknown as exc:
+                    entry.update(email_status=UNKNOWN, email_error=str(exc))
+                    journal.append(entry)
+                    counts[UNKNOWN] += 1
+                    reporter.email_unknown(row, address, str(exc))
+                    if exc.stop:
+                        raise
                     continue
-                outcome = _send_row(entry, rows, config, out, mailer, settings)
+                except DeliveryError:  # nothing reached the server: the run stops, as it was
+                    entry.update(before)
+                    journal.append(entry)
+                    raise
                 entry.update(outcome)
                 journal.append(entry)
                 counts[outcome["email_status"]] += 1
                 if outcome["email_status"] == SENT:
-                    reporter.email_sent(int(entry["row"]), address)
+                    reporter.email_sent(row, address)
                 else:
-                    reporter.email_failed(int(entry["row"]), address, outcome["email_error"])
+                    reporter.email_failed(row, address, outcome["email_error"])
                 publish.maybe()
         finally:
             publish.now()
             journal.remove()
-    return EmailSummary(counts[SENT], counts[FAILED], counts[NONE], counts["already"])
+    return EmailSummary(
+        counts[SENT], counts[FAILED], counts[UNKNOWN], counts[NONE], counts["already"]
+    )
+
+
+def _rows(items: Iterable[object]) -> Iterable[ScheduleRow]:
+    return (item for item in items if isinstance(item, ScheduleRow))
+
+
+def _message_id(salt: bytes, entry: Mapping[str, str], domain: str) -> str:
+    """The same Message-ID each time this document goes to this address."""
+    material = "\x1f".join((entry["key"], entry.get("sha256", ""), entry["email_sent_to"]))
+    digest = hmac.new(salt, material.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
 
 
 def _send_row(
+    item: ScheduleRow,
     entry: Mapping[str, str],
-    rows: _RowLookup,
     config: Config,
     out: Path,
     mailer: Mailer,
@@ -158,10 +227,7 @@ def _send_row(
 ) -> dict[str, str]:
     """Send one row's PDF; a problem with this row only is returned as a failed outcome."""
     try:
-        item = rows.find(int(entry["row"]))
-        if item is None:
-            raise InputError("the row is no longer in the schedule, or no longer valid")
-        address = check_email(entry["email"])
+        address = check_email(entry["email_sent_to"])
         try:
             pdf = (out / entry["file"]).read_bytes()
         except OSError as exc:
@@ -170,29 +236,18 @@ def _send_row(
         if hashlib.sha256(pdf).hexdigest() != entry.get("sha256"):
             raise InputError(f"{entry['file']} has changed since it was made; run the batch again")
         document = build_document(item.request, config)
-        email = compose_email(item.request, document, pdf, mailer.settings, settings, address)
+        email = compose_email(
+            item.request, document, pdf, mailer.settings, settings, address,
+            message_id=entry["message_id"],
+        )  # fmt: skip
         message_id = mailer.send(email)
     except (MessageRejected, InputError) as exc:
         return {"email_status": FAILED, "message_id": "", "email_error": str(exc)}
     return {"email_status": SENT, "message_id": message_id, "email_error": ""}
 
 
-class _RowLookup:
-    """The schedule's valid rows, found by row number while walking forwards."""
-
-    def __init__(self, items: Iterator[ScheduleRow | RowError]) -> None:
-        self._items = items
-        self._current: ScheduleRow | RowError | None = next(items, None)
-
-    def find(self, row: int) -> ScheduleRow | None:
-        while self._current is not None and self._current.row < row:
-            self._current = next(self._items, None)
-        current = self._current
-        return current if isinstance(current, ScheduleRow) and current.row == row else None
-
-
 class _Journal:
-    """Each outcome, on disk before the next message goes."""
+    """Each intent and each outcome, on disk before the next step."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -201,7 +256,7 @@ class _Journal:
     def recovered(self) -> list[dict[str, str]]:
         try:
             with self.path.open(encoding="utf-8", newline="") as handle:
-                return [dict(row) for row in csv.DictReader(handle) if row.get("row")]
+                return [dict(row) for row in csv.DictReader(handle) if row.get("key")]
         except (OSError, csv.Error, UnicodeDecodeError):  # none, or unreadable: nothing to fold in
             return []
 
@@ -224,13 +279,19 @@ class _Journal:
             self.path.unlink()
 
 
-def _apply(entries: list[dict[str, str]], outcomes: list[dict[str, str]]) -> None:
-    """Fold journaled outcomes into the manifest, for the same PDF only."""
-    by_row = {o["row"]: o for o in outcomes}
-    for entry in entries:
-        outcome = by_row.get(entry.get("row", ""))
-        if outcome is not None and outcome.get("sha256") == entry.get("sha256"):
+def _apply(by_key: Mapping[str, dict[str, str]], outcomes: list[dict[str, str]]) -> None:
+    """Fold journaled outcomes into the manifest, for the same PDF only (the last one wins).
+
+    An intent with no outcome after it means the process stopped while the message was with
+    the server: it may have been delivered, so it is recorded as ``unknown``.
+    """
+    for outcome in outcomes:
+        entry = by_key.get(outcome.get("key", ""))
+        if entry is not None and outcome.get("sha256") == entry.get("sha256"):
             entry.update({k: outcome.get(k, "") for k in EMAIL_FIELDS})
+            if entry["email_status"] == _SENDING:
+                entry["email_status"] = UNKNOWN
+                entry["email_error"] = "the run stopped while this message was being sent"
 
 
 class _Publisher:
@@ -255,6 +316,8 @@ class _Publisher:
         writer = ManifestWriter(self.out, self.fields)
         try:
             for entry in self.entries:
+                if entry.get("email_status") == _SENDING:  # a crash mid-send: see _apply
+                    entry["email_status"] = UNKNOWN
                 writer.record(entry)
         finally:
             writer.close(complete=True)

@@ -7,6 +7,8 @@ here and can be tested here, without a PDF.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
@@ -248,3 +250,22 @@ def parse_blocks(text: str) -> tuple[Block, ...]:
             para.append(line)
     flush()
     return tuple(blocks)
+
+
+def printed_text(document: Document) -> Iterator[str]:
+    """Every string the renderer will draw (to check, before drawing, that fonts can print it)."""
+    yield from _strings(document)
+    for number in (1, 9):
+        yield document.labels.page(number, number)
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _strings(item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            if field.name not in ("start", "end", "logo", "templates_dir"):
+                yield from _strings(getattr(value, field.name))

@@ -28,7 +28,7 @@ from discharge.commands.batch import batch as batch_command
 from discharge.errors import InputError
 from discharge.request import check_email
 
-SAFE_NAME = re.compile(r"^[0-9]{5}-[a-z0-9-]+\.pdf$")
+SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]+\.pdf$")
 HEADER = "patient_name,procedure,date,mrn,notes,email"
 
 
@@ -74,7 +74,8 @@ def pdf_text(path: Path) -> str:
 
 
 def pdf_files(out: Path) -> dict[int, Path]:
-    return {int(p.name[:5]): p for p in out.glob("*.pdf")}
+    """Each row's PDF, as the manifest names it; every PDF in the folder must be named there."""
+    return {int(e["row"]): out / e["file"] for e in manifest(out) if e["file"]}
 
 
 def long_notes(lines: int = 20) -> str:
@@ -304,14 +305,17 @@ def test_hostile_names_and_mrns_stay_inside_the_out_dir(tmp_path: Path) -> None:
     assert run.code == 0, run.stderr
     assert sorted(p.name for p in work.iterdir()) == ["out"]  # nothing beside the out dir
     made = sorted(out.iterdir())
-    names = [p.name for p in made if p.name != "manifest.csv"]
+    names = [p.name for p in made if not p.name.startswith((".", "manifest"))]
     assert len(names) == len(hostile)
     assert all(SAFE_NAME.match(name) and len(name) <= 110 for name in names), names
     assert all(p.is_file() and p.parent == out for p in made)
     assert not (tmp_path / "x").exists() and not (tmp_path / "evil").exists()
     files = pdf_files(out)
-    assert files[3].name == "00003-etc-passwd-hsg-2026-11-21.pdf"
-    assert files[10].name == "00010-patient-hsg-2026-11-21.pdf"  # no ASCII letters to use
+    # A file name carries the hospital number, never the name (a salted digest stands for it).
+    assert re.fullmatch(r"patient-[0-9a-f]{12}-hsg-2026-11-21\.pdf", files[3].name)
+    assert re.fullmatch(r"etc-passwd-[0-9a-f]{6}-hsg-2026-11-21\.pdf", files[7].name)
+    assert re.fullmatch(r"patient-[0-9a-f]{12}-hsg-2026-11-21\.pdf", files[8].name)  # MRN ".."
+    assert not any("example" in name or "passwd" in name for name in (files[3].name, files[6].name))
     assert "/etc/passwd" in pdf_text(files[3])  # printed as written: it is only data
     assert "Ann Example" in pdf_text(files[5])  # control characters dropped
 
@@ -460,13 +464,14 @@ def test_an_interrupted_run_stops_cleanly_and_a_rerun_finishes_it(
     assert all(final[row] == "skipped" for row in done)
     assert all(status in ("ok", "skipped") for status in final.values())
     assert len(pdf_files(out)) == ROWS
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    hidden = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    assert hidden == [".manifest.csv.salt"]  # the folder's own salt for the rows' keys
 
 
 def test_files_left_by_a_killed_write_are_removed_by_the_next_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    long_name = "00002-" + "a" * 40 + "-hsg-2026-11-21.pdf"  # write_atomic cuts it to 40
+    long_name = "a" * 40 + "-0a1b2c-hsg-2026-11-21.pdf"  # write_atomic cuts it to 40
     killed = (
         "import os, sys\n"
         "from pathlib import Path\n"

@@ -30,7 +30,13 @@ from icalendar import Calendar
 from pypdf import PdfReader
 
 from discharge.config import parse_config
-from discharge.delivery import Mailer, MessageRejected, compose_email, load_email_settings
+from discharge.delivery import (
+    Mailer,
+    MessageRejected,
+    OutcomeUnknown,
+    compose_email,
+    load_email_settings,
+)
 from discharge.document import build_document
 from discharge.errors import ConfigError, DeliveryError, InputError
 from discharge.request import parse_request
@@ -70,11 +76,22 @@ class Recorder:
     received: list[Received] = field(default_factory=list)
     reject: dict[str, str] = field(default_factory=dict)  # address -> reply to its RCPT
     temporary_failures: int = 0  # answer this many DATA commands with 451 first
-    drops: int = 0  # close the connection on this many DATA commands first
+    drops: int = 0  # close the connection on this many DATA commands first (message received)
+    drops_before_data: int = 0  # close the connection on this many MAIL commands first
     data_commands: int = 0
     rcpt_attempts: list[str] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options) -> str:  # noqa: ANN001
+        with self.lock:
+            if self.drops_before_data:
+                self.drops_before_data -= 1
+                server.transport.close()
+                return "250 never heard"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: ANN001
         self.rcpt_attempts.append(address)
@@ -481,16 +498,24 @@ def test_one_rejected_address_does_not_stop_the_next(relay: Server) -> None:
     assert [r.rcpt_tos for r in relay.received] == [[PATIENT_ADDRESS]]
 
 
-def test_dropped_connection_is_reopened_once(relay: Server) -> None:
-    relay.handler.drops = 1
+def test_connection_dropped_before_the_message_is_reopened_once(relay: Server) -> None:
+    relay.handler.drops_before_data = 1
     with _mailer(relay) as mailer:
         mailer.send(_outgoing())
     assert len(relay.received) == 1
 
-    relay.handler.drops = 2
+    relay.handler.drops_before_data = 2
     with _mailer(relay) as mailer, pytest.raises(MessageRejected, match="closed the connection"):
         mailer.send(_outgoing())
     assert len(relay.received) == 1
+
+
+def test_connection_dropped_after_the_whole_message_is_never_resent(relay: Server) -> None:
+    # The server has the message and may deliver it: sending it again could deliver it twice.
+    relay.handler.drops = 1
+    with _mailer(relay) as mailer, pytest.raises(OutcomeUnknown, match="may have been delivered"):
+        mailer.send(_outgoing())
+    assert relay.handler.data_commands == 1
 
 
 def test_server_down_is_not_a_row_failure() -> None:
@@ -675,7 +700,9 @@ def test_batch_stops_at_once_on_a_login_failure(
     tls_server: Server, ca_file: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    lines = [*SCHEDULE[:2], SCHEDULE[1].replace("Zoë", "Zoe"), SCHEDULE[1].replace("Zoë", "Zed")]
+    zoe = SCHEDULE[1]
+    lines = [SCHEDULE[0], zoe, zoe.replace("Zoë", "Zoe").replace("RX-104233", "RX-5"),
+             zoe.replace("Zoë", "Zed").replace("RX-104233", "RX-6")]  # fmt: skip
     result = run_discharge("batch", write_schedule(tmp_path, lines), "--out-dir", out,
                            "--config", tls_config(tmp_path, tls_server, ca_file), "--email",
                            env={PASSWORD_ENV: "wrong password"})  # fmt: skip
@@ -710,8 +737,9 @@ def test_batch_email_survives_a_crash_between_send_and_manifest(
     row = manifest(out)["2"]
     # What a run killed just after sending row 2 leaves: the journal, not yet the manifest.
     (out / ".manifest.csv.email-journal").write_text(
-        "row,sha256,email_status,message_id,email_error\n"
-        f"2,{row['sha256']},sent,<earlier@riverside.example>,\n",
+        "key,sha256,email_status,email_sent_to,message_id,email_error\n"
+        f"{row['key']},{row['sha256']},sending,{PATIENT_ADDRESS},<earlier@riverside.example>,\n"
+        f"{row['key']},{row['sha256']},sent,{PATIENT_ADDRESS},<earlier@riverside.example>,\n",
         encoding="utf-8",
     )
     result = run_discharge("batch", schedule, "--out-dir", out, "--config", config, "--email")
@@ -719,6 +747,80 @@ def test_batch_email_survives_a_crash_between_send_and_manifest(
     assert [r.rcpt_tos for r in relay.received] == [["gone@patient.example"]]
     assert manifest(out)["2"]["message_id"] == "<earlier@riverside.example>"
     assert not (out / ".manifest.csv.email-journal").exists()
+
+
+def test_a_send_whose_outcome_is_unknown_is_never_repeated_without_resend(
+    relay: Server, tmp_path: Path
+) -> None:
+    config, schedule, out = (
+        relay_config(tmp_path, relay),
+        write_schedule(tmp_path),
+        tmp_path / "out",
+    )
+    assert run_discharge("batch", schedule, "--out-dir", out, "--config", config).code == 0
+    row = manifest(out)["2"]
+    # A run killed while row 2's message was with the server: the intent, and no outcome.
+    (out / ".manifest.csv.email-journal").write_text(
+        "key,sha256,email_status,email_sent_to,message_id,email_error\n"
+        f"{row['key']},{row['sha256']},sending,{PATIENT_ADDRESS},<maybe@riverside.example>,\n",
+        encoding="utf-8",
+    )
+    args = ["batch", schedule, "--out-dir", out, "--config", config, "--email"]
+    result = run_discharge(*args)
+    assert result.code == 3
+    assert "row 2: email to zoe@patient.example may have been sent" in result.stderr
+    assert "rerun with --resend 2 to send it again" in result.stderr
+    assert [r.rcpt_tos for r in relay.received] == [["gone@patient.example"]]
+    assert manifest(out)["2"]["email_status"] == "unknown"
+
+    result = run_discharge(*args)  # still not sent again by itself
+    assert result.code == 3 and len(relay.received) == 1
+
+    result = run_discharge(*args, "--resend", "2")
+    assert result.code == 0, result.stderr
+    assert [r.rcpt_tos for r in relay.received][1:] == [[PATIENT_ADDRESS]]
+    assert manifest(out)["2"]["email_status"] == "sent"
+
+
+def test_a_drop_after_the_message_marks_the_row_unknown_and_the_run_goes_on(
+    relay: Server, tmp_path: Path
+) -> None:
+    relay.handler.drops = 1  # the first message reaches the server, its answer never comes
+    config, schedule, out = (
+        relay_config(tmp_path, relay),
+        write_schedule(tmp_path),
+        tmp_path / "out",
+    )
+    result = run_discharge("batch", schedule, "--out-dir", out, "--config", config, "--email")
+    assert result.code == 3
+    rows = manifest(out)
+    assert [rows[r]["email_status"] for r in ("2", "3", "4")] == ["unknown", "sent", "none"]
+    assert relay.handler.data_commands == 2  # row 2's message went once, and only once
+
+
+def test_a_corrected_address_gets_the_email(relay: Server, tmp_path: Path) -> None:
+    config, out = relay_config(tmp_path, relay), tmp_path / "out"
+    args = ["--out-dir", out, "--config", config, "--email"]
+    assert run_discharge("batch", write_schedule(tmp_path), *args).code == 0
+    fixed = [line.replace(PATIENT_ADDRESS, "zoe.fixed@patient.example") for line in SCHEDULE]
+    result = run_discharge("batch", write_schedule(tmp_path, fixed), *args)
+    assert result.code == 0, result.stderr
+    tos = [r.rcpt_tos for r in relay.received]
+    assert tos[-1] == ["zoe.fixed@patient.example"] and tos.count([PATIENT_ADDRESS]) == 1
+    assert manifest(out)["2"]["email_sent_to"] == "zoe.fixed@patient.example"
+
+
+def test_a_reordered_schedule_emails_nobody_twice(relay: Server, tmp_path: Path) -> None:
+    config, out = relay_config(tmp_path, relay), tmp_path / "out"
+    args = ["--out-dir", out, "--config", config, "--email"]
+    assert run_discharge("batch", write_schedule(tmp_path), *args).code == 0
+    sent = len(relay.received)
+    shuffled = [SCHEDULE[0], "Cy New,hsg,2026-11-21,,,RX-9,cy@patient.example",
+                *reversed(SCHEDULE[1:])]  # fmt: skip
+    result = run_discharge("batch", write_schedule(tmp_path, shuffled), *args)
+    assert result.code == 0, result.stderr
+    assert [r.rcpt_tos for r in relay.received][sent:] == [["cy@patient.example"]]
+    assert "already sent" in result.stdout
 
 
 def test_demo_clinic_writes_an_eml_out_of_the_box(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from discharge.batch.manifest import (
     OK,
     SENT,
     SKIPPED,
+    UNKNOWN,
     ManifestWriter,
     neutralise,
     read_manifest,
@@ -28,8 +29,10 @@ from discharge.batch.run import (
     CheckSummary,
     QuietReporter,
     check_schedule,
+    folder_salt,
     locked,
     output_name,
+    record_key,
     remove_partial_files,
     run_batch,
 )
@@ -49,7 +52,8 @@ from discharge.batch.schedule import (
 
 __all__ = [
     "EMAIL_FIELDS", "ERROR", "FAILED", "KNOWN_COLUMNS", "MANIFEST_FIELDS", "MANIFEST_NAME",
-    "NONE", "OK", "REQUIRED_COLUMNS", "SENT", "SKIPPED", "BatchReporter", "BatchSummary",
+    "NONE", "OK", "REQUIRED_COLUMNS", "SENT", "SKIPPED", "UNKNOWN", "folder_salt", "record_key",
+    "BatchReporter", "BatchSummary",
     "CheckSummary", "ManifestWriter", "QuietReporter", "RowError", "Schedule", "ScheduleRecord",
     "ScheduleRow", "check_schedule", "combine_pdfs", "locked", "neutralise", "normalise_column",
     "open_schedule", "output_name", "parse_row", "read_date", "read_manifest", "read_rows",

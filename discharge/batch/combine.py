@@ -10,7 +10,7 @@ from discharge.batch.manifest import OK, SKIPPED, read_manifest
 from discharge.errors import OutputError
 from discharge.output import open_atomic
 
-_PDF_NAME = re.compile(r"^[0-9]{5,}-[a-z0-9-]+\.pdf$")
+_PDF_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*\.pdf$")
 
 
 def combine_pdfs(out_dir: str | os.PathLike[str], destination: str | os.PathLike[str]) -> int:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+import sqlite3
+from collections.abc import Container, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -22,11 +24,11 @@ from discharge.output import open_atomic
 MANIFEST_NAME = "manifest.csv"
 # The manifest is opened in spreadsheets, so UTF-8 with a BOM (Excel reads it as UTF-8 then).
 MANIFEST_ENCODING = "utf-8-sig"
-# Columns this module owns, in order. Other commands (``email``) may add their own columns after
-# these; a batch rerun keeps them (see ``_carried_over``). No patient names or notes here: the
-# row number and the file are enough to find a row, and the PDF itself holds the rest.
+# Columns the render step owns, in order. No patient names or notes here: the row number and
+# the file are enough to find a row, and the PDF itself holds the rest.
 MANIFEST_FIELDS = [
-    "row",
+    "row",  # where the row is in this run's schedule, as a spreadsheet numbers it
+    "key",  # who, what and when (a salted digest): the same however the schedule is sorted
     "status",
     "file",
     "sha256",
@@ -36,26 +38,32 @@ MANIFEST_FIELDS = [
     "input_sha256",  # what the PDF was made from: a rerun rebuilds a row whose data changed
     "error",
 ]
-OK, ERROR, SKIPPED = "ok", "error", "skipped"
+OK, ERROR, SKIPPED, DUPLICATE = "ok", "error", "skipped", "duplicate"
 # The email step's columns, after the render step's; a batch rerun keeps them for the same PDF.
-EMAIL_FIELDS = ["email_status", "message_id", "email_error"]
-SENT, FAILED, NONE = "sent", "failed", "none"
+EMAIL_FIELDS = ["email_status", "email_sent_to", "message_id", "email_error"]
+# ``unknown``: the message went to the server and no answer came (a dropped connection, a
+# crash): it may have been delivered, so it is never sent again without ``--resend``.
+SENT, FAILED, NONE, UNKNOWN = "sent", "failed", "none", "unknown"
 
 # A spreadsheet treats a cell starting with one of these as a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(cell: str) -> str:
-    """Stop a spreadsheet from running a cell as a formula: prefix it with an apostrophe."""
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+    """Stop a spreadsheet from running a cell as a formula: prefix it with an apostrophe.
+
+    A cell that already starts with an apostrophe gets one too, so ``restore`` gives back
+    exactly what was written (an address typed as ``'=a@b.example`` included).
+    """
+    return "'" + cell if cell.startswith((*_FORMULA_START, "'")) else cell
 
 
-def _restore(cell: str) -> str:
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_START) else cell
+def restore(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
 
 
 def read_manifest(out_dir: str | os.PathLike[str]) -> Iterator[dict[str, str]]:
-    """The manifest's rows, in row order, cells as they were before neutralising.
+    """The manifest's rows, in order, cells as they were before neutralising.
 
     Rows that cannot be read (a hand-edited or damaged file) are left out: their PDFs are then
     simply made again.
@@ -72,68 +80,75 @@ def read_manifest(out_dir: str | os.PathLike[str]) -> Iterator[dict[str, str]]:
 
 
 def _manifest_rows(handle: IO[str]) -> Iterator[dict[str, str]]:
-    last = 0
     try:
         for raw in csv.DictReader(handle):
-            entry = {k: _restore(v or "") for k, v in raw.items() if isinstance(k, str)}
-            row = entry.get("row", "")
-            if row.isdigit() and int(row) > last:
-                last = int(row)
+            entry = {k: restore(v or "") for k, v in raw.items() if isinstance(k, str)}
+            if entry.get("row", "").isdigit():
                 yield entry
     except (csv.Error, UnicodeDecodeError):
         return
 
 
 class PreviousManifest:
-    """The last run's manifest, read alongside the schedule (both are in row order).
+    """The last run's manifest, looked up by each row's key (the schedule may be re-sorted).
 
-    It is copied first, because the new manifest replaces the file as the run goes.
+    It is indexed in a private SQLite file beside the manifest, not in memory, so a schedule
+    of 100,000 rows costs no more memory than one of ten; the new manifest replaces the file
+    as the run goes.
     """
 
     def __init__(self, out_dir: Path) -> None:
-        self.copy = out_dir / f".{MANIFEST_NAME}.previous.part"
         self.fields: list[str] = []
-        self._rows: Iterator[dict[str, str]] = iter(())
-        self._next: dict[str, str] | None = None
-        self._handle: IO[str] | None = None
+        self.path = out_dir / f".{MANIFEST_NAME}.previous.sqlite.part"
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self._db: sqlite3.Connection | None = None
         source = out_dir / MANIFEST_NAME
         if not source.is_file():
             return
         try:
-            shutil.copyfile(source, self.copy)
-            self._handle = self.copy.open(encoding=MANIFEST_ENCODING, newline="")
+            handle = source.open(encoding=MANIFEST_ENCODING, newline="")
         except OSError as exc:
             raise OutputError(f"cannot read {source}: {exc.strerror}") from None
-        try:
-            self.fields = next(csv.reader(io.StringIO(self._handle.readline())), [])
-        except UnicodeDecodeError:  # not ours any more: its rows are simply made again
-            self.fields = []
-        self._handle.seek(0)
-        self._rows = _manifest_rows(self._handle)
-        self._next = next(self._rows, None)
+        self._db = sqlite3.connect(self.path)
+        self._db.execute("PRAGMA journal_mode = OFF")
+        self._db.execute("PRAGMA synchronous = OFF")
+        self._db.execute(
+            "CREATE TABLE previous (position INTEGER PRIMARY KEY, key TEXT UNIQUE, entry TEXT)"
+        )
+        with handle:
+            try:
+                self.fields = next(csv.reader(io.StringIO(handle.readline())), [])
+            except UnicodeDecodeError:  # not ours any more: its rows are simply made again
+                return
+            handle.seek(0)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO previous (key, entry) VALUES (?, ?)",
+                ((e["key"], json.dumps(e)) for e in _manifest_rows(handle) if e.get("key")),
+            )
+        self._db.commit()
 
-    def entry(self, row: int) -> dict[str, str] | None:
-        """The previous entry for ``row``; rows must be asked for in increasing order."""
-        while self._next is not None and int(self._next["row"]) < row:
-            self._next = next(self._rows, None)
-        if self._next is not None and int(self._next["row"]) == row:
-            return self._next
-        return None
+    def entry(self, key: str) -> dict[str, str] | None:
+        """The previous run's entry for this key, if it had one."""
+        if self._db is None:
+            return None
+        found = self._db.execute("SELECT entry FROM previous WHERE key = ?", (key,)).fetchone()
+        return json.loads(found[0]) if found else None
 
-    def after(self, row: int) -> Iterator[dict[str, str]]:
-        """Previous entries beyond ``row`` (kept when a run stops early), read afresh."""
-        if self._handle is None:
+    def unseen(self, seen: Container[str]) -> Iterator[dict[str, str]]:
+        """Previous entries whose keys this run has not reached (kept when a run stops early)."""
+        if self._db is None:
             return
-        with self.copy.open(encoding=MANIFEST_ENCODING, newline="") as handle:
-            for entry in _manifest_rows(handle):
-                if int(entry["row"]) > row:
-                    yield entry
+        for key, entry in self._db.execute("SELECT key, entry FROM previous ORDER BY position"):
+            if key not in seen:
+                yield json.loads(entry)
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
         with contextlib.suppress(FileNotFoundError):
-            self.copy.unlink()
+            self.path.unlink()
 
 
 class ManifestWriter:
@@ -149,14 +164,15 @@ class ManifestWriter:
         self.path = out_dir / MANIFEST_NAME
         self.fields = list(fields)
         self.previous = previous
-        self.last_row = 0
+        self.seen: set[str] = set()  # the keys recorded in this run
         self.journal_path = out_dir / f".{MANIFEST_NAME}.journal.part"
         self._journal = self.journal_path.open("w+", encoding="utf-8", newline="")
         self._writer = csv.DictWriter(self._journal, self.fields, restval="", extrasaction="ignore")
 
     def record(self, entry: Mapping[str, str]) -> None:
         self._writer.writerow({k: neutralise(str(v)) for k, v in entry.items()})
-        self.last_row = int(entry["row"])
+        if entry.get("key"):
+            self.seen.add(entry["key"])
 
     def checkpoint(self, *, complete: bool = False) -> None:
         """Publish what is known: this run's entries, then (unless the run is complete) the
@@ -170,7 +186,7 @@ class ManifestWriter:
             shutil.copyfileobj(self._journal, text)
             if not complete and self.previous is not None:
                 tail = csv.DictWriter(text, self.fields, restval="", extrasaction="ignore")
-                for entry in self.previous.after(self.last_row):
+                for entry in self.previous.unseen(self.seen):
                     tail.writerow({k: neutralise(v) for k, v in entry.items()})
             text.flush()
             text.detach()

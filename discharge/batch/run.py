@@ -12,19 +12,23 @@ Everything here is plain functions and small classes a Python caller can use; th
 
 import contextlib
 import hashlib
+import hmac
 import os
 import re
+import secrets
 import time
 import unicodedata
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
 from discharge import __version__
 from discharge.batch.manifest import (
+    DUPLICATE,
     ERROR,
     MANIFEST_FIELDS,
     MANIFEST_NAME,
@@ -41,9 +45,15 @@ from discharge.output import write_atomic
 from discharge.request import DischargeRequest
 
 # The temporary files write_atomic / open_atomic leave if a process is killed mid-write:
-# `.00012-ann-exa.XXXX.part` for PDFs (the name is cut to 40 characters there), and
-# `.manifest.csv.XXXX.part` for the manifest, its journal and the previous run's copy.
-_PART_PATTERNS = (".[0-9][0-9][0-9][0-9][0-9]*-*.part", f".{MANIFEST_NAME}.*.part")
+# `.rx-104233-1a2b3c-hsg-2026-11-2.k3j9x0a1.part` for PDFs (the name cut to 40 characters, then
+# mkstemp's 8 random characters), and `.manifest.csv.XXXX.part` for the manifest, its journal
+# and the previous run's index. Only names this module makes match.
+_PART_FILE = re.compile(
+    r"^\.[a-z0-9][a-z0-9.-]{0,39}\.[a-z0-9_]{8}\.part$|^\.manifest\.csv\..*\.part$"
+)
+SALT_NAME = f".{MANIFEST_NAME}.salt"
+# A procedure date further than this from today is probably a typing mistake in the year.
+PLAUSIBLE_DAYS = 366
 _WINDOW_PER_JOB = 4  # rows in flight per worker: enough to keep it busy, few enough to stay flat
 
 
@@ -56,21 +66,74 @@ def slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
 
 
-def output_name(row: int, request: DischargeRequest) -> str:
-    """The PDF's file name: unique (the row number), stable across reruns, safe whatever the data.
+def identity(request: DischargeRequest) -> str:
+    """Who, what and when: the same for a patient's procedure however the schedule is sorted.
 
-    The hospital number is used rather than the name when there is one: a file name is seen
-    by more people and programs (mail previews, print queues, backups) than the document.
+    The hospital number identifies the patient where there is one (a name can be spelt two
+    ways); without one, the name and date of birth do.
     """
-    who = slug(request.patient.mrn or request.patient.name) or "patient"
-    return f"{row:05d}-{who}-{slug(request.procedure)}-{request.day.isoformat()}.pdf"
+    patient = request.patient
+    if patient.mrn:
+        who: tuple[str, ...] = ("mrn", patient.mrn.casefold())
+    else:
+        born = patient.dob.isoformat() if patient.dob else ""
+        who = ("name", " ".join(patient.name.casefold().split()), born)
+    return "\x1f".join((*who, request.procedure, request.day.isoformat()))
 
 
-def input_fingerprint(item: ScheduleRow, file: str, config: Config) -> str:
+def record_key(request: DischargeRequest, salt: bytes) -> str:
+    """The row's key in the manifest and the email journal: a salted digest of its identity,
+    so neither file holds a name, and a rerun finds the row wherever it has moved to."""
+    return hmac.new(salt, identity(request).encode("utf-8"), hashlib.sha256).hexdigest()[:24]
+
+
+def output_name(request: DischargeRequest, key: str) -> str:
+    """The PDF's file name: one per patient, procedure and date, stable across reruns and
+    re-sorted schedules, safe whatever the data.
+
+    It carries the hospital number (as the clinic's own files do) but never the patient's name:
+    a file name is seen by more people and programs (mail previews, print queues, backups) than
+    the document. A part of the key keeps two hospital numbers that read alike apart.
+    """
+    mrn = slug(request.patient.mrn)
+    who = f"{mrn}-{key[:6]}" if mrn else f"patient-{key[:12]}"
+    return f"{who}-{slug(request.procedure)}-{request.day.isoformat()}.pdf"
+
+
+def folder_salt(out_dir: Path) -> bytes:
+    """The output folder's own random salt for ``record_key``, made on its first run.
+
+    It lives with the manifest, so any workstation that reruns the batch into this folder finds
+    the same keys (and so never emails a patient twice).
+    """
+    path = out_dir / SALT_NAME
+    try:
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        raise OutputError(
+            f"{path} is damaged ({type(exc).__name__}); restore it from a backup, or start "
+            "again in a new output folder"
+        ) from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another run made it first: use theirs
+        return folder_salt(out_dir)
+    except OSError as exc:
+        raise OutputError(f"cannot write in output folder {out_dir}: {exc.strerror}") from None
+    salt = secrets.token_bytes(32)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(salt.hex() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return salt
+
+
+def input_fingerprint(item: ScheduleRow, config: Config) -> str:
     """A digest of everything the PDF is made from, so a corrected row is never skipped."""
     parts = (
         __version__,
-        file,
         repr(item.request),
         _clinic_key(config.clinic),
         _file_digest(item.template, item.template.stat().st_mtime_ns),
@@ -171,6 +234,8 @@ class _Ready:
 class BatchReporter(Protocol):
     def row_error(self, row: int, message: str) -> None: ...
 
+    def row_warning(self, row: int, message: str) -> None: ...  # the message names the row
+
     def started(self, rows: int) -> None: ...
 
     def row_done(self, entry: Mapping[str, str]) -> None: ...
@@ -180,11 +245,55 @@ class QuietReporter:
     def row_error(self, row: int, message: str) -> None:
         pass
 
+    def row_warning(self, row: int, message: str) -> None:
+        pass
+
     def started(self, rows: int) -> None:
         pass
 
     def row_done(self, entry: Mapping[str, str]) -> None:
         pass
+
+
+class _Repeats:
+    """Rows that name the same patient, procedure and date as an earlier row of the schedule.
+
+    An exact repeat (a row pasted twice) makes no second PDF; the same patient with different
+    details is an error for the later row, since only one of them can be right. Short digests
+    are kept, not the rows: memory stays small for any schedule.
+    """
+
+    def __init__(self) -> None:
+        self.first: dict[bytes, tuple[int, bytes]] = {}
+
+    def earlier(self, item: ScheduleRow) -> tuple[str, int] | None:
+        """``(DUPLICATE or ERROR, the earlier row)``, or None for the first such row."""
+        who = hashlib.blake2b(identity(item.request).encode(), digest_size=16).digest()
+        data = hashlib.blake2b(repr((item.request, item.email)).encode(), digest_size=16).digest()
+        row, first_data = self.first.setdefault(who, (item.row, data))
+        if row == item.row:
+            return None
+        return (DUPLICATE if data == first_data else ERROR), row
+
+
+def repeat_message(kind: str, earlier: int) -> str:
+    if kind == DUPLICATE:
+        return f"repeats row {earlier} (one PDF is made for both)"
+    return (
+        f"has the same patient, procedure and date as row {earlier} but different details; "
+        "correct one of them"
+    )
+
+
+def date_warning(request: DischargeRequest, today: date) -> str:
+    """A warning for a procedure date so far from today that the year is probably mistyped."""
+    days = (request.day - today).days
+    if abs(days) <= PLAUSIBLE_DAYS:
+        return ""
+    years = abs(days) // 365
+    when = "from now" if days > 0 else "ago"
+    span = f"{years} years" if years > 1 else "more than a year"
+    return f"the procedure date is {span} {when}; check the year"
 
 
 @dataclass(frozen=True)
@@ -198,6 +307,7 @@ class BatchSummary:
     ok: int
     errors: int
     skipped: int
+    duplicates: int
     seconds: float
     interrupted: bool
     manifest: Path
@@ -209,17 +319,51 @@ def check_schedule(
     *,
     date_order: str | None = None,
     reporter: BatchReporter | None = None,
+    deep: bool = True,
 ) -> CheckSummary:
-    """Validate every row, reporting each problem; write nothing."""
+    """Validate every row, reporting each problem and warning; write nothing.
+
+    ``deep`` also builds each row's document and checks that the fonts can print every
+    character, with the code the renderer uses: what ``--check`` passes, the run makes.
+    """
     reporter = reporter or QuietReporter()
+    repeats = _Repeats()
+    today = date.today()
     valid = errors = 0
     for item in read_rows(schedule, config, date_order):
+        if isinstance(item, ScheduleRow):
+            problem = _deep_check(item, config) if deep else ""
+            repeat = repeats.earlier(item)
+            if repeat is not None:
+                kind, earlier = repeat
+                if kind == ERROR:
+                    problem = problem or repeat_message(kind, earlier)
+                else:
+                    reporter.row_warning(
+                        item.row, f"row {item.row} {repeat_message(kind, earlier)}"
+                    )
+            if problem:
+                item = RowError(item.row, problem)
+            elif warning := date_warning(item.request, today):
+                reporter.row_warning(item.row, f"row {item.row}: {warning}")
         if isinstance(item, RowError):
             errors += 1
             reporter.row_error(item.row, item.message)
         else:
             valid += 1
     return CheckSummary(valid, errors)
+
+
+def _deep_check(item: ScheduleRow, config: Config) -> str:
+    from discharge.document import build_document, printed_text
+    from discharge.fonts import segments
+
+    try:
+        for text in printed_text(build_document(item.request, config)):
+            segments(text)
+    except DischargeError as exc:
+        return str(exc)
+    return ""
 
 
 def run_batch(
@@ -242,23 +386,25 @@ def run_batch(
     """
     reporter = reporter or QuietReporter()
     started = time.monotonic()
-    check = check_schedule(schedule, config, date_order=date_order, reporter=reporter)
+    check = check_schedule(schedule, config, date_order=date_order, reporter=reporter, deep=False)
     out = _prepare_out_dir(Path(out_dir))
-    counts = {OK: 0, ERROR: 0, SKIPPED: 0}
+    counts = {OK: 0, ERROR: 0, SKIPPED: 0, DUPLICATE: 0}
     interrupted = complete = False
     with locked(out):
         remove_partial_files(out)
         previous = PreviousManifest(out)
         extra = [f for f in previous.fields if f and f not in MANIFEST_FIELDS]
         manifest = ManifestWriter(out, MANIFEST_FIELDS + extra, previous)
-        runner = _Runner(config, out, jobs or os.cpu_count() or 1, check.valid, debug)
+        runner = _Runner(
+            config, out, jobs or os.cpu_count() or 1, check.valid, debug, folder_salt(out)
+        )
         reporter.started(check.valid + check.errors)
         try:
             next_checkpoint = time.monotonic() + checkpoint_seconds
             for entry in runner.outcomes(read_rows(schedule, config, date_order), previous, force):
                 manifest.record(entry)
                 counts[entry["status"]] += 1
-                if entry["status"] == ERROR and entry["file"]:
+                if entry["status"] == ERROR and entry.get("rendered"):
                     reporter.row_error(int(entry["row"]), entry["error"])
                 reporter.row_done(entry)
                 if time.monotonic() >= next_checkpoint:
@@ -284,6 +430,7 @@ def run_batch(
         ok=counts[OK],
         errors=counts[ERROR],
         skipped=counts[SKIPPED],
+        duplicates=counts[DUPLICATE],
         seconds=time.monotonic() - started,
         interrupted=interrupted,
         manifest=out / MANIFEST_NAME,
@@ -298,11 +445,13 @@ class _Runner:
     """
 
     def __init__(
-        self, config: Config, out_dir: Path, jobs: int, to_render: int, debug: bool
+        self, config: Config, out_dir: Path, jobs: int, to_render: int, debug: bool, salt: bytes
     ) -> None:
         self.config = config
         self.out_dir = out_dir
         self.debug = debug
+        self.salt = salt
+        self.repeats = _Repeats()
         self.jobs = max(1, min(jobs, to_render))
         self.pool: Any = None
         self.prepared = False
@@ -313,26 +462,35 @@ class _Runner:
     ) -> Iterator[dict[str, str]]:
         window = self.jobs * _WINDOW_PER_JOB
         for item in items:
-            before = previous.entry(item.row)
             if isinstance(item, RowError):
-                entry = {"row": str(item.row), "status": ERROR, "file": "", "error": item.message}
+                entry = {"row": str(item.row), "status": ERROR, "error": item.message}
                 self.pending.append((entry, None, _Ready()))
             else:
-                file = output_name(item.row, item.request)
+                key = record_key(item.request, self.salt)
                 entry = {
                     "row": str(item.row),
-                    "file": file,
+                    "key": key,
+                    "file": output_name(item.request, key),
                     "procedure": item.request.procedure,
                     "date": item.request.day.isoformat(),
                     "email": item.email,
-                    "input_sha256": input_fingerprint(item, file, self.config),
+                    "input_sha256": input_fingerprint(item, self.config),
                 }
-                digest = None if force else _still_valid(self.out_dir, entry, before)
-                if digest:
+                repeat = self.repeats.earlier(item)
+                before = previous.entry(key)
+                if repeat is not None:
+                    kind, earlier = repeat
+                    # The earlier row owns the key, the file and the email: this one has none.
+                    entry = {
+                        "row": entry["row"], "status": kind, "procedure": entry["procedure"],
+                        "date": entry["date"], "error": repeat_message(kind, earlier),
+                    }  # fmt: skip
+                    self.pending.append((entry, None, _Ready()))
+                elif digest := (None if force else _still_valid(self.out_dir, entry, before)):
                     entry.update(status=SKIPPED, sha256=digest)
                     self.pending.append((entry, before, _Ready()))
                 else:
-                    task = RenderTask(item.row, file, item.request)
+                    task = RenderTask(item.row, entry["file"], item.request)
                     self.pending.append((entry, before, self._submit(task)))
             while len(self.pending) > window or (self.pending and self.pending[0][2].ready()):
                 yield self._complete(self.pending.popleft(), wait=True)
@@ -372,8 +530,10 @@ class _Runner:
         entry, before, pending = item
         result: RenderResult | None = pending.get() if wait else pending.get(timeout=0)
         if result is not None:
+            entry["rendered"] = "yes"  # only for the reporter: not a manifest column
             if result.error:
-                entry.update(status=ERROR, error=result.error)
+                # Only a row with a PDF on disk names a file.
+                entry.update(status=ERROR, error=result.error, file="")
             else:
                 entry.update(status=OK, sha256=result.sha256)
         entry.update(carried_over(entry, before))
@@ -432,7 +592,7 @@ def locked(out_dir: Path) -> Iterator[None]:
 
 def remove_partial_files(out_dir: Path) -> None:
     """Remove temporary files a killed process left behind (only the ones we create)."""
-    for pattern in _PART_PATTERNS:
-        for path in out_dir.glob(pattern):
+    for path in out_dir.glob(".*.part"):
+        if _PART_FILE.match(path.name):
             with contextlib.suppress(OSError):
                 path.unlink()

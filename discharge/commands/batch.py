@@ -17,7 +17,7 @@ from discharge.options import config_option, debug_requested
 
 if TYPE_CHECKING:
     from discharge.batch import Schedule
-    from discharge.batch_email import BatchEmail
+    from discharge.batch_email import BatchEmail, Resend
     from discharge.config import Config
 
 
@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 @click.option("--email", "email_rows", is_flag=True,
               help="Also email each row's PDF to the row's email column ([smtp] and [email] "
                    "settings); a rerun emails only the rows not sent yet.")  # fmt: skip
-@click.option("--resend", is_flag=True, help="With --email: email again the rows already sent.")
+@click.option("--resend", metavar="ROWS", is_flag=False, flag_value="all", default=None,
+              help="With --email: email again rows already sent, or whose sending is unknown: "
+                   "--resend 5,7 for those rows, --resend alone for every row.")  # fmt: skip
 def batch(
     schedule: Path,
     out_dir: Path | None,
@@ -50,7 +52,7 @@ def batch(
     check: bool,
     date_order: str | None,
     email_rows: bool,
-    resend: bool,
+    resend: str | None,
 ) -> None:
     """Make the discharge instructions for every row of a CSV schedule.
 
@@ -69,10 +71,10 @@ def batch(
         raise click.UsageError("--combined makes a PDF; it cannot be used with --check")
     if not check and out_dir is None:
         raise click.UsageError("--out-dir DIR is required: the folder for the PDFs")
-    if resend and not email_rows:
+    if resend is not None and not email_rows:
         raise click.UsageError("--resend goes with --email")
     config = load_config(config_path)
-    emailer = prepare_batch_email(config, resend) if email_rows else None
+    emailer = prepare_batch_email(config, _resend(resend)) if email_rows else None
     opened = open_schedule(_spool_stdin() if str(schedule) == "-" else schedule)
     for column in opened.unknown_columns:
         click.echo(f"warning: column {column!r} is not used (not a known column)", err=True)
@@ -92,6 +94,8 @@ def batch(
         )  # fmt: skip
         reporter.clear()
         counts = f"{summary.ok} ok / {summary.errors} error / {summary.skipped} skipped"
+        if summary.duplicates:
+            counts += f" / {summary.duplicates} repeated"
         if summary.interrupted:
             click.echo(
                 f"batch: interrupted: {counts} in {summary.seconds:.1f} s; "
@@ -124,6 +128,10 @@ class TerminalReporter:
     def row_error(self, row: int, message: str) -> None:
         self.clear()
         click.echo(f"row {row}: {message}", err=True)
+
+    def row_warning(self, row: int, message: str) -> None:
+        self.clear()
+        click.echo(f"warning: {message}", err=True)
 
     def started(self, rows: int) -> None:
         self.total, self.done, self.began = rows, 0, time.monotonic()
@@ -176,11 +184,12 @@ def _send_batch_email(
             schedule, config, out_dir, step.mailer, step.settings, resend=step.resend,
             date_order=date_order, reporter=_EmailReporter(),
         )  # fmt: skip
+    unknown = f" / {summary.unknown} unknown" if summary.unknown else ""
     click.echo(
-        f"email: {summary.sent} sent / {summary.failed} failed / "
+        f"email: {summary.sent} sent / {summary.failed} failed{unknown} / "
         f"{summary.no_address} no address / {summary.already_sent} already sent"
     )
-    return summary.failed > 0
+    return summary.failed > 0 or summary.unknown > 0
 
 
 class _EmailReporter:
@@ -189,6 +198,13 @@ class _EmailReporter:
 
     def email_failed(self, row: int, address: str, message: str) -> None:
         click.echo(f"row {row}: email to {address} not sent: {message}", err=True)
+
+    def email_unknown(self, row: int, address: str, message: str) -> None:
+        click.echo(
+            f"row {row}: email to {address} may have been sent ({message}); "
+            f"rerun with --resend {row} to send it again",
+            err=True,
+        )
 
 
 def _spool_stdin() -> Path:
@@ -202,3 +218,21 @@ def _spool_stdin() -> Path:
     with path.open("wb") as handle:
         shutil.copyfileobj(sys.stdin.buffer, handle)
     return path
+
+
+def _resend(value: str | None) -> Resend:
+    """``--resend`` alone: every row; ``--resend 5,7``: those rows (as numbered in the schedule)."""
+    from discharge.batch_email import Resend
+
+    if value is None:
+        return Resend()
+    if value.strip().lower() == "all":
+        return Resend(every=True)
+    try:
+        rows = frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise click.BadParameter(
+            "expected row numbers such as 5 or 5,7 (or --resend alone for every row)",
+            param_hint="--resend",
+        ) from None
+    return Resend(rows=rows)

@@ -13,13 +13,13 @@ from pathlib import Path
 from discharge.config import Config
 from discharge.delivery.compose import OutgoingEmail, compose_email, make_email
 from discharge.delivery.settings import EmailSettings, SmtpSettings, load_email_settings
-from discharge.delivery.smtp import Mailer, MessageRejected
+from discharge.delivery.smtp import Mailer, MessageRejected, OutcomeUnknown
 from discharge.document import Document
 from discharge.output import write_atomic
 from discharge.request import DischargeRequest, check_email
 
 __all__ = [
-    "EmailSettings", "Mailer", "MessageRejected", "OutgoingEmail", "SmtpSettings",
+    "EmailSettings", "Mailer", "MessageRejected", "OutcomeUnknown", "OutgoingEmail", "SmtpSettings",
     "EmailResult", "compose_email", "email_instructions", "load_email_settings", "make_email",
 ]  # fmt: skip
 

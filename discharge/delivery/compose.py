@@ -50,8 +50,14 @@ def compose_email(
     smtp: SmtpSettings,
     settings: EmailSettings,
     recipient: str | None,
+    *,
+    message_id: str | None = None,
 ) -> OutgoingEmail:
-    """Build the complete message for one patient from the PDF ``make_pdf`` made."""
+    """Build the complete message for one patient from the PDF ``make_pdf`` made.
+
+    ``message_id``: a stable id (the same each time this document goes to this address), so a
+    recipient's mail client can drop a duplicate; by default a new one.
+    """
     context = _context(request, document, settings)
     subject = _one_line(_render("subject", settings.subject, context))
     text = _render("body_text", settings.body_text, context)
@@ -84,7 +90,7 @@ def compose_email(
         message["Reply-To"] = smtp.reply_to
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=True)
-    message_id = make_msgid(domain=smtp.domain)
+    message_id = message_id or make_msgid(domain=smtp.domain)
     message["Message-ID"] = message_id
     # Tells auto-responders (holiday replies) not to answer, per RFC 3834.
     message["Auto-Submitted"] = "auto-generated"

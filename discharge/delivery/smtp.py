@@ -16,16 +16,55 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from discharge.delivery.compose import OutgoingEmail
 from discharge.delivery.settings import SmtpSettings
 from discharge.errors import ConfigError, DeliveryError, InputError, reason
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 MAX_RETRY_DELAY = 60.0  # seconds: backoff doubles up to this, never beyond
 
 
 class MessageRejected(DeliveryError):
     """The server would not take this one message; others may still be sent."""
+
+
+class OutcomeUnknown(DeliveryError):
+    """The whole message reached the server and no answer came: it may have been delivered.
+
+    Such a message is never sent again automatically. ``stop`` says the server has gone silent,
+    so the caller should not try further messages now.
+    """
+
+    def __init__(self, message: str, *, stop: bool) -> None:
+        super().__init__(message)
+        self.stop = stop
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib.SMTP that knows whether the whole message went to the server.
+
+    After the final ``.`` of DATA the server may have accepted the message even if its reply
+    never comes: resending then could deliver it twice.
+    """
+
+    body_sent = False
+
+    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
+        self.body_sent = False
+        return super().data(msg)
+
+    def send(self, s: ReadableBuffer | str) -> None:
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.body_sent = True
+
+
+class _SMTPSSL(_SMTP, smtplib.SMTP_SSL):
+    pass
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -95,14 +134,21 @@ class Mailer:
             except smtplib.SMTPResponseException as exc:
                 failure = _rejection(exc.smtp_code, exc.smtp_error, "refused the message")
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                body_sent = isinstance(conn, _SMTP) and conn.body_sent
                 self._drop()
+                if body_sent:
+                    raise OutcomeUnknown(
+                        f"the SMTP server {self.server} took the message for {email.recipient} "
+                        f"but did not confirm it ({_reason(exc)}): it may have been delivered",
+                        stop=_timed_out(exc),
+                    ) from None
                 if _timed_out(exc):
                     # A server that has gone silent would make every further message wait as
-                    # long again: stop the run now. Whether this message arrived is unknown.
+                    # long again: stop the run now.
                     raise DeliveryError(
                         f"the SMTP server {self.server} stopped answering (no reply within "
                         f"{self.settings.timeout:g} seconds) while sending to {email.recipient}; "
-                        "that message may or may not have been delivered"
+                        "that message was not sent"
                     ) from None
                 if reconnected:
                     raise MessageRejected(
@@ -138,9 +184,9 @@ class Mailer:
         conn: smtplib.SMTP | None = None
         try:
             if s.security == "tls":
-                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
+                conn = _SMTPSSL(s.host, s.port, timeout=s.timeout, context=context)
             else:
-                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                conn = _SMTP(s.host, s.port, timeout=s.timeout)
             conn.ehlo()
             if s.security == "starttls":
                 if not conn.has_extn("starttls"):
