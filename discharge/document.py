@@ -16,7 +16,7 @@ from discharge.config import PAPER_SIZES, Clinic, Config
 from discharge.dates import format_day, format_moment, format_short_day
 from discharge.errors import InputError
 from discharge.milestones import apply_offset
-from discharge.procedures import Procedure, load_procedure
+from discharge.procedures import HelpLevelSpec, Procedure, items_for, load_procedure
 
 # Longest values that still fit their table cell on one page; longer ones are typing accidents.
 MAX_LENGTH = {"patient name": 500, "clinician": 300, "hospital number (MRN)": 64}
@@ -47,6 +47,7 @@ class DischargeRequest:
     clinician: str = ""
     notes: str = ""
     paper: str | None = None  # None: the clinic's default
+    variant: str = ""  # the template's variant ("medical", "sterilisation-check"); "": its default
 
 
 def parse_date(text: str, field: str = "date") -> date:
@@ -90,6 +91,7 @@ def parse_request(
     clinician: str | None = None,
     notes: str | None = None,
     paper: str | None = None,
+    variant: str | None = None,
 ) -> DischargeRequest:
     """Validate raw text fields (from options or a CSV row) into a DischargeRequest."""
     name = clean_text(patient)
@@ -120,6 +122,7 @@ def parse_request(
         clinician=values["clinician"],
         notes=clean_text(notes, multiline=True),
         paper=paper_size,
+        variant=clean_text(variant).lower(),
     )
 
 
@@ -153,6 +156,38 @@ class TimelineRow:
     labels: tuple[str, ...]  # milestones that fall on the same date share one row
 
 
+# Who to call, worded in one place. The template says when to call; the model says whom.
+EMERGENCY_LABEL = "Emergency"
+DAYTIME_LABEL = "{clinic}"  # the clinic's name: its number in working hours
+OUT_OF_HOURS_LABEL = "Evenings, nights and weekends"
+DEFAULT_DATE_LABEL = "Date"
+
+
+@dataclass(frozen=True)
+class Contact:
+    label: str  # "Emergency", the clinic's name, "Evenings, nights and weekends"
+    number: str  # as dialled: "999", "020 7946 0000"
+
+
+@dataclass(frozen=True)
+class HelpLevel:
+    """One level of the help box: what to do (heading), whom to call, then the signs."""
+
+    heading: str  # "Call 999 now if you have any of these:"
+    intro: str
+    signs: tuple[str, ...]
+    contacts: tuple[Contact, ...]
+
+
+@dataclass(frozen=True)
+class TeachBack:
+    """Questions the nurse asks before the patient leaves, each printed with a tick box."""
+
+    heading: str
+    intro: str
+    questions: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Document:
     """Every string that will be printed, already personalised. Plain text, never markup."""
@@ -167,16 +202,25 @@ class Document:
     intro: tuple[Block, ...]
     milestones: tuple[Milestone, ...]
     timeline: tuple[TimelineRow, ...]
+    help_urgent: HelpLevel  # "Call 999 now": the signs that cannot wait
+    help_clinic: HelpLevel  # "Call the clinic": the rest, with day and out-of-hours numbers
+    teach_back: TeachBack | None
+    sections: tuple[Section, ...]
+    notes: str  # verbatim, line breaks kept
+    sources: tuple[str, ...]  # as a patient reads them: "Cleveland Clinic: Hysterosalpingogram"
+    footer_ids: str  # date of birth and hospital number: always printed whole
+    footer_template: str
+    patient_name: str  # also in every footer, shortened there if it does not fit
+    variant: str  # the template variant used ("" when the template has none)
+    variant_label: str
+    date_label: str  # the patient block's label for the date the timeline counts from
+    # --- compatibility shim: the one-level help box the current renderer draws. ---------
+    # Filled from help_urgent and help_clinic by build_document; remove once render.py draws
+    # the two levels (and the teach-back) itself.
     help_heading: str
     help_intro: str
     help_signs: tuple[str, ...]
     help_contacts: tuple[tuple[str, str], ...]
-    sections: tuple[Section, ...]
-    notes: str  # verbatim, line breaks kept
-    sources: tuple[str, ...]
-    footer_ids: str  # date of birth and hospital number: always printed whole
-    footer_template: str
-    patient_name: str  # also in every footer, shortened there if it does not fit
 
 
 def build_document(
@@ -184,7 +228,9 @@ def build_document(
 ) -> Document:
     clinic = config.clinic
     procedure = procedure or load_procedure(request.procedure, config.templates_dir)
-    context, milestones = _context(procedure, request.day, request.at, clinic)
+    variant = procedure.variant(request.variant)
+    name = variant.name if variant else None
+    context, milestones = _context(procedure, request.day, request.at, clinic, name)
     render = procedure.render
 
     patient = request.patient
@@ -198,7 +244,8 @@ def build_document(
         rows.append(("Hospital number", patient.mrn))
     short = procedure.title.removeprefix("After your ").strip()
     rows.append(("Procedure", short[:1].upper() + short[1:]))
-    rows.append(("Date", when))
+    date_label = (variant.date_label if variant else "") or DEFAULT_DATE_LABEL
+    rows.append((date_label, when))
     if request.clinician:
         rows.append(("Clinician", request.clinician))
 
@@ -208,10 +255,33 @@ def build_document(
     if patient.mrn:
         footer.append(f"Hospital number {patient.mrn}")
 
-    contacts = [(f"{clinic.name}", clinic.phone)]
+    emergency = (Contact(EMERGENCY_LABEL, clinic.emergency_number),)
+    clinic_contacts = [Contact(DAYTIME_LABEL.format(clinic=clinic.name), clinic.phone)]
     if clinic.after_hours_phone:
-        contacts.append(("Evenings, nights and weekends", clinic.after_hours_phone))
-    contacts.append(("Emergency", f"call {clinic.emergency_number}"))
+        clinic_contacts.append(Contact(OUT_OF_HOURS_LABEL, clinic.after_hours_phone))
+
+    def level(spec: HelpLevelSpec, contacts: tuple[Contact, ...]) -> HelpLevel:
+        return HelpLevel(
+            heading=render(spec.heading, context),
+            intro=render(spec.intro, context) if spec.intro else "",
+            signs=tuple(render(sign, context) for sign in items_for(spec.signs, name)),
+            contacts=contacts,
+        )
+
+    urgent = level(procedure.help_urgent, emergency)
+    call_us = level(procedure.help_clinic, tuple(clinic_contacts))
+    teach_back = None
+    if procedure.teach_back:
+        spec = procedure.teach_back
+        teach_back = TeachBack(
+            heading=render(spec.heading, context),
+            intro=render(spec.intro, context) if spec.intro else "",
+            questions=tuple(render(q, context) for q in items_for(spec.questions, name)),
+        )
+    intro = variant.intro if variant and variant.intro else procedure.intro
+    footer_template = f"{procedure.id} v{procedure.version}"
+    if variant and len(procedure.variants) > 1:
+        footer_template += f" ({variant.name})"
 
     dated = tuple(
         Milestone(m.key, start, end, context["m"][m.key]["when"], render(m.label, context))
@@ -225,23 +295,40 @@ def build_document(
         title=procedure.title,
         subtitle=procedure.subtitle,
         patient_rows=tuple(rows),
-        intro=parse_blocks(render(procedure.intro, context)) if procedure.intro else (),
+        intro=parse_blocks(render(intro, context)) if intro else (),
         milestones=dated,
         timeline=group_timeline(dated),
-        help_heading=procedure.help_heading,
-        help_intro=render(procedure.help_intro, context) if procedure.help_intro else "",
-        help_signs=tuple(render(sign, context) for sign in procedure.help_signs),
-        help_contacts=tuple(contacts),
+        help_urgent=urgent,
+        help_clinic=call_us,
+        teach_back=teach_back,
         sections=tuple(
             Section(render(s.heading, context), parse_blocks(render(s.body, context)))
-            for s in procedure.sections
+            for s in procedure.sections_for(name)
         ),
         notes=request.notes,
-        sources=procedure.sources,
+        sources=tuple(source.printed for source in procedure.sources),
         footer_ids="  ·  ".join(footer),
-        footer_template=f"{procedure.id} v{procedure.version}",
+        footer_template=footer_template,
         patient_name=patient.name,
+        variant=name or "",
+        variant_label=variant.label if variant else "",
+        date_label=date_label,
+        **_one_level_help(urgent, call_us),
     )
+
+
+def _one_level_help(urgent: HelpLevel, call_us: HelpLevel) -> dict[str, Any]:
+    """Compatibility shim for the current renderer's one-level box: both levels in order,
+    each led by its heading, then every number. Remove with the Document's help_* fields."""
+    signs = (*urgent.signs, call_us.heading, *call_us.signs)
+    contacts = [(c.label, c.number) for c in (*call_us.contacts, *urgent.contacts)]
+    contacts[-1] = (contacts[-1][0], f"call {contacts[-1][1]}")
+    return {
+        "help_heading": "When to get help",
+        "help_intro": " ".join(filter(None, (urgent.heading, urgent.intro))),
+        "help_signs": signs,
+        "help_contacts": tuple(contacts),
+    }
 
 
 def group_timeline(milestones: tuple[Milestone, ...]) -> tuple[TimelineRow, ...]:
@@ -253,12 +340,12 @@ def group_timeline(milestones: tuple[Milestone, ...]) -> tuple[TimelineRow, ...]
 
 
 def _context(
-    procedure: Procedure, day: date, at: time | None, clinic: Clinic
+    procedure: Procedure, day: date, at: time | None, clinic: Clinic, variant: str | None
 ) -> tuple[dict[str, Any], list[tuple[Any, date | datetime, date | datetime | None]]]:
     tz = clinic.tz
     computed = []
     dated: dict[str, dict[str, str]] = {}
-    for spec in procedure.milestones:
+    for spec in procedure.milestones_for(variant):
         start = apply_offset(day, at, tz, spec.start)
         end = apply_offset(day, at, tz, spec.end) if spec.end else None
         start_text = format_moment(start, clinic.locale)
@@ -273,6 +360,7 @@ def _context(
         "m": dated,
         "procedure_date": format_day(day, clinic.locale),
         "locale": clinic.locale,
+        "variant": variant or "",
         "clinic": {
             "name": clinic.name,
             "phone": clinic.phone,
@@ -283,9 +371,11 @@ def _context(
     return context, computed
 
 
-def sample_context(procedure: Procedure, day: date) -> dict[str, Any]:
+def sample_context(
+    procedure: Procedure, day: date, variant: str | None = None
+) -> dict[str, Any]:
     """The context a template sees, with the demo clinic: used to check templates on load."""
-    return _context(procedure, day, None, Clinic())[0]
+    return _context(procedure, day, None, Clinic(), variant)[0]
 
 
 def parse_blocks(text: str) -> tuple[Block, ...]:
