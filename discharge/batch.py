@@ -37,7 +37,7 @@ from discharge.output import open_atomic, write_atomic
 from discharge.procedures import load_procedure
 
 REQUIRED_COLUMNS = ("patient_name", "procedure", "date")
-OPTIONAL_COLUMNS = ("time", "dob", "mrn", "clinician", "notes", "email", "paper")
+OPTIONAL_COLUMNS = ("time", "dob", "mrn", "clinician", "notes", "email", "paper", "variant")
 KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 MANIFEST_NAME = "manifest.csv"
@@ -223,10 +223,12 @@ def parse_row(
         clinician=values.get("clinician"),
         notes=values.get("notes"),
         paper=values.get("paper"),
+        variant=values.get("variant"),
     )
     if not request.procedure:
         raise InputError("procedure is empty (expected a procedure id such as hsg)")
     procedure = load_procedure(request.procedure, templates_dir)
+    procedure.variant(request.variant)  # an unknown variant is this row's error, found now
     email = check_email(values.get("email", ""))
     return ScheduleRow(record.row, request, email, procedure.path)
 

@@ -44,6 +44,8 @@ def cli() -> None:
               help="Read the notes from a UTF-8 text file ('-' for standard input).")  # fmt: skip
 @click.option("--paper", type=click.Choice(["a4", "letter"], case_sensitive=False),
               help="Paper size. Default: the clinic's setting.")  # fmt: skip
+@click.option("--variant", metavar="NAME",
+              help="The template's variant, e.g. medical (see: discharge procedures).")  # fmt: skip
 @config_option
 @click.option("--output", "-o", type=click.Path(path_type=Path), metavar="PATH",
               help="Where to write the PDF (default: discharge-PROCEDURE-DATE.pdf).")  # fmt: skip
@@ -58,6 +60,7 @@ def generate(
     notes: str | None,
     notes_file: Path | None,
     paper: str | None,
+    variant: str | None,
     config_path: Path | None,
     output: Path | None,
 ) -> None:
@@ -73,7 +76,7 @@ def generate(
     config = load_config(config_path)
     request = parse_request(
         procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
-        clinician=clinician, notes=notes, paper=paper,
+        clinician=clinician, notes=notes, paper=paper, variant=variant,
     )  # fmt: skip
     output = output or Path(f"discharge-{request.procedure}-{request.day.isoformat()}.pdf")
     generate_pdf(request, config, output)
@@ -83,13 +86,16 @@ def generate(
 @cli.command()
 @config_option
 def procedures(config_path: Path | None) -> None:
-    """List the procedures that have templates, with their titles."""
+    """List the procedures that have templates, with their titles and variants."""
     from discharge.config import load_config
     from discharge.procedures import load_all
 
     config = load_config(config_path)
     for procedure in load_all(config.templates_dir):
         click.echo(f"{procedure.id:<14} {procedure.title}  (version {procedure.version})")
+        for variant in procedure.variants:
+            default = "  (default)" if variant.name == procedure.default_variant else ""
+            click.echo(f"  --variant {variant.name:<20} {variant.label}{default}")
 
 
 def read_notes(path: Path) -> str:

@@ -49,6 +49,7 @@ def email(
     notes: str | None,
     notes_file: Path | None,
     paper: str | None,
+    variant: str | None,
     config_path: Path | None,
     recipient: str | None,
     eml: Path | None,
@@ -83,7 +84,7 @@ def email(
     mailer = Mailer(smtp) if eml is None else None
     request = parse_request(
         procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
-        clinician=clinician, notes=notes, paper=paper,
+        clinician=clinician, notes=notes, paper=paper, variant=variant,
     )  # fmt: skip
     _document, pdf, message = make_email(request, config, recipient, smtp, settings)
     if output is not None:

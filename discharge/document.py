@@ -371,9 +371,7 @@ def _context(
     return context, computed
 
 
-def sample_context(
-    procedure: Procedure, day: date, variant: str | None = None
-) -> dict[str, Any]:
+def sample_context(procedure: Procedure, day: date, variant: str | None = None) -> dict[str, Any]:
     """The context a template sees, with the demo clinic: used to check templates on load."""
     return _context(procedure, day, None, Clinic(), variant)[0]
 

@@ -263,7 +263,8 @@ class _Parser:
         milestones = tuple(
             self.milestone(m, i) for i, m in enumerate(self.table_list(data, "milestones"))
         )
-        for name in sorted(self.variant_names) or [None]:
+        names: list[str | None] = [*sorted(self.variant_names)] or [None]
+        for name in names:
             keys = [m.key for m in milestones if _applies(m.variants, name)]
             where = f" (variant {name})" if name else ""
             if not keys and milestones:
@@ -373,7 +374,8 @@ class _Parser:
         value = data.get("variants")
         if value is None:
             return ()
-        if not (isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values())):
+        tables = isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
+        if not (tables and value):
             self.problems.append("variants: expected one or more [variants.NAME] tables")
             return ()
         out = []
