@@ -205,3 +205,18 @@ def test_a_variant_left_without_urgent_signs_is_an_error(tmp_path: Path) -> None
     )
     doc = _document("hsg", "b", config)
     assert doc.help_urgent.signs == ("You faint.",) and doc.teach_back is None
+
+
+def test_the_example_in_the_templates_readme_is_a_valid_template(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "templates" / "README.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", readme, re.S)
+    assert example is not None
+    config = _custom(
+        tmp_path,
+        example.group(1),
+        old=(Path(__file__).parents[1] / "templates" / "hsg.toml").read_text(),
+    )
+    doc = _document("hsg", "sterilisation-check", config)
+    assert doc.sections == ()  # its one section is for the fertility variant only
+    assert doc.help_clinic.signs == ("A fever of 38 °C (100.4 °F) or higher.",)
+    assert _document("hsg", "fertility", config).date_label == "Date of your test"
