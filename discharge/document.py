@@ -156,9 +156,9 @@ class TimelineRow:
     labels: tuple[str, ...]  # milestones that fall on the same date share one row
 
 
-# Who to call, worded in one place. The template says when to call; the model says whom.
+# Whom to call, worded in one place: the template says when to call, the model says whom.
+# The clinic's own number is labelled with the clinic's name.
 EMERGENCY_LABEL = "Emergency"
-DAYTIME_LABEL = "{clinic}"  # the clinic's name: its number in working hours
 OUT_OF_HOURS_LABEL = "Evenings, nights and weekends"
 DEFAULT_DATE_LABEL = "Date"
 
@@ -256,7 +256,7 @@ def build_document(
         footer.append(f"Hospital number {patient.mrn}")
 
     emergency = (Contact(EMERGENCY_LABEL, clinic.emergency_number),)
-    clinic_contacts = [Contact(DAYTIME_LABEL.format(clinic=clinic.name), clinic.phone)]
+    clinic_contacts = [Contact(clinic.name, clinic.phone)]
     if clinic.after_hours_phone:
         clinic_contacts.append(Contact(OUT_OF_HOURS_LABEL, clinic.after_hours_phone))
 
@@ -313,14 +313,14 @@ def build_document(
         variant=name or "",
         variant_label=variant.label if variant else "",
         date_label=date_label,
-        **_one_level_help(urgent, call_us),
+        **_one_level_help(urgent, call_us),  # compatibility shim, see below
     )
 
 
 def _one_level_help(urgent: HelpLevel, call_us: HelpLevel) -> dict[str, Any]:
     """Compatibility shim for the current renderer's one-level box: both levels in order,
     each led by its heading, then every number. Remove with the Document's help_* fields."""
-    signs = (*urgent.signs, call_us.heading, *call_us.signs)
+    signs = (*urgent.signs, call_us.heading, *call_us.signs, *filter(None, [call_us.intro]))
     contacts = [(c.label, c.number) for c in (*call_us.contacts, *urgent.contacts)]
     contacts[-1] = (contacts[-1][0], f"call {contacts[-1][1]}")
     return {
