@@ -15,7 +15,14 @@ from typing import Literal
 
 from discharge.config import Clinic, Config
 from discharge.dates import format_day, format_moment, format_short_day
-from discharge.procedures import DatedMilestone, Procedure, load_procedure, template_context
+from discharge.procedures import (
+    DatedMilestone,
+    HelpLevelSpec,
+    Procedure,
+    items_for,
+    load_procedure,
+    template_context,
+)
 from discharge.request import DischargeRequest
 
 
@@ -25,6 +32,7 @@ class Labels:
 
     metadata_title: str = "Discharge instructions"  # the PDF's title: never a patient's name
     timeline: str = "Your recovery timeline"
+    help: str = "When to get help"
     timeline_when: str = "When"
     timeline_what: str = "What to expect and what you can do"
     notes: str = "Notes from your care team"
@@ -38,7 +46,7 @@ class Labels:
     date_of_birth: str = "Date of birth"
     hospital_number: str = "Hospital number"
     procedure: str = "Procedure"
-    date: str = "Date"
+    date: str = "Date"  # unless the template's variant names the date ("Date of your procedure")
     clinician: str = "Clinician"
     phone: str = "Phone"
     after_hours: str = "Out of hours"  # the one wording, page header, help box and email alike
@@ -95,6 +103,25 @@ class Contact:
 
 
 @dataclass(frozen=True)
+class HelpLevel:
+    """One level of the help box: what to do (heading), then the signs, then whom to call."""
+
+    heading: str  # "Call 999 now if you have any of these:"
+    intro: str
+    signs: tuple[str, ...]
+    contacts: tuple[Contact, ...]
+
+
+@dataclass(frozen=True)
+class TeachBack:
+    """Questions the nurse asks before the patient leaves, each printed with a tick box."""
+
+    heading: str
+    intro: str
+    questions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Footer:
     """What every page's footer says; the renderer adds the page numbers."""
 
@@ -119,14 +146,17 @@ class Document:
     intro: tuple[Block, ...]
     milestones: tuple[Milestone, ...]
     timeline: tuple[TimelineRow, ...]
-    help_heading: str
-    help_intro: str
-    help_signs: tuple[str, ...]
-    help_contacts: tuple[Contact, ...]
+    help_heading: str  # the box's heading: "When to get help"
+    help_urgent: HelpLevel  # "Call 999 now": the signs that cannot wait
+    help_clinic: HelpLevel  # "Call the clinic": the rest, with day and out-of-hours numbers
+    teach_back: TeachBack | None
     sections: tuple[Section, ...]
     notes: str  # verbatim, line breaks kept
-    sources: str  # one line naming the sources, as printed
+    sources: str  # one line naming the sources, as a patient reads them
     footer: Footer
+    variant: str = ""  # the template variant used ("" when the template has none)
+    variant_label: str = ""
+    date_label: str = ""  # the patient block's label for the date the timeline counts from
 
     @property
     def patient_name(self) -> str:
@@ -139,7 +169,9 @@ def build_document(
     clinic = config.clinic
     labels = LABELS
     procedure = procedure or load_procedure(request.procedure, config.templates_dir)
-    context = template_context(procedure, request.day, request.at, clinic)
+    variant = procedure.variant(request.variant)
+    name = variant.name if variant else None
+    context = template_context(procedure, request.day, request.at, clinic, name)
     values = context.values
     render = procedure.render
 
@@ -154,7 +186,8 @@ def build_document(
         rows.append((labels.hospital_number, patient.mrn))
     short = procedure.title.removeprefix("After your ").strip()
     rows.append((labels.procedure, short[:1].upper() + short[1:]))
-    rows.append((labels.date, when))
+    date_label = (variant.date_label if variant else "") or labels.date
+    rows.append((date_label, when))
     if request.clinician:
         rows.append((labels.clinician, request.clinician))
 
@@ -164,12 +197,37 @@ def build_document(
     if patient.mrn:
         ids.append(f"{labels.hospital_number} {patient.mrn}")
 
+    # Whom to call is worded here, once; the template says when to call.
     header = [f"{labels.phone} {clinic.phone}"]
-    contacts = [Contact(clinic.name, clinic.phone)]
+    clinic_contacts = [Contact(clinic.name, clinic.phone)]
     if clinic.after_hours_phone:
         header.append(f"{labels.after_hours} {clinic.after_hours_phone}")
-        contacts.append(Contact(labels.after_hours, clinic.after_hours_phone))
-    contacts.append(Contact(labels.emergency, labels.call(clinic.emergency_number)))
+        clinic_contacts.append(Contact(labels.after_hours, clinic.after_hours_phone))
+    emergency = (Contact(labels.emergency, clinic.emergency_number),)
+
+    def level(spec: HelpLevelSpec, contacts: tuple[Contact, ...]) -> HelpLevel:
+        return HelpLevel(
+            heading=render(spec.heading, values),
+            intro=render(spec.intro, values) if spec.intro else "",
+            signs=tuple(render(sign, values) for sign in items_for(spec.signs, name)),
+            contacts=contacts,
+        )
+
+    teach_back = None
+    if procedure.teach_back:
+        spec = procedure.teach_back
+        teach_back = TeachBack(
+            heading=render(spec.heading, values),
+            intro=render(spec.intro, values) if spec.intro else "",
+            questions=tuple(render(q, values) for q in items_for(spec.questions, name)),
+        )
+    intro = variant.intro if variant and variant.intro else procedure.intro
+    template = f"{procedure.id} v{procedure.version}"
+    if variant and len(procedure.variants) > 1:
+        template += f" ({variant.name})"
+    sources = "; ".join(source.printed for source in procedure.sources)
+    if not sources.endswith((".", "?", "!")):
+        sources += "."
 
     dated = tuple(_milestone(d, render(d.spec.label, values), labels) for d in context.milestones)
     return Document(
@@ -181,25 +239,28 @@ def build_document(
         subtitle=procedure.subtitle,
         header_contacts=tuple(header),
         patient_rows=tuple(rows),
-        intro=parse_blocks(render(procedure.intro, values)) if procedure.intro else (),
+        intro=parse_blocks(render(intro, values)) if intro else (),
         milestones=dated,
         timeline=group_timeline(dated),
-        help_heading=procedure.help_heading,
-        help_intro=render(procedure.help_intro, values) if procedure.help_intro else "",
-        help_signs=tuple(render(sign, values) for sign in procedure.help_signs),
-        help_contacts=tuple(contacts),
+        help_heading=labels.help,
+        help_urgent=level(procedure.help_urgent, emergency),
+        help_clinic=level(procedure.help_clinic, tuple(clinic_contacts)),
+        teach_back=teach_back,
         sections=tuple(
             Section(render(s.heading, values), parse_blocks(render(s.body, values)))
-            for s in procedure.sections
+            for s in procedure.sections_for(name)
         ),
         notes=request.notes,
-        sources=f"{labels.sources} {'; '.join(procedure.sources)}.",
+        sources=f"{labels.sources} {sources}",
         footer=Footer(
             patient_name=patient.name,
             ids="  ·  ".join(ids),
             clinic_line=f"{clinic.name}  ·  {clinic.phone}",
-            template=f"{procedure.id} v{procedure.version}",
+            template=template,
         ),
+        variant=name or "",
+        variant_label=variant.label if variant else "",
+        date_label=date_label,
     )
 
 

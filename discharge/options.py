@@ -44,6 +44,8 @@ _PATIENT_OPTIONS = [
                  help="Read the notes from a UTF-8 text file ('-' for standard input)."),
     click.option("--paper", type=click.Choice(["a4", "letter"], case_sensitive=False),
                  help="Paper size. Default: the clinic's setting."),
+    click.option("--variant", metavar="NAME",
+                 help="The template's variant, e.g. medical (see: discharge procedures)."),
     config_option,
 ]  # fmt: skip
 
@@ -67,6 +69,7 @@ def request_from_options(
     notes: str | None,
     notes_file: Path | None,
     paper: str | None,
+    variant: str | None = None,
 ) -> DischargeRequest:
     """The validated request for the values of ``patient_options``."""
     if notes is not None and notes_file is not None:
@@ -75,7 +78,7 @@ def request_from_options(
         notes = read_notes(notes_file)
     return parse_request(
         procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
-        clinician=clinician, notes=notes, paper=paper,
+        clinician=clinician, notes=notes, paper=paper, variant=variant,
     )  # fmt: skip
 
 

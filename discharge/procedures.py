@@ -32,9 +32,12 @@ from discharge.templating import environment
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _TOP_FIELDS = {
-    "id", "version", "title", "subtitle", "reviewed", "sources", "intro",
-    "milestones", "sections", "help",
+    "id", "version", "title", "subtitle", "reviewed", "sources", "intro", "default_variant",
+    "variants", "milestones", "sections", "help", "teach_back",
 }  # fmt: skip
+_SOURCE_FIELDS = ("title", "publisher", "author", "url", "reviewed", "note")
+_VARIANT_FIELDS = ("label", "date_label", "intro")
+_MAX_QUESTIONS = 6
 
 
 @dataclass(frozen=True)
@@ -46,18 +49,76 @@ class Text:
     template: Template
 
 
+Variants = frozenset[str] | None  # the variants an entry is printed for; None: all of them
+
+
+def _applies(variants: Variants, variant: str | None) -> bool:
+    return variants is None or variant in variants
+
+
+@dataclass(frozen=True)
+class Item:
+    """One warning sign or teach-back question, optionally for some variants only."""
+
+    text: Text
+    variants: Variants = None
+
+
 @dataclass(frozen=True)
 class MilestoneSpec:
     key: str
     start: Offset
     end: Offset | None
     label: Text
+    variants: Variants = None
 
 
 @dataclass(frozen=True)
 class SectionSpec:
     heading: Text
     body: Text
+    variants: Variants = None
+
+
+@dataclass(frozen=True)
+class HelpLevelSpec:
+    """One level of the help box: a heading that says what to do, then the signs."""
+
+    heading: Text
+    intro: Text | None
+    signs: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class TeachBackSpec:
+    heading: Text
+    intro: Text | None
+    questions: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    label: str  # listed by `discharge procedures`
+    date_label: str  # the patient block's label for the date; "" for the usual "Date"
+    intro: Text | None  # replaces the template's intro for this variant
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where the guidance comes from: full provenance here, one plain line on the sheet."""
+
+    title: str
+    publisher: str = ""
+    author: str = ""
+    url: str = ""
+    reviewed: str = ""
+    note: str = ""
+
+    @property
+    def printed(self) -> str:
+        """What the patient reads: "Cleveland Clinic: Hysterosalpingogram (HSG)"."""
+        return f"{self.publisher}: {self.title}" if self.publisher else self.title
 
 
 @dataclass(frozen=True)
@@ -67,13 +128,15 @@ class Procedure:
     title: str
     subtitle: str
     reviewed: str
-    sources: tuple[str, ...]
+    sources: tuple[SourceSpec, ...]
     intro: Text | None
     milestones: tuple[MilestoneSpec, ...]
     sections: tuple[SectionSpec, ...]
-    help_heading: str
-    help_intro: Text | None
-    help_signs: tuple[Text, ...]
+    help_urgent: HelpLevelSpec
+    help_clinic: HelpLevelSpec
+    teach_back: TeachBackSpec | None
+    variants: tuple[VariantSpec, ...]
+    default_variant: str  # "" when the template declares no variants
     path: Path
 
     def render(self, text: Text, context: Mapping[str, Any]) -> str:
@@ -81,6 +144,31 @@ class Procedure:
             return templating.render(text.template, context)
         except TemplateError as exc:
             raise TemplateError(f"template {self.path.name}, field {text.field}: {exc}") from None
+
+    def variant(self, name: str | None) -> VariantSpec | None:
+        """The variant a nurse asked for (None: the default); an unknown name is an InputError."""
+        wanted = (name or "").strip().lower() or self.default_variant
+        if not wanted:
+            return None
+        for spec in self.variants:
+            if spec.name == wanted:
+                return spec
+        known = ", ".join(v.name for v in self.variants)
+        if not known:
+            raise InputError(f"procedure {self.id!r} has no variants (leave the variant out)")
+        raise InputError(
+            f"unknown variant {wanted!r} for procedure {self.id!r}: expected one of: {known}"
+        )
+
+    def milestones_for(self, variant: str | None) -> tuple[MilestoneSpec, ...]:
+        return tuple(m for m in self.milestones if _applies(m.variants, variant))
+
+    def sections_for(self, variant: str | None) -> tuple[SectionSpec, ...]:
+        return tuple(s for s in self.sections if _applies(s.variants, variant))
+
+
+def items_for(items: tuple[Item, ...], variant: str | None) -> tuple[Text, ...]:
+    return tuple(i.text for i in items if _applies(i.variants, variant))
 
 
 def template_dirs(extra: Path | None = None) -> tuple[Path, ...]:
@@ -151,6 +239,7 @@ class _Parser:
     def __init__(self, file: Path) -> None:
         self.file = file
         self.problems: list[str] = []
+        self.variant_names: set[str] = set()
 
     def parse(self, data: dict[str, Any]) -> Procedure:
         for key in data:
@@ -161,53 +250,48 @@ class _Parser:
             self.problems.append("id: expected lowercase letters, digits and '-'")
         elif proc_id and proc_id != self.file.stem:
             self.problems.append(f"id: {proc_id!r} must match the file name {self.file.stem!r}")
-        sources = data.get("sources")
-        if not (isinstance(sources, list) and sources and all(_nonblank(s) for s in sources)):
-            self.problems.append("sources: expected a list naming at least one source")
-            sources = []
+        variants = self.variants(data)
+        default = self.default_variant(data, variants)
         milestones = tuple(
             self.milestone(m, i) for i, m in enumerate(self.table_list(data, "milestones"))
         )
-        keys = [m.key for m in milestones if m]
-        for dup in sorted({k for k in keys if keys.count(k) > 1}):
-            self.problems.append(f"milestones: key {dup!r} is used more than once")
+        names: list[str | None] = [*sorted(self.variant_names)] or [None]
+        for name in names:
+            keys = [m.key for m in milestones if _applies(m.variants, name)]
+            where = f" (variant {name})" if name else ""
+            if not keys and milestones:
+                self.problems.append(f"milestones: no timeline row is left{where}")
+            for dup in sorted({k for k in keys if keys.count(k) > 1}):
+                self.problems.append(f"milestones: key {dup!r} is used more than once{where}")
         sections = tuple(
-            SectionSpec(
-                self.text(s, "heading", f"sections[{i}].heading"),
-                self.text(s, "body", f"sections[{i}].body"),
-            )
-            for i, s in enumerate(self.table_list(data, "sections"))
+            self.section(s, i) for i, s in enumerate(self.table_list(data, "sections"))
         )
-        help_ = data.get("help")
-        if not isinstance(help_, dict):
-            self.problems.append("help: expected a [help] table with heading and signs")
-            help_ = {}
-        for key in help_:
-            if key not in ("heading", "intro", "signs"):
-                self.problems.append(f"help.{key}: not a known field")
-        signs = help_.get("signs")
-        if not (isinstance(signs, list) and signs and all(_nonblank(s) for s in signs)):
-            self.problems.append("help.signs: expected a list of at least one warning sign")
-            signs = []
+        help_urgent, help_clinic = self.help(data)
         procedure = Procedure(
             id=proc_id,
             version=self.string(data, "version"),
             title=self.string(data, "title"),
             subtitle=self.string(data, "subtitle", required=False),
             reviewed=self.string(data, "reviewed", required=False),
-            sources=tuple(s.strip() for s in sources),
+            sources=self.sources(data),
             intro=self.optional_text(data, "intro", "intro"),
             milestones=milestones,
             sections=sections,
-            help_heading=self.string(help_, "heading", field="help.heading"),
-            help_intro=self.optional_text(help_, "intro", "help.intro"),
-            help_signs=tuple(self.compile(s, f"help.signs[{i}]") for i, s in enumerate(signs)),
+            help_urgent=help_urgent,
+            help_clinic=help_clinic,
+            teach_back=self.teach_back(data),
+            variants=variants,
+            default_variant=default,
             path=self.file,
         )
+        if not self.problems:
+            self.check_variants_complete(procedure)
         if self.problems:
             raise TemplateError(f"template {self.file.name}: " + "; ".join(self.problems))
         self.check_placeholders(procedure)
         return procedure
+
+    # --- fields -------------------------------------------------------------------------
 
     def string(
         self, data: Mapping[str, Any], key: str, *, required: bool = True, field: str = ""
@@ -219,6 +303,19 @@ class _Parser:
             self.problems.append(f"{field or key}: expected non-empty text")
             return ""
         return str(value).strip()
+
+    def table(self, data: Mapping[str, Any], key: str, field: str) -> dict[str, Any] | None:
+        value = data.get(key)
+        if not isinstance(value, dict):
+            self.problems.append(f"{field}: expected a [{field}] table")
+            return None
+        return value
+
+    def unknown(self, data: Mapping[str, Any], allowed: Iterable[str], field: str) -> None:
+        allowed = set(allowed)
+        for name in data:
+            if name not in allowed:
+                self.problems.append(f"{field}.{name}: not a known field")
 
     def table_list(self, data: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
         value = data.get(key)
@@ -245,11 +342,149 @@ class _Parser:
             template = environment().from_string("")
         return Text(field, source.strip(), template)
 
+    def sources(self, data: Mapping[str, Any]) -> tuple[SourceSpec, ...]:
+        value = data.get("sources")
+        if not (isinstance(value, list) and value and all(isinstance(v, dict) for v in value)):
+            self.problems.append(
+                "sources: expected one or more [[sources]] blocks, each with at least a title"
+            )
+            return ()
+        out = []
+        for i, source in enumerate(value):
+            field = f"sources[{i}]"
+            self.unknown(source, _SOURCE_FIELDS, field)
+            fields = {
+                name: self.string(source, name, required=name == "title", field=f"{field}.{name}")
+                for name in _SOURCE_FIELDS
+            }
+            if fields["url"] and not fields["url"].startswith("https://"):
+                self.problems.append(f"{field}.url: expected an address starting https://")
+            out.append(SourceSpec(**fields))
+        return tuple(out)
+
+    def variants(self, data: Mapping[str, Any]) -> tuple[VariantSpec, ...]:
+        value = data.get("variants")
+        if value is None:
+            return ()
+        tables = isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
+        if not (tables and value):
+            self.problems.append("variants: expected one or more [variants.NAME] tables")
+            return ()
+        out = []
+        for name, spec in value.items():
+            field = f"variants.{name}"
+            if not _ID.match(name):
+                self.problems.append(f"{field}: a variant name uses lowercase letters, digits, -")
+            self.unknown(spec, _VARIANT_FIELDS, field)
+            out.append(
+                VariantSpec(
+                    name=name,
+                    label=self.string(spec, "label", field=f"{field}.label"),
+                    date_label=self.string(
+                        spec, "date_label", required=False, field=f"{field}.date_label"
+                    ),
+                    intro=self.optional_text(spec, "intro", f"{field}.intro"),
+                )
+            )
+        self.variant_names = {v.name for v in out}
+        return tuple(out)
+
+    def default_variant(self, data: Mapping[str, Any], variants: tuple[VariantSpec, ...]) -> str:
+        value = data.get("default_variant")
+        if value is None:
+            if len(variants) > 1:
+                self.problems.append("default_variant: expected the name of one of the variants")
+            return variants[0].name if variants else ""
+        name = self.string(data, "default_variant")
+        if name and name not in self.variant_names:
+            known = ", ".join(sorted(self.variant_names)) or "none are declared"
+            self.problems.append(f"default_variant: {name!r} is not a variant ({known})")
+        return name
+
+    def only_for(self, data: Mapping[str, Any], field: str) -> Variants:
+        """An entry's optional `variants = [...]`: the variants it is printed for."""
+        if "variants" not in data:
+            return None
+        value = data["variants"]
+        if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            self.problems.append(f"{field}.variants: expected a list of variant names")
+            return None
+        for name in value:
+            if name not in self.variant_names:
+                known = ", ".join(sorted(self.variant_names)) or "none are declared"
+                self.problems.append(f"{field}.variants: {name!r} is not a variant ({known})")
+        return frozenset(value)
+
+    def items(self, data: Mapping[str, Any], key: str, field: str, what: str) -> tuple[Item, ...]:
+        """A list of texts; each may instead be a table {text = "...", variants = [...]}."""
+        value = data.get(key)
+        if not (isinstance(value, list) and value):
+            self.problems.append(f"{field}.{key}: expected a list of at least one {what}")
+            return ()
+        out = []
+        for i, entry in enumerate(value):
+            where = f"{field}.{key}[{i}]"
+            if isinstance(entry, dict):
+                self.unknown(entry, ("text", "variants"), where)
+                out.append(Item(self.text(entry, "text", where), self.only_for(entry, where)))
+            elif _nonblank(entry):
+                out.append(Item(self.compile(entry, where)))
+            else:
+                self.problems.append(f"{where}: expected non-empty text")
+        return tuple(out)
+
+    def help(self, data: Mapping[str, Any]) -> tuple[HelpLevelSpec, HelpLevelSpec]:
+        help_ = data.get("help")
+        levels = ("urgent", "clinic")
+        if not (isinstance(help_, dict) and all(isinstance(help_.get(k), dict) for k in levels)):
+            self.problems.append(
+                "help: expected two tables, [help.urgent] (call the emergency number now) and "
+                "[help.clinic] (call the clinic), each with a heading and signs"
+            )
+            help_ = {k: {} for k in levels}
+        self.unknown(help_, levels, "help")
+        out = []
+        for level in levels:
+            field = f"help.{level}"
+            spec = help_[level]
+            self.unknown(spec, ("heading", "intro", "signs"), field)
+            out.append(
+                HelpLevelSpec(
+                    heading=self.text(spec, "heading", f"{field}.heading"),
+                    intro=self.optional_text(spec, "intro", f"{field}.intro"),
+                    signs=self.items(spec, "signs", field, "warning sign"),
+                )
+            )
+        return out[0], out[1]
+
+    def teach_back(self, data: Mapping[str, Any]) -> TeachBackSpec | None:
+        if "teach_back" not in data:
+            return None
+        spec = self.table(data, "teach_back", "teach_back")
+        if spec is None:
+            return None
+        self.unknown(spec, ("heading", "intro", "questions"), "teach_back")
+        questions = self.items(spec, "questions", "teach_back", "question")
+        if len(questions) > _MAX_QUESTIONS:
+            self.problems.append(f"teach_back.questions: at most {_MAX_QUESTIONS} questions")
+        return TeachBackSpec(
+            heading=self.text(spec, "heading", "teach_back.heading"),
+            intro=self.optional_text(spec, "intro", "teach_back.intro"),
+            questions=questions,
+        )
+
+    def section(self, data: dict[str, Any], index: int) -> SectionSpec:
+        field = f"sections[{index}]"
+        self.unknown(data, ("heading", "body", "variants"), field)
+        return SectionSpec(
+            self.text(data, "heading", f"{field}.heading"),
+            self.text(data, "body", f"{field}.body"),
+            self.only_for(data, field),
+        )
+
     def milestone(self, data: dict[str, Any], index: int) -> MilestoneSpec:
         field = f"milestones[{index}]"
-        for name in data:
-            if name not in ("key", "start", "end", "label"):
-                self.problems.append(f"{field}.{name}: not a known field")
+        self.unknown(data, ("key", "start", "end", "label", "variants"), field)
         key = data.get("key")
         if not (isinstance(key, str) and _KEY.match(key)):
             self.problems.append(f"{field}.key: expected a short lowercase name like sex or period")
@@ -259,7 +494,8 @@ class _Parser:
         if start and end and _rough_hours(end) <= _rough_hours(start):
             self.problems.append(f"{field}.end: must be later than start ({start})")
         label = self.text(data, "label", f"{field}.label")
-        return MilestoneSpec(key, start or Offset(0, "d"), end, label)
+        variants = self.only_for(data, field)
+        return MilestoneSpec(key, start or Offset(0, "d"), end, label, variants)
 
     def offset(self, value: Any, field: str) -> Offset | None:
         try:
@@ -268,11 +504,32 @@ class _Parser:
             self.problems.append(f"{field}: {exc}")
             return None
 
+    # --- whole-template checks ----------------------------------------------------------
+
+    def check_variants_complete(self, procedure: Procedure) -> None:
+        """Every variant keeps at least one urgent sign, one clinic sign and one question."""
+        for spec in procedure.variants or (None,):
+            name = spec.name if spec else None
+            where = f" for variant {name}" if name else ""
+            for field, items in (
+                ("help.urgent.signs", procedure.help_urgent.signs),
+                ("help.clinic.signs", procedure.help_clinic.signs),
+                *(
+                    [("teach_back.questions", procedure.teach_back.questions)]
+                    if procedure.teach_back
+                    else []
+                ),
+            ):
+                if items and not items_for(items, name):
+                    self.problems.append(f"{field}: none is left{where}")
+
     def check_placeholders(self, procedure: Procedure) -> None:
-        """Render every text once with sample values so a typo fails at load, not for a patient."""
-        context = template_context(procedure, date(2026, 1, 1), None, Clinic()).values
-        for text in _texts(procedure):
-            procedure.render(text, context)
+        """Render every text once per variant with sample values, so a typo fails at load."""
+        for spec in procedure.variants or (None,):
+            name = spec.name if spec else None
+            context = template_context(procedure, date(2026, 1, 1), None, Clinic(), name).values
+            for text in _texts(procedure, name):
+                procedure.render(text, context)
 
 
 @dataclass(frozen=True)
@@ -293,11 +550,12 @@ class TemplateContext:
 
 
 def template_context(
-    procedure: Procedure, day: date, at: time | None, clinic: Clinic
+    procedure: Procedure, day: date, at: time | None, clinic: Clinic, variant: str | None = None
 ) -> TemplateContext:
-    """The placeholders of ``templates/README.md`` for one procedure date, in the clinic's style."""
+    """The placeholders of ``templates/README.md`` for one procedure date and variant, in the
+    clinic's style."""
     dated: list[DatedMilestone] = []
-    for spec in procedure.milestones:
+    for spec in procedure.milestones_for(variant):
         try:
             start = apply_offset(day, at, clinic.tz, spec.start)
             end = apply_offset(day, at, clinic.tz, spec.end) if spec.end else None
@@ -321,6 +579,7 @@ def template_context(
         },
         "procedure_date": format_day(day, clinic.locale),
         "locale": clinic.locale,
+        "variant": variant or "",
         "clinic": {
             "name": clinic.name,
             "phone": clinic.phone,
@@ -331,17 +590,26 @@ def template_context(
     return TemplateContext(values, tuple(dated))
 
 
-def _texts(procedure: Procedure) -> Iterable[Text]:
-    if procedure.intro:
-        yield procedure.intro
-    for m in procedure.milestones:
+def _texts(procedure: Procedure, variant: str | None) -> Iterable[Text]:
+    chosen = next((v for v in procedure.variants if v.name == variant), None)
+    intro = chosen.intro if chosen and chosen.intro else procedure.intro
+    if intro:
+        yield intro
+    for m in procedure.milestones_for(variant):
         yield m.label
-    for s in procedure.sections:
+    for s in procedure.sections_for(variant):
         yield s.heading
         yield s.body
-    if procedure.help_intro:
-        yield procedure.help_intro
-    yield from procedure.help_signs
+    for level in (procedure.help_urgent, procedure.help_clinic):
+        yield level.heading
+        if level.intro:
+            yield level.intro
+        yield from items_for(level.signs, variant)
+    if procedure.teach_back:
+        yield procedure.teach_back.heading
+        if procedure.teach_back.intro:
+            yield procedure.teach_back.intro
+        yield from items_for(procedure.teach_back.questions, variant)
 
 
 def _nonblank(value: Any) -> bool:

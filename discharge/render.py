@@ -31,7 +31,7 @@ from reportlab.platypus.doctemplate import LayoutError
 from reportlab.platypus.flowables import _listWrapOn
 
 from discharge import styles as st
-from discharge.document import Block, Document
+from discharge.document import Block, Contact, Document
 from discharge.errors import RenderError
 from discharge.fonts import BODY, FALLBACK, main_coverage, markup, segments
 
@@ -228,6 +228,9 @@ def _story(doc: Document, width: float) -> list[Flowable]:
     if doc.notes:
         story.append(_p(labels.notes, st.HEADING))
         story.extend(_notes(doc.notes))
+    teach_back = _teach_back(doc, width)
+    if teach_back is not None:
+        story.append(teach_back)
     story.append(_signature(doc, width))
     story.append(Spacer(1, 6))
     story.append(_p(doc.sources, st.SMALL))
@@ -298,33 +301,93 @@ def _timeline(doc: Document, width: float) -> Flowable:
 
 
 def _help_box(doc: Document, width: float) -> Flowable:
-    rows: list[list[Any]] = [[_p(doc.help_heading, st.HELP_HEADING), ""]]
-    if doc.help_intro:
-        rows.append([_p(doc.help_intro, st.HELP_TEXT), ""])
+    """Two levels in one box: what cannot wait (on red), then when to call the clinic. Each
+    level leads with what to do, then the signs, then whom to call, so one glance answers
+    "whom do I call for this?"."""
     bullet = doc.labels.bullet
-    rows += [[_p(sign, st.HELP_BULLET, bulletText=bullet), ""] for sign in doc.help_signs]
-    first_contact = len(rows)
-    contacts = [[_p(c.who, st.HELP_WHO), _p(c.number, st.HELP_PHONE)] for c in doc.help_contacts]
-    rows.append(contacts)
-    columns = len(contacts)
-    for row in rows[:first_contact]:
-        row.extend([""] * (columns - len(row)))
-    table = Table(rows, colWidths=[width / columns] * columns)
+    rows: list[list[Any]] = [[_p(doc.help_heading, st.HELP_HEADING)]]
     commands: list[tuple[Any, ...]] = [
         ("BACKGROUND", (0, 0), (-1, -1), st.ALERT_TINT),
         ("BOX", (0, 0), (-1, -1), 2, st.ALERT),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("LEFTPADDING", (0, 0), (-1, -1), 10),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 10),
         ("TOPPADDING", (0, 0), (-1, -1), 2),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
         ("TOPPADDING", (0, 0), (-1, 0), 8),
-        ("LINEABOVE", (0, first_contact), (-1, first_contact), 0.75, st.ALERT),
-        ("TOPPADDING", (0, first_contact), (-1, first_contact), 6),
         ("BOTTOMPADDING", (0, -1), (-1, -1), 8),
     ]
-    commands += [("SPAN", (0, r), (-1, r)) for r in range(first_contact)]
+    for level, urgent in ((doc.help_urgent, True), (doc.help_clinic, False)):
+        first = len(rows)
+        rows.append([_p(level.heading, st.HELP_URGENT if urgent else st.HELP_LEVEL)])
+        if urgent:
+            commands += [("BACKGROUND", (0, first), (-1, first), st.ALERT),
+                         ("TOPPADDING", (0, first), (-1, first), 5),
+                         ("BOTTOMPADDING", (0, first), (-1, first), 5)]  # fmt: skip
+        else:
+            commands += [("LINEABOVE", (0, first), (-1, first), 0.75, st.ALERT),
+                         ("TOPPADDING", (0, first), (-1, first), 8)]  # fmt: skip
+        if level.intro:
+            rows.append([_p(level.intro, st.HELP_TEXT)])
+        rows += [[_p(sign, st.HELP_BULLET, bulletText=bullet)] for sign in level.signs]
+        rows.append([_contacts(level.contacts, width - 20)])
+        commands.append(("TOPPADDING", (0, len(rows) - 1), (-1, len(rows) - 1), 4))
+    table = Table(rows, colWidths=[width])
     table.setStyle(TableStyle(commands))
     return _KeepTogether([table])
+
+
+def _contacts(contacts: tuple[Contact, ...], width: float) -> Flowable:
+    """Whom to call: each number large, under the words that say who answers it."""
+    cells = [[_p(c.who, st.HELP_WHO), _p(c.number, st.HELP_PHONE)] for c in contacts]
+    columns = max(2, len(cells))
+    table = Table([cells], colWidths=[width / columns] * len(cells), hAlign="LEFT")
+    table.setStyle(
+        TableStyle([
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("LEFTPADDING", (0, 0), (-1, -1), 0),
+            ("RIGHTPADDING", (0, 0), (-1, -1), 6),
+            ("TOPPADDING", (0, 0), (-1, -1), 0),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 0),
+        ])
+    )  # fmt: skip
+    return table
+
+
+def _teach_back(doc: Document, width: float) -> Flowable | None:
+    """The nurse's questions, each with a box to tick when the patient can answer it."""
+    teach = doc.teach_back
+    if teach is None:
+        return None
+    content: list[Flowable] = [_p(teach.heading, st.HEADING)]
+    if teach.intro:
+        content.append(_p(teach.intro, st.BODY_TEXT))
+    rows = [[_TickBox(), _p(question, st.BODY_TEXT)] for question in teach.questions]
+    table = Table(rows, colWidths=[9 * mm, width - 9 * mm], hAlign="LEFT")
+    table.setStyle(
+        TableStyle([
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("LEFTPADDING", (0, 0), (-1, -1), 0),
+            ("TOPPADDING", (0, 0), (-1, -1), 2),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+        ])
+    )  # fmt: skip
+    content.append(table)
+    return _KeepTogether(content)
+
+
+class _TickBox(Flowable):
+    """An empty square to tick by hand, on the first line of its question."""
+
+    SIZE = 11
+
+    def wrap(self, aW: float, aH: float) -> tuple[float, float]:
+        return self.SIZE, self.SIZE + 3
+
+    def draw(self) -> None:
+        self.canv.setStrokeColor(st.INK)
+        self.canv.setLineWidth(1)
+        self.canv.rect(0, 0, self.SIZE, self.SIZE, stroke=1, fill=0)
 
 
 # Longest piece of one line of notes in one Paragraph. reportlab re-breaks the rest of a

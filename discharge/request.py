@@ -52,6 +52,7 @@ class DischargeRequest:
     clinician: str = ""
     notes: str = ""
     paper: str | None = None  # None: the clinic's default
+    variant: str = ""  # the template's variant ("medical", "sterilisation-check"); "": its default
 
 
 def parse_date(text: str, field: str = "date") -> date:
@@ -112,6 +113,7 @@ def parse_request(
     clinician: str | None = None,
     notes: str | None = None,
     paper: str | None = None,
+    variant: str | None = None,
 ) -> DischargeRequest:
     """Validate raw text fields (from options, a CSV row or a form) into a DischargeRequest."""
     name = clean_text(patient)
@@ -151,4 +153,5 @@ def parse_request(
         clinician=values["clinician"],
         notes=clean_notes,
         paper=paper_size,
+        variant=clean_text(variant).lower(),
     )

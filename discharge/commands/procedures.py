@@ -12,10 +12,13 @@ from discharge.options import config_option
 @click.command()
 @config_option
 def procedures(config_path: Path | None) -> None:
-    """List the procedures that have templates, with their titles."""
+    """List the procedures that have templates, with their titles and variants."""
     from discharge.config import load_config
     from discharge.procedures import load_all
 
     config = load_config(config_path)
     for procedure in load_all(config.templates_dir):
         click.echo(f"{procedure.id:<14} {procedure.title}  (version {procedure.version})")
+        for variant in procedure.variants:
+            default = "  (default)" if variant.name == procedure.default_variant else ""
+            click.echo(f"  --variant {variant.name:<20} {variant.label}{default}")
