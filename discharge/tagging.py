@@ -9,7 +9,8 @@ How it works:
   tag: the two halves of a paragraph split over a page break, or the paragraphs of one table
   cell, are one element with content on one or two pages.
 - :class:`TaggedFlowable` (a mixin) wraps what a flowable draws in ``/Role <</MCID n>> BDC ...
-  EMC``; a list item's bullet becomes ``Lbl`` and its text ``LBody``. A flowable drawn a second
+  EMC``; a list item's bullet becomes ``Lbl`` and its text ``LBody``; a paragraph's wrapped
+  lines keep a space between them in the text. A flowable drawn a second
   time (a table's header row repeated on the next page) is drawn as an artifact.
 - :class:`TaggedTable` draws its backgrounds and rules as artifacts; the cells' flowables carry
   their own ``TH``/``TD`` tags (see :class:`TableTags`, which also makes the ``TR`` rows).
@@ -30,6 +31,7 @@ from typing import Any
 
 from reportlab.pdfbase.pdfdoc import PDFObject
 from reportlab.pdfgen.canvas import Canvas
+from reportlab.pdfgen.textobject import PDFTextObject
 from reportlab.platypus import Image, Table
 
 __all__ = [
@@ -133,6 +135,9 @@ class TaggedFlowable:
         finally:
             structure.end(canvas, closing)
 
+    def beginText(self, x: float, y: float) -> Any:  # noqa: N802 (Paragraph's hook)
+        return _SpacedLines(self.canv, x, y)  # type: ignore[attr-defined]
+
     def split(self, availWidth: float, availHeight: float) -> list[Any]:  # noqa: N803
         # Both halves of a split paragraph are one structure element, on two pages.
         parts: list[Any] = super().split(availWidth, availHeight)  # type: ignore[misc]
@@ -140,6 +145,17 @@ class TaggedFlowable:
         for part in parts:
             part.tag = tag
         return parts
+
+
+class _SpacedLines(PDFTextObject):
+    """A text object that ends every line with a space.
+
+    reportlab drops the space where it wraps a line, so text read from the structure (as
+    poppler and some screen readers do) glued the last word of a line to the first of the
+    next: "gettingpregnant". The space drawn after the line's last word is invisible."""
+
+    def _textOut(self, text: str, TStar: int = 0) -> None:  # noqa: N803 (reportlab's name)
+        super()._textOut(text + " " if TStar else text, TStar)
 
 
 class TaggedImage(TaggedFlowable, Image):
