@@ -229,3 +229,41 @@ def test_tagged_output_is_deterministic(tmp_path: Path) -> None:
     first = make(tmp_path, "hsg", "a4", LONG_NOTES).read_bytes()
     second = make(tmp_path, "hsg", "a4", LONG_NOTES).read_bytes()
     assert first == second
+
+
+def test_a_table_split_over_pages_repeats_its_header_as_an_artifact(tmp_path: Path) -> None:
+    """tagging.py on its own: a long table with a repeated header row, drawn by reportlab."""
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.platypus import Paragraph, SimpleDocTemplate
+
+    from discharge.fonts import BODY, main_coverage
+    from discharge.tagging import TableTags, Tag, TaggedCanvas, TaggedFlowable, TaggedTable
+
+    class Para(TaggedFlowable, Paragraph):
+        pass
+
+    def para(text: str, tag: Tag) -> Para:
+        p = Para(text, ParagraphStyle("s", fontName=BODY))
+        p.tag = tag
+        return p
+
+    main_coverage()
+    tags = TableTags(header_rows=1)
+    rows = [[para("When", tags.cell(0, 0)), para("What", tags.cell(0, 1))]]
+    rows += [[para(f"Day {r}", tags.cell(r, 0)), para(f"Rest {r}", tags.cell(r, 1))]
+             for r in range(1, 120)]  # fmt: skip
+    out = tmp_path / "table.pdf"
+    doc = SimpleDocTemplate(str(out), title="Table", invariant=1, initialFontName=BODY)
+    doc.build([para("Title", Tag("H1")), TaggedTable(rows, repeatRows=1)],
+              canvasmaker=TaggedCanvas)  # fmt: skip
+
+    assert pdfua_check(out).returncode == 0
+    assert_all_content_marked(out)
+    text = struct_text(out)
+    assert text.count('"When"') == 1  # read once, though drawn on every page
+    assert text.count("TR\n") == 120  # one Table, every row once
+    assert text.count("Table") == 1
+    with pikepdf.open(out) as pdf:
+        assert len(pdf.pages) >= 3
+        page2 = pikepdf.unparse_content_stream(pikepdf.parse_content_stream(pdf.pages[1]))
+        assert page2.index(b"/Artifact BMC") < page2.index(b"(When")
