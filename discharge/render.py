@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
+from reportlab import rl_config
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfdoc
@@ -19,12 +20,10 @@ from reportlab.platypus import (
     BaseDocTemplate,
     Flowable,
     Frame,
-    Image,
     KeepTogether,
     PageTemplate,
     Paragraph,
     Spacer,
-    Table,
     TableStyle,
 )
 from reportlab.platypus.doctemplate import LayoutError
@@ -34,6 +33,17 @@ from discharge import styles as st
 from discharge.document import Block, Contact, Document
 from discharge.errors import RenderError
 from discharge.fonts import BODY, FALLBACK, main_coverage, markup, segments
+from discharge.tagging import (
+    ListTags,
+    TableTags,
+    Tag,
+    TaggedCanvas,
+    TaggedFlowable,
+    TaggedImage,
+    TaggedTable,
+    artifact,
+    language_tag,
+)
 
 PAGE_SIZES = {"a4": A4, "letter": LETTER}
 
@@ -54,7 +64,10 @@ _deflate_saved: Any = None
 
 @contextlib.contextmanager
 def _fast_deflate() -> Iterator[None]:
-    """Use level-1 deflate while our documents are drawn, and only then.
+    """Use level-1 deflate, and no ASCII85, while our documents are drawn, and only then.
+
+    reportlab also writes page contents in ASCII85 on top of deflate (a quarter bigger, for
+    7-bit channels that PDF files no longer go through).
 
     reportlab looks its one shared filter object (``pdfdoc.PDFZCompress``) up each time it
     writes a stream, so it is swapped for the duration of our renders (counted, so concurrent
@@ -64,7 +77,8 @@ def _fast_deflate() -> Iterator[None]:
     global _deflate_users, _deflate_saved
     with _deflate_lock:
         if _deflate_users == 0:
-            _deflate_saved, pdfdoc.PDFZCompress = pdfdoc.PDFZCompress, _FAST_DEFLATE
+            _deflate_saved = pdfdoc.PDFZCompress, rl_config.useA85
+            pdfdoc.PDFZCompress, rl_config.useA85 = _FAST_DEFLATE, 0
         _deflate_users += 1
     try:
         yield
@@ -72,7 +86,7 @@ def _fast_deflate() -> Iterator[None]:
         with _deflate_lock:
             _deflate_users -= 1
             if _deflate_users == 0:
-                pdfdoc.PDFZCompress = _deflate_saved
+                pdfdoc.PDFZCompress, rl_config.useA85 = _deflate_saved
 
 
 def render_pdf(document: Document) -> bytes:
@@ -136,13 +150,14 @@ _PARSED = _Memo(4096)
 _BROKEN = _Memo(4096)
 
 
-class _Para(Paragraph):
+class _Para(TaggedFlowable, Paragraph):
     """A Paragraph that reuses parsing and line breaking across paragraphs and documents.
 
     Profiling showed markup parsing and line breaking dominate rendering, and most text (the
     template's wording, the table cells that reportlab wraps several times) repeats exactly.
     The parse result and the broken lines depend only on the markup, the style and the widths,
-    and reportlab only reads them afterwards, so they are safe to share.
+    and reportlab only reads them afterwards, so they are safe to share. Its `tag` (default
+    `P`) is what it is in the structure tree of the tagged PDF.
     """
 
     frags: Any
@@ -193,8 +208,10 @@ class _KeepTogether(KeepTogether):
         return width, 0xFFFFFF  # as KeepTogether: always asks to be split into its content
 
 
-def _p(text: str, style: Any, **kw: Any) -> Paragraph:
-    return _Para(markup(text), style, **kw)
+def _p(text: str, style: Any, tag: Tag | None = None, **kw: Any) -> Paragraph:
+    para = _Para(markup(text), style, **kw)
+    para.tag = tag
+    return para
 
 
 def _blocks(
@@ -205,13 +222,14 @@ def _blocks(
         if block.kind == "para":
             out.append(_p(block.items[0], para))
         else:
-            out.extend(_p(item, bullet, bulletText=bullet_mark) for item in block.items)
+            items = ListTags()
+            out.extend(_p(i, bullet, items.item(), bulletText=bullet_mark) for i in block.items)
     return out
 
 
 def _story(doc: Document, width: float) -> list[Flowable]:
     labels = doc.labels
-    story: list[Flowable] = [_header(doc, width), _p(doc.title, st.TITLE)]
+    story: list[Flowable] = [_header(doc, width), _p(doc.title, st.TITLE, Tag("H1"))]
     if doc.subtitle:
         story.append(_p(doc.subtitle, st.SUBTITLE))
     story.append(_patient_block(doc, width))
@@ -223,10 +241,10 @@ def _story(doc: Document, width: float) -> list[Flowable]:
     story.extend(_blocks(doc.intro, labels.bullet))
     for section in doc.sections:
         blocks = _blocks(section.blocks, labels.bullet)
-        story.append(_KeepTogether([_p(section.heading, st.HEADING), *blocks[:1]]))
+        story.append(_KeepTogether([_p(section.heading, st.HEADING, Tag("H2")), *blocks[:1]]))
         story.extend(blocks[1:])
     if doc.notes:
-        story.append(_p(labels.notes, st.HEADING))
+        story.append(_p(labels.notes, st.HEADING, Tag("H2")))
         story.extend(_notes(doc.notes))
     teach_back = _teach_back(doc, width)
     if teach_back is not None:
@@ -241,12 +259,13 @@ def _header(doc: Document, width: float) -> Flowable:
     clinic = doc.clinic
     left: list[Flowable] = []
     if clinic.logo:
-        left.append(Image(str(clinic.logo), width=40 * mm, height=14 * mm, kind="proportional"))
+        left.append(TaggedImage(str(clinic.logo), alt=f"{clinic.name} logo", width=40 * mm,
+                                height=14 * mm, kind="proportional"))  # fmt: skip
     left.append(_p(clinic.name, st.CLINIC_NAME))
     if clinic.address:
         left.append(_p(", ".join(clinic.address), st.CLINIC_LINE))
     right = [_p(line, st.CLINIC_CONTACT) for line in doc.header_contacts]
-    table = Table([[left, right]], colWidths=[width * 0.6, width * 0.4])
+    table = TaggedTable([[left, right]], colWidths=[width * 0.6, width * 0.4])
     table.setStyle(
         TableStyle([
             ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -260,7 +279,10 @@ def _header(doc: Document, width: float) -> Flowable:
 
 
 def _patient_block(doc: Document, width: float) -> Flowable:
-    cells = [[_p(label, st.LABEL), _p(value, st.VALUE)] for label, value in doc.patient_rows]
+    # Read as a table of one row per pair: a row header (the label) and its value.
+    tags = TableTags(header_cols=1)
+    cells = [[_p(label, st.LABEL, tags.cell(i, 0)), _p(value, st.VALUE, tags.cell(i, 1))]
+             for i, (label, value) in enumerate(doc.patient_rows)]  # fmt: skip
     # Two pairs a row keeps the block short; a long name still wraps inside its cell.
     rows = []
     for i in range(0, len(cells), 2):
@@ -268,7 +290,7 @@ def _patient_block(doc: Document, width: float) -> Flowable:
         rows.append(pair)
     label_w = 30 * mm
     value_w = width / 2 - label_w
-    table = Table(rows, colWidths=[label_w, value_w, label_w, value_w])
+    table = TaggedTable(rows, colWidths=[label_w, value_w, label_w, value_w])
     table.setStyle(
         TableStyle([
             ("BACKGROUND", (0, 0), (-1, -1), st.ACCENT_TINT),
@@ -282,12 +304,16 @@ def _patient_block(doc: Document, width: float) -> Flowable:
 
 def _timeline(doc: Document, width: float) -> Flowable:
     labels = doc.labels
-    head = [_p(labels.timeline_when, st.TABLE_HEAD), _p(labels.timeline_what, st.TABLE_HEAD)]
+    tags = TableTags(header_rows=1)
+    head = [_p(labels.timeline_when, st.TABLE_HEAD, tags.cell(0, 0)),
+            _p(labels.timeline_what, st.TABLE_HEAD, tags.cell(0, 1))]  # fmt: skip
     rows: list[list[Any]] = [head]
-    for row in doc.timeline:
-        when = "<br/>".join(markup(line) for line in row.when)
-        rows.append([_Para(when, st.WHEN), [_p(label, st.WHAT) for label in row.labels]])
-    table = Table(rows, colWidths=[width * 0.43, width * 0.57], repeatRows=1)
+    for r, row in enumerate(doc.timeline, 1):
+        when = _Para("<br/>".join(markup(line) for line in row.when), st.WHEN)
+        when.tag = tags.cell(r, 0)
+        what = tags.cell(r, 1)  # one cell, however many labels
+        rows.append([when, [_p(label, st.WHAT, what) for label in row.labels]])
+    table = TaggedTable(rows, colWidths=[width * 0.43, width * 0.57], repeatRows=1)
     commands: list[tuple[Any, ...]] = [
         ("BACKGROUND", (0, 0), (-1, 0), st.ACCENT),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -297,7 +323,7 @@ def _timeline(doc: Document, width: float) -> Flowable:
     ]
     commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, len(rows), 2)]
     table.setStyle(TableStyle(commands))
-    return _KeepTogether([_p(labels.timeline, st.HEADING), table])
+    return _KeepTogether([_p(labels.timeline, st.HEADING, Tag("H2")), table])
 
 
 def _help_box(doc: Document, width: float) -> Flowable:
@@ -305,7 +331,7 @@ def _help_box(doc: Document, width: float) -> Flowable:
     level leads with what to do, then the signs, then whom to call, so one glance answers
     "whom do I call for this?"."""
     bullet = doc.labels.bullet
-    rows: list[list[Any]] = [[_p(doc.help_heading, st.HELP_HEADING)]]
+    rows: list[list[Any]] = [[_p(doc.help_heading, st.HELP_HEADING, Tag("H2"))]]
     commands: list[tuple[Any, ...]] = [
         ("BACKGROUND", (0, 0), (-1, -1), st.ALERT_TINT),
         ("BOX", (0, 0), (-1, -1), 2, st.ALERT),
@@ -319,7 +345,7 @@ def _help_box(doc: Document, width: float) -> Flowable:
     ]
     for level, urgent in ((doc.help_urgent, True), (doc.help_clinic, False)):
         first = len(rows)
-        rows.append([_p(level.heading, st.HELP_URGENT if urgent else st.HELP_LEVEL)])
+        rows.append([_p(level.heading, st.HELP_URGENT if urgent else st.HELP_LEVEL, Tag("H3"))])
         if urgent:
             commands += [("BACKGROUND", (0, first), (-1, first), st.ALERT),
                          ("TOPPADDING", (0, first), (-1, first), 5),
@@ -329,19 +355,25 @@ def _help_box(doc: Document, width: float) -> Flowable:
                          ("TOPPADDING", (0, first), (-1, first), 8)]  # fmt: skip
         if level.intro:
             rows.append([_p(level.intro, st.HELP_TEXT)])
-        rows += [[_p(sign, st.HELP_BULLET, bulletText=bullet)] for sign in level.signs]
+        signs = ListTags()
+        rows += [
+            [_p(sign, st.HELP_BULLET, signs.item(), bulletText=bullet)] for sign in level.signs
+        ]
         rows.append([_contacts(level.contacts, width - 20)])
         commands.append(("TOPPADDING", (0, len(rows) - 1), (-1, len(rows) - 1), 4))
-    table = Table(rows, colWidths=[width])
+    table = TaggedTable(rows, colWidths=[width])
     table.setStyle(TableStyle(commands))
     return _KeepTogether([table])
 
 
 def _contacts(contacts: tuple[Contact, ...], width: float) -> Flowable:
     """Whom to call: each number large, under the words that say who answers it."""
-    cells = [[_p(c.who, st.HELP_WHO), _p(c.number, st.HELP_PHONE)] for c in contacts]
+    cells = []
+    for contact in contacts:
+        tag = Tag("P")  # "Out of hours 01632 960 999" reads as one line
+        cells.append([_p(contact.who, st.HELP_WHO, tag), _p(contact.number, st.HELP_PHONE, tag)])
     columns = max(2, len(cells))
-    table = Table([cells], colWidths=[width / columns] * len(cells), hAlign="LEFT")
+    table = TaggedTable([cells], colWidths=[width / columns] * len(cells), hAlign="LEFT")
     table.setStyle(
         TableStyle([
             ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -359,11 +391,11 @@ def _teach_back(doc: Document, width: float) -> Flowable | None:
     teach = doc.teach_back
     if teach is None:
         return None
-    content: list[Flowable] = [_p(teach.heading, st.HEADING)]
+    content: list[Flowable] = [_p(teach.heading, st.HEADING, Tag("H2"))]
     if teach.intro:
         content.append(_p(teach.intro, st.BODY_TEXT))
     rows = [[_TickBox(), _p(question, st.BODY_TEXT)] for question in teach.questions]
-    table = Table(rows, colWidths=[9 * mm, width - 9 * mm], hAlign="LEFT")
+    table = TaggedTable(rows, colWidths=[9 * mm, width - 9 * mm], hAlign="LEFT")
     table.setStyle(
         TableStyle([
             ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -385,9 +417,10 @@ class _TickBox(Flowable):
         return self.SIZE, self.SIZE + 3
 
     def draw(self) -> None:
-        self.canv.setStrokeColor(st.INK)
-        self.canv.setLineWidth(1)
-        self.canv.rect(0, 0, self.SIZE, self.SIZE, stroke=1, fill=0)
+        with artifact(self.canv):  # the question is read; the box is for the pen
+            self.canv.setStrokeColor(st.INK)
+            self.canv.setLineWidth(1)
+            self.canv.rect(0, 0, self.SIZE, self.SIZE, stroke=1, fill=0)
 
 
 # Longest piece of one line of notes in one Paragraph. reportlab re-breaks the rest of a
@@ -408,7 +441,8 @@ def _notes(notes: str) -> list[Flowable]:
         # Paragraph collapses runs of spaces; keep indentation and alignment with no-break spaces.
         stripped = line.lstrip(" ")
         text = "\u00a0" * (len(line) - len(stripped)) + stripped.replace("  ", " \u00a0")
-        out.extend(_p(piece, st.NOTES) for piece in _pieces(text))
+        line_tag = Tag("P")  # a long line drawn in pieces is still one paragraph to a reader
+        out.extend(_p(piece, st.NOTES, line_tag) for piece in _pieces(text))
     return out
 
 
@@ -439,7 +473,7 @@ def _signature(doc: Document, width: float) -> Flowable:
     for i, label in enumerate(labels.signatures):
         label_row[2 * i] = _p(label, st.SIGN_LABEL)
     rows = [[_p(labels.statement, st.BODY_TEXT), *blank[1:]], blank, label_row]
-    table = Table(rows, colWidths=widths, rowHeights=[None, 26, None], hAlign="LEFT")
+    table = TaggedTable(rows, colWidths=widths, rowHeights=[None, 26, None], hAlign="LEFT")
     table.setStyle(
         TableStyle([
             ("SPAN", (0, 0), (-1, 0)),
@@ -449,7 +483,7 @@ def _signature(doc: Document, width: float) -> Flowable:
             *[("LINEBELOW", (c, 1), (c, 1), 0.75, st.INK) for c in range(0, len(widths), 2)],
         ])
     )  # fmt: skip
-    return _KeepTogether([_p(labels.before_you_go, st.HEADING), table])
+    return _KeepTogether([_p(labels.before_you_go, st.HEADING, Tag("H2")), table])
 
 
 # --- page furniture ---------------------------------------------------------------------
@@ -464,7 +498,9 @@ class _Footer:
     def canvas_class(self) -> type[Canvas]:
         footer = self
 
-        class FooterCanvas(Canvas):
+        class FooterCanvas(TaggedCanvas):
+            lang = language_tag(footer.document.clinic.locale)
+
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 self._pages: list[dict[str, Any]] = []
@@ -484,6 +520,10 @@ class _Footer:
         return FooterCanvas
 
     def draw(self, canvas: Canvas, number: int, total: int) -> None:
+        with artifact(canvas, "Footer"):  # a screen reader does not read it out on every page
+            self._draw(canvas, number, total)
+
+    def _draw(self, canvas: Canvas, number: int, total: int) -> None:
         footer = self.document.footer
         width, _ = canvas._pagesize
         left, right = st.MARGIN_X, width - st.MARGIN_X

@@ -23,7 +23,9 @@ MARGIN_TOP = 13 * mm
 MARGIN_BOTTOM = 20 * mm  # room for the footer
 FOOTER_SIZE = 8.5
 
-_base = ParagraphStyle("base", fontName=BODY, fontSize=11, leading=14.5, textColor=INK)
+# Bullets in the embedded body font (reportlab's default is a non-embedded Helvetica).
+_base = ParagraphStyle("base", fontName=BODY, bulletFontName=BODY, fontSize=11, leading=14.5,
+                       textColor=INK)  # fmt: skip
 
 
 def _style(name: str, **kw: object) -> ParagraphStyle:
