@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from discharge import __version__
+from discharge.audit import AuditLog, AuditRecord, BatchAudit, describe_pdf  # AUDIT (issue 13)
 from discharge.config import DATE_ORDERS, Clinic, Config
 from discharge.document import DischargeRequest, parse_request
 from discharge.errors import DischargeError, InputError, OutputError
@@ -474,6 +475,7 @@ class RenderResult:
     file: str
     sha256: str
     error: str
+    audit: AuditRecord | None = None  # AUDIT (issue 13): what the parent records for this row
 
 
 _worker: dict[str, Any] = {}
@@ -507,8 +509,9 @@ def render_row(task: RenderTask) -> RenderResult:
     config: Config = _worker["config"]
     out_dir: Path = _worker["out_dir"]
     try:
-        _document, pdf = make_pdf(task.request, config)
+        document, pdf = make_pdf(task.request, config)
         write_atomic(out_dir / task.file, pdf)
+        audit = describe_pdf(task.request, document, pdf, channel="batch")  # AUDIT (issue 13)
     except DischargeError as exc:
         return RenderResult(task.row, task.file, "", str(exc))
     except Exception as exc:  # a bug (e.g. reportlab's LayoutError): it must not stop the rest
@@ -517,7 +520,7 @@ def render_row(task: RenderTask) -> RenderResult:
         # Only the type: reportlab's messages quote the text of the cell that did not fit.
         message = f"internal error while making this PDF ({type(exc).__name__}); please report it"
         return RenderResult(task.row, task.file, "", message)
-    return RenderResult(task.row, task.file, hashlib.sha256(pdf).hexdigest(), "")
+    return RenderResult(task.row, task.file, audit.pdf_sha256, "", audit)
 
 
 class _Ready:
@@ -608,6 +611,7 @@ def run_batch(
     """
     reporter = reporter or QuietReporter()
     started = time.monotonic()
+    audit_log = AuditLog.open(config)  # AUDIT (issue 13): a bad [audit] stops the run now
     check = check_schedule(schedule, config, date_order=date_order, reporter=reporter)
     out = _prepare_out_dir(Path(out_dir))
     counts = {OK: 0, ERROR: 0, SKIPPED: 0}
@@ -618,10 +622,13 @@ def run_batch(
         extra = [f for f in previous.fields if f and f not in MANIFEST_FIELDS]
         manifest = ManifestWriter(out, MANIFEST_FIELDS + extra, previous)
         runner = _Runner(config, out, jobs or os.cpu_count() or 1, check.valid)
+        # AUDIT (issue 13): rows pass on to the manifest once their audit record is committed.
+        audit = BatchAudit(audit_log, schedule.path, out, runner.audit_facts)
         reporter.started(check.valid + check.errors)
         try:
             next_checkpoint = time.monotonic() + checkpoint_seconds
-            for entry in runner.outcomes(read_rows(schedule, config, date_order), previous, force):
+            rows = runner.outcomes(read_rows(schedule, config, date_order), previous, force)
+            for entry in audit.entries(rows):  # AUDIT (was: for entry in runner.outcomes(...))
                 manifest.record(entry)
                 counts[entry["status"]] += 1
                 if entry["status"] == ERROR and entry["file"]:
@@ -636,11 +643,13 @@ def run_batch(
             complete = True
         except KeyboardInterrupt:
             interrupted = True
-            for entry in runner.finished():  # rows already written when the signal came
+            # rows already written when the signal came; AUDIT (was: in runner.finished())
+            for entry in audit.entries(runner.finished()):
                 manifest.record(entry)
                 counts[entry["status"]] += 1
         finally:
             runner.close()
+            audit_log.close()  # AUDIT (issue 13)
             try:
                 manifest.close(complete=complete)
             finally:
@@ -670,6 +679,7 @@ class _Runner:
         self.pool: Any = None
         self.prepared = False
         self.pending: deque[tuple[dict[str, str], dict[str, str] | None, Any]] = deque()
+        self.audit_facts: dict[int, AuditRecord] = {}  # AUDIT (issue 13): row -> its record
 
     def outcomes(
         self, items: Iterable[ScheduleRow | RowError], previous: _PreviousManifest, force: bool
@@ -737,6 +747,8 @@ class _Runner:
                 entry.update(status=ERROR, error=result.error)
             else:
                 entry.update(status=OK, sha256=result.sha256)
+                if result.audit is not None:  # AUDIT (issue 13)
+                    self.audit_facts[result.row] = result.audit
         entry.update(_carried_over(entry, before))
         return entry
 

@@ -22,10 +22,11 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Protocol
 
+from discharge.audit import EMAILED, AuditLog, AuditRecord, as_sent, describe_pdf  # AUDIT
 from discharge.batch import (
     MANIFEST_NAME,
     OK,
@@ -93,7 +94,9 @@ def email_batch(
     reporter = reporter or QuietEmailReporter()
     out = Path(out_dir)
     counts = {SENT: 0, FAILED: 0, NONE: 0, "already": 0}
-    with locked(out):
+    audit = AuditLog.open(config)  # AUDIT (issue 13): before anything is sent
+    sent_from = AuditRecord(EMAILED, channel="batch", batch_file=str(schedule.path.resolve()))
+    with locked(out), audit:  # AUDIT (was: with locked(out):)
         # The manifest holds a few short cells per row, no patient data: it is kept in memory
         # so that it can be republished while the rows are being worked through.
         entries = list(read_manifest(out))
@@ -113,9 +116,14 @@ def email_batch(
                 if entry.get("email_status") == SENT and not resend:
                     counts["already"] += 1
                     continue
-                outcome = _send_row(entry, rows, config, out, mailer, settings)
+                # AUDIT (issue 13): _send_row also returns the row's record, and takes the log
+                outcome, record = _send_row(
+                    entry, rows, config, out, mailer, settings, audit, sent_from
+                )
                 entry.update(outcome)
                 journal.append(entry)
+                if record is not None and outcome["email_status"] == SENT:  # AUDIT
+                    audit.record_sent(record)
                 counts[outcome["email_status"]] += 1
                 if outcome["email_status"] == SENT:
                     reporter.email_sent(int(entry["row"]), address)
@@ -135,8 +143,11 @@ def _send_row(
     out: Path,
     mailer: Mailer,
     settings: EmailSettings,
-) -> dict[str, str]:
+    audit: AuditLog,  # AUDIT (issue 13)
+    sent_from: AuditRecord,  # AUDIT: the batch's channel and file
+) -> tuple[dict[str, str], AuditRecord | None]:
     """Send one row's PDF; a problem with this row only is returned as a failed outcome."""
+    record = None  # AUDIT
     try:
         item = rows.find(int(entry["row"]))
         if item is None:
@@ -154,10 +165,17 @@ def _send_row(
             raise InputError(f"{entry['file']} has changed since it was made; run the batch again")
         document = build_document(item.request, config)
         email = compose_email(item.request, document, pdf, mailer.settings, settings, address)
-        message_id = mailer.send(email)
+        # AUDIT (issue 13): a send that raises is recorded as email-failed / email-unknown
+        made = describe_pdf(item.request, document, pdf, channel="batch")
+        record = as_sent(made, email.pdf, address, email.message_id)
+        record = replace(
+            record, channel="batch", batch_file=sent_from.batch_file, batch_row=int(entry["row"])
+        )
+        with audit.sending(record):
+            message_id = mailer.send(email)
     except (MessageRejected, InputError) as exc:
-        return {"email_status": FAILED, "message_id": "", "email_error": str(exc)}
-    return {"email_status": SENT, "message_id": message_id, "email_error": ""}
+        return {"email_status": FAILED, "message_id": "", "email_error": str(exc)}, record
+    return {"email_status": SENT, "message_id": message_id, "email_error": ""}, record
 
 
 class _RowLookup:

@@ -64,7 +64,6 @@ def generate(
     """Make one patient's discharge instructions as a PDF."""
     from discharge.config import load_config
     from discharge.document import parse_request
-    from discharge.generate import generate_pdf
 
     if notes is not None and notes_file is not None:
         raise click.UsageError("give the notes with --notes or --notes-file, not both")
@@ -76,7 +75,16 @@ def generate(
         clinician=clinician, notes=notes, paper=paper,
     )  # fmt: skip
     output = output or Path(f"discharge-{request.procedure}-{request.day.isoformat()}.pdf")
-    generate_pdf(request, config, output)
+    # AUDIT (issue 13): open the log before any work; record the bytes written, or remove them.
+    from discharge.audit import AuditLog, describe_pdf
+    from discharge.generate import make_pdf
+    from discharge.output import write_atomic
+
+    audit = AuditLog.open(config)
+    document, pdf = make_pdf(request, config)
+    write_atomic(output, pdf)
+    audit.record_or_remove(describe_pdf(request, document, pdf), output)
+    # END AUDIT (was: generate_pdf(request, config, output))
     click.echo(f"Wrote {output}")
 
 
@@ -153,3 +161,7 @@ cli.add_command(email)
 from discharge.cli_batch import batch  # noqa: E402  (it imports config_option from here)
 
 cli.add_command(batch)
+
+from discharge.audit_cli import log  # noqa: E402  (AUDIT, issue 13: `discharge log`)
+
+cli.add_command(log)

@@ -85,17 +85,27 @@ def email(
         procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
         clinician=clinician, notes=notes, paper=paper,
     )  # fmt: skip
+    # AUDIT (issue 13): open the log before any work; each copy handed out is recorded.
+    from discharge.audit import AuditLog, as_sent, describe_pdf
+
+    audit = AuditLog.open(config)
     _document, pdf, message = make_email(request, config, recipient, smtp, settings)
+    made = describe_pdf(request, _document, pdf)
+    attached = as_sent(made, message.pdf, recipient, message.message_id)
     if output is not None:
         write_atomic(output, pdf)
+        audit.record_or_remove(made, output)
         click.echo(f"Wrote {output}")
     if eml is not None:
         write_atomic(eml, message.message.as_bytes())
+        audit.record_or_remove(attached, eml)
         click.echo(f"Wrote {eml} (not sent)")
         return
     assert mailer is not None
-    with mailer:
+    with mailer, audit.sending(attached):
         message_id = mailer.send(message)
+    audit.record_sent(attached)
+    # END AUDIT
     click.echo(f"Sent to {recipient} (message id {message_id})")
 
 

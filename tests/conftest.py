@@ -11,6 +11,18 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+AUDIT_ENV = "DISCHARGE_AUDIT_DB"
+
+
+@pytest.fixture(autouse=True)
+def audit_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's audit log is its own, in its tmp_path (for commands run in-process too)."""
+    path = tmp_path / "audit" / "audit.sqlite3"
+    monkeypatch.setenv(AUDIT_ENV, str(path))
+    # And should a command lose that variable, the default folder is here too, not ~/.local.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    return path
+
 
 @dataclass
 class Result:
@@ -22,7 +34,11 @@ class Result:
 def run_discharge(*args: str | os.PathLike[str], stdin: str | None = None,
                   env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:  # fmt: skip
     """Run the installed command, as a nurse's terminal or a script would."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
+    # The audit log is the one DISCHARGE_ variable kept: the autouse fixture below points it
+    # into the test's folder, so no test ever writes to the user's real data folder.
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_") or k == AUDIT_ENV
+    }
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "discharge", *map(str, args)],

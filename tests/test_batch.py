@@ -44,7 +44,12 @@ class Run:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
+    # Keep the test's own audit log (set by conftest's autouse fixture).
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DISCHARGE_") or k == "DISCHARGE_AUDIT_DB"
+    }
 
 
 def batch(*args: str | os.PathLike[str], cwd: Path | None = None) -> Run:
