@@ -649,7 +649,8 @@ def run_batch(
                 counts[entry["status"]] += 1
         finally:
             runner.close()
-            audit_log.close()  # AUDIT (issue 13)
+            runner.discard_unreported()  # AUDIT (issue 13): no PDF kept that is not recorded
+            audit_log.close()  # AUDIT
             try:
                 manifest.close(complete=complete)
             finally:
@@ -757,6 +758,15 @@ class _Runner:
             self.pool.terminate()
             self.pool.join()
             self.pool = None
+
+    def discard_unreported(self) -> None:
+        """AUDIT (issue 13). After ``close``, when the run stopped early: remove the PDFs made for
+        rows never reported. They are in neither the manifest nor the audit log, so they must not
+        be handed out; a rerun makes them again."""
+        for entry, _before, _pending in self.pending:
+            if "status" not in entry:  # submitted for rendering (skipped rows have a status)
+                with contextlib.suppress(OSError):
+                    (self.out_dir / entry["file"]).unlink()
 
 
 def _still_valid(
