@@ -28,12 +28,10 @@ This module has no click: the ``discharge log`` command is in ``audit_cli.py``.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import json
 import os
 import re
-import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
@@ -172,6 +170,8 @@ def as_sent(record: AuditRecord, pdf: bytes, address: str | None, message_id: st
 
 @dataclass(frozen=True)
 class AuditSettings:
+    """Whether the log is on, and where it is."""
+
     enabled: bool
     path: Path
     source: str  # where the path came from, for messages
@@ -207,6 +207,8 @@ def audit_settings(config: Config, environ: Mapping[str, str] | None = None) -> 
 
 @cache
 def _operator() -> str:
+    import getpass  # here, not at the top: a cold command should not pay for it twice
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no user name in the environment or the password database
@@ -215,6 +217,8 @@ def _operator() -> str:
 
 @cache
 def _workstation() -> str:
+    import socket
+
     return socket.gethostname()
 
 
@@ -261,6 +265,8 @@ _INSERT = f"INSERT INTO records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 
 
 @dataclass(frozen=True)
 class Verification:
+    """What ``verify`` found: intact, or the first problem."""
+
     ok: bool
     records: int
     first_id: int

@@ -5,9 +5,6 @@ Registered on the group at the end of ``discharge/cli.py``; import it through th
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import sys
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
@@ -16,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+# Imported by cli.py for every command: the heavier modules are imported where they are used.
 from discharge import cli as _cli
 from discharge.errors import ExitStatus, InputError
 
@@ -165,6 +163,8 @@ def _write(records: Iterable[AuditRecord], fmt: str, out: TextIO) -> None:
 
 
 def _write_csv(records: Iterable[AuditRecord], out: TextIO) -> None:
+    import csv
+
     from discharge.audit import COLUMNS
     from discharge.batch import neutralise
 
@@ -176,6 +176,8 @@ def _write_csv(records: Iterable[AuditRecord], out: TextIO) -> None:
 
 
 def _write_json(records: Iterable[AuditRecord], out: TextIO) -> None:
+    import json
+
     out.write("[")
     empty = True
     for record in records:  # streamed: the log may hold years of records
@@ -214,6 +216,8 @@ def _day_start(text: str, config: Config, option: str, *, next_day: bool = False
 
 
 def _file_sha256(path: Path) -> str:
+    import hashlib
+
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except FileNotFoundError:
