@@ -488,3 +488,34 @@ def test_show_pdf_hash_finds_the_record(audit_db: Path, tmp_path: Path) -> None:
 
     result = log("--show-pdf-hash", out, "--verify")
     assert result.returncode == 2
+
+
+def test_email_to_a_file_records_the_message(audit_db: Path, tmp_path: Path) -> None:
+    eml = tmp_path / "message.eml"
+    result = run_discharge("email", *HSG, *PATIENT, "--to", PATIENT_ADDRESS, "--eml", eml)
+    assert result.code == 0, result.stderr
+    (record,) = records(audit_db)
+    from email import policy
+    from email.parser import BytesParser
+
+    message = BytesParser(policy=policy.default).parsebytes(eml.read_bytes())
+    assert record["action"] == "made"  # written, not sent
+    assert record["message_id"] == message["Message-ID"]
+    assert record["email_address"] == PATIENT_ADDRESS
+    sent = attachment(message, "application/pdf")  # type: ignore[arg-type]
+    assert record["pdf_sha256"] == hashlib.sha256(sent).hexdigest()
+
+
+def test_a_send_that_stops_is_recorded_as_failed_or_unknown(audit_db: Path) -> None:
+    from discharge.errors import DeliveryError
+
+    entry = AuditRecord("emailed", procedure="hsg", email_address="a@b.example", message_id="<1@x>")
+    with AuditLog.open(Config()) as audit:
+        with pytest.raises(DeliveryError), audit.sending(entry):
+            raise DeliveryError("refused")
+        with pytest.raises(KeyboardInterrupt), audit.sending(entry):
+            raise KeyboardInterrupt  # it may or may not have gone
+        with audit.sending(entry):
+            pass
+        audit.record_sent(entry)
+    assert [r["action"] for r in records(audit_db)] == ["email-failed", "email-unknown", "emailed"]
