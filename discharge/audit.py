@@ -373,19 +373,19 @@ class AuditLog:
             raise AuditError(f"{exc}{kept}") from None
 
     @contextlib.contextmanager
-    def sending(self, entry: AuditRecord) -> Iterator[None]:
-        """Around one send: if it raises, record ``email-failed`` (delivery failed) or
-        ``email-unknown`` (stopped some other way: the message may have gone). The caller
-        records success with ``record_sent`` once it has noted the outcome itself."""
+    def sending(
+        self, entry: AuditRecord, *, unknown: tuple[type[BaseException], ...] = ()
+    ) -> Iterator[None]:
+        """Around one send: if it raises, record ``email-failed`` (a DeliveryError) or
+        ``email-unknown`` (one of ``unknown``, or stopped some other way, e.g. Ctrl-C: the
+        message may have gone). The caller records success with ``record_sent`` once it has
+        noted the outcome itself."""
         try:
             yield
-        except DeliveryError:
-            with contextlib.suppress(AuditError):  # the delivery error is the one to report
-                self.record(replace(entry, action=EMAIL_FAILED))
-            raise
-        except BaseException:
-            with contextlib.suppress(AuditError):
-                self.record(replace(entry, action=EMAIL_UNKNOWN))
+        except BaseException as exc:
+            failed = isinstance(exc, DeliveryError) and not isinstance(exc, unknown)
+            with contextlib.suppress(AuditError):  # the send's own error is the one to report
+                self.record(replace(entry, action=EMAIL_FAILED if failed else EMAIL_UNKNOWN))
             raise
 
     def record_sent(self, entry: AuditRecord) -> AuditRecord:

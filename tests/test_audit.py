@@ -515,7 +515,14 @@ def test_a_send_that_stops_is_recorded_as_failed_or_unknown(audit_db: Path) -> N
             raise DeliveryError("refused")
         with pytest.raises(KeyboardInterrupt), audit.sending(entry):
             raise KeyboardInterrupt  # it may or may not have gone
+        with pytest.raises(TimeoutError), audit.sending(entry, unknown=(TimeoutError,)):
+            raise TimeoutError  # e.g. no answer after the whole message went
         with audit.sending(entry):
             pass
         audit.record_sent(entry)
-    assert [r["action"] for r in records(audit_db)] == ["email-failed", "email-unknown", "emailed"]
+    assert [r["action"] for r in records(audit_db)] == [
+        "email-failed",
+        "email-unknown",
+        "email-unknown",
+        "emailed",
+    ]
