@@ -393,7 +393,7 @@ class AuditLog:
         try:
             return self.record(replace(entry, action=EMAILED))
         except AuditError as exc:
-            raise AuditError(f"{exc}; the email to {entry.email_address} was sent") from None
+            raise AuditError(f"{exc}; the email was sent") from None
 
     # --- reading ---
 
