@@ -46,7 +46,7 @@ class Clinic:
 class Config:
     clinic: Clinic = field(default_factory=Clinic)
     source: Path | None = None  # the file it came from, for messages
-    extra: dict[str, Any] = field(default_factory=dict)  # other sections ([smtp], [audit])
+    extra: dict[str, Any] = field(default_factory=dict)  # other sections ([smtp], [email], [audit])
 
     @property
     def templates_dir(self) -> Path | None:
