@@ -674,6 +674,7 @@ class BatchAudit:
         schedule: Path,
         out_dir: Path,
         facts: MutableMapping[int, AuditRecord],
+        in_flight: MutableMapping[int, str] | None = None,
         *,
         rows_per_commit: int = 64,
         seconds_per_commit: float = 0.5,
@@ -682,6 +683,9 @@ class BatchAudit:
         self.schedule = str(schedule.resolve())
         self.out_dir = out_dir
         self.facts = facts  # row -> the record a worker described (filled by the runner)
+        # row -> PDF file, for rows being made: a row leaves it once its record is committed,
+        # and the runner removes the files of the rows still in it when the run stops early.
+        self.in_flight = {} if in_flight is None else in_flight
         self.rows_per_commit = rows_per_commit
         self.seconds_per_commit = seconds_per_commit
 
@@ -729,6 +733,8 @@ class BatchAudit:
                 if record is not None:
                     entry.update(status="error", sha256="", error=f"not recorded: {exc}")
         held[:] = [(entry, None) for entry, _ in held]
+        for entry, _ in held:
+            self.in_flight.pop(int(entry["row"]), None)
         while held:
             yield held.pop(0)[0]
         if failure is not None:

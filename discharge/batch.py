@@ -623,7 +623,7 @@ def run_batch(
         manifest = ManifestWriter(out, MANIFEST_FIELDS + extra, previous)
         runner = _Runner(config, out, jobs or os.cpu_count() or 1, check.valid)
         # AUDIT (issue 13): rows pass on to the manifest once their audit record is committed.
-        audit = BatchAudit(audit_log, schedule.path, out, runner.audit_facts)
+        audit = BatchAudit(audit_log, schedule.path, out, runner.audit_facts, runner.in_flight)
         reporter.started(check.valid + check.errors)
         try:
             next_checkpoint = time.monotonic() + checkpoint_seconds
@@ -681,6 +681,7 @@ class _Runner:
         self.prepared = False
         self.pending: deque[tuple[dict[str, str], dict[str, str] | None, Any]] = deque()
         self.audit_facts: dict[int, AuditRecord] = {}  # AUDIT (issue 13): row -> its record
+        self.in_flight: dict[int, str] = {}  # AUDIT: row -> PDF, until the row is recorded
 
     def outcomes(
         self, items: Iterable[ScheduleRow | RowError], previous: _PreviousManifest, force: bool
@@ -707,6 +708,7 @@ class _Runner:
                     self.pending.append((entry, before, _Ready()))
                 else:
                     task = RenderTask(item.row, file, item.request)
+                    self.in_flight[item.row] = file  # AUDIT (issue 13)
                     self.pending.append((entry, before, self._submit(task)))
             while len(self.pending) > window or (self.pending and self.pending[0][2].ready()):
                 yield self._complete(self.pending.popleft(), wait=True)
@@ -761,12 +763,12 @@ class _Runner:
 
     def discard_unreported(self) -> None:
         """AUDIT (issue 13). After ``close``, when the run stopped early: remove the PDFs made for
-        rows never reported. They are in neither the manifest nor the audit log, so they must not
-        be handed out; a rerun makes them again."""
-        for entry, _before, _pending in self.pending:
-            if "status" not in entry:  # submitted for rendering (skipped rows have a status)
-                with contextlib.suppress(OSError):
-                    (self.out_dir / entry["file"]).unlink()
+        rows not recorded yet. They are in neither the audit log nor the manifest, so they must
+        not be handed out; a rerun makes them again."""
+        for file in self.in_flight.values():
+            with contextlib.suppress(OSError):
+                (self.out_dir / file).unlink()
+        self.in_flight.clear()
 
 
 def _still_valid(

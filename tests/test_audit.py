@@ -526,3 +526,33 @@ def test_a_send_that_stops_is_recorded_as_failed_or_unknown(audit_db: Path) -> N
         "email-unknown",
         "emailed",
     ]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_interrupted_batch_keeps_only_recorded_pdfs(
+    audit_db: Path, tmp_path: Path, jobs: str
+) -> None:
+    import signal
+    import time
+
+    schedule = write_schedule(tmp_path / "day.csv", 200)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "DISCHARGE_CONFIG"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "discharge", "batch", schedule, "--out-dir", out, "--jobs", jobs],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("*.pdf"))) < 5 and proc.poll() is None:
+        assert time.monotonic() < deadline, "no PDFs appeared"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+
+    recorded = {str(r["pdf_sha256"]) for r in records(audit_db)}
+    left = list(out.glob("*.pdf"))
+    assert left, "the run was stopped before any row was recorded"
+    for pdf in left:  # every PDF kept is in the audit log
+        assert sha256(pdf) in recorded, pdf.name
+    assert log("--verify").returncode == 0
