@@ -34,7 +34,7 @@ class Result:
 def run_discharge(*args: str | os.PathLike[str], stdin: str | None = None,
                   env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:  # fmt: skip
     """Run the installed command, as a nurse's terminal or a script would."""
-    # The audit log is the one DISCHARGE_ variable kept: the autouse fixture below points it
+    # The audit log is the one DISCHARGE_ variable kept: the autouse audit_db fixture points it
     # into the test's folder, so no test ever writes to the user's real data folder.
     full_env = {
         k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_") or k == AUDIT_ENV
