@@ -26,10 +26,11 @@ import hmac
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Protocol
 
+from discharge.audit import AuditLog, AuditRecord, as_sent, describe_pdf
 from discharge.batch import (
     EMAIL_FIELDS,
     FAILED,
@@ -142,7 +143,9 @@ def email_batch(
     reporter = reporter or QuietEmailReporter()
     out = Path(out_dir)
     counts = {SENT: 0, FAILED: 0, UNKNOWN: 0, NONE: 0, "already": 0}
-    with locked(out):
+    audit = AuditLog.open(config)  # before anything is sent
+    batch_file = str(schedule.path.resolve())
+    with locked(out), audit:
         salt = folder_salt(out)
         # The manifest holds a few short cells per row, no patient data: it is kept in memory
         # so that it can be republished while the rows are being worked through.
@@ -177,7 +180,9 @@ def email_batch(
                 entry["message_id"] = _message_id(salt, entry, mailer.settings.domain)
                 journal.append(entry)  # the intent, on disk before the message goes
                 try:
-                    outcome = _send_row(item, entry, config, out, mailer, settings)
+                    outcome, record = _send_row(
+                        item, entry, config, out, mailer, settings, audit, batch_file
+                    )
                 except OutcomeUnknown as exc:
                     entry.update(email_status=UNKNOWN, email_error=str(exc))
                     journal.append(entry)
@@ -192,6 +197,8 @@ def email_batch(
                     raise
                 entry.update(outcome)
                 journal.append(entry)
+                if record is not None and outcome["email_status"] == SENT:
+                    audit.record_sent(record)
                 counts[outcome["email_status"]] += 1
                 if outcome["email_status"] == SENT:
                     reporter.email_sent(row, address)
@@ -224,8 +231,15 @@ def _send_row(
     out: Path,
     mailer: Mailer,
     settings: EmailSettings,
-) -> dict[str, str]:
-    """Send one row's PDF; a problem with this row only is returned as a failed outcome."""
+    audit: AuditLog,
+    batch_file: str,
+) -> tuple[dict[str, str], AuditRecord | None]:
+    """Send one row's PDF; a problem with this row only is returned as a failed outcome.
+
+    The send is recorded in the audit log as it goes (``email-failed``, ``email-unknown``);
+    the caller records ``emailed`` once the outcome is journaled.
+    """
+    record = None
     try:
         address = check_email(entry["email_sent_to"])
         try:
@@ -240,10 +254,16 @@ def _send_row(
             item.request, document, pdf, mailer.settings, settings, address,
             message_id=entry["message_id"],
         )  # fmt: skip
-        message_id = mailer.send(email)
+        made = describe_pdf(item.request, document, pdf, channel="batch")
+        record = replace(
+            as_sent(made, email.pdf, address, email.message_id),
+            batch_file=batch_file, batch_row=int(entry["row"]),
+        )  # fmt: skip
+        with audit.sending(record, unknown=(OutcomeUnknown,)):
+            message_id = mailer.send(email)
     except (MessageRejected, InputError) as exc:
-        return {"email_status": FAILED, "message_id": "", "email_error": str(exc)}
-    return {"email_status": SENT, "message_id": message_id, "email_error": ""}
+        return {"email_status": FAILED, "message_id": "", "email_error": str(exc)}, record
+    return {"email_status": SENT, "message_id": message_id, "email_error": ""}, record
 
 
 class _Journal:

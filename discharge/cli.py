@@ -14,6 +14,7 @@ from discharge import __version__
 from discharge.commands.batch import batch
 from discharge.commands.email import email
 from discharge.commands.generate import generate
+from discharge.commands.log import log
 from discharge.commands.procedures import procedures
 from discharge.errors import DischargeError, ExitStatus
 from discharge.options import DEBUG_ENV, debug_requested
@@ -25,7 +26,7 @@ def cli() -> None:
     """Personalised, printable discharge instructions with real recovery dates."""
 
 
-for command in (generate, procedures, batch, email):
+for command in (generate, procedures, batch, email, log):
     cli.add_command(command)
 
 

@@ -139,6 +139,7 @@ class Document:
     labels: Labels
     clinic: Clinic
     procedure_id: str
+    procedure_version: str  # the template's version (in the footer, and in the audit log)
     title: str
     subtitle: str
     header_contacts: tuple[str, ...]  # beside the clinic's name: "Phone 0113 496 0000"
@@ -235,6 +236,7 @@ def build_document(
         labels=labels,
         clinic=clinic,
         procedure_id=procedure.id,
+        procedure_version=procedure.version,
         title=procedure.title,
         subtitle=procedure.subtitle,
         header_contacts=tuple(header),

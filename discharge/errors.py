@@ -16,6 +16,7 @@ class ExitStatus(IntEnum):
     ROWS_FAILED = 1  # batch: some rows failed, the others were produced
     USAGE = 2  # bad input, config or template: nothing was produced
     DELIVERY = 3  # email could not be sent (the PDFs are kept)
+    AUDIT = 4  # the audit record could not be written: the document was not handed out
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
     INTERNAL = 70  # a bug: please report it (run with DISCHARGE_DEBUG=1 for the traceback)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from discharge.audit import AuditLog, describe_pdf
 from discharge.config import Config
 from discharge.document import Document, build_document
 from discharge.output import write_atomic
@@ -17,8 +18,16 @@ def make_pdf(request: DischargeRequest, config: Config) -> tuple[Document, bytes
     return document, render_pdf(document)
 
 
-def generate_pdf(request: DischargeRequest, config: Config, output: Path) -> Document:
-    """Build, render and atomically write one patient's PDF."""
+def generate_pdf(
+    request: DischargeRequest, config: Config, output: Path, *, channel: str = "cli"
+) -> Document:
+    """Build, render and atomically write one patient's PDF, and record it in the audit log.
+
+    A PDF that cannot be recorded is removed again: nothing is handed out unrecorded.
+    """
+    audit = AuditLog.open(config)  # a broken [audit] setting stops us before any work
     document, pdf = make_pdf(request, config)
     write_atomic(output, pdf)
+    with audit:
+        audit.record_or_remove(describe_pdf(request, document, pdf, channel=channel), output)
     return document

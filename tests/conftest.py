@@ -13,6 +13,17 @@ from pypdf import PdfReader
 
 DATA_DIR_ENV = "DISCHARGE_DATA_DIR"  # discharge.clinic_data.DATA_DIR_ENV (not imported: tests
 # of the installed command should not depend on importing the package in the test process)
+AUDIT_ENV = "DISCHARGE_AUDIT_DB"
+
+
+@pytest.fixture(autouse=True)
+def audit_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's audit log is its own, in its tmp_path (for commands run in-process too)."""
+    path = tmp_path / "audit" / "audit.sqlite3"
+    monkeypatch.setenv(AUDIT_ENV, str(path))
+    # And should a command lose that variable, the default folder is here too, not ~/.local.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    return path
 
 
 @dataclass
@@ -25,9 +36,12 @@ class Result:
 def run_discharge(*args: str | os.PathLike[str], stdin: str | None = None,
                   env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:  # fmt: skip
     """Run the installed command, as a nurse's terminal or a script would."""
-    # The clinic's data folder is the one the autouse fixture below points at tmp.
+    # The test's own data folder and audit log (the autouse fixtures point them at tmp) are
+    # the DISCHARGE_ variables kept: no test ever writes to the user's real data folder.
     full_env = {
-        k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_") or k == DATA_DIR_ENV
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DISCHARGE_") or k in (DATA_DIR_ENV, AUDIT_ENV)
     }
     full_env.update(env or {})
     proc = subprocess.run(

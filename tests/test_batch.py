@@ -40,7 +40,9 @@ class Run:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
+    # Keep the test's own audit log and data folder (set by conftest's autouse fixtures).
+    keep = ("DISCHARGE_AUDIT_DB", "DISCHARGE_DATA_DIR")
+    return {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_") or k in keep}
 
 
 def batch(*args: str | os.PathLike[str], cwd: Path | None = None) -> Run:

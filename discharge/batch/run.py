@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from discharge import __version__
+from discharge.audit import AuditLog, AuditRecord, BatchAudit, describe_pdf
 from discharge.batch.manifest import (
     DUPLICATE,
     ERROR,
@@ -169,6 +170,7 @@ class RenderResult:
     file: str
     sha256: str
     error: str
+    audit: AuditRecord | None = None  # what the parent records in the audit log for this row
 
 
 _worker: dict[str, Any] = {}
@@ -202,8 +204,9 @@ def render_row(task: RenderTask) -> RenderResult:
     config: Config = _worker["config"]
     out_dir: Path = _worker["out_dir"]
     try:
-        _document, pdf = make_pdf(task.request, config)
+        document, pdf = make_pdf(task.request, config)
         write_atomic(out_dir / task.file, pdf)
+        audit = describe_pdf(task.request, document, pdf, channel="batch")
     except DischargeError as exc:
         return RenderResult(task.row, task.file, "", str(exc))
     except Exception as exc:  # a bug (e.g. reportlab's LayoutError): it must not stop the rest
@@ -212,7 +215,7 @@ def render_row(task: RenderTask) -> RenderResult:
         # Only the type: reportlab's messages quote the text of the cell that did not fit.
         message = f"internal error while making this PDF ({type(exc).__name__}); please report it"
         return RenderResult(task.row, task.file, "", message)
-    return RenderResult(task.row, task.file, hashlib.sha256(pdf).hexdigest(), "")
+    return RenderResult(task.row, task.file, audit.pdf_sha256, "", audit)
 
 
 class _Ready:
@@ -386,6 +389,7 @@ def run_batch(
     """
     reporter = reporter or QuietReporter()
     started = time.monotonic()
+    audit_log = AuditLog.open(config)  # a broken [audit] setting stops the run now
     check = check_schedule(schedule, config, date_order=date_order, reporter=reporter, deep=False)
     out = _prepare_out_dir(Path(out_dir))
     counts = {OK: 0, ERROR: 0, SKIPPED: 0, DUPLICATE: 0}
@@ -398,10 +402,13 @@ def run_batch(
         runner = _Runner(
             config, out, jobs or os.cpu_count() or 1, check.valid, debug, folder_salt(out)
         )
+        # A row reaches the manifest (and counts as made) once its audit record is committed.
+        audit = BatchAudit(audit_log, schedule.path, out, runner.audit_facts, runner.in_flight)
         reporter.started(check.valid + check.errors)
         try:
             next_checkpoint = time.monotonic() + checkpoint_seconds
-            for entry in runner.outcomes(read_rows(schedule, config, date_order), previous, force):
+            rows = runner.outcomes(read_rows(schedule, config, date_order), previous, force)
+            for entry in audit.entries(rows):
                 manifest.record(entry)
                 counts[entry["status"]] += 1
                 if entry["status"] == ERROR and entry.get("rendered"):
@@ -416,11 +423,14 @@ def run_batch(
             complete = True
         except KeyboardInterrupt:
             interrupted = True
-            for entry in runner.finished():  # rows already written when the signal came
+            # rows already written when the signal came
+            for entry in audit.entries(runner.finished()):
                 manifest.record(entry)
                 counts[entry["status"]] += 1
         finally:
             runner.close()
+            runner.discard_unreported()  # no PDF is kept that is not recorded
+            audit_log.close()
             try:
                 manifest.close(complete=complete)
             finally:
@@ -456,6 +466,8 @@ class _Runner:
         self.pool: Any = None
         self.prepared = False
         self.pending: deque[tuple[dict[str, str], dict[str, str] | None, Any]] = deque()
+        self.audit_facts: dict[int, AuditRecord] = {}  # row -> its audit record, once made
+        self.in_flight: dict[int, str] = {}  # row -> its PDF, until the row is recorded
 
     def outcomes(
         self, items: Iterable[ScheduleRow | RowError], previous: PreviousManifest, force: bool
@@ -491,6 +503,7 @@ class _Runner:
                     self.pending.append((entry, before, _Ready()))
                 else:
                     task = RenderTask(item.row, entry["file"], item.request)
+                    self.in_flight[item.row] = entry["file"]
                     self.pending.append((entry, before, self._submit(task)))
             while len(self.pending) > window or (self.pending and self.pending[0][2].ready()):
                 yield self._complete(self.pending.popleft(), wait=True)
@@ -536,6 +549,8 @@ class _Runner:
                 entry.update(status=ERROR, error=result.error, file="")
             else:
                 entry.update(status=OK, sha256=result.sha256)
+                if result.audit is not None:
+                    self.audit_facts[result.row] = result.audit
         entry.update(carried_over(entry, before))
         return entry
 
@@ -544,6 +559,15 @@ class _Runner:
             self.pool.terminate()
             self.pool.join()
             self.pool = None
+
+    def discard_unreported(self) -> None:
+        """After ``close``, when the run stopped early: remove the PDFs made for rows not
+        recorded yet. They are in neither the audit log nor the manifest, so they must not be
+        handed out; a rerun makes them again."""
+        for file in self.in_flight.values():
+            with contextlib.suppress(OSError):
+                (self.out_dir / file).unlink()
+        self.in_flight.clear()
 
 
 def _still_valid(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from discharge.audit import AuditLog, as_sent, describe_pdf
 from discharge.config import Config
 from discharge.delivery.compose import OutgoingEmail, compose_email, make_email
 from discharge.delivery.settings import EmailSettings, SmtpSettings, load_email_settings
@@ -39,6 +40,7 @@ def email_instructions(
     *,
     eml: Path | None = None,
     output: Path | None = None,
+    channel: str = "cli",
 ) -> EmailResult:
     """Make the patient's PDF and email it to ``recipient`` (or write the message to ``eml``).
 
@@ -48,13 +50,20 @@ def email_instructions(
     recipient = check_email(recipient, "--to") or None
     smtp, settings = load_email_settings(config, sending=eml is None)
     mailer = Mailer(smtp) if eml is None else None  # checks the password variable now
+    audit = AuditLog.open(config)  # every copy handed out is recorded
     document, pdf, message = make_email(request, config, recipient, smtp, settings)
-    if output is not None:
-        write_atomic(output, pdf)
-    if mailer is None:
-        assert eml is not None
-        write_atomic(eml, message.message.as_bytes())
-        return EmailResult(document, pdf, message, sent=False)
-    with mailer:
-        mailer.send(message)
+    made = describe_pdf(request, document, pdf, channel=channel)
+    attached = as_sent(made, message.pdf, recipient, message.message_id)
+    with audit:
+        if output is not None:
+            write_atomic(output, pdf)
+            audit.record_or_remove(made, output)
+        if mailer is None:
+            assert eml is not None
+            write_atomic(eml, message.message.as_bytes())
+            audit.record_or_remove(attached, eml)
+            return EmailResult(document, pdf, message, sent=False)
+        with mailer, audit.sending(attached, unknown=(OutcomeUnknown,)):
+            mailer.send(message)
+        audit.record_sent(attached)
     return EmailResult(document, pdf, message, sent=True)

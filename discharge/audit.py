@@ -1,0 +1,749 @@
+"""The audit log: a tamper-evident record of every PDF made or sent, and to whom (issue 13).
+
+When a patient says "nobody told me", or a template turns out wrong, the clinic must be able to
+answer: which version of which instructions did this patient get, when, from whom, and how.
+Every PDF that ``generate``, ``batch`` and ``email`` make or send appends one record to an
+embedded SQLite database.
+
+- **Where**: the clinic settings' ``[audit] path`` (relative to the settings file), else the
+  ``DISCHARGE_AUDIT_DB`` environment variable, else ``audit.sqlite3`` in the user's data folder
+  (``platformdirs``). ``[audit] enabled = false`` turns the log off, explicitly.
+- **Private**: a new database file is created with mode 0600 (SQLite gives its ``-wal`` and
+  ``-shm`` files the same mode) and any folder created for it with mode 0700.
+- **Many writers**: WAL mode, a busy timeout and ``BEGIN IMMEDIATE`` for every append, so two
+  batch processes and a web server writing at the same time queue up instead of failing.
+- **Tamper evidence**: records are numbered 1, 2, 3... and each stores
+  ``sha256(previous record's hash + its own canonical content)``. ``verify`` recomputes the
+  chain and names the first record that was changed, deleted or inserted. A chain cannot show
+  that the *newest* records were deleted, or that someone rewrote the whole chain from some
+  point on: ``verify`` reports the last hash so it can be written down elsewhere (an anchor).
+- **Retention**: ``prune_before`` removes the oldest records and keeps a checkpoint (the id and
+  hash the chain continues from), itself vouched for by a ``pruned`` record in the chain.
+- **Failure**: a record that cannot be written is an ``AuditError``; callers then do not hand
+  the document out (the file just written is removed again).
+
+This module has no click: the ``discharge log`` command is in ``commands/log.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from discharge.config import Config
+from discharge.errors import ConfigError, DeliveryError, DischargeError, ExitStatus
+
+if TYPE_CHECKING:
+    from discharge.document import Document
+    from discharge.request import DischargeRequest
+
+AUDIT_ENV = "DISCHARGE_AUDIT_DB"
+DB_NAME = "audit.sqlite3"
+GENESIS = "0" * 64  # the "previous hash" of record 1
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one before giving up
+SCHEMA_VERSION = 1
+
+MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED = (
+    "made", "emailed", "email-failed", "email-unknown", "pruned",
+)  # fmt: skip
+ACTIONS = (MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED)
+CHANNELS = ("cli", "batch", "web")
+
+_SETTINGS_KEYS = {"path", "enabled"}
+# reportlab writes one "/Type /Page" dictionary per page (and "/Type /Pages" for the tree); it
+# uses no object streams, so counting them is exact for our PDFs and takes microseconds.
+_PAGE_OBJECT = re.compile(rb"/Type\s*/Page\b")
+
+
+class AuditError(DischargeError):
+    """The audit record could not be written: the document is not handed out."""
+
+    exit_status = ExitStatus.AUDIT
+
+
+# --- records ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One line of the log. Callers fill in what they know; ``AuditLog.record`` the rest."""
+
+    action: str
+    procedure: str = ""
+    variant: str = ""  # the template's variant ("medical", "sterilisation-check")
+    language: str = ""  # the locale the document was written in
+    template_id: str = ""
+    template_version: str = ""
+    pdf_sha256: str = ""  # of the exact bytes written, or attached to the email
+    pages: int = 0
+    mrn: str = ""
+    patient_name: str = ""
+    clinician: str = ""
+    channel: str = "cli"
+    batch_file: str = ""
+    batch_row: int = 0  # 0: not from a batch
+    email_address: str = ""
+    message_id: str = ""
+    detail: str = ""  # e.g. for "pruned": what was removed
+    # Set by AuditLog.record:
+    id: int = 0
+    time_utc: str = ""
+    time_local: str = ""
+    operator: str = ""  # the OS user (or, on the web form, the logged-in nurse)
+    workstation: str = ""
+    prev_hash: str = ""
+    hash: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in COLUMNS}
+
+
+# Display and export order; every column but ``hash`` is covered by the hash.
+COLUMNS = (
+    "id", "time_utc", "time_local", "action", "procedure", "variant", "language",
+    "template_id", "template_version", "pdf_sha256", "pages", "mrn", "patient_name",
+    "clinician", "operator", "workstation", "channel", "batch_file", "batch_row",
+    "email_address", "message_id", "detail", "prev_hash", "hash",
+)  # fmt: skip
+_HASHED = COLUMNS[:-1]
+assert set(COLUMNS) == {f.name for f in fields(AuditRecord)}
+
+
+def content_hash(record: AuditRecord) -> str:
+    """sha256 of the previous hash followed by the record's canonical content (fixed JSON)."""
+    values = [getattr(record, name) for name in _HASHED if name != "prev_hash"]
+    content = json.dumps(["v1", *values], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256((record.prev_hash + content).encode("utf-8")).hexdigest()
+
+
+def count_pages(pdf: bytes) -> int:
+    return len(_PAGE_OBJECT.findall(pdf))
+
+
+def describe_pdf(
+    request: DischargeRequest,
+    document: Document,
+    pdf: bytes,
+    *,
+    channel: str = "cli",
+    action: str = MADE,
+) -> AuditRecord:
+    """The record of one made PDF: who it is for, which template, and its exact bytes."""
+    return AuditRecord(
+        action=action,
+        procedure=request.procedure,
+        variant=document.variant,
+        language=document.clinic.locale,
+        template_id=document.procedure_id,
+        template_version=document.procedure_version,
+        pdf_sha256=hashlib.sha256(pdf).hexdigest(),
+        pages=count_pages(pdf),
+        mrn=request.patient.mrn,
+        patient_name=request.patient.name,
+        clinician=request.clinician,
+        channel=channel,
+    )
+
+
+def as_sent(record: AuditRecord, pdf: bytes, address: str | None, message_id: str) -> AuditRecord:
+    """The same document as attached to an email (protected PDFs have other bytes)."""
+    return replace(
+        record,
+        pdf_sha256=hashlib.sha256(pdf).hexdigest(),
+        email_address=address or "",
+        message_id=message_id,
+    )
+
+
+# --- where the log lives ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Whether the log is on, and where it is."""
+
+    enabled: bool
+    path: Path
+    source: str  # where the path came from, for messages
+
+
+def audit_settings(config: Config, environ: Mapping[str, str] | None = None) -> AuditSettings:
+    """The ``[audit]`` settings, else ``$DISCHARGE_AUDIT_DB``, else the user's data folder."""
+    env = os.environ if environ is None else environ
+    raw = config.extra.get("audit", {})
+    where = str(config.source) if config.source else "config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [audit] must be a table of settings")
+    problems = [f"audit.{key} is not a known setting" for key in raw if key not in _SETTINGS_KEYS]
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.append("audit.enabled must be true or false")
+    path_text = raw.get("path")
+    if path_text is not None and (not isinstance(path_text, str) or not path_text.strip()):
+        problems.append("audit.path must be the path of the audit database file")
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
+    if isinstance(path_text, str):
+        path = Path(path_text).expanduser()
+        if not path.is_absolute() and config.source is not None:
+            path = config.source.parent / path  # relative to the settings file, not the cwd
+        return AuditSettings(bool(enabled), path, f"audit.path in {where}")
+    if env.get(AUDIT_ENV):
+        return AuditSettings(bool(enabled), Path(env[AUDIT_ENV]).expanduser(), f"${AUDIT_ENV}")
+    from platformdirs import user_data_dir
+
+    return AuditSettings(bool(enabled), Path(user_data_dir("discharge")) / DB_NAME, "default")
+
+
+@cache
+def _operator() -> str:
+    import getpass  # here, not at the top: a cold command should not pay for it twice
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment or the password database
+        return str(os.getuid()) if hasattr(os, "getuid") else ""
+
+
+@cache
+def _workstation() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+# --- the log ------------------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY,
+    time_utc TEXT NOT NULL,
+    time_local TEXT NOT NULL,
+    action TEXT NOT NULL,
+    procedure TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    language TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    template_version TEXT NOT NULL,
+    pdf_sha256 TEXT NOT NULL,
+    pages INTEGER NOT NULL,
+    mrn TEXT NOT NULL,
+    patient_name TEXT NOT NULL,
+    clinician TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    workstation TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    batch_file TEXT NOT NULL,
+    batch_row INTEGER NOT NULL,
+    email_address TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_time ON records (time_utc);
+CREATE INDEX IF NOT EXISTS records_mrn ON records (mrn);
+CREATE INDEX IF NOT EXISTS records_pdf ON records (pdf_sha256);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    first_id INTEGER PRIMARY KEY,  -- the first record kept after a prune
+    prev_hash TEXT NOT NULL,       -- the hash of the record before it (removed)
+    time_utc TEXT NOT NULL
+);
+"""
+_INSERT = f"INSERT INTO records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What ``verify`` found: intact, or the first problem."""
+
+    ok: bool
+    records: int
+    first_id: int
+    last_id: int
+    head: str  # the last record's hash: write it down elsewhere to anchor the chain
+    problem: str = ""
+    bad_id: int = 0
+
+
+class AuditLog:
+    """An open audit log. ``AuditLog.open(config)``; a disabled log records nothing."""
+
+    def __init__(
+        self, path: Path | None, tz: ZoneInfo, conn: sqlite3.Connection | None = None
+    ) -> None:
+        self.path = path
+        self.tz = tz
+        self._conn = conn
+
+    @classmethod
+    def open(cls, config: Config, *, create: bool = True) -> AuditLog:
+        """Open (and if needed create) the clinic's log; a disabled log when it is turned off.
+
+        Raises ConfigError for bad ``[audit]`` settings, AuditError if it cannot be opened.
+        """
+        settings = audit_settings(config)
+        if not settings.enabled:
+            return cls(None, config.clinic.tz)
+        path = settings.path
+        if not create and not path.is_file():
+            raise AuditError(f"there is no audit log at {path} (nothing has been recorded there)")
+        return cls(path, config.clinic.tz, _connect(path, create=create))
+
+    @property
+    def enabled(self) -> bool:
+        return self._conn is not None
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    # --- appending ---
+
+    def record(self, entry: AuditRecord) -> AuditRecord:
+        """Append one record (its own transaction); return it as stored."""
+        stored = self.record_many([entry])
+        return stored[0] if stored else entry
+
+    def record_many(self, entries: Iterable[AuditRecord]) -> list[AuditRecord]:
+        """Append records in one transaction: all of them are written, or none."""
+        entries = list(entries)
+        if self._conn is None or not entries:
+            return []
+        conn = self._conn
+        try:
+            with _transaction(conn):
+                return self._append(conn, entries)
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot write the audit log {self.path}: {exc}") from None
+
+    def _append(self, conn: sqlite3.Connection, entries: list[AuditRecord]) -> list[AuditRecord]:
+        # Inside BEGIN IMMEDIATE: no other writer can append between reading the last record
+        # and writing the next, so the ids stay consecutive and each hash follows the last.
+        next_id, prev = _chain_end(conn)
+        now = datetime.now(UTC)
+        time_utc = now.isoformat(timespec="microseconds")
+        time_local = now.astimezone(self.tz).isoformat(timespec="seconds")
+        stored = []
+        for entry in entries:
+            if entry.action not in ACTIONS:
+                raise ValueError(f"unknown audit action {entry.action!r}")
+            record = replace(
+                entry,
+                id=next_id,
+                time_utc=time_utc,
+                time_local=time_local,
+                operator=entry.operator or _operator(),  # the web form names its nurse
+                workstation=entry.workstation or _workstation(),
+                prev_hash=prev,
+                hash="",
+            )
+            record = replace(record, hash=content_hash(record))
+            stored.append(record)
+            prev, next_id = record.hash, next_id + 1
+        conn.executemany(_INSERT, [tuple(getattr(r, c) for c in COLUMNS) for r in stored])
+        return stored
+
+    def record_or_remove(self, entry: AuditRecord, *files: Path) -> AuditRecord:
+        """Record a document just written to ``files``; if that fails, remove them again."""
+        try:
+            return self.record(entry)
+        except AuditError as exc:
+            for file in files:
+                with contextlib.suppress(OSError):
+                    file.unlink()
+            kept = "; the file was not kept" if files else ""
+            raise AuditError(f"{exc}{kept}") from None
+
+    @contextlib.contextmanager
+    def sending(
+        self, entry: AuditRecord, *, unknown: tuple[type[BaseException], ...] = ()
+    ) -> Iterator[None]:
+        """Around one send: if it raises, record ``email-failed`` (a DeliveryError) or
+        ``email-unknown`` (one of ``unknown``, or stopped some other way, e.g. Ctrl-C: the
+        message may have gone). The caller records success with ``record_sent`` once it has
+        noted the outcome itself."""
+        try:
+            yield
+        except BaseException as exc:
+            failed = isinstance(exc, DeliveryError) and not isinstance(exc, unknown)
+            with contextlib.suppress(AuditError):  # the send's own error is the one to report
+                self.record(replace(entry, action=EMAIL_FAILED if failed else EMAIL_UNKNOWN))
+            raise
+
+    def record_sent(self, entry: AuditRecord) -> AuditRecord:
+        """Record an email that has gone; if that fails, say that it went."""
+        try:
+            return self.record(replace(entry, action=EMAILED))
+        except AuditError as exc:
+            raise AuditError(f"{exc}; the email was sent") from None
+
+    # --- reading ---
+
+    def query(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        mrn: str | None = None,
+        procedure: str | None = None,
+        pdf_sha256: str | None = None,
+    ) -> Iterator[AuditRecord]:
+        """Records in order; ``since`` inclusive, ``until`` exclusive (aware datetimes)."""
+        if self._conn is None:
+            return
+        where, args = [], []
+        if since is not None:
+            where.append("time_utc >= ?")
+            args.append(_utc_text(since))
+        if until is not None:
+            where.append("time_utc < ?")
+            args.append(_utc_text(until))
+        if mrn is not None:
+            where.append("mrn = ?")
+            args.append(mrn.strip())
+        if procedure is not None:
+            where.append("procedure = ?")
+            args.append(procedure.strip().lower())
+        if pdf_sha256 is not None:
+            where.append("pdf_sha256 = ?")
+            args.append(pdf_sha256.lower())
+        sql = f"SELECT {', '.join(COLUMNS)} FROM records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        try:
+            for row in self._conn.execute(sql + " ORDER BY id", args):
+                yield AuditRecord(**dict(zip(COLUMNS, row, strict=True)))
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot read the audit log {self.path}: {exc}") from None
+
+    def find_pdf(self, pdf: bytes) -> list[AuditRecord]:
+        """Every record of a PDF with exactly these bytes."""
+        return list(self.query(pdf_sha256=hashlib.sha256(pdf).hexdigest()))
+
+    def verify(self) -> Verification:
+        """Recompute the chain; name the first record that was changed, deleted or inserted."""
+        if self._conn is None:
+            return Verification(True, 0, 0, 0, "")
+        try:
+            checkpoint = self._conn.execute(
+                "SELECT first_id, prev_hash FROM checkpoints ORDER BY first_id DESC LIMIT 1"
+            ).fetchone()
+            return _verify_chain(self.query(), checkpoint)
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot read the audit log {self.path}: {exc}") from None
+
+    # --- retention ---
+
+    def prune_before(self, cutoff: datetime) -> int:
+        """Remove the records made before ``cutoff``; return how many. The chain still verifies.
+
+        Refuses when the chain does not verify now: pruning must not hide a tampered record.
+        """
+        if self._conn is None:
+            return 0
+        check = self.verify()
+        if not check.ok:
+            raise AuditError(f"the audit log does not verify ({check.problem}); nothing pruned")
+        conn = self._conn
+        try:
+            with _transaction(conn):
+                last = conn.execute(
+                    "SELECT max(id), count(*) FROM records WHERE time_utc < ?",
+                    (_utc_text(cutoff),),
+                ).fetchone()
+                if not last or last[0] is None:
+                    return 0
+                last_id, removed = int(last[0]), int(last[1])
+                (anchor,) = conn.execute(
+                    "SELECT hash FROM records WHERE id = ?", (last_id,)
+                ).fetchone()
+                # A prefix always: records are numbered in the order they were written.
+                removed = conn.execute("DELETE FROM records WHERE id <= ?", (last_id,)).rowcount
+                now = _utc_text(datetime.now(UTC))
+                conn.execute(
+                    "INSERT INTO checkpoints (first_id, prev_hash, time_utc) VALUES (?, ?, ?)",
+                    (last_id + 1, anchor, now),
+                )
+                detail = {
+                    "before": _utc_text(cutoff),
+                    "removed": removed,
+                    "first_kept": last_id + 1,
+                    "checkpoint": anchor,
+                }
+                entry = AuditRecord(action=PRUNED, detail=json.dumps(detail, sort_keys=True))
+                self._append(conn, [entry])
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot prune the audit log {self.path}: {exc}") from None
+        return removed
+
+
+def _verify_chain(
+    records: Iterable[AuditRecord], checkpoint: tuple[int, str] | None
+) -> Verification:
+    expected_id, prev = (int(checkpoint[0]), str(checkpoint[1])) if checkpoint else (1, GENESIS)
+    count, first_id, last_id = 0, 0, 0
+    vouched = checkpoint is None
+
+    def broken(problem: str, bad_id: int) -> Verification:
+        return Verification(False, count, first_id, last_id, prev, problem, bad_id)
+
+    for record in records:
+        if record.hash != content_hash(record):
+            return broken(f"record #{record.id} was changed: it does not match its hash", record.id)
+        if record.id < expected_id:
+            return broken(
+                f"record #{record.id} was inserted: it is older than the start of the chain "
+                f"(#{expected_id})",
+                record.id,
+            )
+        if record.id > expected_id:
+            gone = (
+                f"record #{expected_id} is"
+                if record.id == expected_id + 1
+                else f"records #{expected_id} to #{record.id - 1} are"
+            )
+            return broken(f"{gone} missing (deleted)", expected_id)
+        if record.prev_hash != prev:
+            what = f"record #{record.id - 1} was changed" if count else "the chain's start changed"
+            return broken(
+                f"record #{record.id} does not follow the record before it: it was inserted, "
+                f"or {what} and its hash recomputed",
+                record.id,
+            )
+        if checkpoint is not None and record.action == PRUNED:
+            vouched = vouched or _vouches(record, checkpoint)
+        count += 1
+        first_id = first_id or record.id
+        last_id = record.id
+        prev, expected_id = record.hash, record.id + 1
+    if not vouched:
+        assert checkpoint is not None
+        return broken(
+            f"records before #{checkpoint[0]} were removed without a 'pruned' record",
+            int(checkpoint[0]),
+        )
+    return Verification(True, count, first_id, last_id, prev)
+
+
+def _vouches(record: AuditRecord, checkpoint: tuple[int, str]) -> bool:
+    try:
+        detail = json.loads(record.detail)
+    except ValueError:
+        return False
+    return (
+        isinstance(detail, dict)
+        and detail.get("first_kept") == checkpoint[0]
+        and detail.get("checkpoint") == checkpoint[1]
+    )
+
+
+def _chain_end(conn: sqlite3.Connection) -> tuple[int, str]:
+    """The next record's id and the hash it follows."""
+    last = conn.execute("SELECT id, hash FROM records ORDER BY id DESC LIMIT 1").fetchone()
+    if last is not None:
+        return int(last[0]) + 1, str(last[1])
+    checkpoint = conn.execute(
+        "SELECT first_id, prev_hash FROM checkpoints ORDER BY first_id DESC LIMIT 1"
+    ).fetchone()
+    return (int(checkpoint[0]), str(checkpoint[1])) if checkpoint else (1, GENESIS)
+
+
+def _utc_text(moment: datetime) -> str:
+    # The stored form: fixed width, so text order is time order.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock at the start (waiting up to the busy timeout for another
+    # writer), so a transaction that has read the end of the chain never has to retry.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    try:
+        if create:
+            _create_private(path)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    except OSError as exc:
+        raise AuditError(f"cannot create the audit log {path}: {exc.strerror}") from None
+    except sqlite3.Error as exc:
+        raise AuditError(f"cannot open the audit log {path}: {exc}") from None
+    try:
+        _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        # FULL: each commit is on disk (the WAL is synced) before a document is handed out.
+        conn.execute("PRAGMA synchronous=FULL")
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version != SCHEMA_VERSION:
+            if version > SCHEMA_VERSION:
+                raise AuditError(
+                    f"the audit log {path} was written by a newer version of discharge"
+                )
+            with _transaction(conn):
+                # Statement by statement: executescript would commit the transaction first.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise AuditError(f"cannot open the audit log {path}: {exc}") from None
+    except AuditError:
+        conn.close()
+        raise
+    return conn
+
+
+def _retry_locked(step: Any) -> None:
+    # Changing the journal mode of a brand-new file can meet another process doing the same;
+    # the busy timeout covers most of it, this covers the rest.
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _create_private(path: Path) -> None:
+    """The folders (0700) and the file (0600), created by us before SQLite opens it."""
+    if path.is_dir():
+        raise AuditError(f"the audit log {path} is a folder, expected a file name")
+    missing = []
+    folder = path.parent
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        if hasattr(os, "fchmod"):  # not on Windows
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+# --- a batch: many records per transaction, written by the parent process ----------------
+
+
+class BatchAudit:
+    """Records a batch's made rows as their outcomes arrive, many per transaction.
+
+    ``entries`` passes the manifest entries through in order, holding each back until its
+    audit record is committed: a row is reported ``ok`` only once it is recorded. If a commit
+    fails, the held rows' PDFs are removed, the rows are passed on as errors (so a rerun makes
+    them again) and AuditError is raised.
+    """
+
+    def __init__(
+        self,
+        log: AuditLog,
+        schedule: Path,
+        out_dir: Path,
+        facts: MutableMapping[int, AuditRecord],
+        in_flight: MutableMapping[int, str] | None = None,
+        *,
+        rows_per_commit: int = 64,
+        seconds_per_commit: float = 0.5,
+    ) -> None:
+        self.log = log
+        self.schedule = str(schedule.resolve())
+        self.out_dir = out_dir
+        self.facts = facts  # row -> the record a worker described (filled by the runner)
+        # row -> PDF file, for rows being made: a row leaves it once its record is committed,
+        # and the runner removes the files of the rows still in it when the run stops early.
+        self.in_flight = {} if in_flight is None else in_flight
+        self.rows_per_commit = rows_per_commit
+        self.seconds_per_commit = seconds_per_commit
+
+    def entries(self, outcomes: Iterable[dict[str, str]]) -> Iterator[dict[str, str]]:
+        # (entry, its record not yet committed, or None); _commit empties the list as it goes,
+        # so an interruption at any point neither records a row twice nor passes it on twice.
+        held: list[tuple[dict[str, str], AuditRecord | None]] = []
+        made = 0
+        deadline = time.monotonic() + self.seconds_per_commit
+        try:
+            for entry in outcomes:
+                record = self._record(entry)
+                held.append((entry, record))
+                made += record is not None
+                if made >= self.rows_per_commit or time.monotonic() >= deadline:
+                    yield from self._commit(held)
+                    made = 0
+                    deadline = time.monotonic() + self.seconds_per_commit
+        except GeneratorExit:  # the run stopped: these rows are in neither log nor manifest
+            self._remove(held)
+            raise
+        except BaseException:  # e.g. Ctrl-C: what is done is recorded, then the run stops
+            yield from self._commit(held)
+            raise
+        yield from self._commit(held)
+
+    def _record(self, entry: Mapping[str, str]) -> AuditRecord | None:
+        facts = self.facts.pop(int(entry["row"]), None)
+        if facts is None or not self.log.enabled or entry.get("status") != "ok":
+            return None
+        return replace(
+            facts, channel="batch", batch_file=self.schedule, batch_row=int(entry["row"])
+        )
+
+    def _commit(
+        self, held: list[tuple[dict[str, str], AuditRecord | None]]
+    ) -> Iterator[dict[str, str]]:
+        failure: AuditError | None = None
+        try:
+            self.log.record_many(r for _, r in held if r is not None)
+        except AuditError as exc:
+            failure = exc
+            self._remove(held)
+            for entry, record in held:
+                if record is not None:
+                    entry.update(status="error", sha256="", error=f"not recorded: {exc}")
+        held[:] = [(entry, None) for entry, _ in held]
+        for entry, _ in held:
+            self.in_flight.pop(int(entry["row"]), None)
+        while held:
+            yield held.pop(0)[0]
+        if failure is not None:
+            raise failure
+
+    def _remove(self, held: list[tuple[dict[str, str], AuditRecord | None]]) -> None:
+        for entry, record in held:
+            if record is not None:
+                with contextlib.suppress(OSError):
+                    (self.out_dir / entry["file"]).unlink()
