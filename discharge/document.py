@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from discharge.config import PAPER_SIZES, Clinic, Config
 from discharge.dates import format_day, format_moment, format_short_day
-from discharge.errors import InputError
+from discharge.errors import FieldErrors, InputError
 from discharge.milestones import apply_offset
 from discharge.procedures import Procedure, load_procedure
 
@@ -22,6 +23,7 @@ from discharge.procedures import Procedure, load_procedure
 MAX_LENGTH = {"patient name": 500, "clinician": 300, "hospital number (MRN)": 64}
 _ISO_DATE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*$")
 _CLOCK = re.compile(r"^\s*(\d{1,2})[:.](\d{2})\s*$")
+_T = TypeVar("_T")
 # Control characters would print as boxes or confuse the PDF; keep only line breaks and tabs.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
 
@@ -91,31 +93,52 @@ def parse_request(
     notes: str | None = None,
     paper: str | None = None,
 ) -> DischargeRequest:
-    """Validate raw text fields (from options or a CSV row) into a DischargeRequest."""
+    """Validate raw text fields (from options or a CSV row) into a DischargeRequest.
+
+    Every field is checked; all problems are raised together as one FieldErrors (an
+    InputError), keyed by this function's parameter names, so a form can show each beside its
+    field while the command line still prints one line.
+    """
+    problems: dict[str, str] = {}
+
+    def check(field: str, parse: Callable[[], _T]) -> _T | None:
+        try:
+            return parse()
+        except InputError as exc:
+            problems.setdefault(field, str(exc))
+            return None
+
     name = clean_text(patient)
     if not name:
-        raise InputError("patient name is empty (expected the patient's full name)")
-    day = parse_date(date, "date")
-    birth = parse_date(dob, "date of birth") if dob and dob.strip() else None
-    if birth and birth > day:
-        raise InputError(f"date of birth {dob!r} is after the procedure date {date!r}")
+        problems["patient"] = "patient name is empty (expected the patient's full name)"
+    day = check("date", lambda: parse_date(date, "date"))
+    birth = None
+    if dob and dob.strip():
+        birth = check("dob", lambda: parse_date(dob or "", "date of birth"))
+    if birth and day and birth > day:
+        problems["dob"] = f"date of birth {dob!r} is after the procedure date {date!r}"
     values = {
         "patient name": name,
         "clinician": clean_text(clinician),
         "hospital number (MRN)": clean_text(mrn),
     }
+    keys = {"patient name": "patient", "clinician": "clinician", "hospital number (MRN)": "mrn"}
     for field, value in values.items():
         if len(value) > MAX_LENGTH[field]:
-            raise InputError(
-                f"{field} is {len(value)} characters long (expected at most {MAX_LENGTH[field]})"
+            problems.setdefault(
+                keys[field],
+                f"{field} is {len(value)} characters long (expected at most {MAX_LENGTH[field]})",
             )
     paper_size = (paper or "").strip().lower() or None
     if paper_size and paper_size not in PAPER_SIZES:
-        raise InputError(f"paper {paper!r} is not a paper size (expected a4 or letter)")
+        problems["paper"] = f"paper {paper!r} is not a paper size (expected a4 or letter)"
+    at = check("time", lambda: parse_time(time or "", "time")) if time and time.strip() else None
+    if problems or day is None:
+        raise FieldErrors(problems)
     return DischargeRequest(
         procedure=clean_text(procedure).lower(),
         day=day,
-        at=parse_time(time, "time") if time and time.strip() else None,
+        at=at,
         patient=Patient(name=name, dob=birth, mrn=values["hospital number (MRN)"]),
         clinician=values["clinician"],
         notes=clean_text(notes, multiline=True),
