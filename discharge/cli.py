@@ -153,3 +153,7 @@ cli.add_command(email)
 from discharge.cli_batch import batch  # noqa: E402  (it imports config_option from here)
 
 cli.add_command(batch)
+
+from discharge.serve_cli import serve  # noqa: E402  (it imports config_option from here)
+
+cli.add_command(serve)

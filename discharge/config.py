@@ -85,7 +85,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
     problems: list[str] = []
     for key in data:
         if key not in _KNOWN_SECTIONS:
-            problems.append(f"unknown section [{key}] (expected one of: clinic, smtp, email, serve)")
+            known = "clinic, smtp, email, serve"
+            problems.append(f"unknown section [{key}] (expected one of: {known})")
     raw = data.get("clinic", {})
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: [clinic] must be a table of settings")

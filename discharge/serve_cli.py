@@ -1,0 +1,81 @@
+"""`discharge serve`: the nurses' web form, behind waitress. Options and reporting only."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from discharge import cli as _cli
+from discharge.errors import OutputError
+
+# cli.py imports this module at its end: in that cycle mypy cannot infer the option's type.
+config_option: Callable[[Callable[..., Any]], Callable[..., Any]] = _cli.config_option  # type: ignore[has-type, unused-ignore]
+
+THREADS = 8
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but this computer needs [serve] protection "
+                   "in the clinic settings (a login and a TLS proxy).")  # fmt: skip
+@click.option("--port", default=8350, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")  # fmt: skip
+@config_option
+def serve(host: str, port: int, config_path: Path | None) -> None:
+    """Serve the web form: one patient's PDF, or a day's schedule, from a browser.
+
+    Stop it with Ctrl-C. Exit status: 0 stopped, 2 bad settings or the address cannot be used.
+    """
+    from waitress.server import create_server
+
+    from discharge.config import load_config
+    from discharge.web import create_app
+    from discharge.web.settings import check_bind, load_serve_settings
+
+    config = load_config(config_path)
+    settings = load_serve_settings(config)
+    check_bind(host, settings)  # before anything listens
+    app = create_app(config, settings, password=settings.read_password())
+    app.extensions["discharge.renderer"].warm_up()
+    proxy: dict[str, Any] = {}
+    if settings.tls_proxy:
+        proxy = {
+            "trusted_proxy": settings.tls_proxy,
+            "trusted_proxy_headers": {"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"},
+            "clear_untrusted_proxy_headers": True,
+        }
+    try:
+        server: Any = create_server(
+            app,
+            host=host.strip("[]"),
+            port=port,
+            threads=THREADS,
+            ident="discharge",
+            # The upload limit, enforced by the server too, before the body is read.
+            max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 64 * 1024,
+            **proxy,
+        )
+    except OSError as exc:
+        raise OutputError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    click.echo(f"Serving on http://{shown}:{server.effective_port}/")
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        server.close()
+        app.extensions["discharge.jobs"].close()
+    click.echo("Stopped.")
+    sys.exit(0)

@@ -1,0 +1,129 @@
+"""``/``: one patient's form. The answer to its POST is the PDF itself, or the form again.
+
+Validation is the command line's own (``parse_request``, the procedure's template, the fonts):
+the page only places each problem beside its field, in the nurse's words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, request
+
+from discharge.config import Config
+from discharge.document import parse_request
+from discharge.errors import DischargeError, FieldErrors
+from discharge.procedures import available_procedures, load_procedure
+
+bp = Blueprint("form", __name__)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # parse_request's parameter name
+    label: str  # exact text: tests and screen readers find the field by it
+    hint: str = ""
+
+
+FIELDS = (
+    Field("procedure", "Procedure"),
+    Field("date", "Date of procedure"),
+    Field("time", "Time of procedure", "Optional. 24-hour clock, for the hour-by-hour advice."),
+    Field("patient", "Patient name", "Full name, as it should be printed."),
+    Field("dob", "Date of birth", "Optional."),
+    Field("mrn", "Hospital number", "Optional."),
+    Field("clinician", "Clinician", "Optional."),
+    Field("notes", "Notes", "Optional. Printed exactly as typed, line breaks kept."),
+    Field("paper", "Paper size"),
+)
+_LABELS = {field.name: field.label for field in FIELDS}
+
+
+def procedure_choices(config: Config) -> list[tuple[str, str]]:
+    """(id, title) of every procedure, by title; a broken template is left out of the list."""
+    choices = []
+    for procedure_id in available_procedures(config.templates_dir):
+        try:
+            choices.append((procedure_id, load_procedure(procedure_id, config.templates_dir).title))
+        except DischargeError:
+            continue
+    return sorted(choices, key=lambda choice: choice[1].lower())
+
+
+def today(config: Config) -> str:
+    return datetime.now(config.clinic.tz).date().isoformat()
+
+
+def for_nurse(message: str) -> str:
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+
+
+def check_form(values: dict[str, str], config: Config) -> tuple[Any, dict[str, str]]:
+    """The request, or every problem keyed by field: the CLI's checks, all at once."""
+    from discharge.fonts import segments
+
+    problems: dict[str, str] = {}
+    request_ = None
+    try:
+        request_ = parse_request(**values)
+    except FieldErrors as exc:
+        problems.update(exc.problems)
+    if not values["procedure"].strip():
+        problems["procedure"] = "choose the procedure"
+    else:
+        try:
+            load_procedure(values["procedure"], config.templates_dir)
+        except DischargeError as exc:
+            problems["procedure"] = str(exc)
+    for name in ("patient", "mrn", "clinician", "notes"):
+        if name not in problems:
+            try:  # the fonts' own check: a character none of them can print
+                segments(values[name])
+            except DischargeError as exc:
+                problems[name] = str(exc)
+    return (None if problems else request_), problems
+
+
+def show_form(values: dict[str, str], problems: dict[str, str], status: int = 200) -> Any:
+    config: Config = current_app.config["CLINIC"]
+    return (
+        render_template(
+            "form.html",
+            fields=FIELDS,
+            values=values,
+            problems={name: for_nurse(text) for name, text in problems.items()},
+            labels=_LABELS,
+            procedures=procedure_choices(config),
+            papers=(("a4", "A4"), ("letter", "Letter")),
+        ),
+        status,
+    )
+
+
+@bp.get("/")
+def index() -> Any:
+    config: Config = current_app.config["CLINIC"]
+    values = {field.name: "" for field in FIELDS}
+    values.update(date=today(config), paper=config.clinic.paper)
+    return show_form(values, {})
+
+
+@bp.post("/")
+def make_pdf() -> Any:
+    config: Config = current_app.config["CLINIC"]
+    values = {field.name: request.form.get(field.name, "") for field in FIELDS}
+    checked, problems = check_form(values, config)
+    if checked is None:
+        return show_form(values, problems, 422)
+    try:
+        pdf = current_app.extensions["discharge.renderer"].render(checked)
+    except DischargeError as exc:  # e.g. a template that does not render, text that cannot fit
+        return show_form(values, {"_form": str(exc)}, 422)
+    name = f"discharge-{checked.procedure}-{checked.day.isoformat()}.pdf"
+    return Response(
+        pdf,
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"},
+    )
