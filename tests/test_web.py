@@ -32,8 +32,7 @@ from discharge.document import parse_request
 from discharge.errors import ConfigError, FieldErrors
 from discharge.web import create_app
 from discharge.web.settings import ServeSettings, check_bind, load_serve_settings
-
-from conftest import run_discharge
+from tests.conftest import run_discharge
 
 CHROMIUM = Path(os.environ.get("DISCHARGE_TEST_CHROMIUM", "/usr/bin/chromium"))
 LABELS = ["Procedure", "Date of procedure", "Time of procedure", "Patient name", "Date of birth",
@@ -107,7 +106,7 @@ def test_form_has_every_field_by_its_label_and_todays_date(client) -> None:  # t
         assert re.search(rf'<label for="\w+">{label}</label>', html), label
     assert "After your HSG" in html and "After your miscarriage" in html  # titles, not ids
     today = datetime.now(ZoneInfo("Europe/London")).date().isoformat()
-    assert f'id="date" name="date"' in html and f'value="{today}"' in html
+    assert 'id="date" name="date"' in html and f'value="{today}"' in html
     assert html.count('type="submit" class="primary">Make PDF<') == 1
     assert "<script" not in html
     csp = response.headers["Content-Security-Policy"]
@@ -126,7 +125,9 @@ def test_make_pdf_answers_with_the_pdf_itself(client) -> None:  # type: ignore[n
     assert XSS in text  # printed literally
 
 
-def test_bad_input_comes_back_with_every_problem_beside_its_field_and_everything_kept(client) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_comes_back_with_every_problem_beside_its_field_and_everything_kept(
+    client,
+) -> None:  # type: ignore[no-untyped-def]
     response = post_form(client, dob="2030-01-01", time="7pm", mrn="9" * 80, procedure="")
     html = response.get_data(as_text=True)
     assert response.status_code == 422 and response.mimetype == "text/html"
