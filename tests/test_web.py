@@ -131,8 +131,8 @@ def test_bad_input_comes_back_with_every_problem_beside_its_field_and_everything
     response = post_form(client, dob="2030-01-01", time="7pm", mrn="9" * 80, procedure="")
     html = response.get_data(as_text=True)
     assert response.status_code == 422 and response.mimetype == "text/html"
-    for field, words in [("dob", "after the procedure date"), ("time", "not a time of day"),
-                         ("mrn", "at most 64"), ("procedure", "Choose the procedure")]:  # fmt: skip
+    for field, words in [("dob", "after the date of the procedure"), ("time", "such as 09:30"),
+                         ("mrn", "It can be at most 64"), ("procedure", "Choose the procedure")]:  # fmt: skip
         assert re.search(rf'id="{field}-problem">[^<]*{words}', html), field
         assert re.search(rf'id="{field}"[^>]*aria-invalid="true"', html), field
     assert "4 things to fix" in html
@@ -144,7 +144,7 @@ def test_bad_input_comes_back_with_every_problem_beside_its_field_and_everything
 
 def test_a_character_no_font_has_is_shown_beside_its_field(client) -> None:  # type: ignore[no-untyped-def]
     html = post_form(client, notes="漢字").get_data(as_text=True)
-    assert re.search(r'id="notes-problem">[^<]*no bundled font has this character', html)
+    assert re.search(r'id="notes-problem">[^<]*The character “漢” cannot be printed', html)
 
 
 @pytest.mark.parametrize(
@@ -471,7 +471,7 @@ def test_browser_bad_input_keeps_everything_typed(server: Server, page) -> None:
     assert answer.value.status == 422
     page.wait_for_load_state()
     assert page.get_by_text("2 things to fix").is_visible()
-    assert "after the procedure date" in page.locator("#dob-problem").inner_text()
+    assert "after the date of the procedure" in page.locator("#dob-problem").inner_text()
     assert "at most 64" in page.locator("#mrn-problem").inner_text()
     assert page.get_by_label("Patient name").input_value() == "Zoë Nguyễn"
     assert page.get_by_label("Date of birth").input_value() == "2030-05-06"

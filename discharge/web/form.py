@@ -6,6 +6,7 @@ the page only places each problem beside its field, in the nurse's words.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,7 +57,36 @@ def today(config: Config) -> str:
     return datetime.now(config.clinic.tz).date().isoformat()
 
 
+# The checks are the command line's; these say the same thing in a nurse's words, beside the
+# field (a CLI message names the option and the format a script must use). Anything not listed
+# here is shown as the command line says it.
+_NURSE_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), words)
+    for pattern, words in (
+        (r"^patient name is empty", "Enter the patient's full name."),
+        (r"^date '\s*' is not a date", "Enter the date of the procedure."),
+        (r"is not a date in the form", "Enter the whole date: day, month and year."),
+        (r"is not a real calendar date", "This date does not exist. Check the day and month."),
+        (r"is after the procedure date", "This is after the date of the procedure. Check both."),
+        (r"is not a time of day", "Enter a time such as 09:30 or 14:00, or leave it empty."),
+        (r"is (\d+) characters long \(expected at most (\d+)\)",
+         r"This is \1 characters long. It can be at most \2."),
+        (r"is not a paper size", "Choose A4 or Letter."),
+        (r"^unknown procedure", "Choose a procedure from the list."),
+        (r"^choose the procedure", "Choose the procedure."),
+        (r"^cannot print the character '(.+)' \(U\+[0-9A-F]+ [^)]*\): no bundled font",
+         r"The character “\1” cannot be printed: no font here has it. Type it another way."),
+        (r"^cannot print the character '(.+)' \(U\+[0-9A-F]+ [^)]*\): right-to-left",
+         r"“\1” is written right to left, which these PDFs cannot print yet."),
+    )
+)  # fmt: skip
+
+
 def for_nurse(message: str) -> str:
+    for pattern, words in _NURSE_WORDS:
+        match = pattern.search(message)
+        if match:
+            return match.expand(words)
     return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
 
 
@@ -93,7 +123,11 @@ def show_form(values: dict[str, str], problems: dict[str, str], status: int = 20
             "form.html",
             fields=FIELDS,
             values=values,
-            problems={name: for_nurse(text) for name, text in problems.items()},
+            problems={
+                name: for_nurse(problems[name])
+                for name in ("_form", *_LABELS)  # in the order of the form
+                if name in problems
+            },
             labels=_LABELS,
             procedures=procedure_choices(config),
             papers=(("a4", "A4"), ("letter", "Letter")),
