@@ -41,6 +41,9 @@ class FieldErrors(InputError):
         self.problems = dict(problems)
         super().__init__("; ".join(self.problems.values()))
 
+    def __reduce__(self) -> tuple[type[FieldErrors], tuple[dict[str, str]]]:
+        return (FieldErrors, (self.problems,))  # crosses process boundaries whole
+
 
 class ConfigError(DischargeError):
     """The clinic settings file is missing, unreadable or invalid."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -35,13 +37,16 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
 
     from discharge.config import load_config
     from discharge.web import create_app
+    from discharge.web.rendering import Renderer
     from discharge.web.settings import check_bind, load_serve_settings
 
+    processes = os.cpu_count() or 1
     config = load_config(config_path)
     settings = load_serve_settings(config)
     check_bind(host, settings)  # before anything listens
     app = create_app(config, settings, password=settings.read_password())
-    app.extensions["discharge.renderer"].warm_up()
+    renderer = app.extensions["discharge.renderer"] = Renderer(config, processes=processes)
+    renderer.start()
     proxy: dict[str, Any] = {}
     if settings.tls_proxy:
         proxy = {
@@ -62,6 +67,8 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
         )
     except OSError as exc:
         raise OutputError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    # "Task queue depth is N": all threads busy for a moment, normal when nurses queue for PDFs.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     shown = f"[{host.strip('[]')}]" if ":" in host else host
     click.echo(f"Serving on http://{shown}:{server.effective_port}/")
 
@@ -76,6 +83,7 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
     finally:
         signal.signal(signal.SIGTERM, before)
         server.close()
+        renderer.close()
         app.extensions["discharge.jobs"].close()
     click.echo("Stopped.")
     sys.exit(0)

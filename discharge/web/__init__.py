@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, Response, g, render_template
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from discharge.config import Config
@@ -62,7 +63,21 @@ def create_app(
     app.register_blueprint(form.bp)
     app.register_blueprint(batch.bp)
     app.register_error_handler(Exception, _error_page)
+    app.before_request(_start_clock)
+    app.after_request(_server_timing)
     return app
+
+
+def _start_clock() -> None:
+    g.started = time.perf_counter()
+
+
+def _server_timing(response: Response) -> Response:
+    # The time spent in the application (benchmarks/bench_serve.py reads it): no patient data.
+    started = g.get("started")
+    if started is not None:
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+    return response
 
 
 def _error_page(exc: Exception) -> Any:

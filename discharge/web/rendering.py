@@ -1,33 +1,85 @@
 """Making PDFs for the form from many waitress threads at once.
 
 The renderer keeps process-wide caches (parsed paragraphs, broken lines, registered fonts) in
-plain dicts that are not safe to change from two threads at once. Rendering is CPU-bound and
-holds the GIL anyway, so a lock costs almost nothing here: requests queue for a few
-milliseconds each (see benchmarks/bench_serve.py), and each gets its own patient's PDF.
+plain dicts that are not safe to change from two threads at once, and rendering is CPU-bound
+Python that holds the GIL. So:
+
+- ``processes=0`` (tests, one nurse): render in this process, one document at a time (a lock).
+- ``processes=N`` (``discharge serve``): a pool of N worker processes, each with its own
+  caches, so N documents are drawn at once on N cores and each request gets its own patient's
+  PDF. Workers start fresh (forkserver or spawn, never a fork of a threaded server) and warm
+  up before the first nurse arrives. See benchmarks/bench_serve.py for the figures.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 import threading
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 
 from discharge.config import Config
 from discharge.document import DischargeRequest, parse_request
 from discharge.generate import make_pdf
 
+_worker_config: list[Config] = []
+
+
+def _init_worker(config: Config) -> None:
+    # Ctrl-C reaches the whole process group: the server decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_config[:] = [config]
+    _warm(config, lambda request: make_pdf(request, config)[1])
+
+
+def _render_in_worker(request: DischargeRequest) -> bytes:
+    return make_pdf(request, _worker_config[0])[1]
+
+
+def _ping(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+def _warm(config: Config, render: object) -> None:
+    """Load fonts, templates and reportlab now, not on the first nurse's request."""
+    from discharge.procedures import available_procedures
+
+    assert callable(render)
+    for procedure in available_procedures(config.templates_dir):
+        render(parse_request(procedure=procedure, date="2026-01-05", patient="Warm Up"))
+
 
 class Renderer:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, processes: int = 0) -> None:
         self.config = config
+        self.processes = processes
         self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start (and warm up) the worker processes, or this process's renderer."""
+        if self.processes <= 0:
+            _warm(self.config, self.render)
+            return
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        self._pool = ProcessPoolExecutor(
+            self.processes, mp_context=context, initializer=_init_worker, initargs=(self.config,)
+        )
+        # Workers start on demand: keep each one busy for a moment so that all of them start
+        # (and warm up in their initializer) now.
+        wait([self._pool.submit(_ping, 0.5) for _ in range(self.processes)])
 
     def render(self, request: DischargeRequest) -> bytes:
+        if self._pool is not None:
+            future: Future[bytes] = self._pool.submit(_render_in_worker, request)
+            return future.result()
         with self._lock:
             return make_pdf(request, self.config)[1]
 
-    def warm_up(self) -> None:
-        """Load fonts, templates and reportlab now, not on the first nurse's request."""
-        from discharge.procedures import available_procedures
-
-        for procedure in available_procedures(self.config.templates_dir):
-            request = parse_request(procedure=procedure, date="2026-01-05", patient="Warm Up")
-            self.render(request)
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

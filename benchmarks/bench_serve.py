@@ -1,0 +1,122 @@
+"""Benchmark of `discharge serve`: a PDF from the form, one nurse and eight at once.
+
+Starts the real server (waitress, warm: it renders every procedure once at start-up, and this
+script sends 30 more requests first), then POSTs the form as a browser would, a new patient
+each time. "At the server" is the application's own time (its Server-Timing header: from the
+request reaching Flask to the PDF being ready, including any wait for the render lock); "at the
+client" adds HTTP on loopback.
+
+Run:  python benchmarks/bench_serve.py [--requests 300] [--clients 8]
+Targets (issue 11): median <= 30 ms at the server; p95 <= 100 ms with 8 concurrent clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+NOTES = "Tubes open on both sides. Call if any fever.\nReview in clinic in 6 weeks."
+
+
+class Nurse:
+    """One browser: its own connection (kept alive), session cookie and CSRF token."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.conn = http.client.HTTPConnection(host, port, timeout=60)
+        self.conn.request("GET", "/")
+        page = self.conn.getresponse()
+        html = page.read().decode()
+        self.cookie = page.headers["Set-Cookie"].split(";", 1)[0]
+        match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+        assert match
+        self.token = match.group(1)
+        self.origin = f"http://{host}:{port}"
+
+    def make_pdf(self, n: int) -> tuple[float, float]:
+        form = {"procedure": "hsg", "date": "2026-11-21", "time": "10:30",
+                "patient": f"Patient {n}", "dob": "1990-02-01", "mrn": f"RX-{n:06d}",
+                "clinician": "Dr Amara Okafor", "notes": NOTES, "paper": "a4",
+                "csrf_token": self.token}  # fmt: skip
+        body = urllib.parse.urlencode(form)
+        headers = {"Cookie": self.cookie, "Origin": self.origin,
+                   "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
+        start = time.perf_counter()
+        self.conn.request("POST", "/", body, headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        wall = (time.perf_counter() - start) * 1000
+        assert response.status == 200 and data.startswith(b"%PDF"), response.status
+        server = float(response.headers["Server-Timing"].split("dur=")[1])
+        return server, wall
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def report(name: str, samples: list[tuple[float, float]]) -> None:
+    server = [s for s, _ in samples]
+    wall = [w for _, w in samples]
+    print(f"{name}: {len(samples)} PDFs")
+    print(f"  at the server: median {statistics.median(server):5.1f} ms, "
+          f"p95 {percentile(server, 95):5.1f} ms, max {max(server):5.1f} ms")  # fmt: skip
+    print(f"  at the client: median {statistics.median(wall):5.1f} ms, "
+          f"p95 {percentile(wall, 95):5.1f} ms, max {max(wall):5.1f} ms")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "discharge", "serve", "--port", "0"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = urllib.parse.urlparse(server.stdout.readline().split()[-1])
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        one = Nurse(host, port)
+        for n in range(30):
+            one.make_pdf(n)
+        report("one nurse", [one.make_pdf(n) for n in range(args.requests)])
+
+        nurses = [Nurse(host, port) for _ in range(args.clients)]
+        per_client = max(1, args.requests // args.clients)
+        samples: list[tuple[float, float]] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(args.clients)
+
+        def run(index: int, nurse: Nurse) -> None:
+            barrier.wait()
+            mine = [nurse.make_pdf(index * 100_000 + n) for n in range(per_client)]
+            with lock:
+                samples.extend(mine)
+
+        threads = [threading.Thread(target=run, args=(i, n)) for i, n in enumerate(nurses)]
+        began = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - began
+        report(f"{args.clients} nurses at once", samples)
+        print(f"  throughput: {len(samples) / elapsed:.0f} PDFs/s on {os.cpu_count()} cores")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
