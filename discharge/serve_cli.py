@@ -38,13 +38,18 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
     from discharge.config import load_config
     from discharge.web import create_app
     from discharge.web.rendering import Renderer
-    from discharge.web.settings import check_bind, load_serve_settings
+    from discharge.web.settings import check_bind, is_loopback, load_serve_settings
 
     processes = os.cpu_count() or 1
     config = load_config(config_path)
     settings = load_serve_settings(config)
     check_bind(host, settings)  # before anything listens
-    app = create_app(config, settings, password=settings.read_password())
+    overrides = {}
+    if is_loopback(host):
+        # A page on another site that re-points its own name at 127.0.0.1 (DNS rebinding)
+        # would look same-origin to the browser: only this computer's own names are answered.
+        overrides["TRUSTED_HOSTS"] = sorted({"127.0.0.1", "localhost", "::1", host.strip("[]")})
+    app = create_app(config, settings, password=settings.read_password(), overrides=overrides)
     renderer = app.extensions["discharge.renderer"] = Renderer(config, processes=processes)
     renderer.start()
     proxy: dict[str, Any] = {}

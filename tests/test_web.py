@@ -361,6 +361,17 @@ def test_sigterm_stops_the_server_cleanly_and_removes_its_files() -> None:
     assert not any(f.exists() for f in mine)
 
 
+def test_the_server_answers_only_to_this_computers_names(server: Server) -> None:
+    # DNS rebinding: another site's name pointed at 127.0.0.1 gets nothing.
+    port = urllib.parse.urlparse(server.url).port
+    request = urllib.request.Request(server.url, headers={"Host": f"evil.example:{port}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)
+    assert refused.value.code == 400
+    local = urllib.request.Request(server.url, headers={"Host": f"localhost:{port}"})
+    assert urllib.request.urlopen(local).status == 200
+
+
 @pytest.mark.parametrize("clients", [16])
 def test_concurrent_nurses_each_get_their_own_patient(server: Server, clients: int) -> None:
     barrier = threading.Barrier(clients)

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, g, render_template
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
 
 from discharge.config import Config
 from discharge.web.settings import ServeSettings
@@ -82,6 +82,8 @@ def _server_timing(response: Response) -> Response:
 
 def _error_page(exc: Exception) -> Any:
     """Every error as a calm page; logged by its type only (messages may quote patient data)."""
+    if isinstance(exc, SecurityError):  # a Host that is not this server's: no page, no links
+        return Response("Bad request\n", 400, mimetype="text/plain")
     if isinstance(exc, RequestEntityTooLarge):
         from flask import current_app
 
