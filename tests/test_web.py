@@ -242,6 +242,24 @@ def test_batch_lists_every_row_and_serves_the_pdfs(client, app) -> None:  # type
     assert not any(folder.iterdir())
 
 
+def test_a_long_schedule_shows_progress_and_does_not_hold_up_the_form(client) -> None:  # type: ignore[no-untyped-def]
+    rows = "".join(f"Patient {n},hsg,2026-11-23,,,MRN-{n},\n" for n in range(200))
+    url = upload(client, ("patient_name,procedure,date,time,dob,mrn,notes\n" + rows).encode())
+    url = url.headers["Location"]
+    html = client.get(url).get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="1">' in html and "<progress" in html
+    began = time.monotonic()
+    assert post_form(client).mimetype == "application/pdf"  # another nurse's PDF meanwhile
+    assert time.monotonic() - began < 2.0
+    seen = set()
+    while 'http-equiv="refresh"' in html:
+        seen.update(re.findall(r"(\d+) of 200 rows", html))
+        time.sleep(0.3)
+        html = client.get(url).get_data(as_text=True)
+    assert "200 PDFs made" in html
+    assert any(0 < int(done) < 200 for done in seen), seen  # progress was shown on the way
+
+
 def test_batch_reports_a_schedule_that_cannot_start(client) -> None:  # type: ignore[no-untyped-def]
     html = wait_for_batch(client, upload(client, b"name,when\nA,B\n").headers["Location"])
     assert "could not be used" in html and "tomorrow.csv has no" in html
