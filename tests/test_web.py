@@ -33,6 +33,8 @@ from discharge.errors import ConfigError, FieldErrors
 from discharge.web import create_app
 from discharge.web.settings import ServeSettings, check_bind, load_serve_settings
 from tests.conftest import run_discharge
+from tests.test_email import Recorder, _start, relay_config
+from tests.test_email import Server as SmtpServer
 
 CHROMIUM = Path(os.environ.get("DISCHARGE_TEST_CHROMIUM", "/usr/bin/chromium"))
 LABELS = ["Procedure", "Date of procedure", "Time of procedure", "Patient name", "Date of birth",
@@ -271,6 +273,78 @@ def test_batch_upload_size_is_bounded() -> None:
     client = app.test_client()
     response = upload(client, b"patient_name,procedure,date\n" + b"A,hsg,2026-11-23\n" * 2000)
     assert response.status_code == 413 and "too large" in response.get_data(as_text=True)
+    app.extensions["discharge.jobs"].close()
+
+
+# --- email from the form (when the clinic has [smtp]) ------------------------------------------
+
+
+@pytest.fixture
+def relay() -> Iterator[SmtpServer]:
+    """A real SMTP relay on loopback (test_email's), recording what it receives."""
+    handler = Recorder()
+    controller = _start(handler)
+    yield SmtpServer(controller.port, handler)
+    controller.stop()
+
+
+def email_app(tmp_path: Path, relay):  # type: ignore[no-untyped-def]
+    from discharge.config import load_config
+
+    app = create_app(load_config(relay_config(tmp_path, relay)), overrides={"TESTING": True})
+    return app, app.test_client()
+
+
+def test_no_email_field_without_smtp_settings(client) -> None:  # type: ignore[no-untyped-def]
+    assert "Email to patient" not in client.get("/").get_data(as_text=True)
+
+
+def test_email_to_patient_sends_once(tmp_path: Path, relay) -> None:  # type: ignore[no-untyped-def]
+    app, client = email_app(tmp_path, relay)
+    page = client.get("/").get_data(as_text=True)
+    assert '<label for="email">Email to patient</label>' in page
+    send_id = re.search(r'name="send_id" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    form = {**FORM, "csrf_token": token(page), "send_id": send_id, "action": "email",
+            "email": "zoe@patient.example"}  # fmt: skip
+    sent = client.post("/", data=form)
+    html = sent.get_data(as_text=True)
+    assert sent.status_code == 200 and "Emailed to zoe@patient.example." in html
+    assert 'value="Zoë Nguyễn"' in html  # the form is kept, with the same send id
+    assert len(relay.received) == 1 and relay.received[0].rcpt_tos == ["zoe@patient.example"]
+    message = relay.received[0].message
+    pdf = next(p for p in message.iter_attachments() if p.get_content_type() == "application/pdf")
+    assert "Zoë Nguyễn" in pdf_text(pdf.get_content())
+    again = client.post("/", data=form)  # a double click, a reload
+    assert again.status_code == 409 and "already emailed" in again.get_data(as_text=True)
+    assert len(relay.received) == 1
+    app.extensions["discharge.jobs"].close()
+
+
+def test_email_with_a_bad_address_or_bad_fields_sends_nothing(tmp_path: Path, relay) -> None:  # type: ignore[no-untyped-def]
+    app, client = email_app(tmp_path, relay)
+    page = client.get("/").get_data(as_text=True)
+    send_id = re.search(r'name="send_id" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    form = {**FORM, "csrf_token": token(page), "send_id": send_id, "action": "email",
+            "email": "zoe at example", "dob": "2030-01-01"}  # fmt: skip
+    html = client.post("/", data=form).get_data(as_text=True)
+    assert re.search(r'id="email-problem">Enter one email address', html)
+    assert 'id="dob-problem"' in html and 'value="zoe at example"' in html
+    assert relay.received == []
+    app.extensions["discharge.jobs"].close()
+
+
+def test_a_failed_send_says_so_and_may_be_tried_again(tmp_path: Path, relay) -> None:  # type: ignore[no-untyped-def]
+    app, client = email_app(tmp_path, relay)
+    relay.handler.reject["zoe@patient.example"] = "550 5.1.1 No such user"
+    page = client.get("/").get_data(as_text=True)
+    send_id = re.search(r'name="send_id" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    form = {**FORM, "csrf_token": token(page), "send_id": send_id, "action": "email",
+            "email": "zoe@patient.example"}  # fmt: skip
+    failed = client.post("/", data=form)
+    assert failed.status_code == 502 and "The email was not sent" in failed.get_data(as_text=True)
+    relay.handler.reject.clear()
+    assert client.post("/", data=form).status_code == 200
+    assert len(relay.received) == 1
     app.extensions["discharge.jobs"].close()
 
 

@@ -34,6 +34,7 @@ def create_app(
     ``overrides``: Flask settings, e.g. ``{"TESTING": True}``.
     """
     from discharge.web import batch, form, security
+    from discharge.web.emailing import form_email
     from discharge.web.jobs import JobManager
     from discharge.web.rendering import Renderer
 
@@ -58,6 +59,7 @@ def create_app(
     app.jinja_env.globals["clinic"] = config.clinic
 
     app.extensions["discharge.renderer"] = Renderer(config)
+    app.extensions["discharge.email"] = form_email(config)  # None without [smtp]
     app.extensions["discharge.jobs"] = JobManager(config, keep_minutes=settings.keep_minutes)
     security.init_app(app)
     app.register_blueprint(form.bp)

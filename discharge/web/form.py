@@ -39,7 +39,8 @@ FIELDS = (
     Field("notes", "Notes", "Optional. Printed exactly as typed, line breaks kept."),
     Field("paper", "Paper size"),
 )
-_LABELS = {field.name: field.label for field in FIELDS}
+# "Email to patient" follows them when the clinic has email settings (see emailing.py).
+_LABELS = {**{field.name: field.label for field in FIELDS}, "email": "Email to patient"}
 
 
 def procedure_choices(config: Config) -> list[tuple[str, str]]:
@@ -97,7 +98,7 @@ def check_form(values: dict[str, str], config: Config) -> tuple[Any, dict[str, s
     problems: dict[str, str] = {}
     request_ = None
     try:
-        request_ = parse_request(**values)
+        request_ = parse_request(**{field.name: values[field.name] for field in FIELDS})
     except FieldErrors as exc:
         problems.update(exc.problems)
     if not values["procedure"].strip():
@@ -116,8 +117,13 @@ def check_form(values: dict[str, str], config: Config) -> tuple[Any, dict[str, s
     return (None if problems else request_), problems
 
 
-def show_form(values: dict[str, str], problems: dict[str, str], status: int = 200) -> Any:
+def show_form(
+    values: dict[str, str], problems: dict[str, str], status: int = 200, *, sent: str = ""
+) -> Any:
     config: Config = current_app.config["CLINIC"]
+    emailer = current_app.extensions.get("discharge.email")
+    if emailer is not None and not values.get("send_id"):
+        values = {**values, "send_id": emailer.new_send_id()}
     return (
         render_template(
             "form.html",
@@ -131,6 +137,8 @@ def show_form(values: dict[str, str], problems: dict[str, str], status: int = 20
             labels=_LABELS,
             procedures=procedure_choices(config),
             papers=(("a4", "A4"), ("letter", "Letter")),
+            email=emailer is not None,
+            sent=sent,
         ),
         status,
     )
@@ -148,6 +156,8 @@ def index() -> Any:
 def make_pdf() -> Any:
     config: Config = current_app.config["CLINIC"]
     values = {field.name: request.form.get(field.name, "") for field in FIELDS}
+    if request.form.get("action") == "email":
+        return send_email(values, config)
     checked, problems = check_form(values, config)
     if checked is None:
         return show_form(values, problems, 422)
@@ -161,3 +171,29 @@ def make_pdf() -> Any:
         mimetype="application/pdf",
         headers={"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"},
     )
+
+
+def send_email(values: dict[str, str], config: Config) -> Any:
+    from discharge.email_config import check_address
+
+    emailer = current_app.extensions.get("discharge.email")
+    if emailer is None:
+        return show_form(values, {"_form": "email is not set up for this clinic"}, 422)
+    values = {**values, "email": request.form.get("email", ""),
+              "send_id": request.form.get("send_id", "")}  # fmt: skip
+    checked, problems = check_form(values, config)
+    try:
+        address = check_address(values["email"], "the address")
+    except ValueError:
+        problems["email"] = "enter one email address, such as name@example.org"
+    if checked is None or "email" in problems:
+        return show_form(values, problems, 422)
+    if not emailer.claim(values["send_id"]):
+        notice = "This form was already emailed. Nothing was sent again."
+        return show_form(values, {}, 409, sent=notice)
+    renderer = current_app.extensions["discharge.renderer"]
+    outcome = emailer.send(checked, config, address, renderer.in_this_process)
+    if not outcome.sent:
+        emailer.release(values["send_id"])
+        return show_form(values, {"_form": outcome.message}, 502)
+    return show_form(values, {}, 200, sent=outcome.message)

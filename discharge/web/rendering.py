@@ -16,12 +16,15 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, wait
+from typing import TypeVar
 
 from discharge.config import Config
 from discharge.document import DischargeRequest, parse_request
 from discharge.generate import make_pdf
 
+_T = TypeVar("_T")
 _worker_config: list[Config] = []
 
 
@@ -78,6 +81,11 @@ class Renderer:
             return future.result()
         with self._lock:
             return make_pdf(request, self.config)[1]
+
+    def in_this_process(self, work: Callable[[], _T]) -> _T:
+        """Run reportlab work here (e.g. an email's PDF), one at a time with other such work."""
+        with self._lock:
+            return work()
 
     def close(self) -> None:
         if self._pool is not None:
