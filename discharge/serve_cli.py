@@ -50,8 +50,6 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
         # would look same-origin to the browser: only this computer's own names are answered.
         overrides["TRUSTED_HOSTS"] = sorted({"127.0.0.1", "localhost", "::1", host.strip("[]")})
     app = create_app(config, settings, password=settings.read_password(), overrides=overrides)
-    renderer = app.extensions["discharge.renderer"] = Renderer(config, processes=processes)
-    renderer.start()
     proxy: dict[str, Any] = {}
     if settings.tls_proxy:
         proxy = {
@@ -75,13 +73,17 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
     # "Task queue depth is N": all threads busy for a moment, normal when nurses queue for PDFs.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     shown = f"[{host.strip('[]')}]" if ":" in host else host
-    click.echo(f"Serving on http://{shown}:{server.effective_port}/")
+    # The address is taken first (so "in use" is reported at once), then the renderer's worker
+    # processes start and warm up; a request arriving meanwhile waits in the listen queue.
+    renderer = app.extensions["discharge.renderer"] = Renderer(config, processes=processes)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     before = signal.signal(signal.SIGTERM, stop)
     try:
+        renderer.start()
+        click.echo(f"Serving on http://{shown}:{server.effective_port}/")
         server.run()
     except KeyboardInterrupt:
         pass
