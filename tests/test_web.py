@@ -122,6 +122,7 @@ def test_make_pdf_answers_with_the_pdf_itself(client) -> None:  # type: ignore[n
     assert response.mimetype == "application/pdf"
     assert response.headers["Content-Disposition"].startswith("inline")
     assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
     text = pdf_text(response.data)
     assert "Zoë Nguyễn" in text and "RX-104233" in text and "Dr Amara Okafor" in text
     assert XSS in text  # printed literally
@@ -260,6 +261,16 @@ def test_a_long_schedule_shows_progress_and_does_not_hold_up_the_form(client) ->
         html = client.get(url).get_data(as_text=True)
     assert "200 PDFs made" in html
     assert any(0 < int(done) < 200 for done in seen), seen  # progress was shown on the way
+
+
+def test_only_a_few_schedules_run_at_once(client, app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("discharge.web.jobs.MAX_RUNNING", 1)
+    rows = "".join(f"Patient {n},hsg,2026-11-23,,,,\n" for n in range(100))
+    first = upload(client, ("patient_name,procedure,date,time,dob,mrn,notes\n" + rows).encode())
+    assert first.status_code == 303
+    second = upload(client, SCHEDULE.encode())
+    assert second.status_code == 503 and "Try again in a minute" in second.get_data(as_text=True)
+    app.extensions["discharge.jobs"].close()  # stops the first one
 
 
 def test_batch_reports_a_schedule_that_cannot_start(client) -> None:  # type: ignore[no-untyped-def]

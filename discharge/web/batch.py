@@ -61,6 +61,12 @@ def upload() -> Any:
     upload = request.files.get("schedule")
     if upload is None or not upload.filename:
         return render_template("batch.html", problem="Choose the schedule file (CSV)."), 422
+    if _jobs().busy():
+        problem = (
+            "Other schedules are being made right now. Try again in a minute; "
+            "the form for one patient works meanwhile."
+        )
+        return render_template("batch.html", problem=problem), 503
     shown_as = re.sub(r"[^\w .()-]", "_", upload.filename.rsplit("/", 1)[-1])[:80] or "schedule"
     job_id = _jobs().start(upload.stream, shown_as, _owner())
     return redirect(url_for("batch.job", job_id=job_id), code=303)

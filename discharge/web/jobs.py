@@ -24,6 +24,7 @@ from discharge.config import Config
 from discharge.web.batch_worker import COMBINED, OUT, PROGRESS, RESULT, SCHEDULE
 
 AFTER_DOWNLOAD_MINUTES = 5.0
+MAX_RUNNING = 2  # schedules made at once; more would starve the form of CPU
 MAX_RUN_MINUTES = 60.0
 
 
@@ -54,6 +55,11 @@ class JobManager:
             self._janitor = threading.Thread(target=self._sweep_loop, daemon=True)
             self._janitor.start()
         return self._root
+
+    def busy(self) -> bool:
+        with self.lock:
+            running = [job for job in self.jobs.values() if job.process.poll() is None]
+        return len(running) >= MAX_RUNNING
 
     def start(self, upload: IO[bytes], shown_as: str, owner: str) -> str:
         job_id = secrets.token_urlsafe(16)
