@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from discharge import cli as _cli
-from discharge.errors import OutputError
+from discharge.errors import DischargeError, OutputError
 
 # cli.py imports this module at its end: in that cycle mypy cannot infer the option's type.
 config_option: Callable[[Callable[..., Any]], Callable[..., Any]] = _cli.config_option  # type: ignore[has-type, unused-ignore]
@@ -36,6 +36,7 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
     from waitress.server import create_server
 
     from discharge.config import load_config
+    from discharge.procedures import available_procedures, load_procedure
     from discharge.web import create_app
     from discharge.web.rendering import Renderer
     from discharge.web.settings import check_bind, is_loopback, load_serve_settings
@@ -50,6 +51,11 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
         # would look same-origin to the browser: only this computer's own names are answered.
         overrides["TRUSTED_HOSTS"] = sorted({"127.0.0.1", "localhost", "::1", host.strip("[]")})
     app = create_app(config, settings, password=settings.read_password(), overrides=overrides)
+    for procedure_id in available_procedures(config.templates_dir):
+        try:
+            load_procedure(procedure_id, config.templates_dir)
+        except DischargeError as exc:  # the form leaves it out; say why, once, here
+            click.echo(f"warning: {exc} (not offered in the form)", err=True)
     proxy: dict[str, Any] = {}
     if settings.tls_proxy:
         proxy = {

@@ -13,6 +13,7 @@ Python that holds the GIL. So:
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import threading
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 from discharge.config import Config
 from discharge.document import DischargeRequest, parse_request
+from discharge.errors import DischargeError
 from discharge.generate import make_pdf
 
 _T = TypeVar("_T")
@@ -51,7 +53,10 @@ def _warm(config: Config, render: object) -> None:
 
     assert callable(render)
     for procedure in available_procedures(config.templates_dir):
-        render(parse_request(procedure=procedure, date="2026-01-05", patient="Warm Up"))
+        # A broken template is reported to the nurse who chooses it, not here: the server
+        # (and the other procedures) must still start.
+        with contextlib.suppress(DischargeError):
+            render(parse_request(procedure=procedure, date="2026-01-05", patient="Warm Up"))
 
 
 class Renderer:
@@ -63,6 +68,9 @@ class Renderer:
 
     def start(self) -> None:
         """Start (and warm up) the worker processes, or this process's renderer."""
+        from discharge.fonts import main_coverage
+
+        main_coverage()  # the form checks characters against the fonts here, in every thread
         if self.processes <= 0:
             _warm(self.config, self.render)
             return
