@@ -107,10 +107,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", help="discharge serve --workers (default: its own)")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
     server = subprocess.Popen(
-        [sys.executable, "-m", "discharge", "serve", "--port", "0"],
+        [sys.executable, "-m", "discharge", "serve", "--port", "0",
+         *(["--workers", args.workers] if args.workers else [])],
         stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -148,7 +150,9 @@ def main() -> None:
         cpu_after = tree_cpu_seconds(server.pid)
         if cpu_before is not None and cpu_after is not None:
             per_pdf = (cpu_after - cpu_before) / len(samples) * 1000
-            idle = args.clients * per_pdf / cores
+            # The GIL: with --workers 0 the PDFs are drawn one at a time, on one core.
+            parallel = cores if args.workers is None else max(1, min(cores, int(args.workers)))
+            idle = args.clients * per_pdf / parallel
             print(f"  server CPU per PDF (all its processes): {per_pdf:.1f} ms; on an idle "
                   f"{cores}-core machine {args.clients} clients would wait about {idle:.0f} ms "
                   f"each on average")  # fmt: skip

@@ -27,8 +27,11 @@ THREADS = 8
                    "in the clinic settings (a login and a TLS proxy).")  # fmt: skip
 @click.option("--port", default=8350, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=0), metavar="N",
+              help="Processes drawing PDFs. Default: the number of CPU cores; 0 draws them in "
+                   "the server process, one at a time.")  # fmt: skip
 @config_option
-def serve(host: str, port: int, config_path: Path | None) -> None:
+def serve(host: str, port: int, workers: int | None, config_path: Path | None) -> None:
     """Serve the web form: one patient's PDF, or a day's schedule, from a browser.
 
     Stop it with Ctrl-C. Exit status: 0 stopped, 2 bad settings or the address cannot be used.
@@ -41,7 +44,7 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
     from discharge.web.rendering import Renderer
     from discharge.web.settings import check_bind, is_loopback, load_serve_settings
 
-    processes = os.cpu_count() or 1
+    processes = (os.cpu_count() or 1) if workers is None else workers
     config = load_config(config_path)
     settings = load_serve_settings(config)
     check_bind(host, settings)  # before anything listens
