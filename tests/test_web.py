@@ -163,8 +163,20 @@ def test_posts_from_another_site_are_refused(client, headers: dict[str, str]) ->
 
 def test_posts_without_the_forms_token_are_refused(client) -> None:  # type: ignore[no-untyped-def]
     client.get("/")
-    assert client.post("/", data=FORM).status_code == 403
-    assert client.post("/", data={**FORM, "csrf_token": "guess"}).status_code == 403
+    for data in (FORM, {**FORM, "csrf_token": "guess"}):
+        refused = client.post("/", data=data)
+        assert refused.status_code == 403 and refused.mimetype == "text/html"
+        assert "Zoë" not in refused.get_data(as_text=True)
+
+
+def test_a_form_from_before_a_restart_comes_back_with_everything_kept(client) -> None:  # type: ignore[no-untyped-def]
+    client.get("/")
+    stale = client.post("/", data={**FORM, "csrf_token": "from-the-last-server"},
+                        headers={"Sec-Fetch-Site": "same-origin"})  # fmt: skip
+    html = stale.get_data(as_text=True)
+    assert stale.status_code == 403 and "This form had expired" in html
+    assert 'value="Zoë Nguyễn"' in html
+    assert client.post("/", data={**FORM, "csrf_token": token(html)}).mimetype == "application/pdf"
 
 
 def test_a_login_guards_every_page_when_configured() -> None:

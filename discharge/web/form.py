@@ -17,6 +17,7 @@ from discharge.config import Config
 from discharge.document import parse_request
 from discharge.errors import DischargeError, FieldErrors
 from discharge.procedures import available_procedures, load_procedure
+from discharge.web.security import StaleForm
 
 bp = Blueprint("form", __name__)
 
@@ -150,6 +151,15 @@ def index() -> Any:
     values = {field.name: "" for field in FIELDS}
     values.update(date=today(config), paper=config.clinic.paper)
     return show_form(values, {})
+
+
+@bp.errorhandler(StaleForm)
+def stale_form(exc: StaleForm) -> Any:
+    """The form, typed values kept, with a fresh token: nothing is made until it is sent again."""
+    values = {field.name: request.form.get(field.name, "") for field in FIELDS}
+    values["email"] = request.form.get("email", "")
+    problem = "This form had expired. Check the details and press the button again."
+    return show_form(values, {"_form": problem}, 403)
 
 
 @bp.post("/")

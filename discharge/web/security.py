@@ -43,6 +43,10 @@ class CrossSiteRefused(Forbidden):
     )
 
 
+class StaleForm(CrossSiteRefused):
+    """This site's own page, but its token is not this session's (e.g. the server restarted)."""
+
+
 def csrf_token() -> str:
     token = session.get("csrf")
     if not isinstance(token, str):
@@ -63,7 +67,9 @@ def check_post() -> None:
     sent = request.form.get("csrf_token", "")
     expected = session.get("csrf")
     if not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
-        raise CrossSiteRefused()
+        # Only when the browser says the post came from this site is it merely out of date.
+        own = origin is not None or fetch_site == "same-origin"
+        raise StaleForm() if own else CrossSiteRefused()
 
 
 def require_login() -> Any:
