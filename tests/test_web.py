@@ -522,6 +522,23 @@ def test_concurrent_nurses_each_get_their_own_patient(server: Server, clients: i
     assert len(results) == clients
 
 
+def test_a_render_worker_that_dies_is_replaced() -> None:
+    from discharge.web.rendering import Renderer
+
+    renderer = Renderer(Config(), processes=1)
+    renderer.start()
+    try:
+        request = parse_request(procedure="hsg", date="2026-11-21", patient="Ada One")
+        assert "Ada One" in pdf_text(renderer.render(request))
+        for process in list(renderer._pool._processes.values()):  # type: ignore[union-attr]
+            process.kill()
+            process.join()
+        request = parse_request(procedure="hsg", date="2026-11-21", patient="Ada Two")
+        assert "Ada Two" in pdf_text(renderer.render(request))
+    finally:
+        renderer.close()
+
+
 # --- in a real browser: Chromium driven by Playwright ------------------------------------------
 
 

@@ -19,6 +19,7 @@ import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 from discharge.config import Config
@@ -74,21 +75,36 @@ class Renderer:
         if self.processes <= 0:
             _warm(self.config, self.render)
             return
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        self._pool = ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             self.processes, mp_context=context, initializer=_init_worker, initargs=(self.config,)
         )
         # Workers start on demand: keep each one busy for a moment so that all of them start
         # (and warm up in their initializer) now.
-        wait([self._pool.submit(_ping, 0.5) for _ in range(self.processes)])
+        wait([pool.submit(_ping, 0.5) for _ in range(self.processes)])
+        return pool
 
     def render(self, request: DischargeRequest) -> bytes:
-        if self._pool is not None:
-            future: Future[bytes] = self._pool.submit(_render_in_worker, request)
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                return make_pdf(request, self.config)[1]
+        try:
+            future: Future[bytes] = pool.submit(_render_in_worker, request)
             return future.result()
-        with self._lock:
-            return make_pdf(request, self.config)[1]
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): start a new pool once, then try again.
+            with self._lock:
+                if self._pool is pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._new_pool()
+                pool = self._pool
+            assert pool is not None
+            return pool.submit(_render_in_worker, request).result()
 
     def in_this_process(self, work: Callable[[], _T]) -> _T:
         """Run reportlab work here (e.g. an email's PDF), one at a time with other such work."""
