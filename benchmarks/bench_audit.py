@@ -34,8 +34,8 @@ def median_ms(times: list[float]) -> float:
 def describe_cost(runs: int = 300) -> tuple[float, float, int]:
     """sha256 + page count of a real PDF (what the worker / command adds before writing)."""
     from discharge.config import load_config
-    from discharge.document import parse_request
     from discharge.generate import make_pdf
+    from discharge.request import parse_request
 
     config = load_config()
     request = parse_request(procedure="hsg", date="2026-11-21", patient="Zoë Nguyễn",

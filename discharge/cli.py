@@ -16,6 +16,7 @@ from discharge.commands.email import email
 from discharge.commands.generate import generate
 from discharge.commands.log import log
 from discharge.commands.procedures import procedures
+from discharge.commands.serve import serve
 from discharge.errors import DischargeError, ExitStatus
 from discharge.options import DEBUG_ENV, debug_requested
 
@@ -26,7 +27,7 @@ def cli() -> None:
     """Personalised, printable discharge instructions with real recovery dates."""
 
 
-for command in (generate, procedures, batch, email, log):
+for command in (generate, procedures, batch, email, log, serve):
     cli.add_command(command)
 
 

@@ -56,7 +56,7 @@ class Config:
 _CLINIC_FIELDS = {f.name for f in fields(Clinic)}
 REQUIRED_IN_FILE = ("name", "phone", "emergency_number")
 _NOT_INHERITED: dict[str, Any] = {"address": (), "after_hours_phone": ""}
-_KNOWN_SECTIONS = {"clinic", "smtp", "email", "audit"}
+_KNOWN_SECTIONS = {"clinic", "smtp", "email", "audit", "serve"}
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -92,9 +92,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
     problems: list[str] = []
     for key in data:
         if key not in _KNOWN_SECTIONS:
-            problems.append(
-                f"unknown section [{key}] (expected one of: clinic, smtp, email, audit)"
-            )
+            known = "clinic, smtp, email, audit, serve"
+            problems.append(f"unknown section [{key}] (expected one of: {known})")
     raw = data.get("clinic", {})
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: [clinic] must be a table of settings")

@@ -31,6 +31,21 @@ class InputError(DischargeError):
     """A value the user supplied (option, CSV cell, file) is not usable."""
 
 
+class FieldErrors(InputError):
+    """Every problem with one request's fields at once, for a form to show beside each field.
+
+    ``problems`` maps the field (``parse_request``'s parameter name: procedure, date, time,
+    patient, dob, mrn, clinician, notes, paper) to its message. As text it is still one line.
+    """
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__("; ".join(self.problems.values()))
+
+    def __reduce__(self) -> tuple[type[FieldErrors], tuple[dict[str, str]]]:
+        return (FieldErrors, (self.problems,))  # crosses process boundaries whole
+
+
 class ConfigError(DischargeError):
     """The clinic settings file is missing, unreadable or invalid."""
 

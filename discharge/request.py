@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, time
-from typing import Any
+from typing import Any, TypeVar
 
 from discharge.config import PAPER_SIZES
-from discharge.errors import InputError
+from discharge.errors import FieldErrors, InputError
 
 # Longest values that still fit their table cell on one page; longer ones are typing accidents.
 MAX_LENGTH = {"patient name": 500, "clinician": 300, "hospital number (MRN)": 64}
+_FIELD_NAMES = {"patient": "patient name", "clinician": "clinician", "mrn": "hospital number (MRN)"}
+_T = TypeVar("_T")
 # The clinician's notes: about ten pages of text, far above any real note. A limit keeps a
 # pasted document (or a runaway cell) from making a PDF of hundreds of pages, and rendering
 # time stays linear below it (render._notes breaks long paragraphs into bounded pieces).
@@ -115,41 +118,59 @@ def parse_request(
     paper: str | None = None,
     variant: str | None = None,
 ) -> DischargeRequest:
-    """Validate raw text fields (from options, a CSV row or a form) into a DischargeRequest."""
+    """Validate raw text fields (from options, a CSV row or a form) into a DischargeRequest.
+
+    Every field is checked; all problems are raised together as one FieldErrors (an
+    InputError), keyed by this function's parameter names, so a form can show each beside its
+    field while the command line still prints one line.
+    """
+    problems: dict[str, str] = {}
+
+    def check(field: str, parse: Callable[[], _T]) -> _T | None:
+        try:
+            return parse()
+        except InputError as exc:
+            problems.setdefault(field, str(exc))
+            return None
+
+    procedure_id = clean_text(procedure).lower()
+    if not procedure_id:
+        problems["procedure"] = "procedure is empty (expected a procedure id such as hsg)"
     name = clean_text(patient)
     if not name:
-        raise InputError("patient name is empty (expected the patient's full name)")
-    day = parse_date(date, "date")
-    birth = parse_date(dob, "date of birth") if dob and dob.strip() else None
-    if birth and birth > day:
-        raise InputError("date of birth is after the procedure date")
-    values = {
-        "patient name": name,
-        "clinician": clean_text(clinician),
-        "hospital number (MRN)": clean_text(mrn),
-    }
+        problems["patient"] = "patient name is empty (expected the patient's full name)"
+    day = check("date", lambda: parse_date(date, "date"))
+    birth = None
+    if dob and dob.strip():
+        birth = check("dob", lambda: parse_date(dob or "", "date of birth"))
+    if birth and day and birth > day:
+        problems["dob"] = "date of birth is after the procedure date"
+    at = check("time", lambda: parse_time(time or "", "time")) if time and time.strip() else None
+    values = {"patient": name, "clinician": clean_text(clinician), "mrn": clean_text(mrn)}
     for field, value in values.items():
-        if len(value) > MAX_LENGTH[field]:
-            raise InputError(
-                f"{field} is {len(value)} characters long (expected at most {MAX_LENGTH[field]})"
+        longest = MAX_LENGTH[_FIELD_NAMES[field]]
+        if len(value) > longest:
+            problems.setdefault(
+                field,
+                f"{_FIELD_NAMES[field]} is {len(value)} characters long (expected at most "
+                f"{longest})",
             )
     clean_notes = clean_text(notes, multiline=True)
     if len(clean_notes) > MAX_NOTES:
-        raise InputError(
+        problems["notes"] = (
             f"notes are {len(clean_notes):,} characters long "
             f"(expected at most {MAX_NOTES:,} characters)"
         )
     paper_size = (paper or "").strip().lower() or None
     if paper_size and paper_size not in PAPER_SIZES:
-        raise InputError("paper is not a paper size (expected a4 or letter)")
-    procedure_id = clean_text(procedure).lower()
-    if not procedure_id:
-        raise InputError("procedure is empty (expected a procedure id such as hsg)")
+        problems["paper"] = "paper is not a paper size (expected a4 or letter)"
+    if problems or day is None:
+        raise FieldErrors(problems)
     return DischargeRequest(
         procedure=procedure_id,
         day=day,
-        at=parse_time(time, "time") if time and time.strip() else None,
-        patient=Patient(name=name, dob=birth, mrn=values["hospital number (MRN)"]),
+        at=at,
+        patient=Patient(name=name, dob=birth, mrn=values["mrn"]),
         clinician=values["clinician"],
         notes=clean_notes,
         paper=paper_size,

@@ -1,0 +1,100 @@
+"""``discharge serve``: the nurses' web form, as a Flask application.
+
+``create_app`` builds it from the clinic's settings (the application-factory pattern), so a
+test can make as many as it likes; ``discharge serve`` (commands/serve.py) runs it behind waitress.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, Response, g, render_template
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
+
+from discharge.config import Config
+from discharge.web.settings import ServeSettings
+
+log = logging.getLogger("discharge.web")
+
+
+def create_app(
+    config: Config | None = None,
+    settings: ServeSettings | None = None,
+    *,
+    password: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Flask:
+    """The web application for one clinic's settings.
+
+    ``password``: the shared login password (None: no login, only for loopback).
+    ``overrides``: Flask settings, e.g. ``{"TESTING": True}``.
+    """
+    from discharge.web import batch, form, security
+    from discharge.web.emailing import form_email
+    from discharge.web.jobs import JobManager
+    from discharge.web.rendering import Renderer
+
+    config = config or Config()
+    settings = settings or ServeSettings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=secrets.token_bytes(32),  # a restart signs everyone out: nothing to leak
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=settings.tls_proxy is not None,
+        SESSION_COOKIE_NAME="discharge_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
+        MAX_CONTENT_LENGTH=int(settings.max_upload_mb * 1024 * 1024),
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        CLINIC=config,
+        SERVE=settings,
+        PASSWORD=password,
+    )
+    app.config.update(overrides or {})
+    app.jinja_env.autoescape = True  # every template, whatever its name
+    app.jinja_env.globals["clinic"] = config.clinic
+
+    app.extensions["discharge.renderer"] = Renderer(config)
+    app.extensions["discharge.email"] = form_email(config)  # None without [smtp]
+    app.extensions["discharge.jobs"] = JobManager(config, keep_minutes=settings.keep_minutes)
+    security.init_app(app)
+    app.register_blueprint(form.bp)
+    app.register_blueprint(batch.bp)
+    app.register_error_handler(Exception, _error_page)
+    app.before_request(_start_clock)
+    app.after_request(_server_timing)
+    return app
+
+
+def _start_clock() -> None:
+    g.started = time.perf_counter()
+
+
+def _server_timing(response: Response) -> Response:
+    # The time spent in the application (benchmarks/bench_serve.py reads it): no patient data.
+    started = g.get("started")
+    if started is not None:
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+    return response
+
+
+def _error_page(exc: Exception) -> Any:
+    """Every error as a calm page; logged by its type only (messages may quote patient data)."""
+    if isinstance(exc, SecurityError):  # a Host that is not this server's: no page, no links
+        return Response("Bad request\n", 400, mimetype="text/plain")
+    if isinstance(exc, RequestEntityTooLarge):
+        from flask import current_app
+
+        limit = current_app.config["SERVE"].max_upload_mb
+        message = f"That file is too large. A schedule can be at most {limit:g} MB."
+        return render_template("error.html", title="File too large", message=message), 413
+    if isinstance(exc, HTTPException):
+        code = exc.code or 500
+        return render_template("error.html", title=exc.name, message=exc.description), code
+    log.error("internal error while serving a page (%s)", type(exc).__name__)
+    message = "Something went wrong on the server. Try again; if it keeps happening, tell IT."
+    return render_template("error.html", title="Something went wrong", message=message), 500

@@ -1,0 +1,138 @@
+"""One uploaded schedule, run by ``discharge.batch`` in its own process.
+
+``discharge serve`` starts this as a separate program (``python -m discharge.web.batch_worker
+JOB_DIR [CONFIG]``), so a long schedule never holds up the form, and the batch's own process
+pool is forked from a process without web-server threads. It runs at a lower priority than
+the form. Progress and the outcome go to small JSON files in the job's private folder, which
+the web page reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SCHEDULE = "schedule.csv"
+OUT = "out"
+COMBINED = "all.pdf"
+PROGRESS = "progress.json"
+RESULT = "result.json"
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class FileReporter:
+    """The CLI's ``row N: ...`` messages and the progress, written for the web page."""
+
+    def __init__(self, job: Path, shown_as: str) -> None:
+        self.job = job
+        self.shown_as = shown_as
+        self.total = 0
+        self.done = 0
+        self.messages: dict[int, str] = {}
+        self.written = 0.0
+
+    def clean(self, message: str) -> str:
+        # Messages name the schedule by its path: show the nurse's file name, not the server's.
+        return message.replace(str(self.job / SCHEDULE), self.shown_as)
+
+    def row_error(self, row: int, message: str) -> None:
+        self.messages[row] = self.clean(message)
+
+    def row_warning(self, row: int, message: str) -> None:
+        # "row 19 repeats row 18": shown beside the row, unless the row also has an error.
+        self.messages.setdefault(row, "warning: " + self.clean(message))
+
+    def started(self, rows: int) -> None:
+        self.total = rows
+        self.write()
+
+    def row_done(self, entry: Mapping[str, str]) -> None:
+        self.done += 1
+        if time.monotonic() - self.written > 0.25:
+            self.write()
+
+    def write(self) -> None:
+        self.written = time.monotonic()
+        write_json(self.job / PROGRESS, {"done": self.done, "total": self.total})
+
+
+def run(job: Path, config_path: str | None, shown_as: str) -> dict[str, Any]:
+    from discharge.batch import (
+        ScheduleRow,
+        combine_pdfs,
+        open_schedule,
+        read_manifest,
+        read_rows,
+        run_batch,
+    )
+    from discharge.config import load_config
+    from discharge.errors import DischargeError
+
+    reporter = FileReporter(job, shown_as)
+    try:
+        config = load_config(config_path)
+        schedule = open_schedule(job / SCHEDULE)
+        jobs = max(1, (os.cpu_count() or 1) - 1)  # leave a core for the form
+        summary = run_batch(schedule, config, job / OUT, jobs=jobs, reporter=reporter)
+        pages = combine_pdfs(job / OUT, job / COMBINED)
+        names = {
+            item.row: (item.request.patient.name, item.request.procedure, item.request.day)
+            for item in read_rows(schedule, config)
+            if isinstance(item, ScheduleRow)
+        }
+    except DischargeError as exc:
+        return {"state": "failed", "message": reporter.clean(str(exc))}
+    rows = []
+    for entry in read_manifest(job / OUT):
+        row = int(entry["row"])
+        name, procedure, day = names.get(row, ("", entry.get("procedure", ""), None))
+        rows.append(
+            {
+                "row": row,
+                "status": entry["status"],
+                "file": entry["file"] if entry["status"] in ("ok", "skipped") else "",
+                "patient": name,
+                "procedure": procedure,
+                "date": day.isoformat() if day else entry.get("date", ""),
+                "message": reporter.messages.get(row, reporter.clean(entry.get("error", ""))),
+            }
+        )
+    return {
+        "state": "done",
+        "ok": summary.ok,
+        "errors": summary.errors,
+        "seconds": round(summary.seconds, 1),
+        "pages": pages,
+        "rows": rows,
+    }
+
+
+def main(argv: list[str]) -> int:
+    job = Path(argv[0])
+    config_path = argv[1] or None
+    shown_as = argv[2] if len(argv) > 2 else SCHEDULE
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)  # the form's requests come first
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
+    try:
+        result = run(job, config_path, shown_as)
+    except Exception as exc:  # a bug: say so on the page, never with the patient data
+        result = {"state": "failed", "message": f"internal error ({type(exc).__name__})"}
+    write_json(job / RESULT, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,211 @@
+"""``/``: one patient's form. The answer to its POST is the PDF itself, or the form again.
+
+Validation is the command line's own (``parse_request``, the procedure's template, the fonts):
+the page only places each problem beside its field, in the nurse's words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, request
+
+from discharge.config import Config
+from discharge.errors import DischargeError, FieldErrors, InputError
+from discharge.procedures import available_procedures, load_procedure
+from discharge.request import parse_request
+from discharge.web.security import StaleForm
+
+bp = Blueprint("form", __name__)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # parse_request's parameter name
+    label: str  # exact text: tests and screen readers find the field by it
+    hint: str = ""
+
+
+FIELDS = (
+    Field("procedure", "Procedure"),
+    Field("date", "Date of procedure"),
+    Field("time", "Time of procedure", "Optional. 24-hour clock, for the hour-by-hour advice."),
+    Field("patient", "Patient name", "Full name, as it should be printed."),
+    Field("dob", "Date of birth", "Optional."),
+    Field("mrn", "Hospital number", "Optional."),
+    Field("clinician", "Clinician", "Optional."),
+    Field("notes", "Notes", "Optional. Printed exactly as typed, line breaks kept."),
+    Field("paper", "Paper size"),
+)
+# "Email to patient" follows them when the clinic has email settings (see emailing.py).
+_LABELS = {**{field.name: field.label for field in FIELDS}, "email": "Email to patient"}
+
+
+def procedure_choices(config: Config) -> list[tuple[str, str]]:
+    """(id, title) of every procedure, by title; a broken template is left out of the list."""
+    choices = []
+    for procedure_id in available_procedures(config.templates_dir):
+        try:
+            choices.append((procedure_id, load_procedure(procedure_id, config.templates_dir).title))
+        except DischargeError:
+            continue
+    return sorted(choices, key=lambda choice: choice[1].lower())
+
+
+def today(config: Config) -> str:
+    return datetime.now(config.clinic.tz).date().isoformat()
+
+
+# The checks are the command line's; these say the same thing in a nurse's words, beside the
+# field (a CLI message names the option and the format a script must use). Anything not listed
+# here is shown as the command line says it.
+_NURSE_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), words)
+    for pattern, words in (
+        (r"^patient name is empty", "Enter the patient's full name."),
+        (r"^date '\s*' is not a date", "Enter the date of the procedure."),
+        (r"is not a date in the form", "Enter the whole date: day, month and year."),
+        (r"is not a real calendar date", "This date does not exist. Check the day and month."),
+        (r"is after the procedure date", "This is after the date of the procedure. Check both."),
+        (r"is not a time of day", "Enter a time such as 09:30 or 14:00, or leave it empty."),
+        (r"is (\d+) characters long \(expected at most (\d+)\)",
+         r"This is \1 characters long. It can be at most \2."),
+        (r"is not a paper size", "Choose A4 or Letter."),
+        (r"^unknown procedure", "Choose a procedure from the list."),
+        (r"^choose the procedure", "Choose the procedure."),
+        (r"^cannot print the character '(.+)' \(U\+[0-9A-F]+ [^)]*\): no bundled font",
+         r"The character “\1” cannot be printed: no font here has it. Type it another way."),
+        (r"^cannot print the character '(.+)' \(U\+[0-9A-F]+ [^)]*\): right-to-left",
+         r"“\1” is written right to left, which these PDFs cannot print yet."),
+    )
+)  # fmt: skip
+
+
+def for_nurse(message: str) -> str:
+    for pattern, words in _NURSE_WORDS:
+        match = pattern.search(message)
+        if match:
+            return match.expand(words)
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+
+
+def check_form(values: dict[str, str], config: Config) -> tuple[Any, dict[str, str]]:
+    """The request, or every problem keyed by field: the CLI's checks, all at once."""
+    from discharge.fonts import segments
+
+    problems: dict[str, str] = {}
+    request_ = None
+    try:
+        request_ = parse_request(**{field.name: values[field.name] for field in FIELDS})
+    except FieldErrors as exc:
+        problems.update(exc.problems)
+    if not values["procedure"].strip():
+        problems["procedure"] = "choose the procedure"
+    else:
+        try:
+            load_procedure(values["procedure"], config.templates_dir)
+        except DischargeError as exc:
+            problems["procedure"] = str(exc)
+    for name in ("patient", "mrn", "clinician", "notes"):
+        if name not in problems:
+            try:  # the fonts' own check: a character none of them can print
+                segments(values[name])
+            except DischargeError as exc:
+                problems[name] = str(exc)
+    return (None if problems else request_), problems
+
+
+def show_form(
+    values: dict[str, str], problems: dict[str, str], status: int = 200, *, sent: str = ""
+) -> Any:
+    config: Config = current_app.config["CLINIC"]
+    emailer = current_app.extensions.get("discharge.email")
+    if emailer is not None and not values.get("send_id"):
+        values = {**values, "send_id": emailer.new_send_id()}
+    return (
+        render_template(
+            "form.html",
+            fields=FIELDS,
+            values=values,
+            problems={
+                name: for_nurse(problems[name])
+                for name in ("_form", *_LABELS)  # in the order of the form
+                if name in problems
+            },
+            labels=_LABELS,
+            procedures=procedure_choices(config),
+            papers=(("a4", "A4"), ("letter", "Letter")),
+            email=emailer is not None,
+            sent=sent,
+        ),
+        status,
+    )
+
+
+@bp.get("/")
+def index() -> Any:
+    config: Config = current_app.config["CLINIC"]
+    values = {field.name: "" for field in FIELDS}
+    values.update(date=today(config), paper=config.clinic.paper)
+    return show_form(values, {})
+
+
+@bp.errorhandler(StaleForm)
+def stale_form(exc: StaleForm) -> Any:
+    """The form, typed values kept, with a fresh token: nothing is made until it is sent again."""
+    values = {field.name: request.form.get(field.name, "") for field in FIELDS}
+    values["email"] = request.form.get("email", "")
+    problem = "This form had expired. Check the details and press the button again."
+    return show_form(values, {"_form": problem}, 403)
+
+
+@bp.post("/")
+def make_pdf() -> Any:
+    config: Config = current_app.config["CLINIC"]
+    values = {field.name: request.form.get(field.name, "") for field in FIELDS}
+    if request.form.get("action") == "email":
+        return send_email(values, config)
+    checked, problems = check_form(values, config)
+    if checked is None:
+        return show_form(values, problems, 422)
+    try:
+        pdf = current_app.extensions["discharge.renderer"].render(checked)
+    except DischargeError as exc:  # e.g. a template that does not render, text that cannot fit
+        return show_form(values, {"_form": str(exc)}, 422)
+    name = f"discharge-{checked.procedure}-{checked.day.isoformat()}.pdf"
+    return Response(
+        pdf,
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"},
+    )
+
+
+def send_email(values: dict[str, str], config: Config) -> Any:
+    from discharge.request import check_email
+
+    emailer = current_app.extensions.get("discharge.email")
+    if emailer is None:
+        return show_form(values, {"_form": "email is not set up for this clinic"}, 422)
+    values = {**values, "email": request.form.get("email", ""),
+              "send_id": request.form.get("send_id", "")}  # fmt: skip
+    checked, problems = check_form(values, config)
+    try:
+        address = check_email(values["email"], "the address")
+    except InputError:
+        address = ""
+    if not address:
+        problems["email"] = "enter one email address, such as name@example.org"
+    if checked is None or "email" in problems:
+        return show_form(values, problems, 422)
+    if not emailer.claim(values["send_id"]):
+        notice = "This form was already emailed. Nothing was sent again."
+        return show_form(values, {}, 409, sent=notice)
+    renderer = current_app.extensions["discharge.renderer"]
+    outcome = emailer.send(checked, config, address, renderer.in_this_process)
+    if not outcome.sent:
+        emailer.release(values["send_id"])
+        return show_form(values, {"_form": outcome.message}, 502)
+    return show_form(values, {}, 200, sent=outcome.message)

@@ -1,0 +1,163 @@
+"""Uploaded schedules being made into PDFs: one private folder and one process each.
+
+All jobs live under one private temporary folder (mode 0700) made when the server starts and
+removed when it stops. A job's folder is deleted ``keep_minutes`` after it finished, or a few
+minutes after its combined PDF was downloaded, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from discharge.config import Config
+from discharge.web.batch_worker import COMBINED, OUT, PROGRESS, RESULT, SCHEDULE
+
+AFTER_DOWNLOAD_MINUTES = 5.0
+MAX_RUNNING = 2  # schedules made at once; more would starve the form of CPU
+MAX_RUN_MINUTES = 60.0
+
+
+@dataclass
+class Job:
+    id: str
+    folder: Path
+    owner: str
+    process: subprocess.Popen[bytes]
+    started: float = field(default_factory=time.monotonic)
+    expires: float | None = None  # set when it finishes (or is downloaded)
+
+
+class JobManager:
+    def __init__(self, config: Config, *, keep_minutes: float = 30.0) -> None:
+        self.config = config
+        self.keep = keep_minutes * 60
+        self.jobs: dict[str, Job] = {}
+        self.lock = threading.Lock()
+        self._root: Path | None = None
+        self._janitor: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            self._root = Path(tempfile.mkdtemp(prefix="discharge-serve-"))  # 0700
+            self._janitor = threading.Thread(target=self._sweep_loop, daemon=True)
+            self._janitor.start()
+        return self._root
+
+    def busy(self) -> bool:
+        with self.lock:
+            running = [job for job in self.jobs.values() if job.process.poll() is None]
+        return len(running) >= MAX_RUNNING
+
+    def start(self, upload: IO[bytes], shown_as: str, owner: str) -> str:
+        job_id = secrets.token_urlsafe(16)
+        folder = self.root / job_id
+        folder.mkdir(mode=0o700)
+        with (folder / SCHEDULE).open("wb") as handle:
+            shutil.copyfileobj(upload, handle)
+        config_path = str(self.config.source) if self.config.source else ""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "discharge.web.batch_worker", str(folder), config_path,
+             shown_as],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # nothing it says may reach a log
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        with self.lock:
+            self.jobs[job_id] = Job(job_id, folder, owner, process)
+        return job_id
+
+    def get(self, job_id: str, owner: str) -> Job | None:
+        with self.lock:
+            job = self.jobs.get(job_id)
+        return job if job is not None and secrets.compare_digest(job.owner, owner) else None
+
+    def status(self, job: Job) -> dict[str, Any]:
+        result = _read_json(job.folder / RESULT)
+        if result is not None:
+            if job.expires is None:
+                job.expires = time.monotonic() + self.keep
+            return dict(result)
+        if job.process.poll() is not None:
+            return {"state": "failed", "message": "the schedule could not be processed"}
+        progress = _read_json(job.folder / PROGRESS) or {"done": 0, "total": 0}
+        return {"state": "running", **progress}
+
+    def pdf(self, job: Job, row: int | None) -> Path | None:
+        """The combined PDF (row None) or one row's PDF, if the job made it."""
+        result = _read_json(job.folder / RESULT)
+        if result is None or result.get("state") != "done":
+            return None
+        if row is None:
+            path = job.folder / COMBINED
+            soon = time.monotonic() + AFTER_DOWNLOAD_MINUTES * 60
+            job.expires = min(job.expires or soon, soon)
+            return path if path.is_file() else None
+        for entry in result["rows"]:
+            if entry["row"] == row and entry["file"]:
+                path = job.folder / OUT / entry["file"]
+                return path if path.is_file() else None
+        return None
+
+    def delete(self, job_id: str) -> None:
+        with self.lock:
+            job = self.jobs.pop(job_id, None)
+        if job is not None:
+            _stop(job.process)
+            shutil.rmtree(job.folder, ignore_errors=True)
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            jobs = list(self.jobs.values())
+        for job in jobs:
+            if job.expires is None and job.process.poll() is not None:
+                job.expires = now + self.keep  # finished, maybe never looked at
+            overdue = now - job.started > MAX_RUN_MINUTES * 60
+            if (job.expires is not None and now >= job.expires) or overdue:
+                self.delete(job.id)
+
+    def _sweep_loop(self) -> None:
+        while not self._stopping.wait(10):
+            self.sweep()
+
+    def close(self) -> None:
+        """Stop every job and remove every file (the server is stopping)."""
+        self._stopping.set()
+        with self.lock:
+            ids = list(self.jobs)
+        for job_id in ids:
+            self.delete(job_id)
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None
+    return None
