@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -303,3 +304,21 @@ def test_a_clinic_settings_file_means_no_demo_warning(generate, tmp_path: Path) 
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
     assert result.code == 0 and out.exists()
     assert "demo clinic" not in result.stderr
+
+
+def test_notes_that_run_on_get_a_continued_heading(generate, tmp_path: Path) -> None:
+    notes = "\n".join(f"Line {i}: keep the wound dry and rest." for i in range(150))
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--notes", notes)
+    assert result.code == 0, result.stderr
+    pages = pdf_pages(out)
+    first = next(i for i, page in enumerate(pages) if "Notes from your care team" in page)
+    last = next(i for i, page in enumerate(pages) if "Line 149:" in page)
+    assert last > first
+    for page in pages[first + 1 : last + 1]:
+        body = page.split("Notes from your care team (continued)", 1)
+        assert len(body) == 2 and "Line " not in body[0]  # the heading comes before the notes
+    assert "(continued)" not in pages[first]
+    # A screen reader reads the heading once: the repeats are page furniture.
+    structure = subprocess.run(["pdfinfo", "-struct-text", str(out)], capture_output=True,
+                               text=True, check=True).stdout  # fmt: skip
+    assert structure.count("Notes from your care team") == 1
