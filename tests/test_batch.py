@@ -44,7 +44,12 @@ class Run:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
+    # DISCHARGE_DATA_DIR: the test's own clinic data folder (tests/conftest.py), never the user's.
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DISCHARGE_") or k == "DISCHARGE_DATA_DIR"
+    }
 
 
 def batch(*args: str | os.PathLike[str], cwd: Path | None = None) -> Run:
