@@ -9,9 +9,14 @@ diagnosis: a lock screen or a shared inbox shows them to whoever is looking.
 Faults are sorted by what the caller should do next:
 
 - ``MessageRejected``: the server refused this one message (a 5xx for the address, temporary
-  rejections that outlasted the retries, a connection that dropped twice). Other patients'
-  messages can still go.
-- any other ``DeliveryError``: the server cannot be reached, TLS or the login failed. Every
+  rejections that outlasted the retries, a connection that dropped twice before the message
+  went out). Other patients' messages can still go.
+- ``OutcomeUnknown`` (a ``MessageRejected``): the connection dropped after the whole message
+  went out, before the server's reply. The server may have it: it is never sent again
+  automatically (a connection that drops before that point is reopened once and the message
+  tried again). Other messages can still go.
+- any other ``DeliveryError``: the server cannot be reached, TLS or the login failed, or it
+  stopped answering (``ServerSilent``, which says whether the message may have arrived). Every
   further message would fail the same way, so a batch stops at once.
 """
 
@@ -48,6 +53,21 @@ MAX_RETRY_DELAY = 60.0  # seconds: backoff doubles up to this, never beyond
 
 class MessageRejected(DeliveryError):
     """The server would not take this one message; others may still be sent."""
+
+
+class OutcomeUnknown(MessageRejected):
+    """The connection dropped after the whole message went out and before the server's reply:
+    the server may have it. It is never sent again automatically (the patient would get it
+    twice); others may still be sent."""
+
+
+class ServerSilent(DeliveryError):
+    """The server stopped answering: the run stops. ``outcome_unknown`` says whether it went
+    silent after the whole message went out (it may have been delivered)."""
+
+    def __init__(self, message: str, *, outcome_unknown: bool) -> None:
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
 
 
 @dataclass(frozen=True)
@@ -282,7 +302,7 @@ class Mailer:
         self.settings = smtp
         self._password = smtp.password(environ)  # a missing variable is found before any work
         self._sleep = sleep
-        self._conn: smtplib.SMTP | None = None
+        self._conn: _SMTP | None = None
 
     def __enter__(self) -> Mailer:
         return self
@@ -302,14 +322,23 @@ class Mailer:
             except (smtplib.SMTPException, OSError):
                 conn.close()
 
-    def send(self, email: OutgoingEmail) -> str:
-        """Send one message; return its Message-ID. Raises as the module docstring says."""
+    def send(
+        self, email: OutgoingEmail, *, before_content: Callable[[], None] | None = None
+    ) -> str:
+        """Send one message; return its Message-ID. Raises as the module docstring says.
+
+        ``before_content`` is called just before the message itself goes to the server (after
+        it has accepted sender and recipient): from then on the outcome may be unknown, so a
+        caller that keeps a journal records its intent there.
+        """
         if email.recipient is None:
             raise InputError("no recipient address for this message")
         attempts = 0
         reconnected = False
         while True:
             conn = self._connect()
+            conn.content_sent = False
+            conn.before_content = before_content
             try:
                 conn.send_message(email.message, to_addrs=[email.recipient])
                 return email.message_id
@@ -330,13 +359,26 @@ class Mailer:
                 failure = _rejection(exc.smtp_code, exc.smtp_error, "refused the message")
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 self._drop()
+                unknown = conn.content_sent
                 if _timed_out(exc):
                     # A server that has gone silent would make every further message wait as
-                    # long again: stop the run now. Whether this message arrived is unknown.
-                    raise DeliveryError(
+                    # long again: stop the run now.
+                    raise ServerSilent(
                         f"the SMTP server {self.server} stopped answering (no reply within "
                         f"{self.settings.timeout:g} seconds) while sending to {email.recipient}; "
-                        "that message may or may not have been delivered"
+                        + (
+                            "that message may or may not have been delivered"
+                            if unknown
+                            else "that message was not sent"
+                        ),
+                        outcome_unknown=unknown,
+                    ) from None
+                if unknown:
+                    # The server had the whole message: sending it again could deliver it twice.
+                    raise OutcomeUnknown(
+                        f"the SMTP server {self.server} closed the connection after receiving "
+                        f"the message for {email.recipient} and before confirming it "
+                        f"({_reason(exc)}); it may or may not have been delivered"
                     ) from None
                 if reconnected:
                     raise MessageRejected(
@@ -363,18 +405,18 @@ class Mailer:
         if conn is not None:
             conn.close()
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP:
         if self._conn is not None:
             return self._conn
         s = self.settings
         assert s.host is not None
         context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
-        conn: smtplib.SMTP | None = None
+        conn: _SMTP | None = None
         try:
             if s.security == "tls":
-                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
+                conn = _SMTPOverTLS(s.host, s.port, timeout=s.timeout, context=context)
             else:
-                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                conn = _SMTP(s.host, s.port, timeout=s.timeout)
             conn.ehlo()
             if s.security == "starttls":
                 if not conn.has_extn("starttls"):
@@ -431,6 +473,37 @@ class Mailer:
         return conn
 
 
+class _SMTP(smtplib.SMTP):
+    """smtplib's client, noting the moment the message itself starts to go to the server.
+
+    smtplib sends commands as text and, inside DATA, the message as bytes: the first bytes
+    sent inside ``data`` are the message. A failure before that moment means the server does
+    not have the message; after it, the server may have it.
+    """
+
+    content_sent = False
+    before_content: Callable[[], None] | None = None
+    _in_data = False
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self._in_data = True
+        try:
+            return super().data(msg)
+        finally:
+            self._in_data = False
+
+    def send(self, s: Any) -> None:
+        if self._in_data and isinstance(s, bytes) and not self.content_sent:
+            if self.before_content is not None:
+                self.before_content()
+            self.content_sent = True
+        super().send(s)
+
+
+class _SMTPOverTLS(_SMTP, smtplib.SMTP_SSL):
+    pass
+
+
 def send_email(email: OutgoingEmail, smtp: SmtpSettings) -> str:
     """Send one message on a connection of its own; return its Message-ID."""
     with Mailer(smtp) as mailer:
@@ -472,7 +545,7 @@ def _timed_out(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
 
 
-def _close_quietly(conn: smtplib.SMTP | None) -> None:
+def _close_quietly(conn: _SMTP | None) -> None:
     if conn is not None:
         with contextlib.suppress(OSError):
             conn.close()

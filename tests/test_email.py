@@ -33,7 +33,7 @@ from discharge.config import parse_config
 from discharge.document import build_document, parse_request
 from discharge.email_config import load_email_settings
 from discharge.errors import ConfigError, DeliveryError, InputError
-from discharge.mail import Mailer, MessageRejected, compose_email
+from discharge.mail import Mailer, MessageRejected, OutcomeUnknown, compose_email
 from tests.conftest import run_discharge
 
 SENDER = "aftercare@riverside.example"
@@ -481,14 +481,15 @@ def test_one_rejected_address_does_not_stop_the_next(relay: Server) -> None:
     assert [r.rcpt_tos for r in relay.received] == [[PATIENT_ADDRESS]]
 
 
-def test_dropped_connection_is_reopened_once(relay: Server) -> None:
+def test_connection_dropped_after_the_message_is_never_resent(relay: Server) -> None:
+    # The handler drops the connection once it has the whole message: the server may have it,
+    # so sending it again could deliver it twice (issue 8 item 3). A drop before the message
+    # went out is reopened once: tests/test_faults.py.
     relay.handler.drops = 1
-    with _mailer(relay) as mailer:
+    with _mailer(relay) as mailer, pytest.raises(OutcomeUnknown, match="may or may not"):
         mailer.send(_outgoing())
-    assert len(relay.received) == 1
-
-    relay.handler.drops = 2
-    with _mailer(relay) as mailer, pytest.raises(MessageRejected, match="closed the connection"):
+    assert relay.handler.data_commands == 1
+    with _mailer(relay) as mailer:  # the next message goes on a new connection
         mailer.send(_outgoing())
     assert len(relay.received) == 1
 

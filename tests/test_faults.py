@@ -121,6 +121,14 @@ class Faulty:
     data_commands: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    async def handle_RCPT(self, server, session, envelope, address, options) -> str:  # noqa: ANN001, N802
+        if self.fault == "drop at rcpt" and self.faults > 0:
+            self.faults -= 1
+            server.transport.close()
+            return "250 never heard"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
         with self.lock:
             self.data_commands += 1
@@ -408,9 +416,39 @@ def test_silent_server_is_fatal_for_the_run_not_a_row_retry(faulty: tuple[Faulty
     with _mailer(port, timeout=1) as mailer, pytest.raises(DeliveryError) as caught:
         mailer.send(_outgoing("ann@patient.example"))
     assert not isinstance(caught.value, MessageRejected)  # a batch stops, it does not go on
+    assert getattr(caught.value, "outcome_unknown", None) is True  # it had the whole message
     assert time.monotonic() - began < 1.9  # one timeout, not one per attempt
     assert handler.data_commands == 1  # and the message is not sent a second time
     assert "stopped answering" in str(caught.value)
+
+
+def test_a_drop_before_the_message_is_reopened_once(faulty: tuple[Faulty, int]) -> None:
+    handler, port = faulty
+    handler.fault, handler.faults = "drop at rcpt", 1
+    calls: list[int] = []
+    with _mailer(port, timeout=5) as mailer:
+        mailer.send(_outgoing("ann@patient.example"), before_content=lambda: calls.append(1))
+    assert handler.recipients() == ["ann@patient.example"]
+    assert calls == [1]  # once, just before the message itself went out
+
+    handler.faults = 2
+    with _mailer(port, timeout=5) as mailer, pytest.raises(MessageRejected, match="twice"):
+        mailer.send(_outgoing("bea@patient.example"))
+    assert handler.recipients() == ["ann@patient.example"]
+
+
+def test_a_drop_after_the_message_is_unknown_and_not_resent(faulty: tuple[Faulty, int]) -> None:
+    from discharge.mail import OutcomeUnknown
+
+    handler, port = faulty
+    handler.fault, handler.faults = "drop", 1
+    calls: list[int] = []
+    with _mailer(port, timeout=5) as mailer:
+        with pytest.raises(OutcomeUnknown, match="may or may not have been delivered"):
+            mailer.send(_outgoing("ann@patient.example"), before_content=lambda: calls.append(1))
+        mailer.send(_outgoing("bea@patient.example"))  # the run may go on: a new connection
+    assert handler.recipients() == ["ann@patient.example", "bea@patient.example"]
+    assert handler.data_commands == 2 and calls == [1]
 
 
 def test_silent_server_stops_a_batch_at_once(faulty: tuple[Faulty, int], tmp_path: Path) -> None:
