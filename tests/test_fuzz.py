@@ -271,10 +271,21 @@ UNTERMINATED = Schedule(
 )
 
 
+# Found by this test (about 2,000 schedules in): a quote opened in row 2's name and closed in
+# row 4's makes one "name" of three patients, over three lines, and one PDF of them all.
+SPANNING = Schedule(
+    b'\xef\xbb\xbfpatient_name,procedure,date,ward\r\n"Zo\xc3\xab Pq1z,,,\r\n'
+    b'Zo\xc3\xab Pq2z,,,\r\n"Zo\xc3\xab Pq3z,hsg,2026-11-21,\r\n',
+    rows=3,
+    well_formed=False,
+)
+
+
 @pytest.mark.xfail(strict=True, reason="issue 8 item 1: batch, after the refactor")
 @FUZZ
 @given(damaged_schedules())
 @example(UNTERMINATED)
+@example(SPANNING)
 def test_any_damaged_schedule(schedule: Schedule) -> None:
     outcome = run_batch(schedule)
     event(f"exit {outcome.code}")
