@@ -188,8 +188,10 @@ def email_batch(
                     journal.append(entry)
                     counts[UNKNOWN] += 1
                     reporter.email_unknown(row, address, str(exc))
-                    if exc.stop:
-                        raise
+                    if exc.stop:  # the row's line said why; this one says the run stopped
+                        raise DeliveryError(
+                            f"the email step stopped at row {row}: the SMTP server went silent"
+                        ) from None
                     continue
                 except DeliveryError:  # nothing reached the server: the run stops, as it was
                     entry.update(before)

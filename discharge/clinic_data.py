@@ -13,6 +13,8 @@ new secret, re-sent calendar events get new UIDs and a patient's calendar shows 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -34,6 +36,13 @@ def data_dir() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("discharge", appauthor=False))
+
+
+def keyed_digest(*parts: str, length: int = 32) -> str:
+    """A stable identifier for ``parts`` (a hospital number, a procedure, a date...) that no one
+    without the clinic's secret can compute or reverse: hex HMAC-SHA256, cut to ``length``."""
+    message = "\x1f".join(parts).encode("utf-8")
+    return hmac.new(clinic_secret(), message, hashlib.sha256).hexdigest()[:length]
 
 
 def clinic_secret() -> bytes:

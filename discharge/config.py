@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
             if not (path.is_file() if key == "logo" else path.is_dir()):
                 problems.append(f"clinic.{key}: {path} is not {what}")
                 continue
-            if key == "logo" and not _is_image(path):
-                problems.append(f"clinic.logo: {path} is not a PNG or JPEG image")
+            if key == "logo" and (problem := _logo_problem(path)):
+                problems.append(f"clinic.logo: {path} {problem}")
                 continue
             value = path
         elif not isinstance(value, str):
@@ -172,11 +173,47 @@ def validate_clinic(clinic: Clinic) -> list[str]:
     return problems
 
 
-def _is_image(path: Path) -> bool:
-    # The file's signature, so a wrong file is a settings error now, not a crash mid-render.
+# A logo is printed 40 mm wide: 4,000 x 4,000 pixels is far more than enough. A larger image
+# (a "decompression bomb" of a few KB that unpacks to gigabytes) is refused from its header.
+MAX_LOGO_PIXELS = 16_000_000
+
+
+def _logo_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be the logo, or None. Checked now, so a bad file is a settings error
+    before any work, not a crash on every document."""
     try:
         with path.open("rb") as handle:
             start = handle.read(8)
-    except OSError:
-        return False
-    return start.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"))
+    except OSError as exc:
+        return f"cannot be read: {reason(exc)}"
+    if not start.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
+        return "is not a PNG or JPEG image"
+    from PIL import Image  # reportlab's own image library, so no new dependency
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (on stderr) of a large image: the size is checked here instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError:
+        return (
+            f"is too large for a logo (expected at most {MAX_LOGO_PIXELS // 1_000_000} megapixels)"
+        )
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds of error for bad data
+        return f"is a damaged image ({type(exc).__name__})"
+    try:
+        with image:
+            width, height = image.size
+            if width * height > MAX_LOGO_PIXELS:
+                return (
+                    f"is {width} x {height} pixels, too large for a logo "
+                    f"(expected at most {MAX_LOGO_PIXELS // 1_000_000} megapixels)"
+                )
+            image.load()  # the whole image: damaged data is found now
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds of error for bad data
+        return f"is a damaged image ({type(exc).__name__})"
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or exc.__class__.__name__

@@ -19,7 +19,7 @@ from discharge.errors import InputError
 
 if TYPE_CHECKING:
     from discharge.config import Config
-from discharge.request import DischargeRequest, parse_request
+from discharge.request import MAX_NOTES, DischargeRequest, parse_request
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEBUG_ENV = "DISCHARGE_DEBUG"
@@ -106,14 +106,29 @@ def request_from_options(
 
 
 def read_notes(path: Path) -> str:
+    # Enough bytes for MAX_NOTES characters of UTF-8 and a BOM; a longer file is refused
+    # without reading it all (a 2 GB file by mistake, or a device that never ends).
+    limit = MAX_NOTES * 4 + 3
     try:
-        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        if str(path) == "-":
+            raw = sys.stdin.buffer.read(limit + 1)
+        else:
+            if path.exists() and not path.is_file() and not path.is_dir():
+                # A named pipe or device would wait for a writer, or never end.
+                raise InputError(
+                    f"notes file {path} is not a regular file (use --notes-file - to read "
+                    "the notes from standard input)"
+                )
+            with path.open("rb") as handle:
+                raw = handle.read(limit + 1)
     except FileNotFoundError:
         raise InputError(f"notes file {path} does not exist") from None
     except IsADirectoryError:
         raise InputError(f"notes file {path} is a folder, expected a text file") from None
     except OSError as exc:
         raise InputError(f"cannot read notes file {path}: {exc.strerror}") from None
+    if len(raw) > limit:
+        raise InputError(f"notes file {path} is longer than {MAX_NOTES:,} characters")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ def open_atomic(path: Path) -> Iterator[BinaryIO]:
     folder = path.parent
     if path.is_dir():
         raise OutputError(f"output {path} is a folder, expected a file name such as {path}/out.pdf")
+    _refuse_special(path)
     if not folder.is_dir():
         raise OutputError(f"cannot write {path}: folder {folder} does not exist")
     try:
@@ -57,3 +59,27 @@ def open_atomic(path: Path) -> Iterator[BinaryIO]:
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {path}: {exc.strerror}") from None
         raise
+
+
+def _refuse_special(path: Path) -> None:
+    """Only a regular file (or no file) is replaced: the rename would otherwise swap a symbolic
+    link (which may point at anything) or a named pipe (which another program reads) for a
+    PDF, and a device is never an output."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISLNK(mode):
+        kind = "a symbolic link"
+    elif stat.S_ISFIFO(mode):
+        kind = "a named pipe (FIFO)"
+    else:
+        kind = "a device or socket"
+    raise OutputError(
+        f"output {path} is {kind}, not a regular file: it is not replaced "
+        "(give the name of a new or ordinary file)"
+    )

@@ -98,9 +98,9 @@ def check_email(text: str | None, field: str = "email") -> str:
     if not address:
         return ""
     if not _ADDRESS.match(address) or ".." in address or address.startswith("."):
+        # The value is not repeated: in a schedule it may be a name in the wrong column.
         raise InputError(
-            f"{field} {address!r} is not an email address (expected one address "
-            "such as name@example.org)"
+            f"{field} is not an email address (expected one address such as name@example.org)"
         )
     return address
 

@@ -513,7 +513,10 @@ def test_connection_dropped_before_the_message_is_reopened_once(relay: Server) -
 def test_connection_dropped_after_the_whole_message_is_never_resent(relay: Server) -> None:
     # The server has the message and may deliver it: sending it again could deliver it twice.
     relay.handler.drops = 1
-    with _mailer(relay) as mailer, pytest.raises(OutcomeUnknown, match="may have been delivered"):
+    with (
+        _mailer(relay) as mailer,
+        pytest.raises(OutcomeUnknown, match="may or may not have been delivered"),
+    ):
         mailer.send(_outgoing())
     assert relay.handler.data_commands == 1
 
@@ -769,7 +772,7 @@ def test_a_send_whose_outcome_is_unknown_is_never_repeated_without_resend(
     result = run_discharge(*args)
     assert result.code == 3
     assert "row 2: email to zoe@patient.example may have been sent" in result.stderr
-    assert "rerun with --resend 2 to send it again" in result.stderr
+    assert "rerun with --resend 2 to send again" in result.stderr
     assert [r.rcpt_tos for r in relay.received] == [["gone@patient.example"]]
     assert manifest(out)["2"]["email_status"] == "unknown"
 

@@ -7,7 +7,7 @@ makes the one print-ready file.
 
 from __future__ import annotations
 
-from discharge.batch.combine import combine_pdfs
+from discharge.batch.combine import check_combined_path, combine_pdfs
 from discharge.batch.manifest import (
     EMAIL_FIELDS,
     ERROR,
@@ -54,7 +54,8 @@ __all__ = [
     "EMAIL_FIELDS", "ERROR", "FAILED", "KNOWN_COLUMNS", "MANIFEST_FIELDS", "MANIFEST_NAME",
     "NONE", "OK", "REQUIRED_COLUMNS", "SENT", "SKIPPED", "UNKNOWN", "folder_salt", "record_key",
     "BatchReporter", "BatchSummary",
-    "CheckSummary", "ManifestWriter", "QuietReporter", "RowError", "Schedule", "ScheduleRecord",
+    "CheckSummary", "check_combined_path", "ManifestWriter", "QuietReporter", "RowError",
+    "Schedule", "ScheduleRecord",
     "ScheduleRow", "check_schedule", "combine_pdfs", "locked", "neutralise", "normalise_column",
     "open_schedule", "output_name", "parse_row", "read_date", "read_manifest", "read_rows",
     "remove_partial_files", "run_batch",

@@ -6,11 +6,33 @@ import os
 import re
 from pathlib import Path
 
-from discharge.batch.manifest import OK, SKIPPED, read_manifest
+from discharge.batch.manifest import MANIFEST_NAME, OK, SKIPPED, read_manifest
 from discharge.errors import OutputError
 from discharge.output import open_atomic
 
 _PDF_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*\.pdf$")
+
+
+def check_combined_path(
+    out_dir: str | os.PathLike[str], destination: str | os.PathLike[str]
+) -> None:
+    """Refuse a print file that would replace the run's own records (the manifest, its journals,
+    the folder's salt) or a patient's PDF: a rerun would then lose what was made and sent."""
+    out = Path(out_dir).resolve()
+    target = Path(destination).resolve()
+    if target.parent != out:
+        return
+    name = target.name
+    if name == MANIFEST_NAME or name.startswith(f".{MANIFEST_NAME}"):
+        raise OutputError(
+            f"--combined {destination} would replace the batch's manifest or its journal; "
+            "write the print file somewhere else (for example DIR/print-all.pdf)"
+        )
+    if _PDF_NAME.match(name) and any(e.get("file") == name for e in read_manifest(out)):
+        raise OutputError(
+            f"--combined {destination} would replace a patient's PDF; write the print file "
+            "somewhere else (for example DIR/print-all.pdf)"
+        )
 
 
 def combine_pdfs(out_dir: str | os.PathLike[str], destination: str | os.PathLike[str]) -> int:

@@ -592,6 +592,8 @@ def _prepare_out_dir(out_dir: Path) -> Path:
         raise OutputError(f"output folder {out_dir} is a file, expected a folder") from None
     except OSError as exc:
         raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write in output folder {out_dir}: permission denied")
     return out_dir
 
 

@@ -40,6 +40,10 @@ _UNCLOSED_OVER_ROWS = (
     "a quote opened here is never closed: the lines after it look like other patients' rows "
     "and were read as rows of their own; add the closing quote at the end of this row's notes"
 )
+_LINE_BREAK = (
+    "the {column} cell runs over several lines (only the notes may); check for a quote that "
+    "opens in this row and closes rows later"
+)
 _UNCLOSED_AT_END = (
     "a quote opened here is never closed (it runs to the end of the file); add the closing "
     "quote at the end of this row's notes"
@@ -86,7 +90,7 @@ class Schedule:
                         continue
                     if cells is None:
                         return
-                    unclosed = self._unclosed_quote(lines.taken)
+                    unclosed = self._unclosed_quote(lines.taken, cells)
                     if unclosed:
                         if unclosed == _UNCLOSED_OVER_ROWS:
                             lines.give_back()
@@ -99,16 +103,26 @@ class Schedule:
             except UnicodeDecodeError:
                 raise InputError(_not_utf8(self.path, f" (near row {row})")) from None
 
-    def _unclosed_quote(self, taken: list[str]) -> str:
+    def _unclosed_quote(self, taken: list[str], cells: list[str]) -> str:
         """The problem if this record's quote runs over lines that are rows, or to the end.
 
         Python's csv module reads on to the end of the file inside an open quote, so one
         forgotten closing quote would swallow every later patient into one cell of this row.
+        Only the notes may run over several lines: a line break in any other cell (a name, a
+        date) means a quote opened there and closed rows later.
         """
         if '"' not in taken[0]:
             return ""
-        if len(taken) > 1 and any(self._looks_like_a_row(line) for line in taken[1:]):
+
+        if any(self._looks_like_a_row(line) for line in _inside_quotes(taken)):
             return _UNCLOSED_OVER_ROWS
+        broken = [
+            name
+            for name, cell in zip(self.header, cells, strict=False)
+            if name in KNOWN_COLUMNS and name != "notes" and ("\n" in cell or "\r" in cell)
+        ]
+        if len(taken) > 1 and broken:
+            return _LINE_BREAK.format(column=broken[0])
         try:
             for _ in csv.reader(taken, delimiter=self.delimiter, strict=True):
                 pass
@@ -141,6 +155,18 @@ class Schedule:
             elif not name and cell.strip():
                 stray = True
         return ScheduleRecord(row, values, stray)
+
+
+def _inside_quotes(taken: list[str]) -> list[str]:
+    """The record's lines that lie wholly inside one quoted cell: they start inside the quote
+    and hold no quote mark. (The last line holds the closing quote and the rest of the row's
+    own cells, which of course look like a row.)"""
+    inside, lines = False, []
+    for number, line in enumerate(taken):
+        if number and inside and '"' not in line:
+            lines.append(line)
+        inside ^= line.count('"') % 2 == 1
+    return lines
 
 
 class _RowTooLong(Exception):

@@ -63,7 +63,13 @@ def batch(
     Exit status: 0 every row done, 1 some rows failed (the others were made), 2 the run could
     not start, 3 with --email: an email was not sent (the PDFs are kept), 130 interrupted.
     """
-    from discharge.batch import check_schedule, combine_pdfs, open_schedule, run_batch
+    from discharge.batch import (
+        check_combined_path,
+        check_schedule,
+        combine_pdfs,
+        open_schedule,
+        run_batch,
+    )
     from discharge.batch_email import prepare_batch_email
 
     if check and combined:
@@ -74,6 +80,8 @@ def batch(
         raise click.UsageError("--resend goes with --email")
     config = load_clinic_config(config_path)
     emailer = prepare_batch_email(config, _resend(resend)) if email_rows else None
+    if combined is not None and out_dir is not None:
+        check_combined_path(out_dir, combined)
     opened = open_schedule(_spool_stdin() if str(schedule) == "-" else schedule)
     for column in opened.unknown_columns:
         click.echo(f"warning: column {column!r} is not used (not a known column)", err=True)
@@ -202,8 +210,8 @@ class _EmailReporter:
 
     def email_unknown(self, row: int, address: str, message: str) -> None:
         click.echo(
-            f"row {row}: email to {address} may have been sent ({message}); "
-            f"rerun with --resend {row} to send it again",
+            f"row {row}: email to {address} may have been sent; rerun with --resend {row} to "
+            f"send again ({message})",
             err=True,
         )
 

@@ -9,8 +9,6 @@ adding them a second time.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -38,12 +36,11 @@ def milestone_uid(request: DischargeRequest, milestone_key: str, domain: str) ->
     (``discharge.clinic_data``): a plain hash of a hospital number, procedure and date could be
     reversed by trying every likely value.
     """
-    from discharge.clinic_data import clinic_secret
+    from discharge.clinic_data import keyed_digest
 
     patient = request.patient.mrn or request.patient.name.casefold()
     key = "|".join((patient, request.procedure, request.day.isoformat(), milestone_key))
-    digest = hmac.new(clinic_secret(), key.encode("utf-8"), hashlib.sha256).hexdigest()
-    return f"{digest[:32]}@{domain}"
+    return f"{keyed_digest(key)}@{domain}"
 
 
 def milestone_events(

@@ -1,10 +1,15 @@
 """Sending over SMTP: one session reused for many messages, with faults sorted by what next.
 
 - ``MessageRejected``: the server refused this one message (a 5xx for the address, temporary
-  rejections that outlasted the retries, a connection that dropped twice). Other patients'
-  messages can still go.
-- any other ``DeliveryError``: the server cannot be reached, TLS or the login failed. Every
-  further message would fail the same way, so a batch stops at once.
+  rejections that outlasted the retries, a connection that dropped twice before the message
+  went out). Other patients' messages can still go.
+- ``OutcomeUnknown``: the connection dropped, or the server went silent, after the whole
+  message went out and before the server's reply. The server may have it: it is never sent
+  again automatically (a connection that drops before that point is reopened once and the
+  message tried again). ``stop`` is set when the server went silent: stop the run.
+- any other ``DeliveryError``: the server cannot be reached, TLS or the login failed, or it
+  stopped answering before the message went. Every further message would fail the same way,
+  so a batch stops at once.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class OutcomeUnknown(DeliveryError):
     so the caller should not try further messages now.
     """
 
+    outcome_unknown = True
+
     def __init__(self, message: str, *, stop: bool) -> None:
         super().__init__(message)
         self.stop = stop
@@ -52,9 +59,12 @@ class _SMTP(smtplib.SMTP):
     """
 
     body_sent = False
+    before_content: Callable[[], None] | None = None
 
     def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
         self.body_sent = False
+        if self.before_content is not None:  # the sender and recipient were accepted
+            self.before_content()
         return super().data(msg)
 
     def send(self, s: ReadableBuffer | str) -> None:
@@ -87,7 +97,7 @@ class Mailer:
         self.settings = smtp
         self._password = smtp.password(environ)  # a missing variable is found before any work
         self._sleep = sleep
-        self._conn: smtplib.SMTP | None = None
+        self._conn: _SMTP | None = None
 
     def __enter__(self) -> Mailer:
         return self
@@ -107,14 +117,23 @@ class Mailer:
             except (smtplib.SMTPException, OSError):
                 conn.close()
 
-    def send(self, email: OutgoingEmail) -> str:
-        """Send one message; return its Message-ID. Raises as the module docstring says."""
+    def send(
+        self, email: OutgoingEmail, *, before_content: Callable[[], None] | None = None
+    ) -> str:
+        """Send one message; return its Message-ID. Raises as the module docstring says.
+
+        ``before_content`` is called just before the message itself goes to the server (after
+        it has accepted sender and recipient): from then on the outcome may be unknown, so a
+        caller that keeps a journal records its intent there.
+        """
         if email.recipient is None:
             raise InputError("no recipient address for this message")
         attempts = 0
         reconnected = False
         while True:
             conn = self._connect()
+            if isinstance(conn, _SMTP):
+                conn.before_content = before_content
             try:
                 conn.send_message(email.message, to_addrs=[email.recipient])
                 return email.message_id
@@ -136,11 +155,19 @@ class Mailer:
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 body_sent = isinstance(conn, _SMTP) and conn.body_sent
                 self._drop()
+                if body_sent and _timed_out(exc):
+                    raise OutcomeUnknown(
+                        f"the SMTP server {self.server} stopped answering (no reply within "
+                        f"{self.settings.timeout:g} seconds) after taking the message for "
+                        f"{email.recipient}: it may or may not have been delivered",
+                        stop=True,
+                    ) from None
                 if body_sent:
                     raise OutcomeUnknown(
-                        f"the SMTP server {self.server} took the message for {email.recipient} "
-                        f"but did not confirm it ({_reason(exc)}): it may have been delivered",
-                        stop=_timed_out(exc),
+                        f"the SMTP server {self.server} closed the connection after taking the "
+                        f"message for {email.recipient} and before confirming it "
+                        f"({_reason(exc)}): it may or may not have been delivered",
+                        stop=False,
                     ) from None
                 if _timed_out(exc):
                     # A server that has gone silent would make every further message wait as
@@ -175,13 +202,13 @@ class Mailer:
         if conn is not None:
             conn.close()
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP:
         if self._conn is not None:
             return self._conn
         s = self.settings
         assert s.host is not None
         context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
-        conn: smtplib.SMTP | None = None
+        conn: _SMTP | None = None
         try:
             if s.security == "tls":
                 conn = _SMTPSSL(s.host, s.port, timeout=s.timeout, context=context)
@@ -277,7 +304,7 @@ def _timed_out(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
 
 
-def _close_quietly(conn: smtplib.SMTP | None) -> None:
+def _close_quietly(conn: _SMTP | None) -> None:
     if conn is not None:
         with contextlib.suppress(OSError):
             conn.close()
