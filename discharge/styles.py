@@ -94,6 +94,8 @@ def build_styles(scale: str) -> Styles:
     def style(name: str, normal: tuple[float, float], big: tuple[float, float],
               **kw: Any) -> ParagraphStyle:  # fmt: skip
         size, leading = big if large else normal
+        if large:  # reportlab draws bullets at 10 pt unless told otherwise
+            kw.setdefault("bulletFontSize", size)
         return ParagraphStyle(name + suffix, parent=base, fontSize=size, leading=leading, **kw)
 
     indent = {"leftIndent": 22, "bulletIndent": 4} if large else {"leftIndent": 14,
