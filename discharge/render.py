@@ -18,7 +18,6 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
-    CondPageBreak,
     Flowable,
     Frame,
     KeepTogether,
@@ -194,6 +193,29 @@ class _Para(TaggedFlowable, Paragraph):
         return hit if hit is not None else _BROKEN.put(key, super().breakLines(width))
 
 
+class _HeadedTable(Flowable):
+    """A heading and a table that may run on over pages, but never leaves its heading alone:
+    the heading goes to the next page unless the table's header and first row fit under it."""
+
+    def __init__(self, heading: Flowable, table: Flowable) -> None:
+        super().__init__()
+        self.heading = heading
+        self.table = table
+
+    def wrap(self, aW: float, aH: float) -> tuple[float, float]:
+        return aW, 0xFFFFFF  # always split: the frame then places the heading and the parts
+
+    def split(self, aW: float, aH: float) -> list[Flowable]:
+        _, height = self.heading.wrap(aW, aH)
+        room = aH - height - self.heading.getSpaceBefore() - self.heading.getSpaceAfter()
+        self.table.wrap(aW, room)
+        parts = self.table.split(aW, room)
+        frame = getattr(self, "_frame", None)
+        if parts or getattr(frame, "_atTop", True):  # at a page's top: nowhere better to go
+            return [self.heading, *(parts or [self.table])]
+        return []  # not even the first row fits here: all of it to the next page
+
+
 class _KeepTogether(KeepTogether):
     """KeepTogether that measures its content without copying the page frame each time.
 
@@ -338,8 +360,8 @@ def _timeline(doc: Document, width: float, s: Styles) -> list[Flowable]:
     if s.timeline_kept_whole:
         return [_KeepTogether([heading, table])]
     # Large print: the table is most of a page; start it on this page if its heading and first
-    # rows fit, and let it run on (its header row repeats).
-    return [CondPageBreak(8 * s.body.leading), heading, table]
+    # row fit, and let it run on (its header row repeats).
+    return [_HeadedTable(heading, table)]
 
 
 def _help_box(doc: Document, width: float, s: Styles) -> Flowable:

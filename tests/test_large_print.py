@@ -109,6 +109,8 @@ def test_every_body_character_is_at_least_18_pt(
             small = sorted({round(c["size"], 1) for c in body if c["size"] < LARGE_PRINT_MIN - EPS})
             assert not small, f"page {number}: body text at {small} pt (at least 18)"
             assert footer and min(c["size"] for c in footer) >= 11 - EPS
+            last = max(body, key=lambda c: c["bottom"])
+            assert last["size"] < LARGE.heading.fontSize - EPS, f"page {number} ends in a heading"
             text = "".join(c["text"] for c in footer)
             assert f"Page{number}of{len(pdf.pages)}" in text.replace(" ", "")
     assert_inside_the_page(path, LARGE.margin_bottom)
@@ -216,3 +218,68 @@ def test_large_and_normal_styles_never_share_a_cache_entry() -> None:
     large_styles = [s for s in large if isinstance(s, ParagraphStyle)]
     assert not normal_names & {s.name for s in large_styles}
     assert all(s.fontSize >= LARGE_PRINT_MIN for s in large_styles)
+
+
+def test_the_web_form_has_a_large_print_checkbox(tmp_path: Path) -> None:
+    import io
+
+    from discharge.config import Config
+    from discharge.web import create_app
+    from tests.test_web import FORM, token
+
+    app = create_app(Config(), overrides={"TESTING": True})
+    try:
+        client = app.test_client()
+        page = client.get("/").get_data(as_text=True)
+        assert 'type="checkbox" id="large_print" name="large_print"' in page
+        sizes = {}
+        for ticked in (True, False):
+            data = {**FORM, "csrf_token": token(client.get("/").get_data(as_text=True))}
+            if ticked:
+                data["large_print"] = "yes"
+            response = client.post("/", data=data)
+            assert response.mimetype == "application/pdf"
+            with pdfplumber.open(io.BytesIO(response.data)) as pdf:
+                page = pdf.pages[0]
+                body = [c for c in printed(page) if not is_footer(c, page, LARGE.margin_bottom)]
+                sizes[ticked] = min(c["size"] for c in body)
+        assert sizes[True] >= LARGE_PRINT_MIN - EPS and sizes[False] < 10
+    finally:
+        app.extensions["discharge.jobs"].close()
+
+
+LONG_WORDS = (
+    "Electroencefalográficamente, desoxirribonucleico, anticonstitucionalmente y "
+    "otorrinolaringológicamente: esterilización tubárica histerosalpingográfica."
+)
+
+
+@pytest.mark.parametrize("paper", ["a4", "letter"])
+def test_long_words_stay_inside_the_timeline_and_help_box(tmp_path: Path, paper: str) -> None:
+    from discharge.resources import bundled_dir
+
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    source = (bundled_dir("templates") / "hsg.toml").read_text(encoding="utf-8")
+    label = 'label = "You can go back to your normal daily life as soon as you feel able."'
+    sign = '"Very bad pain in your tummy'
+    assert label in source and sign in source
+    source = source.replace(label, f'label = "{LONG_WORDS}"').replace(
+        sign, f'"{LONG_WORDS} {sign[1:]}'
+    )
+    (folder / "hsg.toml").write_text(source, encoding="utf-8")
+    config = tmp_path / "clinic.toml"
+    config.write_text(
+        '[clinic]\nname = "Clínica de Otorrinolaringología y Ginecología Reproductiva"\n'
+        'phone = "+1 (212) 555-0100 extensión 12345"\nemergency_number = "911"\n'
+        f'templates_dir = "{folder}"\nlarge_print = true\n',
+        encoding="utf-8",
+    )
+    path = make(tmp_path, "hsg", "fertility", paper, "--config", str(config))
+
+    assert_inside_the_page(path, LARGE.margin_bottom)
+    with pdfplumber.open(path) as pdf:  # the timeline's heading is never left alone
+        for page in pdf.pages:
+            body = [c for c in printed(page) if not is_footer(c, page, LARGE.margin_bottom)]
+            assert max(body, key=lambda c: c["bottom"])["size"] < LARGE.heading.fontSize - EPS
+    assert "Electroencefalográficamente" in pdf_text(path)
