@@ -29,10 +29,14 @@ def format_day(day: date, locale: str) -> str:
 
 
 def format_moment(value: date | datetime, locale: str) -> str:
-    """A date, or a date and clock time: "Sunday 22 November 2026 at 10:30"."""
+    """A date, or a date and clock time: "Sunday 22 November 2026 at 10:30".
+
+    The time is joined to the date with no-break spaces, so a line never ends on "at" with the
+    time alone on the next line.
+    """
     if isinstance(value, datetime):
         clock = format_time(value, "short", locale=locale)
-        return f"{format_day(value.date(), locale)} at {clock}"
+        return f"{format_day(value.date(), locale)}\u00a0at\u00a0{clock}"
     return format_day(value, locale)
 
 

@@ -36,6 +36,7 @@ class Labels:
     timeline_when: str = "When"
     timeline_what: str = "What to expect and what you can do"
     notes: str = "Notes from your care team"
+    notes_continued: str = "Notes from your care team (continued)"  # atop a later page
     before_you_go: str = "Before you go home"
     statement: str = "I have read these instructions. My questions have been answered."
     signatures: tuple[str, ...] = (

@@ -11,11 +11,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from discharge.errors import InputError
+
+if TYPE_CHECKING:
+    from discharge.config import Config
 from discharge.request import DischargeRequest, parse_request
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,6 +54,26 @@ _PATIENT_OPTIONS = [
                       "Default: the clinic's setting."),
     config_option,
 ]  # fmt: skip
+
+
+DEMO_WARNING = (
+    "warning: using the fictional demo clinic: its name and phone numbers are not real; "
+    "set DISCHARGE_CONFIG or give --config with your clinic's settings file"
+)
+
+
+def load_clinic_config(config_path: Path | None) -> Config:
+    """The clinic's settings (``--config``, ``$DISCHARGE_CONFIG``), else the demo clinic."""
+    from discharge.config import load_config
+
+    return load_config(config_path)
+
+
+def warn_if_demo(config: Config) -> None:
+    """After something was made with the demo clinic, say so on stderr, so nobody hands a
+    patient a sheet with fictional phone numbers by mistake."""
+    if config.source is None:
+        click.echo(DEMO_WARNING, err=True)
 
 
 def patient_options(command: F) -> F:

@@ -101,7 +101,7 @@ def _render(document: Document) -> bytes:
     s = styles_for(document.large_print)
     buffer = io.BytesIO()
     page = PAGE_SIZES[document.paper]
-    doc = BaseDocTemplate(
+    doc = _DocTemplate(
         buffer,
         pagesize=page,
         leftMargin=st.MARGIN_X,
@@ -120,6 +120,8 @@ def _render(document: Document) -> bytes:
         leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0,
     )  # fmt: skip
     doc.addPageTemplates([PageTemplate(id="page", frames=[frame])])
+    doc.notes_continued = document.labels.notes_continued
+    doc.styles = s
     footer = _Footer(document, s)
     try:
         doc.build(_story(document, doc.width, s), canvasmaker=footer.canvas_class())
@@ -129,6 +131,40 @@ def _render(document: Document) -> bytes:
             "the document could not be laid out: a value is too long to fit on a page"
         ) from None
     return buffer.getvalue()
+
+
+class _DocTemplate(BaseDocTemplate):
+    """Notes that run on to a later page start it with a heading of their own, "(continued)",
+    so a patient who turns the page knows whose words these still are."""
+
+    notes_continued = ""
+    styles: Styles
+    _notes_started = False
+
+    def handle_flowable(self, flowables: list[Flowable]) -> None:
+        first = flowables[0] if flowables else None
+        if (
+            self.notes_continued
+            and self._notes_started
+            and getattr(first, "style", None) is self.styles.notes
+            and self.frame._atTop
+        ):
+            heading = _RunningHeading(markup(self.notes_continued), self.styles.heading)
+            flowables.insert(0, heading)
+        super().handle_flowable(flowables)
+
+    def afterFlowable(self, flowable: Flowable) -> None:  # noqa: N802 (reportlab's name)
+        if getattr(flowable, "style", None) is self.styles.notes:
+            self._notes_started = True
+
+
+class _RunningHeading(Paragraph):
+    """A heading repeated for the eye on a later page: page furniture to a screen reader,
+    which has already read the heading once."""
+
+    def drawOn(self, canvas: Canvas, x: float, y: float, _sW: float = 0) -> None:  # noqa: N802
+        with artifact(canvas):
+            super().drawOn(canvas, x, y, _sW)
 
 
 # --- the story --------------------------------------------------------------------------
@@ -260,7 +296,7 @@ def _story(doc: Document, width: float, s: Styles) -> list[Flowable]:
     # Page 1 holds what matters most: who, the dates, and when to get help.
     story.extend(_timeline(doc, width, s))
     story.append(Spacer(1, 10))
-    story.append(_help_box(doc, width, s))
+    story.extend(_help_box(doc, width, s))
     story.append(Spacer(1, 6))
     story.extend(_blocks(doc.intro, labels.bullet, s))
     for section in doc.sections:
@@ -268,8 +304,9 @@ def _story(doc: Document, width: float, s: Styles) -> list[Flowable]:
         story.append(_KeepTogether([_p(section.heading, s.heading, Tag("H2")), *blocks[:1]]))
         story.extend(blocks[1:])
     if doc.notes:
-        story.append(_p(labels.notes, s.heading, Tag("H2")))
-        story.extend(_notes(doc.notes, s))
+        notes = _notes(doc.notes, s)  # the heading never left alone at the foot of a page
+        story.append(_KeepTogether([_p(labels.notes, s.heading, Tag("H2")), *notes[:1]]))
+        story.extend(notes[1:])
     teach_back = _teach_back(doc, width, s)
     if teach_back is not None:
         story.append(teach_back)
@@ -364,42 +401,48 @@ def _timeline(doc: Document, width: float, s: Styles) -> list[Flowable]:
     return [_HeadedTable(heading, table)]
 
 
-def _help_box(doc: Document, width: float, s: Styles) -> Flowable:
+def _help_box(doc: Document, width: float, s: Styles) -> list[Flowable]:
     """Two levels in one box: what cannot wait (on red), then when to call the clinic. Each
     level leads with what to do, then the signs, then whom to call, so one glance answers
-    "whom do I call for this?"."""
+    "whom do I call for this?".
+
+    Each level is a table of its own, kept together, and the two abut so they read as one box:
+    when the whole box does not fit under the timeline, the urgent level still stays on the
+    first page and the other goes to the next, instead of both leaving half a page empty.
+    """
     bullet = doc.labels.bullet
-    rows: list[list[Any]] = [[_p(doc.help_heading, s.help_heading, Tag("H2"))]]
-    commands: list[tuple[Any, ...]] = [
-        ("BACKGROUND", (0, 0), (-1, -1), st.ALERT_TINT),
-        ("BOX", (0, 0), (-1, -1), 2, st.ALERT),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LEFTPADDING", (0, 0), (-1, -1), 10),
-        ("RIGHTPADDING", (0, 0), (-1, -1), 10),
-        ("TOPPADDING", (0, 0), (-1, -1), 2),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-        ("TOPPADDING", (0, 0), (-1, 0), 8),
-        ("BOTTOMPADDING", (0, -1), (-1, -1), 8),
-    ]
+    parts: list[Flowable] = []
     for level, urgent in ((doc.help_urgent, True), (doc.help_clinic, False)):
+        rows: list[list[Any]] = []
+        if urgent:
+            rows.append([_p(doc.help_heading, s.help_heading, Tag("H2"))])
         first = len(rows)
         rows.append([_p(level.heading, s.help_urgent if urgent else s.help_level, Tag("H3"))])
-        if urgent:
-            commands += [("BACKGROUND", (0, first), (-1, first), st.ALERT),
-                         ("TOPPADDING", (0, first), (-1, first), 5),
-                         ("BOTTOMPADDING", (0, first), (-1, first), 5)]  # fmt: skip
-        else:
-            commands += [("LINEABOVE", (0, first), (-1, first), 0.75, st.ALERT),
-                         ("TOPPADDING", (0, first), (-1, first), 8)]  # fmt: skip
         if level.intro:
             rows.append([_p(level.intro, s.help_text)])
         signs = ListTags()
         rows += [[_p(sign, s.help_bullet, signs.item(), bulletText=bullet)] for sign in level.signs]
         rows.append([_contacts(level.contacts, width - 20, s)])
-        commands.append(("TOPPADDING", (0, len(rows) - 1), (-1, len(rows) - 1), 4))
-    table = TaggedTable(rows, colWidths=[width])
-    table.setStyle(TableStyle(commands))
-    return _KeepTogether([table])
+        commands: list[tuple[Any, ...]] = [
+            ("BACKGROUND", (0, 0), (-1, -1), st.ALERT_TINT),
+            ("BOX", (0, 0), (-1, -1), 2, st.ALERT),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("LEFTPADDING", (0, 0), (-1, -1), 10),
+            ("RIGHTPADDING", (0, 0), (-1, -1), 10),
+            ("TOPPADDING", (0, 0), (-1, -1), 2),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+            ("TOPPADDING", (0, 0), (-1, 0), 8),
+            ("TOPPADDING", (0, -1), (-1, -1), 4),
+            ("BOTTOMPADDING", (0, -1), (-1, -1), 8),
+        ]
+        if urgent:
+            commands += [("BACKGROUND", (0, first), (-1, first), st.ALERT),
+                         ("TOPPADDING", (0, first), (-1, first), 5),
+                         ("BOTTOMPADDING", (0, first), (-1, first), 5)]  # fmt: skip
+        table = TaggedTable(rows, colWidths=[width])
+        table.setStyle(TableStyle(commands))
+        parts.append(_KeepTogether([table]))
+    return parts
 
 
 def _contacts(contacts: tuple[Contact, ...], width: float, s: Styles) -> Flowable:

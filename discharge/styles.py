@@ -103,13 +103,13 @@ def build_styles(scale: str) -> Styles:
     return Styles(
         scale=scale,
         clinic=style("clinic", (13, 16), (20, 25), fontName=BOLD, textColor=ACCENT),
-        clinic_line=style("clinic-line", (9, 12), (18, 23), textColor=MUTED),
+        clinic_line=style("clinic-line", (11, 14), (18, 23), textColor=MUTED),
         clinic_contact=style(
-            "clinic-contact", (9, 12), (18, 23), textColor=MUTED, alignment=TA_RIGHT
+            "clinic-contact", (11, 14), (18, 23), textColor=MUTED, alignment=TA_RIGHT
         ),  # fmt: skip
         title=style("title", (20, 25), (30, 36), fontName=BOLD, spaceBefore=6, spaceAfter=1),
         subtitle=style("subtitle", (12, 16), (20, 26), textColor=MUTED, spaceAfter=6),
-        label=style("label", (9, 12), (18, 23), textColor=MUTED),
+        label=style("label", (11, 14), (18, 23), textColor=MUTED),
         value=style("value", (11, 14), (19, 24), fontName=BOLD),
         body=style("body", (11, 14.5), (18, 24), spaceAfter=6 if not large else 9),
         bullet=style("bullet", (11, 14.5), (18, 24), spaceAfter=2 if not large else 4, **indent),
@@ -123,10 +123,10 @@ def build_styles(scale: str) -> Styles:
             textColor=ACCENT,
         ),  # fmt: skip
         table_head=style(
-            "table-head", (10, 13), (19, 24), fontName=BOLD, textColor=colors.white
+            "table-head", (11, 14), (19, 24), fontName=BOLD, textColor=colors.white
         ),  # fmt: skip
-        when=style("when", (10.5, 14), (18, 23), fontName=BOLD),
-        what=style("what", (10.5, 14), (18, 23)),
+        when=style("when", (11, 14.5), (18, 23), fontName=BOLD),
+        what=style("what", (11, 14.5), (18, 23)),
         help_heading=style("help-heading", (15, 19), (24, 29), fontName=BOLD, textColor=ALERT),
         help_urgent=style(
             "help-urgent", (12, 16), (20, 25), fontName=BOLD, textColor=colors.white
@@ -134,14 +134,16 @@ def build_styles(scale: str) -> Styles:
         help_level=style("help-level", (12, 16), (20, 25), fontName=BOLD, textColor=ALERT),
         help_text=style("help-text", (11, 15), (18, 24)),
         help_bullet=style("help-bullet", (11, 14.5), (18, 24), **indent),
-        help_who=style("help-who", (9, 12), (18, 23), textColor=MUTED),
+        help_who=style("help-who", (11, 14), (18, 23), textColor=MUTED),
         help_phone=style("help-phone", (13, 16), (22, 27), fontName=BOLD),
         notes=style("notes", (11, 15), (18, 24), splitLongWords=1),
-        small=style("small", (8.5, 11), (18, 23), textColor=MUTED),
-        sign_label=style("sign-label", (9, 12), (18, 23), textColor=MUTED),
+        small=style("small", (11, 14), (18, 23), textColor=MUTED),
+        sign_label=style("sign-label", (11, 14), (18, 23), textColor=MUTED),
         header_side_by_side=not large,
         timeline_kept_whole=not large,
         margin_bottom=(31 if large else 20) * mm,
+        # The one text under 11 pt (18 pt in large print): a patient reads the page, not its
+        # footer.
         footer_size=12 if large else 8.5,
         footer_y=(19 if large else 11) * mm,
         footer_line_gap=14 if large else 10,

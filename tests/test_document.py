@@ -20,7 +20,8 @@ def _doc(procedure: str = "hsg", day: str = "2026-11-21", config: Config | None 
 
 
 def _when(doc, key: str) -> str:
-    return next(m.when for m in doc.milestones if m.key == key)
+    # A time is joined to its date with no-break spaces (so it never wraps alone): read as one.
+    return next(m.when for m in doc.milestones if m.key == key).replace("\u00a0", " ")
 
 
 def test_hsg_timeline_has_real_dates_with_weekdays() -> None:
@@ -69,7 +70,10 @@ def test_same_day_milestones_share_one_timeline_row() -> None:
 def test_a_range_prints_its_start_and_end_on_lines_of_their_own() -> None:
     doc = _doc(time="10:30")
     sex = next(row for row in doc.timeline if any("have sex" in label for label in row.labels))
-    assert sex.when == ("Sunday 22 November 2026 at 10:30", "to Monday 23 November 2026 at 10:30")
+    assert sex.when == (
+        "Sunday 22 November 2026\u00a0at\u00a010:30",
+        "to Monday 23 November 2026\u00a0at\u00a010:30",
+    )
 
 
 def test_us_locale_dates_and_temperatures() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
 
+from discharge.options import DEMO_WARNING
 from tests.conftest import pdf_pages, pdf_text, run_discharge
 
 
@@ -16,7 +18,8 @@ def test_hsg_pdf_has_dates_patient_and_help(generate) -> None:
                            "--clinician", "Dr Amara Okafor",
                            "--notes", "Tubes open on both sides. Call if any fever.")  # fmt: skip
     assert result.code == 0, result.stderr
-    assert result.stderr == ""
+    # The demo clinic's sheet is made, and the nurse is told its numbers are fictional.
+    assert result.stderr.strip() == DEMO_WARNING
     text = pdf_text(out)
     for expected in [
         "Zoë Nguyễn", "RX-104233", "1 Feb 1990", "Dr Amara Okafor",
@@ -292,3 +295,30 @@ def test_a_clinic_file_never_borrows_the_demo_phone_numbers(generate, tmp_path: 
     text = pdf_text(out)
     assert "01632" not in text and "Example Lane" not in text  # nothing of the demo clinic
     assert "call 112" in text and "Out of hours" not in text
+
+
+def test_a_clinic_settings_file_means_no_demo_warning(generate, tmp_path: Path) -> None:
+    config = tmp_path / "clinic.toml"
+    config.write_text('[clinic]\nname = "Northgate"\nphone = "0113 496 0000"\n'
+                      'emergency_number = "999"\n', encoding="utf-8")  # fmt: skip
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
+    assert result.code == 0 and out.exists()
+    assert "demo clinic" not in result.stderr
+
+
+def test_notes_that_run_on_get_a_continued_heading(generate, tmp_path: Path) -> None:
+    notes = "\n".join(f"Line {i}: keep the wound dry and rest." for i in range(150))
+    result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--notes", notes)
+    assert result.code == 0, result.stderr
+    pages = pdf_pages(out)
+    first = next(i for i, page in enumerate(pages) if "Notes from your care team" in page)
+    last = next(i for i, page in enumerate(pages) if "Line 149:" in page)
+    assert last > first
+    for page in pages[first + 1 : last + 1]:
+        body = page.split("Notes from your care team (continued)", 1)
+        assert len(body) == 2 and "Line " not in body[0]  # the heading comes before the notes
+    assert "(continued)" not in pages[first]
+    # A screen reader reads the heading once: the repeats are page furniture.
+    structure = subprocess.run(["pdfinfo", "-struct-text", str(out)], capture_output=True,
+                               text=True, check=True).stdout  # fmt: skip
+    assert structure.count("Notes from your care team") == 1

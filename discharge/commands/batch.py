@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from discharge.errors import ExitStatus
-from discharge.options import config_option, debug_requested
+from discharge.options import config_option, debug_requested, load_clinic_config, warn_if_demo
 
 if TYPE_CHECKING:
     from discharge.batch import Schedule
@@ -65,7 +65,6 @@ def batch(
     """
     from discharge.batch import check_schedule, combine_pdfs, open_schedule, run_batch
     from discharge.batch_email import prepare_batch_email
-    from discharge.config import load_config
 
     if check and combined:
         raise click.UsageError("--combined makes a PDF; it cannot be used with --check")
@@ -73,7 +72,7 @@ def batch(
         raise click.UsageError("--out-dir DIR is required: the folder for the PDFs")
     if resend is not None and not email_rows:
         raise click.UsageError("--resend goes with --email")
-    config = load_config(config_path)
+    config = load_clinic_config(config_path)
     emailer = prepare_batch_email(config, _resend(resend)) if email_rows else None
     opened = open_schedule(_spool_stdin() if str(schedule) == "-" else schedule)
     for column in opened.unknown_columns:
@@ -103,6 +102,8 @@ def batch(
             )
             sys.exit(ExitStatus.INTERRUPTED)
         click.echo(f"batch: {counts} in {summary.seconds:.1f} s")
+        if summary.ok:
+            warn_if_demo(config)
         if combined is not None:
             pages = combine_pdfs(out_dir, combined)
             click.echo(f"Wrote {combined} ({pages} pages)" if pages else "No PDFs to combine")

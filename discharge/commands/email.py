@@ -7,7 +7,12 @@ from typing import Any
 
 import click
 
-from discharge.options import patient_options, request_from_options
+from discharge.options import (
+    load_clinic_config,
+    patient_options,
+    request_from_options,
+    warn_if_demo,
+)
 
 
 @click.command()
@@ -29,7 +34,6 @@ def email(
     Settings come from the [smtp] and [email] sections of the clinic's settings file; the SMTP
     password from the environment variable that smtp.password_env names.
     """
-    from discharge.config import load_config
     from discharge.delivery import email_instructions
     from discharge.request import check_email
 
@@ -37,10 +41,11 @@ def email(
         raise click.UsageError("give the patient's address with --to ADDRESS (or --eml PATH)")
     recipient = check_email(recipient, "--to") or None
     request = request_from_options(**patient)
-    config = load_config(config_path)
+    config = load_clinic_config(config_path)
     result = email_instructions(request, config, recipient, eml=eml, output=output)
     if output is not None:
         click.echo(f"Wrote {output}")
+    warn_if_demo(config)
     if not result.sent:
         click.echo(f"Wrote {eml} (not sent)")
         return

@@ -7,7 +7,12 @@ from typing import Any
 
 import click
 
-from discharge.options import patient_options, request_from_options
+from discharge.options import (
+    load_clinic_config,
+    patient_options,
+    request_from_options,
+    warn_if_demo,
+)
 
 
 @click.command()
@@ -16,11 +21,11 @@ from discharge.options import patient_options, request_from_options
               help="Where to write the PDF (default: discharge-PROCEDURE-DATE.pdf).")  # fmt: skip
 def generate(config_path: Path | None, output: Path | None, **patient: Any) -> None:
     """Make one patient's discharge instructions as a PDF."""
-    from discharge.config import load_config
     from discharge.generate import generate_pdf
 
-    config = load_config(config_path)
+    config = load_clinic_config(config_path)
     request = request_from_options(**patient)
     output = output or Path(f"discharge-{request.procedure}-{request.day.isoformat()}.pdf")
     generate_pdf(request, config, output)
     click.echo(f"Wrote {output}")
+    warn_if_demo(config)

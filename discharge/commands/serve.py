@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from discharge.errors import DischargeError, OutputError
-from discharge.options import config_option
+from discharge.options import config_option, warn_if_demo
 
 THREADS = 8
 
@@ -89,6 +89,7 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
     try:
         renderer.start()
         click.echo(f"Serving on http://{shown}:{server.effective_port}/")
+        warn_if_demo(config)
         server.run()
     except KeyboardInterrupt:
         pass
