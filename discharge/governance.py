@@ -70,7 +70,11 @@ def check_templates(
     for file in files:
         findings += check_template(file, config, today)
     # Translations are compared with the English template beside them (or the bundled one).
-    for file, why in stale_translations(folder):
+    try:
+        stale = stale_translations(folder)
+    except DischargeError:  # a translation that does not load: reported above, by file
+        stale = []
+    for file, why in stale:
         if file.parent == where:
             message = why.removeprefix("translates: ")
             findings.append(Finding("fail", file.name, "translates", message))
@@ -190,7 +194,7 @@ def _add_months(day: date, months: int) -> date:
 
 def template_source(procedure_id: str, config: Config, language: str | None = None) -> Path:
     """The file a procedure's template (or its translation into ``language``) comes from."""
-    from discharge.procedures import available_procedures, translation_files
+    from discharge.procedures import available_procedures, template_dirs
 
     english = available_procedures(config.templates_dir)
     wanted = procedure_id.strip().lower()
@@ -201,10 +205,9 @@ def template_source(procedure_id: str, config: Config, language: str | None = No
     if not code or code == "en":
         return english[wanted]
     translations: dict[str, Path] = {}
-    for file in translation_files(config.templates_dir):
-        stem_id, _, lang = file.stem.partition(".")
-        if stem_id == wanted:
-            translations.setdefault(lang.lower(), file)
+    for folder in template_dirs(config.templates_dir):  # the clinic's folder first
+        for file in sorted(folder.glob(f"{wanted}.*.toml")):
+            translations.setdefault(file.stem.partition(".")[2].lower(), file)
     if code not in translations:
         have = ", ".join(["en", *sorted(translations)])
         raise InputError(f"template {wanted!r} has no {code!r} version: expected one of: {have}")
