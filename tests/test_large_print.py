@@ -19,6 +19,7 @@ import pytest
 
 from discharge.styles import LARGE, LARGE_PRINT_MIN, MARGIN_TOP, MARGIN_X, NORMAL
 from tests.conftest import pdf_text, run_discharge
+from tests.test_pdfua import assert_all_content_marked
 
 NAME = "Maximiliana Gonzalez-Oyelaran de la Fuente"
 # A Wednesday, with a time: the longest English dates ("Wednesday 25 November 2026 at 14:30").
@@ -140,6 +141,7 @@ def test_large_print_passes_the_pdfua_checker(tmp_path: Path) -> None:
     check = subprocess.run([sys.executable, "-m", "pdfua", "check", str(path)],
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
+    assert_all_content_marked(path)  # nothing drawn outside tagged or artifact content
 
 
 def test_the_clinic_default_and_the_flag_that_overrides_it(tmp_path: Path) -> None:
