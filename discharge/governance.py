@@ -53,7 +53,7 @@ def template_folder(folder: Path | None, config: Config) -> Path | None:
     if folder is None:
         return config.templates_dir
     if not folder.is_dir():
-        raise InputError(f"templates folder {folder} does not exist (expected a folder)")
+        raise InputError(f"templates folder {folder} does not exist or is not a folder")
     return folder
 
 
