@@ -17,6 +17,7 @@ from discharge.commands.generate import generate
 from discharge.commands.log import log
 from discharge.commands.procedures import procedures
 from discharge.commands.serve import serve
+from discharge.commands.templates import templates
 from discharge.errors import DischargeError, ExitStatus
 from discharge.options import DEBUG_ENV, debug_requested
 
@@ -27,7 +28,7 @@ def cli() -> None:
     """Personalised, printable discharge instructions with real recovery dates."""
 
 
-for command in (generate, procedures, batch, email, log, serve):
+for command in (generate, procedures, batch, email, log, serve, templates):
     cli.add_command(command)
 
 

@@ -37,6 +37,8 @@ class Clinic:
     logo: Path | None = None
     date_order: str | None = None  # how the batch reads 21/11/2026: "dmy", "mdy" or not at all
     templates_dir: Path | None = None  # the clinic's own procedure templates, before the bundled
+    large_print: bool = False  # print every patient's sheet in large print unless asked not to
+    review_interval_months: int = 12  # `templates check` warns on a template reviewed longer ago
 
     @property
     def tz(self) -> ZoneInfo:
@@ -126,6 +128,16 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
                 problems.append(f"clinic.logo: {path} {problem}")
                 continue
             value = path
+        elif key == "large_print":
+            if not isinstance(value, bool):
+                problems.append("clinic.large_print must be true or false (without quotes)")
+                continue
+        elif key == "review_interval_months":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 120:
+                problems.append(
+                    "clinic.review_interval_months must be a whole number of months from 1 to 120"
+                )
+                continue
         elif not isinstance(value, str):
             problems.append(f"clinic.{key} must be text in quotes")
             continue

@@ -159,6 +159,7 @@ class Document:
     variant: str = ""  # the template variant used ("" when the template has none)
     variant_label: str = ""
     date_label: str = ""  # the patient block's label for the date the timeline counts from
+    large_print: bool = False  # the large-print layout (body text at least 18 pt)
 
     @property
     def patient_name(self) -> str:
@@ -264,6 +265,7 @@ def build_document(
         variant=name or "",
         variant_label=variant.label if variant else "",
         date_label=date_label,
+        large_print=clinic.large_print if request.large_print is None else request.large_print,
     )
 
 

@@ -49,6 +49,9 @@ _PATIENT_OPTIONS = [
                  help="Paper size. Default: the clinic's setting."),
     click.option("--variant", metavar="NAME",
                  help="The template's variant, e.g. medical (see: discharge procedures)."),
+    click.option("--large-print/--no-large-print", "large_print", default=None,
+                 help="Large print for low vision (body text 18 pt or more). "
+                      "Default: the clinic's setting."),
     config_option,
 ]  # fmt: skip
 
@@ -93,6 +96,7 @@ def request_from_options(
     notes_file: Path | None,
     paper: str | None,
     variant: str | None = None,
+    large_print: bool | None = None,
 ) -> DischargeRequest:
     """The validated request for the values of ``patient_options``."""
     if notes is not None and notes_file is not None:
@@ -101,7 +105,7 @@ def request_from_options(
         notes = read_notes(notes_file)
     return parse_request(
         procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
-        clinician=clinician, notes=notes, paper=paper, variant=variant,
+        clinician=clinician, notes=notes, paper=paper, variant=variant, large_print=large_print,
     )  # fmt: skip
 
 

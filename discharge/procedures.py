@@ -34,6 +34,7 @@ _KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _TOP_FIELDS = {
     "id", "version", "title", "subtitle", "reviewed", "sources", "intro", "default_variant",
     "variants", "milestones", "sections", "help", "teach_back",
+    "language", "translates", "reviewed_by",  # a translation's provenance: <id>.<lang>.toml
 }  # fmt: skip
 _SOURCE_FIELDS = ("title", "publisher", "author", "url", "reviewed", "note")
 _VARIANT_FIELDS = ("label", "date_label", "intro")
@@ -194,7 +195,8 @@ def _listing(folders: tuple[Path, ...], _stamps: tuple[int, ...]) -> tuple[tuple
     for folder in reversed(folders):
         for file in sorted(folder.glob("*.toml")):
             # Only regular files: reading a FIFO (or a device) named *.toml would wait forever.
-            if not file.name.startswith("_") and file.is_file():
+            # <id>.<lang>.toml is a translation of <id>.toml, not a procedure of its own.
+            if not file.name.startswith("_") and "." not in file.stem and file.is_file():
                 found[file.stem] = file
     return tuple(found.items())
 
@@ -241,15 +243,17 @@ class _Parser:
         self.problems: list[str] = []
         self.variant_names: set[str] = set()
 
-    def parse(self, data: dict[str, Any]) -> Procedure:
+    def parse(self, data: dict[str, Any], *, placeholders: bool = True) -> Procedure:
         for key in data:
             if key not in _TOP_FIELDS:
                 self.problems.append(f"{key}: not a known field")
         proc_id = self.string(data, "id")
         if proc_id and not _ID.match(proc_id):
             self.problems.append("id: expected lowercase letters, digits and '-'")
-        elif proc_id and proc_id != self.file.stem:
-            self.problems.append(f"id: {proc_id!r} must match the file name {self.file.stem!r}")
+        elif proc_id and proc_id != self.file.stem.split(".")[0]:
+            self.problems.append(
+                f"id: {proc_id!r} must match the file name {self.file.stem.split('.')[0]!r}"
+            )
         variants = self.variants(data)
         default = self.default_variant(data, variants)
         milestones = tuple(
@@ -288,7 +292,8 @@ class _Parser:
             self.check_variants_complete(procedure)
         if self.problems:
             raise TemplateError(f"template {self.file.name}: " + "; ".join(self.problems))
-        self.check_placeholders(procedure)
+        if placeholders:
+            self.check_placeholders(procedure)
         return procedure
 
     # --- fields -------------------------------------------------------------------------
@@ -618,3 +623,89 @@ def _nonblank(value: Any) -> bool:
 
 def _rough_hours(offset: Offset) -> float:
     return offset.amount * {"h": 1, "d": 24, "w": 168, "m": 730}[offset.unit]
+
+
+# --- template governance (`discharge templates check`) -----------------------------------
+
+
+def parse_template_file(file: Path) -> tuple[Procedure | None, dict[str, Any], list[str]]:
+    """Load one template file without stopping at the first problem.
+
+    Returns the procedure (None if it cannot be built), its raw TOML data, and every problem
+    as "field: what is wrong". Placeholders are not rendered here: ``text_problems`` does that
+    for every text, so each bad placeholder is reported, not only the first.
+    """
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        return None, {}, ["(file): is not UTF-8 text"]
+    except OSError as exc:
+        return None, {}, [f"(file): cannot be read: {exc.strerror or exc}"]
+    except tomllib.TOMLDecodeError as exc:
+        return None, {}, [f"(file): is not valid TOML: {exc}"]
+    except RecursionError:
+        return None, {}, ["(file): is not valid TOML: tables or lists nested too deeply"]
+    parser = _Parser(file)
+    try:
+        return parser.parse(data, placeholders=False), data, []
+    except TemplateError as exc:
+        return None, data, parser.problems or [str(exc)]
+
+
+def text_problems(procedure: Procedure, variant: str | None) -> list[str]:
+    """Every text of one variant rendered with sample values: "field: what is wrong" each."""
+    context = template_context(procedure, date(2026, 1, 1), None, Clinic(), variant).values
+    problems = []
+    for text in _texts(procedure, variant):
+        try:
+            templating.render(text.template, context)
+        except TemplateError as exc:
+            problems.append(f"{text.field}: bad placeholder or expression ({exc})")
+    return problems
+
+
+def translation_files(extra: Path | None = None) -> list[Path]:
+    """Every translated template (``<id>.<lang>.toml``), the clinic's folder first."""
+    found = []
+    for folder in template_dirs(extra):
+        found += [f for f in sorted(folder.glob("*.*.toml")) if not f.name.startswith("_")]
+    return found
+
+
+def stale_translations(extra: Path | None = None) -> list[tuple[Path, str]]:
+    """Translations whose English template has moved on: (file, why) for each.
+
+    A translation names the English template and version it translates (``translates =
+    "hsg 1.2"``); when ``hsg.toml``'s version is no longer 1.2 the translation is stale.
+    """
+    english = available_procedures(extra)
+    stale = []
+    for file in translation_files(extra):
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue  # not readable: reported by the template's own check
+        why = _staleness(data.get("translates"), english)
+        if why:
+            stale.append((file, why))
+    return stale
+
+
+def _staleness(translates: Any, english: Mapping[str, Path]) -> str:
+    parts = translates.split() if isinstance(translates, str) else []
+    if len(parts) != 2:
+        return 'translates: expected the English template\'s id and version, e.g. "hsg 1.2"'
+    procedure_id, version = parts
+    source = english.get(procedure_id)
+    if source is None:
+        return f"translates: there is no English template {procedure_id!r}"
+    try:
+        current = tomllib.loads(source.read_text(encoding="utf-8-sig")).get("version")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return ""  # the English template's own check reports it
+    if current != version:
+        return (
+            f"translates {procedure_id} version {version}, but {source.name} is now version "
+            f"{current}: the translation is stale (update it, then its translates field)"
+        )
+    return ""

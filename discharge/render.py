@@ -33,6 +33,7 @@ from discharge import styles as st
 from discharge.document import Block, Contact, Document
 from discharge.errors import RenderError
 from discharge.fonts import BODY, FALLBACK, main_coverage, markup, segments
+from discharge.styles import Styles, styles_for
 from discharge.tagging import (
     ListTags,
     TableTags,
@@ -97,6 +98,7 @@ def render_pdf(document: Document) -> bytes:
 
 def _render(document: Document) -> bytes:
     main_coverage()  # register fonts before any Paragraph measures text
+    s = styles_for(document.large_print)
     buffer = io.BytesIO()
     page = PAGE_SIZES[document.paper]
     doc = _DocTemplate(
@@ -105,7 +107,7 @@ def _render(document: Document) -> bytes:
         leftMargin=st.MARGIN_X,
         rightMargin=st.MARGIN_X,
         topMargin=st.MARGIN_TOP,
-        bottomMargin=st.MARGIN_BOTTOM,
+        bottomMargin=s.margin_bottom,
         # Metadata is visible in mail previews and file managers: no patient data in it.
         title=document.labels.metadata_title,
         author=document.clinic.name,
@@ -119,9 +121,10 @@ def _render(document: Document) -> bytes:
     )  # fmt: skip
     doc.addPageTemplates([PageTemplate(id="page", frames=[frame])])
     doc.notes_continued = document.labels.notes_continued
-    footer = _Footer(document)
+    doc.styles = s
+    footer = _Footer(document, s)
     try:
-        doc.build(_story(document, doc.width), canvasmaker=footer.canvas_class())
+        doc.build(_story(document, doc.width, s), canvasmaker=footer.canvas_class())
     except LayoutError:
         # reportlab's message quotes the flowable's text, which may be patient data: drop it.
         raise RenderError(
@@ -135,6 +138,7 @@ class _DocTemplate(BaseDocTemplate):
     so a patient who turns the page knows whose words these still are."""
 
     notes_continued = ""
+    styles: Styles
     _notes_started = False
 
     def handle_flowable(self, flowables: list[Flowable]) -> None:
@@ -142,14 +146,15 @@ class _DocTemplate(BaseDocTemplate):
         if (
             self.notes_continued
             and self._notes_started
-            and getattr(first, "style", None) is st.NOTES
+            and getattr(first, "style", None) is self.styles.notes
             and self.frame._atTop
         ):
-            flowables.insert(0, _RunningHeading(markup(self.notes_continued), st.HEADING))
+            heading = _RunningHeading(markup(self.notes_continued), self.styles.heading)
+            flowables.insert(0, heading)
         super().handle_flowable(flowables)
 
     def afterFlowable(self, flowable: Flowable) -> None:  # noqa: N802 (reportlab's name)
-        if getattr(flowable, "style", None) is st.NOTES:
+        if getattr(flowable, "style", None) is self.styles.notes:
             self._notes_started = True
 
 
@@ -224,6 +229,29 @@ class _Para(TaggedFlowable, Paragraph):
         return hit if hit is not None else _BROKEN.put(key, super().breakLines(width))
 
 
+class _HeadedTable(Flowable):
+    """A heading and a table that may run on over pages, but never leaves its heading alone:
+    the heading goes to the next page unless the table's header and first row fit under it."""
+
+    def __init__(self, heading: Flowable, table: Flowable) -> None:
+        super().__init__()
+        self.heading = heading
+        self.table = table
+
+    def wrap(self, aW: float, aH: float) -> tuple[float, float]:
+        return aW, 0xFFFFFF  # always split: the frame then places the heading and the parts
+
+    def split(self, aW: float, aH: float) -> list[Flowable]:
+        _, height = self.heading.wrap(aW, aH)
+        room = aH - height - self.heading.getSpaceBefore() - self.heading.getSpaceAfter()
+        self.table.wrap(aW, room)
+        parts = self.table.split(aW, room)
+        frame = getattr(self, "_frame", None)
+        if parts or getattr(frame, "_atTop", True):  # at a page's top: nowhere better to go
+            return [self.heading, *(parts or [self.table])]
+        return []  # not even the first row fits here: all of it to the next page
+
+
 class _KeepTogether(KeepTogether):
     """KeepTogether that measures its content without copying the page frame each time.
 
@@ -247,9 +275,8 @@ def _p(text: str, style: Any, tag: Tag | None = None, **kw: Any) -> Paragraph:
     return para
 
 
-def _blocks(
-    blocks: tuple[Block, ...], bullet_mark: str, para: Any = st.BODY_TEXT, bullet: Any = st.BULLET
-) -> list[Flowable]:
+def _blocks(blocks: tuple[Block, ...], bullet_mark: str, s: Styles) -> list[Flowable]:
+    para, bullet = s.body, s.bullet
     out: list[Flowable] = []
     for block in blocks:
         if block.kind == "para":
@@ -260,45 +287,50 @@ def _blocks(
     return out
 
 
-def _story(doc: Document, width: float) -> list[Flowable]:
+def _story(doc: Document, width: float, s: Styles) -> list[Flowable]:
     labels = doc.labels
-    story: list[Flowable] = [_header(doc, width), _p(doc.title, st.TITLE, Tag("H1"))]
+    story: list[Flowable] = [_header(doc, width, s), _p(doc.title, s.title, Tag("H1"))]
     if doc.subtitle:
-        story.append(_p(doc.subtitle, st.SUBTITLE))
-    story.append(_patient_block(doc, width))
+        story.append(_p(doc.subtitle, s.subtitle))
+    story.append(_patient_block(doc, width, s))
     # Page 1 holds what matters most: who, the dates, and when to get help.
-    story.append(_timeline(doc, width))
+    story.extend(_timeline(doc, width, s))
     story.append(Spacer(1, 10))
-    story.extend(_help_box(doc, width))
+    story.extend(_help_box(doc, width, s))
     story.append(Spacer(1, 6))
-    story.extend(_blocks(doc.intro, labels.bullet))
+    story.extend(_blocks(doc.intro, labels.bullet, s))
     for section in doc.sections:
-        blocks = _blocks(section.blocks, labels.bullet)
-        story.append(_KeepTogether([_p(section.heading, st.HEADING, Tag("H2")), *blocks[:1]]))
+        blocks = _blocks(section.blocks, labels.bullet, s)
+        story.append(_KeepTogether([_p(section.heading, s.heading, Tag("H2")), *blocks[:1]]))
         story.extend(blocks[1:])
     if doc.notes:
-        story.append(_p(labels.notes, st.HEADING, Tag("H2")))
-        story.extend(_notes(doc.notes))
-    teach_back = _teach_back(doc, width)
+        notes = _notes(doc.notes, s)  # the heading never left alone at the foot of a page
+        story.append(_KeepTogether([_p(labels.notes, s.heading, Tag("H2")), *notes[:1]]))
+        story.extend(notes[1:])
+    teach_back = _teach_back(doc, width, s)
     if teach_back is not None:
         story.append(teach_back)
-    story.append(_signature(doc, width))
+    story.append(_signature(doc, width, s))
     story.append(Spacer(1, 6))
-    story.append(_p(doc.sources, st.SMALL))
+    story.append(_p(doc.sources, s.small))
     return story
 
 
-def _header(doc: Document, width: float) -> Flowable:
+def _header(doc: Document, width: float, s: Styles) -> Flowable:
     clinic = doc.clinic
     left: list[Flowable] = []
     if clinic.logo:
         left.append(TaggedImage(str(clinic.logo), alt=f"{clinic.name} logo", width=40 * mm,
                                 height=14 * mm, kind="proportional"))  # fmt: skip
-    left.append(_p(clinic.name, st.CLINIC_NAME))
+    left.append(_p(clinic.name, s.clinic))
     if clinic.address:
-        left.append(_p(", ".join(clinic.address), st.CLINIC_LINE))
-    right = [_p(line, st.CLINIC_CONTACT) for line in doc.header_contacts]
-    table = TaggedTable([[left, right]], colWidths=[width * 0.6, width * 0.4])
+        left.append(_p(", ".join(clinic.address), s.clinic_line))
+    if s.header_side_by_side:
+        right = [_p(line, s.clinic_contact) for line in doc.header_contacts]
+        table = TaggedTable([[left, right]], colWidths=[width * 0.6, width * 0.4])
+    else:  # large print: a phone number must not break over two lines
+        left += [_p(line, s.clinic_line) for line in doc.header_contacts]
+        table = TaggedTable([[left]], colWidths=[width])
     table.setStyle(
         TableStyle([
             ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -311,19 +343,23 @@ def _header(doc: Document, width: float) -> Flowable:
     return table
 
 
-def _patient_block(doc: Document, width: float) -> Flowable:
+def _patient_block(doc: Document, width: float, s: Styles) -> Flowable:
     # Read as a table of one row per pair: a row header (the label) and its value.
     tags = TableTags(header_cols=1)
-    cells = [[_p(label, st.LABEL, tags.cell(i, 0)), _p(value, st.VALUE, tags.cell(i, 1))]
+    cells = [[_p(label, s.label, tags.cell(i, 0)), _p(value, s.value, tags.cell(i, 1))]
              for i, (label, value) in enumerate(doc.patient_rows)]  # fmt: skip
-    # Two pairs a row keeps the block short; a long name still wraps inside its cell.
+    # Two pairs a row keeps the block short (one in large print, where a long date needs the
+    # room); a long name still wraps inside its cell.
+    per_row = s.patient_pairs_per_row
     rows = []
-    for i in range(0, len(cells), 2):
-        pair = cells[i] + (cells[i + 1] if i + 1 < len(cells) else ["", ""])
-        rows.append(pair)
-    label_w = 30 * mm
-    value_w = width / 2 - label_w
-    table = TaggedTable(rows, colWidths=[label_w, value_w, label_w, value_w])
+    for i in range(0, len(cells), per_row):
+        row: list[Any] = []
+        for j in range(i, i + per_row):
+            row += cells[j] if j < len(cells) else ["", ""]
+        rows.append(row)
+    label_w = s.patient_label_width
+    value_w = width / per_row - label_w
+    table = TaggedTable(rows, colWidths=[label_w, value_w] * per_row)
     table.setStyle(
         TableStyle([
             ("BACKGROUND", (0, 0), (-1, -1), st.ACCENT_TINT),
@@ -335,18 +371,19 @@ def _patient_block(doc: Document, width: float) -> Flowable:
     return table
 
 
-def _timeline(doc: Document, width: float) -> Flowable:
+def _timeline(doc: Document, width: float, s: Styles) -> list[Flowable]:
     labels = doc.labels
     tags = TableTags(header_rows=1)
-    head = [_p(labels.timeline_when, st.TABLE_HEAD, tags.cell(0, 0)),
-            _p(labels.timeline_what, st.TABLE_HEAD, tags.cell(0, 1))]  # fmt: skip
+    head = [_p(labels.timeline_when, s.table_head, tags.cell(0, 0)),
+            _p(labels.timeline_what, s.table_head, tags.cell(0, 1))]  # fmt: skip
     rows: list[list[Any]] = [head]
     for r, row in enumerate(doc.timeline, 1):
-        when = _Para("<br/>".join(markup(line) for line in row.when), st.WHEN)
+        when = _Para("<br/>".join(markup(line) for line in row.when), s.when)
         when.tag = tags.cell(r, 0)
         what = tags.cell(r, 1)  # one cell, however many labels
-        rows.append([when, [_p(label, st.WHAT, what) for label in row.labels]])
-    table = TaggedTable(rows, colWidths=[width * 0.43, width * 0.57], repeatRows=1)
+        rows.append([when, [_p(label, s.what, what) for label in row.labels]])
+    table = TaggedTable(rows, colWidths=[width * s.when_share, width * (1 - s.when_share)],
+                        repeatRows=1)  # fmt: skip
     commands: list[tuple[Any, ...]] = [
         ("BACKGROUND", (0, 0), (-1, 0), st.ACCENT),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -356,10 +393,15 @@ def _timeline(doc: Document, width: float) -> Flowable:
     ]
     commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, len(rows), 2)]
     table.setStyle(TableStyle(commands))
-    return _KeepTogether([_p(labels.timeline, st.HEADING, Tag("H2")), table])
+    heading = _p(labels.timeline, s.heading, Tag("H2"))
+    if s.timeline_kept_whole:
+        return [_KeepTogether([heading, table])]
+    # Large print: the table is most of a page; start it on this page if its heading and first
+    # row fit, and let it run on (its header row repeats).
+    return [_HeadedTable(heading, table)]
 
 
-def _help_box(doc: Document, width: float) -> list[Flowable]:
+def _help_box(doc: Document, width: float, s: Styles) -> list[Flowable]:
     """Two levels in one box: what cannot wait (on red), then when to call the clinic. Each
     level leads with what to do, then the signs, then whom to call, so one glance answers
     "whom do I call for this?".
@@ -373,16 +415,14 @@ def _help_box(doc: Document, width: float) -> list[Flowable]:
     for level, urgent in ((doc.help_urgent, True), (doc.help_clinic, False)):
         rows: list[list[Any]] = []
         if urgent:
-            rows.append([_p(doc.help_heading, st.HELP_HEADING, Tag("H2"))])
+            rows.append([_p(doc.help_heading, s.help_heading, Tag("H2"))])
         first = len(rows)
-        rows.append([_p(level.heading, st.HELP_URGENT if urgent else st.HELP_LEVEL, Tag("H3"))])
+        rows.append([_p(level.heading, s.help_urgent if urgent else s.help_level, Tag("H3"))])
         if level.intro:
-            rows.append([_p(level.intro, st.HELP_TEXT)])
+            rows.append([_p(level.intro, s.help_text)])
         signs = ListTags()
-        rows += [
-            [_p(sign, st.HELP_BULLET, signs.item(), bulletText=bullet)] for sign in level.signs
-        ]
-        rows.append([_contacts(level.contacts, width - 20)])
+        rows += [[_p(sign, s.help_bullet, signs.item(), bulletText=bullet)] for sign in level.signs]
+        rows.append([_contacts(level.contacts, width - 20, s)])
         commands: list[tuple[Any, ...]] = [
             ("BACKGROUND", (0, 0), (-1, -1), st.ALERT_TINT),
             ("BOX", (0, 0), (-1, -1), 2, st.ALERT),
@@ -405,12 +445,12 @@ def _help_box(doc: Document, width: float) -> list[Flowable]:
     return parts
 
 
-def _contacts(contacts: tuple[Contact, ...], width: float) -> Flowable:
+def _contacts(contacts: tuple[Contact, ...], width: float, s: Styles) -> Flowable:
     """Whom to call: each number large, under the words that say who answers it."""
     cells = []
     for contact in contacts:
         tag = Tag("P")  # "Out of hours 01632 960 999" reads as one line
-        cells.append([_p(contact.who, st.HELP_WHO, tag), _p(contact.number, st.HELP_PHONE, tag)])
+        cells.append([_p(contact.who, s.help_who, tag), _p(contact.number, s.help_phone, tag)])
     columns = max(2, len(cells))
     table = TaggedTable([cells], colWidths=[width / columns] * len(cells), hAlign="LEFT")
     table.setStyle(
@@ -425,16 +465,16 @@ def _contacts(contacts: tuple[Contact, ...], width: float) -> Flowable:
     return table
 
 
-def _teach_back(doc: Document, width: float) -> Flowable | None:
+def _teach_back(doc: Document, width: float, s: Styles) -> Flowable | None:
     """The nurse's questions, each with a box to tick when the patient can answer it."""
     teach = doc.teach_back
     if teach is None:
         return None
-    content: list[Flowable] = [_p(teach.heading, st.HEADING, Tag("H2"))]
+    content: list[Flowable] = [_p(teach.heading, s.heading, Tag("H2"))]
     if teach.intro:
-        content.append(_p(teach.intro, st.BODY_TEXT))
-    rows = [[_TickBox(), _p(question, st.BODY_TEXT)] for question in teach.questions]
-    table = TaggedTable(rows, colWidths=[9 * mm, width - 9 * mm], hAlign="LEFT")
+        content.append(_p(teach.intro, s.body))
+    rows = [[_TickBox(s.tick_box), _p(question, s.body)] for question in teach.questions]
+    table = TaggedTable(rows, colWidths=[s.tick_column, width - s.tick_column], hAlign="LEFT")
     table.setStyle(
         TableStyle([
             ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -450,16 +490,18 @@ def _teach_back(doc: Document, width: float) -> Flowable | None:
 class _TickBox(Flowable):
     """An empty square to tick by hand, on the first line of its question."""
 
-    SIZE = 11
+    def __init__(self, size: float) -> None:
+        super().__init__()
+        self.size = size
 
     def wrap(self, aW: float, aH: float) -> tuple[float, float]:
-        return self.SIZE, self.SIZE + 3
+        return self.size, self.size + 3
 
     def draw(self) -> None:
         with artifact(self.canv):  # the question is read; the box is for the pen
             self.canv.setStrokeColor(st.INK)
             self.canv.setLineWidth(1)
-            self.canv.rect(0, 0, self.SIZE, self.SIZE, stroke=1, fill=0)
+            self.canv.rect(0, 0, self.size, self.size, stroke=1, fill=0)
 
 
 # Longest piece of one line of notes in one Paragraph. reportlab re-breaks the rest of a
@@ -469,7 +511,7 @@ class _TickBox(Flowable):
 _NOTES_PIECE = 1_000
 
 
-def _notes(notes: str) -> list[Flowable]:
+def _notes(notes: str, s: Styles) -> list[Flowable]:
     """The clinician's notes verbatim: one Paragraph per line, so line breaks are kept and very
     long notes flow across pages without re-wrapping one giant paragraph on every page."""
     out: list[Flowable] = []
@@ -481,7 +523,7 @@ def _notes(notes: str) -> list[Flowable]:
         stripped = line.lstrip(" ")
         text = "\u00a0" * (len(line) - len(stripped)) + stripped.replace("  ", " \u00a0")
         line_tag = Tag("P")  # a long line drawn in pieces is still one paragraph to a reader
-        out.extend(_p(piece, st.NOTES, line_tag) for piece in _pieces(text))
+        out.extend(_p(piece, s.notes, line_tag) for piece in _pieces(text))
     return out
 
 
@@ -502,27 +544,37 @@ def _pieces(text: str, size: int = _NOTES_PIECE) -> list[str]:
     return pieces
 
 
-def _signature(doc: Document, width: float) -> Flowable:
+def _signature(doc: Document, width: float, s: Styles) -> Flowable:
     labels = doc.labels
     gap = 6 * mm
-    field = (width - 3 * gap) / 6  # signature lines twice as long as date lines
-    widths = [2 * field, gap, field, gap, 2 * field, gap, field]
+    # Signature lines twice as long as date lines; all four fields on one row, or (large
+    # print) a signature and its date a row.
+    per_row = s.signature_fields_per_row
+    field = (width - (per_row - 1) * gap) / (1.5 * per_row)
+    widths = [2 * field, gap, field, gap, 2 * field, gap, field][: 2 * per_row - 1]
     blank: list[Any] = [""] * len(widths)
-    label_row = list(blank)
-    for i, label in enumerate(labels.signatures):
-        label_row[2 * i] = _p(label, st.SIGN_LABEL)
-    rows = [[_p(labels.statement, st.BODY_TEXT), *blank[1:]], blank, label_row]
-    table = TaggedTable(rows, colWidths=widths, rowHeights=[None, 26, None], hAlign="LEFT")
+    rows = [[_p(labels.statement, s.body), *blank[1:]]]
+    heights: list[float | None] = [None]
+    lines = []
+    for start in range(0, len(labels.signatures), per_row):
+        label_row = list(blank)
+        for i, label in enumerate(labels.signatures[start : start + per_row]):
+            label_row[2 * i] = _p(label, s.sign_label)
+        lines += [("LINEBELOW", (c, len(rows)), (c, len(rows)), 0.75, st.INK)
+                  for c in range(0, len(widths), 2)]  # fmt: skip
+        rows += [list(blank), label_row]
+        heights += [s.signature_line_gap, None]
+    table = TaggedTable(rows, colWidths=widths, rowHeights=heights, hAlign="LEFT")
     table.setStyle(
         TableStyle([
             ("SPAN", (0, 0), (-1, 0)),
             ("LEFTPADDING", (0, 0), (-1, -1), 0),
             ("RIGHTPADDING", (0, 0), (-1, -1), 0),
             # One line per field; the gap columns keep the lines apart.
-            *[("LINEBELOW", (c, 1), (c, 1), 0.75, st.INK) for c in range(0, len(widths), 2)],
+            *lines,
         ])
     )  # fmt: skip
-    return _KeepTogether([_p(labels.before_you_go, st.HEADING, Tag("H2")), table])
+    return _KeepTogether([_p(labels.before_you_go, s.heading, Tag("H2")), table])
 
 
 # --- page furniture ---------------------------------------------------------------------
@@ -531,8 +583,9 @@ def _signature(doc: Document, width: float) -> Flowable:
 class _Footer:
     """Draws the footer on every page once the page count is known ("Page X of Y")."""
 
-    def __init__(self, document: Document) -> None:
+    def __init__(self, document: Document, styles: Styles) -> None:
         self.document = document
+        self.styles = styles
 
     def canvas_class(self) -> type[Canvas]:
         footer = self
@@ -564,38 +617,46 @@ class _Footer:
 
     def _draw(self, canvas: Canvas, number: int, total: int) -> None:
         footer = self.document.footer
+        s = self.styles
+        size, gap = s.footer_size, s.footer_line_gap
         width, _ = canvas._pagesize
         left, right = st.MARGIN_X, width - st.MARGIN_X
-        y = 11 * mm
+        y = s.footer_y
         canvas.saveState()
         canvas.setStrokeColor(st.RULE)
         canvas.setLineWidth(0.5)
-        canvas.line(left, y + 10, right, y + 10)
+        canvas.line(left, y + gap, right, y + gap)
         canvas.setFillColor(st.INK)
         page = self.document.labels.page(number, total)
-        page_w = stringWidth(page, BODY, st.FOOTER_SIZE)
-        canvas.setFont(BODY, st.FOOTER_SIZE)
+        page_w = stringWidth(page, BODY, size)
+        canvas.setFont(BODY, size)
         canvas.drawString(right - page_w, y, page)
         room = right - page_w - 10 * mm - left
-        if footer.ids:
+        if footer.ids and s.footer_ids_own_line:  # large print: the name and ids both whole
+            _draw_fitted(canvas, left, y, footer.patient_name, room, size)
+            y -= gap
+            _draw_fitted(canvas, left, y, footer.ids, right - left, size)
+        elif footer.ids:
             ids = "  ·  " + footer.ids
-            ids_w = sum(stringWidth(r, FALLBACK if fb else BODY, st.FOOTER_SIZE)
+            ids_w = sum(stringWidth(r, FALLBACK if fb else BODY, size)
                         for fb, r in segments(ids))  # fmt: skip
-            name_w = _draw_fitted(canvas, left, y, footer.patient_name, max(room - ids_w, room / 3))
-            _draw_fitted(canvas, left + name_w, y, ids, room - name_w)
+            name_w = _draw_fitted(canvas, left, y, footer.patient_name, max(room - ids_w, room / 3),
+                                  size)  # fmt: skip
+            _draw_fitted(canvas, left + name_w, y, ids, room - name_w, size)
         else:
-            _draw_fitted(canvas, left, y, footer.patient_name, room)
+            _draw_fitted(canvas, left, y, footer.patient_name, room, size)
         canvas.setFillColor(st.MUTED)
-        canvas.setFont(BODY, st.FOOTER_SIZE - 1)
-        small = footer.clinic_line
-        _draw_fitted(canvas, left, y - 10, small, right - left - 40 * mm, size=st.FOOTER_SIZE - 1)
+        canvas.setFont(BODY, size - 1)
         ref = footer.template
-        canvas.drawString(right - stringWidth(ref, BODY, st.FOOTER_SIZE - 1), y - 10, ref)
+        ref_w = stringWidth(ref, BODY, size - 1)
+        canvas.drawString(right - ref_w, y - gap, ref)
+        room = max(right - left - ref_w - 8 * mm, (right - left) / 3)
+        _draw_fitted(canvas, left, y - gap, footer.clinic_line, room, size - 1)
         canvas.restoreState()
 
 
 def _draw_fitted(canvas: Canvas, x: float, y: float, text: str, room: float,
-                 size: float = st.FOOTER_SIZE) -> float:  # fmt: skip
+                 size: float) -> float:  # fmt: skip
     """Draw one line of text, switching to the fallback font where needed, cut to fit `room`.
 
     Returns the width drawn."""

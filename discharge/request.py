@@ -56,6 +56,7 @@ class DischargeRequest:
     notes: str = ""
     paper: str | None = None  # None: the clinic's default
     variant: str = ""  # the template's variant ("medical", "sterilisation-check"); "": its default
+    large_print: bool | None = None  # None: the clinic's default
 
 
 def parse_date(text: str, field: str = "date") -> date:
@@ -117,6 +118,7 @@ def parse_request(
     notes: str | None = None,
     paper: str | None = None,
     variant: str | None = None,
+    large_print: str | bool | None = None,
 ) -> DischargeRequest:
     """Validate raw text fields (from options, a CSV row or a form) into a DischargeRequest.
 
@@ -164,6 +166,7 @@ def parse_request(
     paper_size = (paper or "").strip().lower() or None
     if paper_size and paper_size not in PAPER_SIZES:
         problems["paper"] = "paper is not a paper size (expected a4 or letter)"
+    large = check("large_print", lambda: parse_yes_no(large_print, "large print"))
     if problems or day is None:
         raise FieldErrors(problems)
     return DischargeRequest(
@@ -175,4 +178,23 @@ def parse_request(
         notes=clean_notes,
         paper=paper_size,
         variant=clean_text(variant).lower(),
+        large_print=large,
     )
+
+
+_YES = ("yes", "y", "true", "1")
+_NO = ("no", "n", "false", "0")
+
+
+def parse_yes_no(value: str | bool | None, field: str) -> bool | None:
+    """True or False from yes/no, true/false, 1/0, y/n (any case); None when empty."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = value.strip().lower()
+    if not text:
+        return None
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    raise InputError(f"{field} is not yes or no (expected yes/no, true/false, 1/0, or empty)")

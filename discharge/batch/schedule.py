@@ -24,10 +24,12 @@ from typing import IO
 from discharge.config import DATE_ORDERS, Config
 from discharge.errors import DischargeError, InputError
 from discharge.procedures import load_procedure
-from discharge.request import DischargeRequest, check_email, parse_request
+from discharge.request import DischargeRequest, check_email, parse_request, parse_yes_no
 
 REQUIRED_COLUMNS = ("patient_name", "procedure", "date")
-OPTIONAL_COLUMNS = ("time", "dob", "mrn", "clinician", "notes", "email", "paper", "variant")
+OPTIONAL_COLUMNS = (
+    "time", "dob", "mrn", "clinician", "notes", "email", "paper", "variant", "large_print",
+)  # fmt: skip
 KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 # A row longer than this is an export accident or a quote that never closes: far above any
@@ -320,6 +322,8 @@ def parse_row(
         )
     values = record.values
     dob = values.get("dob", "")
+    # Checked here so the message names the column; empty: the clinic's default.
+    large_print = parse_yes_no(values.get("large_print"), "large_print")
     request = parse_request(
         procedure=values.get("procedure", ""),
         date=read_date(values.get("date", ""), date_order, "date"),
@@ -331,6 +335,7 @@ def parse_row(
         notes=values.get("notes"),
         paper=values.get("paper"),
         variant=values.get("variant"),
+        large_print=large_print,
     )
     procedure = load_procedure(request.procedure, templates_dir)
     procedure.variant(request.variant)  # an unknown variant is this row's error, found now

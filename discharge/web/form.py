@@ -39,6 +39,7 @@ FIELDS = (
     Field("clinician", "Clinician", "Optional."),
     Field("notes", "Notes", "Optional. Printed exactly as typed, line breaks kept."),
     Field("paper", "Paper size"),
+    Field("large_print", "Large print", "For low vision: text 18 pt or larger."),
 )
 # "Email to patient" follows them when the clinic has email settings (see emailing.py).
 _LABELS = {**{field.name: field.label for field in FIELDS}, "email": "Email to patient"}
@@ -99,7 +100,10 @@ def check_form(values: dict[str, str], config: Config) -> tuple[Any, dict[str, s
     problems: dict[str, str] = {}
     request_ = None
     try:
-        request_ = parse_request(**{field.name: values[field.name] for field in FIELDS})
+        fields = {field.name: values[field.name] for field in FIELDS}
+        # A checkbox sends nothing when cleared: that is "no", not the clinic's default.
+        fields["large_print"] = "yes" if values["large_print"] else "no"
+        request_ = parse_request(**fields)
     except FieldErrors as exc:
         problems.update(exc.problems)
     if not values["procedure"].strip():
@@ -149,7 +153,8 @@ def show_form(
 def index() -> Any:
     config: Config = current_app.config["CLINIC"]
     values = {field.name: "" for field in FIELDS}
-    values.update(date=today(config), paper=config.clinic.paper)
+    values.update(date=today(config), paper=config.clinic.paper,
+                  large_print="yes" if config.clinic.large_print else "")  # fmt: skip
     return show_form(values, {})
 
 
