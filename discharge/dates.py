@@ -1,4 +1,4 @@
-"""Dates as a patient reads them: weekday, day, month name and year, in the clinic's locale."""
+"""Dates as a patient reads them: weekday, day, month name and year, in the document's locale."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from functools import cache, lru_cache
 
 from babel import Locale
 from babel.dates import format_date, format_time
+
+from discharge.i18n import N_, gettext, language_of
+
+# Translators: a date, then a clock time: "Sunday 22 November 2026 at 10:30".
+_AT = N_("{day} at {time}")
 
 
 @cache
@@ -32,7 +37,8 @@ def format_moment(value: date | datetime, locale: str) -> str:
     """A date, or a date and clock time: "Sunday 22 November 2026 at 10:30"."""
     if isinstance(value, datetime):
         clock = format_time(value, "short", locale=locale)
-        return f"{format_day(value.date(), locale)} at {clock}"
+        day = format_day(value.date(), locale)
+        return gettext(language_of(locale), _AT).format(day=day, time=clock)
     return format_day(value, locale)
 
 

@@ -46,6 +46,9 @@ _PATIENT_OPTIONS = [
                  help="Paper size. Default: the clinic's setting."),
     click.option("--variant", metavar="NAME",
                  help="The template's variant, e.g. medical (see: discharge procedures)."),
+    click.option("--language", metavar="CODE",
+                 help="Language of the instructions, e.g. es (see: discharge procedures). "
+                      "Default: the clinic's."),
     config_option,
 ]  # fmt: skip
 
@@ -70,6 +73,7 @@ def request_from_options(
     notes_file: Path | None,
     paper: str | None,
     variant: str | None = None,
+    language: str | None = None,
 ) -> DischargeRequest:
     """The validated request for the values of ``patient_options``."""
     if notes is not None and notes_file is not None:
@@ -78,7 +82,7 @@ def request_from_options(
         notes = read_notes(notes_file)
     return parse_request(
         procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
-        clinician=clinician, notes=notes, paper=paper, variant=variant,
+        clinician=clinician, notes=notes, paper=paper, variant=variant, language=language,
     )  # fmt: skip
 
 

@@ -499,7 +499,7 @@ class _Footer:
         footer = self
 
         class FooterCanvas(TaggedCanvas):
-            lang = language_tag(footer.document.clinic.locale)
+            lang = language_tag(footer.document.locale)  # the patient's language, not the clinic's
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
