@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from discharge.config import Config
 from discharge.errors import InputError
 from discharge.request import DischargeRequest, parse_request
 
@@ -84,6 +85,22 @@ def request_from_options(
         procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
         clinician=clinician, notes=notes, paper=paper, variant=variant, language=language,
     )  # fmt: skip
+
+
+def warn_stale_translation(request: DischargeRequest, config: Config) -> None:
+    """On stderr: the translated template this request uses is older than its original."""
+    from discharge.i18n import language_of
+    from discharge.procedures import load_procedure, stale_warning
+
+    if not request.language:
+        return
+    default = language_of(config.clinic.locale)
+    procedure = load_procedure(
+        request.procedure, config.templates_dir, request.language, default_language=default
+    )
+    message = stale_warning(procedure, config.templates_dir)
+    if message:
+        click.echo(f"warning: {message}", err=True)
 
 
 def read_notes(path: Path) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from discharge.options import patient_options, request_from_options
+from discharge.options import patient_options, request_from_options, warn_stale_translation
 
 
 @click.command()
@@ -39,6 +39,7 @@ def email(
     request = request_from_options(**patient)
     config = load_config(config_path)
     result = email_instructions(request, config, recipient, eml=eml, output=output)
+    warn_stale_translation(request, config)
     if output is not None:
         click.echo(f"Wrote {output}")
     if not result.sent:

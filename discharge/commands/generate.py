@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from discharge.options import patient_options, request_from_options
+from discharge.options import patient_options, request_from_options, warn_stale_translation
 
 
 @click.command()
@@ -23,4 +23,5 @@ def generate(config_path: Path | None, output: Path | None, **patient: Any) -> N
     request = request_from_options(**patient)
     output = output or Path(f"discharge-{request.procedure}-{request.day.isoformat()}.pdf")
     generate_pdf(request, config, output)
+    warn_stale_translation(request, config)
     click.echo(f"Wrote {output}")
