@@ -41,14 +41,17 @@ VARIANTS = [
 
 # Words that would betray English left on a Spanish page: the labels' words, the templates'
 # common words, weekdays and months. None of them is also a Spanish word.
-ENGLISH = set(
-    """the and you your to of at with when what call page date name phone emergency hours out
+ENGLISH = frozenset(
+    re.findall(
+        r"\w+",
+        """the and you your to of at with when what call page date name phone emergency hours out
     after before signature patient nurse notes based guidance born procedure clinician hospital
     number recovery timeline help bleeding pain sex pads tampons fever days weeks if is it this
     that for in or may can have be do not our we us get go home read these instructions my
     questions been answered expect care team from monday tuesday wednesday thursday friday
     saturday sunday january february march april june july august september october november
-    december""".split()
+    december""",
+    )
 )
 # Proper names the Spanish page rightly keeps: the sources' publishers.
 PUBLISHERS = (
@@ -204,7 +207,10 @@ def test_a_batch_mixes_languages_row_by_row(tmp_path: Path) -> None:
     run = batch(schedule, "--out-dir", out)
     assert run.code == 1, run.stderr
     assert statuses(out) == {2: "ok", 3: "ok", 4: "ok", 5: "ok", 6: "error"}
-    assert "row 6: language 'fr' is not available for procedure 'hsg': expected one of: en, es" in run.stderr
+    assert (
+        "row 6: language 'fr' is not available for procedure 'hsg': expected one of: en, es"
+        in run.stderr
+    )
     files = pdf_files(out)
     assert "Página 1 de" in pdf_text(files[2]) and "Después de su HSG" in pdf_text(files[2])
     assert "Page 1 of" in pdf_text(files[3])
@@ -273,7 +279,9 @@ def test_the_compiled_catalogue_is_up_to_date_with_the_po(tmp_path: Path) -> Non
         [sys.executable, "-m", "babel.messages.frontend", "compile", "-i", PO, "-o", mo],
         check=True, capture_output=True,
     )  # fmt: skip
-    assert mo.read_bytes() == MO.read_bytes(), "run: pybabel compile -d discharge/locale -D discharge"
+    assert mo.read_bytes() == MO.read_bytes(), (
+        "run: pybabel compile -d discharge/locale -D discharge"
+    )
 
 
 def test_every_label_is_translated() -> None:
@@ -404,3 +412,33 @@ def test_translation_provenance_is_checked_on_load(
 
     with pytest.raises(TemplateError, match=re.escape(problem)):
         load_procedure("hsg", folder, "es")
+
+
+# --- the web form ------------------------------------------------------------------------------
+
+
+def test_the_web_form_offers_the_languages_and_makes_a_spanish_pdf() -> None:
+    import io
+
+    from discharge.config import Config
+    from discharge.web import create_app
+    from tests.test_web import FORM, token
+
+    app = create_app(Config(), overrides={"TESTING": True})
+    try:
+        client = app.test_client()
+        page = client.get("/").get_data(as_text=True)
+        assert '<label for="language">Language</label>' in page
+        assert '<option value="es" >Spanish (español)</option>' in page
+        form = {**FORM, "notes": "Trompas abiertas.", "csrf_token": token(page)}
+        response = client.post("/", data={**form, "language": "es"})
+        assert response.status_code == 200, response.get_data(as_text=True)[:500]
+        text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(response.data)).pages)
+        assert "Su calendario de recuperación" in text
+        page = client.get("/").get_data(as_text=True)
+        form["csrf_token"] = token(page)
+        response = client.post("/", data={**form, "language": "fr"})
+        assert response.status_code == 422
+        assert "expected one of: en, es" in response.get_data(as_text=True)
+    finally:
+        app.extensions["discharge.jobs"].close()
