@@ -124,8 +124,8 @@ def test_hsg_in_spanish_dates_footer_and_help(tmp_path: Path) -> None:
     text = " ".join(pages)
     assert "Página 1 de 3" in pages[0]
     assert "Fecha lunes, 23 de noviembre de 2026 a las 10:30" in text
-    # A range: the second date on its own line, "hasta el ...".
-    assert "lunes, 23 de noviembre de 2026 hasta el miércoles, 25 de noviembre de 2026" in text
+    # A range: the second date on its own line, "al ...".
+    assert "lunes, 23 de noviembre de 2026 al miércoles, 25 de noviembre de 2026" in text
     assert "Nacimiento 1 feb 1990" in pages[0]
     assert "Llame al 112 ahora si tiene alguna de estas señales:" in text
     assert "Llámenos enseguida si tiene alguna de estas señales:" in text
