@@ -69,6 +69,8 @@ class Labels:
     # ("After your HSG" -> "HSG"); keep the trailing space.
     title_prefix: str = N_("After your ")
     page_format: str = N_("Page {number} of {total}")
+    # Translators: the clinic's logo, described for a screen reader.
+    logo_alt: str = N_("{clinic} logo")
     call_format: str = N_("call {number}")
 
     def page(self, number: int, total: int) -> str:

@@ -259,7 +259,8 @@ def _header(doc: Document, width: float) -> Flowable:
     clinic = doc.clinic
     left: list[Flowable] = []
     if clinic.logo:
-        left.append(TaggedImage(str(clinic.logo), alt=f"{clinic.name} logo", width=40 * mm,
+        alt = doc.labels.logo_alt.format(clinic=clinic.name)
+        left.append(TaggedImage(str(clinic.logo), alt=alt, width=40 * mm,
                                 height=14 * mm, kind="proportional"))  # fmt: skip
     left.append(_p(clinic.name, st.CLINIC_NAME))
     if clinic.address:
