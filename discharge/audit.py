@@ -145,7 +145,7 @@ def describe_pdf(
         action=action,
         procedure=request.procedure,
         variant=document.variant,
-        language=document.clinic.locale,
+        language=document.locale,
         template_id=document.procedure_id,
         template_version=document.procedure_version,
         pdf_sha256=hashlib.sha256(pdf).hexdigest(),

@@ -1,4 +1,4 @@
-"""Dates as a patient reads them: weekday, day, month name and year, in the clinic's locale."""
+"""Dates as a patient reads them: weekday, day, month name and year, in the document's locale."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from functools import cache, lru_cache
 
 from babel import Locale
 from babel.dates import format_date, format_time
+
+from discharge.i18n import N_, gettext, language_of
+
+# Translators: a date, then a clock time: "Sunday 22 November 2026 at 10:30".
+_AT = N_("{day} at {time}")
 
 
 @cache
@@ -36,7 +41,11 @@ def format_moment(value: date | datetime, locale: str) -> str:
     """
     if isinstance(value, datetime):
         clock = format_time(value, "short", locale=locale)
-        return f"{format_day(value.date(), locale)}\u00a0at\u00a0{clock}"
+        day = format_day(value.date(), locale)
+        # No-break spaces around the joining word: a line never ends on "at" with the time
+        # alone on the next line.
+        joined = gettext(language_of(locale), _AT).replace(" ", "\u00a0")
+        return joined.format(day=day, time=clock)
     return format_day(value, locale)
 
 

@@ -11,10 +11,12 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Literal
 
 from discharge.config import Clinic, Config
 from discharge.dates import format_day, format_moment, format_short_day
+from discharge.i18n import N_, gettext, language_of, locale_for
 from discharge.procedures import (
     DatedMilestone,
     HelpLevelSpec,
@@ -28,42 +30,72 @@ from discharge.request import DischargeRequest
 
 @dataclass(frozen=True)
 class Labels:
-    """The fixed wording of the page: one place for every heading and label."""
+    """The fixed wording of the page: one place for every heading and label.
 
-    metadata_title: str = "Discharge instructions"  # the PDF's title: never a patient's name
-    timeline: str = "Your recovery timeline"
-    help: str = "When to get help"
-    timeline_when: str = "When"
-    timeline_what: str = "What to expect and what you can do"
-    notes: str = "Notes from your care team"
-    notes_continued: str = "Notes from your care team (continued)"  # atop a later page
-    before_you_go: str = "Before you go home"
-    statement: str = "I have read these instructions. My questions have been answered."
+    Written in English and marked with ``N_`` for the message catalogue (``discharge/locale``);
+    :func:`labels_for` gives them in a patient's language.
+    """
+
+    metadata_title: str = N_("Discharge instructions")  # the PDF's title: never a patient's name
+    timeline: str = N_("Your recovery timeline")
+    help: str = N_("When to get help")
+    timeline_when: str = N_("When")
+    timeline_what: str = N_("What to expect and what you can do")
+    notes: str = N_("Notes from your care team")
+    notes_continued: str = N_("Notes from your care team (continued)")  # atop a later page
+    before_you_go: str = N_("Before you go home")
+    statement: str = N_("I have read these instructions. My questions have been answered.")
     signatures: tuple[str, ...] = (
-        "Patient signature", "Date", "Nurse or clinician signature", "Date",
+        N_("Patient signature"), N_("Date"), N_("Nurse or clinician signature"), N_("Date"),
     )  # fmt: skip
-    sources: str = "This guidance is based on:"
-    name: str = "Name"
-    date_of_birth: str = "Date of birth"
-    hospital_number: str = "Hospital number"
-    procedure: str = "Procedure"
-    date: str = "Date"  # unless the template's variant names the date ("Date of your procedure")
-    clinician: str = "Clinician"
-    phone: str = "Phone"
-    after_hours: str = "Out of hours"  # the one wording, page header, help box and email alike
-    emergency: str = "Emergency"
-    born: str = "Born"
-    bullet: str = "\u2022"
-    range_to: str = "to"  # "Monday 23 November 2026 to Friday 27 November 2026"
+    sources: str = N_("This guidance is based on:")
+    name: str = N_("Name")
+    date_of_birth: str = N_("Date of birth")
+    hospital_number: str = N_("Hospital number")
+    procedure: str = N_("Procedure")
+    date: str = N_(
+        "Date"
+    )  # unless the template's variant names the date ("Date of your procedure")
+    clinician: str = N_("Clinician")
+    phone: str = N_("Phone")
+    # Translators: the one wording, page header, help box and email alike.
+    after_hours: str = N_("Out of hours")
+    emergency: str = N_("Emergency")
+    born: str = N_("Born")
+    # Translators: the bullet of a list; change it only if your script's lists use another mark.
+    bullet: str = N_("\u2022")
+    # Translators: the second line of a range of dates: "to Friday 27 November 2026".
+    range_to: str = N_("to")
+    # Translators: what the patient block's "Procedure" row drops from the template's title
+    # ("After your HSG" -> "HSG"); keep the trailing space.
+    title_prefix: str = N_("After your ")
+    page_format: str = N_("Page {number} of {total}")
+    # Translators: the clinic's logo, described for a screen reader.
+    logo_alt: str = N_("{clinic} logo")
+    call_format: str = N_("call {number}")
 
     def page(self, number: int, total: int) -> str:
-        return f"Page {number} of {total}"
+        return self.page_format.format(number=number, total=total)
 
     def call(self, number: str) -> str:
-        return f"call {number}"
+        return self.call_format.format(number=number)
 
 
 LABELS = Labels()
+
+
+@cache
+def labels_for(language: str) -> Labels:
+    """The labels in ``language`` from its message catalogue (English where it has none)."""
+
+    def translate(value: object) -> object:
+        if isinstance(value, tuple):
+            return tuple(gettext(language, item) for item in value)
+        return gettext(language, str(value))
+
+    return Labels(
+        **{f.name: translate(getattr(LABELS, f.name)) for f in dataclasses.fields(Labels)}  # type: ignore[arg-type]
+    )
 
 
 # --- the document model -----------------------------------------------------------------
@@ -156,6 +188,8 @@ class Document:
     notes: str  # verbatim, line breaks kept
     sources: str  # one line naming the sources, as a patient reads them
     footer: Footer
+    language: str = "en"  # the language it is written in ("es"), from the request or the clinic
+    locale: str = "en_GB"  # Babel's locale for its dates and numbers, and the PDF's /Lang
     variant: str = ""  # the template variant used ("" when the template has none)
     variant_label: str = ""
     date_label: str = ""  # the patient block's label for the date the timeline counts from
@@ -170,24 +204,29 @@ def build_document(
     request: DischargeRequest, config: Config, procedure: Procedure | None = None
 ) -> Document:
     clinic = config.clinic
-    labels = LABELS
-    procedure = procedure or load_procedure(request.procedure, config.templates_dir)
+    clinic_language = language_of(clinic.locale)
+    language = request.language or clinic_language
+    locale = locale_for(language, clinic.locale)
+    labels = labels_for(language)
+    procedure = procedure or load_procedure(
+        request.procedure, config.templates_dir, language, default_language=clinic_language
+    )
     variant = procedure.variant(request.variant)
     name = variant.name if variant else None
-    context = template_context(procedure, request.day, request.at, clinic, name)
+    context = template_context(procedure, request.day, request.at, clinic, name, locale)
     values = context.values
     render = procedure.render
 
     patient = request.patient
-    when = format_day(request.day, clinic.locale)
+    when = format_day(request.day, locale)
     if request.at is not None:
-        when = format_moment(datetime.combine(request.day, request.at), clinic.locale)
+        when = format_moment(datetime.combine(request.day, request.at), locale)
     rows = [(labels.name, patient.name)]
     if patient.dob:
-        rows.append((labels.date_of_birth, format_short_day(patient.dob, clinic.locale)))
+        rows.append((labels.date_of_birth, format_short_day(patient.dob, locale)))
     if patient.mrn:
         rows.append((labels.hospital_number, patient.mrn))
-    short = procedure.title.removeprefix("After your ").strip()
+    short = procedure.title.removeprefix(labels.title_prefix).strip()
     rows.append((labels.procedure, short[:1].upper() + short[1:]))
     date_label = (variant.date_label if variant else "") or labels.date
     rows.append((date_label, when))
@@ -196,7 +235,7 @@ def build_document(
 
     ids = []
     if patient.dob:
-        ids.append(f"{labels.born} {format_short_day(patient.dob, clinic.locale)}")
+        ids.append(f"{labels.born} {format_short_day(patient.dob, locale)}")
     if patient.mrn:
         ids.append(f"{labels.hospital_number} {patient.mrn}")
 
@@ -262,6 +301,8 @@ def build_document(
             clinic_line=f"{clinic.name}  ·  {clinic.phone}",
             template=template,
         ),
+        language=language,
+        locale=locale,
         variant=name or "",
         variant_label=variant.label if variant else "",
         date_label=date_label,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from discharge.config import Config
 from discharge.errors import InputError
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ _PATIENT_OPTIONS = [
     click.option("--large-print/--no-large-print", "large_print", default=None,
                  help="Large print for low vision (body text 18 pt or more). "
                       "Default: the clinic's setting."),
+    click.option("--language", metavar="CODE",
+                 help="Language of the instructions, e.g. es (see: discharge procedures). "
+                      "Default: the clinic's."),
     config_option,
 ]  # fmt: skip
 
@@ -97,6 +101,7 @@ def request_from_options(
     paper: str | None,
     variant: str | None = None,
     large_print: bool | None = None,
+    language: str | None = None,
 ) -> DischargeRequest:
     """The validated request for the values of ``patient_options``."""
     if notes is not None and notes_file is not None:
@@ -106,7 +111,24 @@ def request_from_options(
     return parse_request(
         procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
         clinician=clinician, notes=notes, paper=paper, variant=variant, large_print=large_print,
+        language=language,
     )  # fmt: skip
+
+
+def warn_stale_translation(request: DischargeRequest, config: Config) -> None:
+    """On stderr: the translated template this request uses is older than its original."""
+    from discharge.i18n import language_of
+    from discharge.procedures import load_procedure, stale_warning
+
+    if not request.language:
+        return
+    default = language_of(config.clinic.locale)
+    procedure = load_procedure(
+        request.procedure, config.templates_dir, request.language, default_language=default
+    )
+    message = stale_warning(procedure, config.templates_dir)
+    if message:
+        click.echo(f"warning: {message}", err=True)
 
 
 def read_notes(path: Path) -> str:

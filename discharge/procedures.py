@@ -25,6 +25,7 @@ from discharge import templating
 from discharge.config import Clinic
 from discharge.dates import format_day, format_moment
 from discharge.errors import InputError, TemplateError, UnknownProcedureError
+from discharge.i18n import N_, gettext, language_of
 from discharge.milestones import Offset, apply_offset, parse_offset
 from discharge.resources import bundled_dir
 from discharge.templating import environment
@@ -34,11 +35,15 @@ _KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _TOP_FIELDS = {
     "id", "version", "title", "subtitle", "reviewed", "sources", "intro", "default_variant",
     "variants", "milestones", "sections", "help", "teach_back",
-    "language", "translates", "reviewed_by",  # a translation's provenance: <id>.<lang>.toml
+    "language", "translates", "reviewed_by",
 }  # fmt: skip
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+_TRANSLATES = re.compile(r"^(?P<id>\S+)\s+(?P<version>\S+)$")
 _SOURCE_FIELDS = ("title", "publisher", "author", "url", "reviewed", "note")
 _VARIANT_FIELDS = ("label", "date_label", "intro")
 _MAX_QUESTIONS = 6
+# Translators: a range of dates: "Monday 23 November 2026 to Friday 27 November 2026".
+RANGE = N_("{start} to {end}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,16 @@ class Procedure:
     variants: tuple[VariantSpec, ...]
     default_variant: str  # "" when the template declares no variants
     path: Path
+    # A translation (a file named ID.LANG.toml) says what it is and where it comes from:
+    language: str = ""  # "es"; "" in a file named ID.toml: the clinic's own language
+    translates: str = ""  # the template id and version it translates: "hsg 1.2"
+    reviewed_by: str = ""  # who checked the translation ("" until a qualified reviewer has)
+
+    @property
+    def translated_version(self) -> str:
+        """The version of the original that this translation was made from ("" if none)."""
+        match = _TRANSLATES.match(self.translates)
+        return match.group("version") if match else ""
 
     def render(self, text: Text, context: Mapping[str, Any]) -> str:
         try:
@@ -179,7 +194,16 @@ def template_dirs(extra: Path | None = None) -> tuple[Path, ...]:
 
 
 def available_procedures(extra: Path | None = None) -> dict[str, Path]:
-    """Map procedure id to its template file (a clinic's own folder wins over the bundled one)."""
+    """Map procedure id to its template in the clinic's own language (the file ``ID.toml``;
+    a clinic's own folder wins over the bundled one). Translations: :func:`available_templates`."""
+    return {
+        pid: file for (pid, language), file in available_templates(extra).items() if not language
+    }
+
+
+def available_templates(extra: Path | None = None) -> dict[tuple[str, str], Path]:
+    """Map (procedure id, language) to its template file: ``hsg.toml`` is ``("hsg", "")``, in
+    the clinic's own language; ``hsg.es.toml`` is ``("hsg", "es")``, a translation."""
     folders = template_dirs(extra)
     try:
         stamps = tuple(folder.stat().st_mtime_ns for folder in folders)
@@ -188,33 +212,123 @@ def available_procedures(extra: Path | None = None) -> dict[str, Path]:
     return dict(_listing(folders, stamps))
 
 
+def template_key(file: Path) -> tuple[str, str]:
+    """``hsg.es.toml`` -> ``("hsg", "es")``; ``hsg.toml`` -> ``("hsg", "")``."""
+    procedure_id, _, language = file.stem.partition(".")
+    return procedure_id, language
+
+
 @cache
-def _listing(folders: tuple[Path, ...], _stamps: tuple[int, ...]) -> tuple[tuple[str, Path], ...]:
+def _listing(
+    folders: tuple[Path, ...], _stamps: tuple[int, ...]
+) -> tuple[tuple[tuple[str, str], Path], ...]:
     # A batch asks once per row: list each folder again only when its contents change.
-    found: dict[str, Path] = {}
+    found: dict[tuple[str, str], Path] = {}
     for folder in reversed(folders):
         for file in sorted(folder.glob("*.toml")):
             # Only regular files: reading a FIFO (or a device) named *.toml would wait forever.
-            # <id>.<lang>.toml is a translation of <id>.toml, not a procedure of its own.
-            if not file.name.startswith("_") and "." not in file.stem and file.is_file():
-                found[file.stem] = file
+            if not file.name.startswith("_") and file.is_file():
+                found[template_key(file)] = file
     return tuple(found.items())
 
 
-def load_procedure(procedure_id: str, extra: Path | None = None) -> Procedure:
-    files = available_procedures(extra)
-    file = files.get(procedure_id.strip().lower())
-    if file is None:
-        known = sorted(files)
-        close = difflib.get_close_matches(procedure_id.strip().lower(), known, n=1, cutoff=0.5)
+def procedure_languages(
+    procedure_id: str, extra: Path | None = None, default_language: str = "en"
+) -> tuple[str, ...]:
+    """The languages a procedure can be printed in: the clinic's own, then its translations."""
+    files = available_templates(extra)
+    pid = procedure_id.strip().lower()
+    found = {language or default_language for (key, language) in files if key == pid}
+    return tuple(sorted(found, key=lambda language: (language != default_language, language)))
+
+
+def load_procedure(
+    procedure_id: str,
+    extra: Path | None = None,
+    language: str | None = None,
+    *,
+    default_language: str = "en",
+) -> Procedure:
+    """The template of a procedure in ``language`` (None: the clinic's own language, the file
+    ``ID.toml``). ``default_language`` is the clinic's language, the one ``ID.toml`` is in."""
+    files = available_templates(extra)
+    pid = procedure_id.strip().lower()
+    if (pid, "") not in files:
+        known = sorted({key for key, lang in files if not lang})
+        close = difflib.get_close_matches(pid, known, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
         # The value itself is not repeated: in a schedule it may be a name in the wrong column.
         raise UnknownProcedureError(f"unknown procedure: {hint}expected one of: {', '.join(known)}")
+    wanted = (language or "").strip().lower()
+    file = files.get((pid, wanted)) if wanted else None
+    if file is None:
+        if wanted and wanted != default_language:
+            available = ", ".join(procedure_languages(pid, extra, default_language))
+            # A checked code (two or three letters, see request.py) is safe to repeat.
+            raise InputError(
+                f"language {wanted!r} is not available for procedure {pid!r}: "
+                f"expected one of: {available}"
+            )
+        file = files[(pid, "")]
     return _load_file(file, file.stat().st_mtime_ns)
 
 
 def load_all(extra: Path | None = None) -> list[Procedure]:
+    """Every procedure's template in the clinic's own language (translations not included)."""
     return [_load_file(f, f.stat().st_mtime_ns) for f in available_procedures(extra).values()]
+
+
+def load_translations(extra: Path | None = None) -> list[Procedure]:
+    """Every translated template (``ID.LANG.toml``), clinic's own folder first."""
+    return [
+        _load_file(f, f.stat().st_mtime_ns)
+        for (_, language), f in sorted(available_templates(extra).items())
+        if language
+    ]
+
+
+def language_name(language: str) -> str:
+    """The English name of a language code, for messages: ``es`` -> ``Spanish``."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        return str(Locale.parse(language).get_display_name("en"))
+    except (UnknownLocaleError, ValueError):
+        return language
+
+
+def stale_warning(translation: Procedure, extra: Path | None = None) -> str | None:
+    """Why this translation is out of date with its original, or None if it is current.
+
+    A translation names the version it was made from (``translates = "hsg 1.2"``); once the
+    original's version moves on, the translation no longer says what the original says.
+    """
+    if not translation.language:
+        return None
+    name = language_name(translation.language)
+    original = available_procedures(extra).get(translation.id)
+    if original is None:
+        return f"the {name} {translation.id} template translates a template that does not exist"
+    current = _load_file(original, original.stat().st_mtime_ns)
+    if translation.translated_version == current.version:
+        return None
+    source = language_name(current.language or "en")
+    return (
+        f"the {name} {translation.id} template translates version "
+        f"{translation.translated_version}, but the {source} one is {current.version}; "
+        "have it translated again"
+    )
+
+
+def stale_translations(extra: Path | None = None) -> list[tuple[Path, str]]:
+    """Every translated template that is out of date, as (file, message): for
+    ``discharge templates check``, which fails on them, and ``generate``, which warns."""
+    out = []
+    for translation in load_translations(extra):
+        message = stale_warning(translation, extra)
+        if message:
+            out.append((translation.path, message))
+    return out
 
 
 @cache
@@ -248,12 +362,12 @@ class _Parser:
             if key not in _TOP_FIELDS:
                 self.problems.append(f"{key}: not a known field")
         proc_id = self.string(data, "id")
+        stem, file_language = template_key(self.file)
         if proc_id and not _ID.match(proc_id):
             self.problems.append("id: expected lowercase letters, digits and '-'")
-        elif proc_id and proc_id != self.file.stem.split(".")[0]:
-            self.problems.append(
-                f"id: {proc_id!r} must match the file name {self.file.stem.split('.')[0]!r}"
-            )
+        elif proc_id and proc_id != stem:
+            self.problems.append(f"id: {proc_id!r} must match the file name {stem!r}")
+        provenance = self.provenance(data, proc_id, file_language)
         variants = self.variants(data)
         default = self.default_variant(data, variants)
         milestones = tuple(
@@ -287,6 +401,7 @@ class _Parser:
             variants=variants,
             default_variant=default,
             path=self.file,
+            **provenance,
         )
         if not self.problems:
             self.check_variants_complete(procedure)
@@ -346,6 +461,51 @@ class _Parser:
             self.problems.append(f"{field}: {exc}")
             template = environment().from_string("")
         return Text(field, source.strip(), template)
+
+    def provenance(
+        self, data: Mapping[str, Any], proc_id: str, file_language: str
+    ) -> dict[str, str]:
+        """A translation (``ID.LANG.toml``) names its language, the id and version it translates,
+        and who reviewed it (``reviewed_by = ""`` until a qualified reviewer has)."""
+        if not file_language:
+            for key in ("translates", "reviewed_by"):
+                if key in data:
+                    self.problems.append(
+                        f"{key}: only a translation has this field (name the file ID.LANG.toml, "
+                        "for example hsg.es.toml)"
+                    )
+            language = data.get("language", "")
+            if language and not (isinstance(language, str) and _LANGUAGE.match(language)):
+                self.problems.append("language: expected a language code such as en or es")
+            return {"language": language if isinstance(language, str) else ""}
+        if not _LANGUAGE.match(file_language):
+            self.problems.append(
+                f"file name: {file_language!r} is not a language code (expected ID.LANG.toml, "
+                "for example hsg.es.toml)"
+            )
+        if data.get("language") != file_language:
+            self.problems.append(
+                f"language: expected {file_language!r}, the language in the file name"
+            )
+        translates = data.get("translates")
+        match = _TRANSLATES.match(translates) if isinstance(translates, str) else None
+        if not match or match.group("id") != proc_id:
+            self.problems.append(
+                f"translates: expected the id and version of the template this translates, "
+                f'such as "{proc_id or "hsg"} 1.2"'
+            )
+        reviewed_by = data.get("reviewed_by")
+        if not isinstance(reviewed_by, str):
+            self.problems.append(
+                "reviewed_by: expected the name of the qualified reviewer of this translation "
+                '(reviewed_by = "" until it has been reviewed)'
+            )
+            reviewed_by = ""
+        return {
+            "language": file_language,
+            "translates": " ".join(translates.split()) if match and translates else "",
+            "reviewed_by": reviewed_by.strip(),
+        }
 
     def sources(self, data: Mapping[str, Any]) -> tuple[SourceSpec, ...]:
         value = data.get("sources")
@@ -555,10 +715,17 @@ class TemplateContext:
 
 
 def template_context(
-    procedure: Procedure, day: date, at: time | None, clinic: Clinic, variant: str | None = None
+    procedure: Procedure,
+    day: date,
+    at: time | None,
+    clinic: Clinic,
+    variant: str | None = None,
+    locale: str | None = None,
 ) -> TemplateContext:
     """The placeholders of ``templates/README.md`` for one procedure date and variant, in the
-    clinic's style."""
+    document's locale (default: the clinic's)."""
+    locale = locale or clinic.locale
+    joiner = gettext(language_of(locale), RANGE)
     dated: list[DatedMilestone] = []
     for spec in procedure.milestones_for(variant):
         try:
@@ -569,21 +736,21 @@ def template_context(
                 f"date: the {procedure.id} timeline runs past the year 9999 "
                 "(expected the date of a procedure, such as today's)"
             ) from None
-        end_text = format_moment(end, clinic.locale) if end is not None else ""
-        dated.append(
-            DatedMilestone(spec, start, end, format_moment(start, clinic.locale), end_text)
-        )
+        end_text = format_moment(end, locale) if end is not None else ""
+        dated.append(DatedMilestone(spec, start, end, format_moment(start, locale), end_text))
     values = {
         "m": {
             d.spec.key: {
                 "start": d.start_text,
                 "end": d.end_text,
-                "when": f"{d.start_text} to {d.end_text}" if d.end_text else d.start_text,
+                "when": joiner.format(start=d.start_text, end=d.end_text)
+                if d.end_text
+                else d.start_text,
             }
             for d in dated
         },
-        "procedure_date": format_day(day, clinic.locale),
-        "locale": clinic.locale,
+        "procedure_date": format_day(day, locale),
+        "locale": locale,
         "variant": variant or "",
         "clinic": {
             "name": clinic.name,
@@ -662,50 +829,3 @@ def text_problems(procedure: Procedure, variant: str | None) -> list[str]:
         except TemplateError as exc:
             problems.append(f"{text.field}: bad placeholder or expression ({exc})")
     return problems
-
-
-def translation_files(extra: Path | None = None) -> list[Path]:
-    """Every translated template (``<id>.<lang>.toml``), the clinic's folder first."""
-    found = []
-    for folder in template_dirs(extra):
-        found += [f for f in sorted(folder.glob("*.*.toml")) if not f.name.startswith("_")]
-    return found
-
-
-def stale_translations(extra: Path | None = None) -> list[tuple[Path, str]]:
-    """Translations whose English template has moved on: (file, why) for each.
-
-    A translation names the English template and version it translates (``translates =
-    "hsg 1.2"``); when ``hsg.toml``'s version is no longer 1.2 the translation is stale.
-    """
-    english = available_procedures(extra)
-    stale = []
-    for file in translation_files(extra):
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8-sig"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            continue  # not readable: reported by the template's own check
-        why = _staleness(data.get("translates"), english)
-        if why:
-            stale.append((file, why))
-    return stale
-
-
-def _staleness(translates: Any, english: Mapping[str, Path]) -> str:
-    parts = translates.split() if isinstance(translates, str) else []
-    if len(parts) != 2:
-        return 'translates: expected the English template\'s id and version, e.g. "hsg 1.2"'
-    procedure_id, version = parts
-    source = english.get(procedure_id)
-    if source is None:
-        return f"translates: there is no English template {procedure_id!r}"
-    try:
-        current = tomllib.loads(source.read_text(encoding="utf-8-sig")).get("version")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return ""  # the English template's own check reports it
-    if current != version:
-        return (
-            f"translates {procedure_id} version {version}, but {source.name} is now version "
-            f"{current}: the translation is stale (update it, then its translates field)"
-        )
-    return ""

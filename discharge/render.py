@@ -320,7 +320,8 @@ def _header(doc: Document, width: float, s: Styles) -> Flowable:
     clinic = doc.clinic
     left: list[Flowable] = []
     if clinic.logo:
-        left.append(TaggedImage(str(clinic.logo), alt=f"{clinic.name} logo", width=40 * mm,
+        alt = doc.labels.logo_alt.format(clinic=clinic.name)
+        left.append(TaggedImage(str(clinic.logo), alt=alt, width=40 * mm,
                                 height=14 * mm, kind="proportional"))  # fmt: skip
     left.append(_p(clinic.name, s.clinic))
     if clinic.address:
@@ -357,7 +358,15 @@ def _patient_block(doc: Document, width: float, s: Styles) -> Flowable:
         for j in range(i, i + per_row):
             row += cells[j] if j < len(cells) else ["", ""]
         rows.append(row)
-    label_w = s.patient_label_width
+    # The label column fits the longest word of any label (no "Procedimient-o"), however the
+    # language or the print size makes them; the rest is the value's.
+    padding = 12  # the cell's left and right padding, 6 pt each
+    longest = max(
+        (stringWidth(word, s.label.fontName, s.label.fontSize)
+         for label, _ in doc.patient_rows for word in label.split()),
+        default=0,
+    )  # fmt: skip
+    label_w = min(max(s.patient_label_width, longest + padding), width / per_row * 0.45)
     value_w = width / per_row - label_w
     table = TaggedTable(rows, colWidths=[label_w, value_w] * per_row)
     table.setStyle(
@@ -591,7 +600,7 @@ class _Footer:
         footer = self
 
         class FooterCanvas(TaggedCanvas):
-            lang = language_tag(footer.document.clinic.locale)
+            lang = language_tag(footer.document.locale)  # the patient's language, not the clinic's
 
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)

@@ -26,6 +26,7 @@ _T = TypeVar("_T")
 # time stays linear below it (render._notes breaks long paragraphs into bounded pieces).
 MAX_NOTES = 20_000
 _ISO_DATE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*$")
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
 _CLOCK = re.compile(r"^\s*(\d{1,2})[:.](\d{2})\s*$")
 # Control characters would print as boxes or confuse the PDF; keep only line breaks and tabs.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
@@ -57,6 +58,7 @@ class DischargeRequest:
     paper: str | None = None  # None: the clinic's default
     variant: str = ""  # the template's variant ("medical", "sterilisation-check"); "": its default
     large_print: bool | None = None  # None: the clinic's default
+    language: str = ""  # the language to print in ("es"); "": the clinic's own
 
 
 def parse_date(text: str, field: str = "date") -> date:
@@ -119,6 +121,7 @@ def parse_request(
     paper: str | None = None,
     variant: str | None = None,
     large_print: str | bool | None = None,
+    language: str | None = None,
 ) -> DischargeRequest:
     """Validate raw text fields (from options, a CSV row or a form) into a DischargeRequest.
 
@@ -167,6 +170,10 @@ def parse_request(
     if paper_size and paper_size not in PAPER_SIZES:
         problems["paper"] = "paper is not a paper size (expected a4 or letter)"
     large = check("large_print", lambda: parse_yes_no(large_print, "large print"))
+    language_code = clean_text(language).lower()
+    if language_code and not _LANGUAGE_CODE.match(language_code):
+        # Whether the procedure has this language is the template's question (procedures.py).
+        problems["language"] = "language is not a language code (expected a code such as en or es)"
     if problems or day is None:
         raise FieldErrors(problems)
     return DischargeRequest(
@@ -179,6 +186,7 @@ def parse_request(
         paper=paper_size,
         variant=clean_text(variant).lower(),
         large_print=large,
+        language=language_code,
     )
 
 

@@ -243,9 +243,13 @@ def _temp(context: Context, celsius: Any) -> str:
         raise TemplateRuntimeError(
             "the temp filter expects a number of degrees Celsius, such as {{ 38|temp }}"
         )
-    c = f"{celsius:g} °C"
-    f = f"{celsius * 9 / 5 + 32:.1f}".rstrip("0").rstrip(".") + " °F"
-    if str(context.get("locale", "")).endswith("_US"):
+    from babel.numbers import format_decimal
+
+    # The document's locale writes the numbers: "100.4 °F" in English, "100,4 °F" in Spanish.
+    locale = str(context.get("locale", "")) or "en"
+    c = format_decimal(celsius, "0.##", locale=locale) + " °C"
+    f = format_decimal(round(celsius * 9 / 5 + 32, 1), "0.#", locale=locale) + " °F"
+    if locale.endswith("_US"):
         return f"{f} ({c})"
     return f"{c} ({f})"
 

@@ -38,7 +38,10 @@ def check(*args: str | Path) -> tuple[int, list[str], str]:
 def test_the_bundled_templates_pass() -> None:
     code, lines, stderr = check()
     assert code == 0, lines
-    assert lines == []
+    # The demo's Spanish translations are not reviewed yet (README: a clinic must have them
+    # reviewed before use): warnings, and nothing else.
+    assert lines and all(line.startswith(("hsg.es.toml: ", "miscarriage.es.toml: ")) and
+                         ": warning: " in line for line in lines), lines  # fmt: skip
     assert "0 problem(s)" in stderr
 
 
@@ -140,9 +143,8 @@ def test_a_stale_translation_fails(tmp_path: Path) -> None:
     assert code == 1
     current = tomllib.loads(bundled("miscarriage.toml"))["version"]
     assert lines == [
-        f"miscarriage.es.toml: translates: translates miscarriage version 0.9, but "
-        f"miscarriage.toml is now version {current}: the translation is stale (update it, then "
-        f"its translates field)"
+        f"miscarriage.es.toml: translates: the Spanish miscarriage template translates version "
+        f"0.9, but the English one is {current}; have it translated again"
     ]
 
 

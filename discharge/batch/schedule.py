@@ -23,12 +23,14 @@ from typing import IO
 
 from discharge.config import DATE_ORDERS, Config
 from discharge.errors import DischargeError, InputError
+from discharge.i18n import language_of
 from discharge.procedures import load_procedure
 from discharge.request import DischargeRequest, check_email, parse_request, parse_yes_no
 
 REQUIRED_COLUMNS = ("patient_name", "procedure", "date")
 OPTIONAL_COLUMNS = (
     "time", "dob", "mrn", "clinician", "notes", "email", "paper", "variant", "large_print",
+    "language",
 )  # fmt: skip
 KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
@@ -302,15 +304,25 @@ def read_rows(
 ) -> Iterator[ScheduleRow | RowError]:
     """Every row of the schedule, validated, in order: a ScheduleRow or a RowError."""
     order = date_order or config.clinic.date_order
+    language = language_of(config.clinic.locale)
     for record in schedule.records():
         try:
-            yield parse_row(record, date_order=order, templates_dir=config.templates_dir)
+            yield parse_row(
+                record,
+                date_order=order,
+                templates_dir=config.templates_dir,
+                default_language=language,
+            )
         except DischargeError as exc:  # bad data, or a broken template for this procedure
             yield RowError(record.row, str(exc))
 
 
 def parse_row(
-    record: ScheduleRecord, *, date_order: str | None = None, templates_dir: Path | None = None
+    record: ScheduleRecord,
+    *,
+    date_order: str | None = None,
+    templates_dir: Path | None = None,
+    default_language: str = "en",
 ) -> ScheduleRow:
     """Validate one row through the same code as ``discharge generate``."""
     if record.problem:
@@ -336,8 +348,12 @@ def parse_row(
         paper=values.get("paper"),
         variant=values.get("variant"),
         large_print=large_print,
+        language=values.get("language"),
     )
-    procedure = load_procedure(request.procedure, templates_dir)
+    # An unknown procedure, or a language it is not translated into, is this row's error.
+    procedure = load_procedure(
+        request.procedure, templates_dir, request.language, default_language=default_language
+    )
     procedure.variant(request.variant)  # an unknown variant is this row's error, found now
     email = check_email(values.get("email", ""))
     return ScheduleRow(record.row, request, email, procedure.path)

@@ -12,6 +12,7 @@ from discharge.options import (
     patient_options,
     request_from_options,
     warn_if_demo,
+    warn_stale_translation,
 )
 
 
@@ -43,6 +44,7 @@ def email(
     request = request_from_options(**patient)
     config = load_clinic_config(config_path)
     result = email_instructions(request, config, recipient, eml=eml, output=output)
+    warn_stale_translation(request, config)
     if output is not None:
         click.echo(f"Wrote {output}")
     warn_if_demo(config)

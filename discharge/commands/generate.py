@@ -12,6 +12,7 @@ from discharge.options import (
     patient_options,
     request_from_options,
     warn_if_demo,
+    warn_stale_translation,
 )
 
 
@@ -27,5 +28,6 @@ def generate(config_path: Path | None, output: Path | None, **patient: Any) -> N
     request = request_from_options(**patient)
     output = output or Path(f"discharge-{request.procedure}-{request.day.isoformat()}.pdf")
     generate_pdf(request, config, output)
+    warn_stale_translation(request, config)
     click.echo(f"Wrote {output}")
     warn_if_demo(config)

@@ -12,13 +12,17 @@ from discharge.options import config_option
 @click.command()
 @config_option
 def procedures(config_path: Path | None) -> None:
-    """List the procedures that have templates, with their titles and variants."""
+    """List the procedures that have templates, with their titles, languages and variants."""
     from discharge.config import load_config
-    from discharge.procedures import load_all
+    from discharge.i18n import language_of
+    from discharge.procedures import load_all, procedure_languages
 
     config = load_config(config_path)
+    clinic_language = language_of(config.clinic.locale)
     for procedure in load_all(config.templates_dir):
         click.echo(f"{procedure.id:<14} {procedure.title}  (version {procedure.version})")
+        languages = procedure_languages(procedure.id, config.templates_dir, clinic_language)
+        click.echo(f"  --language {', '.join(languages)}")
         for variant in procedure.variants:
             default = "  (default)" if variant.name == procedure.default_variant else ""
             click.echo(f"  --variant {variant.name:<20} {variant.label}{default}")

@@ -25,6 +25,7 @@ from discharge.delivery.settings import EmailSettings, SmtpSettings, split_addre
 from discharge.document import Document, Milestone
 from discharge.errors import InputError, TemplateError
 from discharge.generate import make_pdf
+from discharge.i18n import gettext
 from discharge.request import DischargeRequest
 from discharge.templating import environment, render
 
@@ -59,8 +60,14 @@ def compose_email(
     recipient's mail client can drop a duplicate; by default a new one.
     """
     context = _context(request, document, settings)
-    subject = _one_line(_render("subject", settings.subject, context))
-    text = _render("body_text", settings.body_text, context)
+    language = document.language
+
+    def translated(source: str) -> str:
+        # The default texts are in the catalogue; a clinic's own are not, and stay as written.
+        return gettext(language, source)
+
+    subject = _one_line(_render("subject", translated(settings.subject), context))
+    text = _render("body_text", translated(settings.body_text), context)
     body_html = (
         _render("body_html", settings.body_html, context, html=True)
         if settings.body_html is not None
@@ -75,8 +82,12 @@ def compose_email(
         request,
         document.milestones,
         smtp.domain,
-        summary=lambda m: _one_line(event_text(m, "event_summary", settings.event_summary)),
-        description=lambda m: event_text(m, "event_description", settings.event_description),
+        summary=lambda m: _one_line(
+            event_text(m, "event_summary", translated(settings.event_summary))
+        ),
+        description=lambda m: event_text(
+            m, "event_description", translated(settings.event_description)
+        ),
     )
     ics = build_calendar(request, events)
     pdf = protect_pdf(pdf, request, settings)
@@ -183,11 +194,13 @@ def _context(
         "patient": {"name": document.patient_name},
         # Available for a clinic that chooses to say more; the defaults never use them.
         "procedure": {"id": document.procedure_id, "title": document.title},
-        "procedure_date": format_day(request.day, clinic.locale),
+        "procedure_date": format_day(request.day, document.locale),
         "milestones": [
             {"key": m.key, "label": m.label, "when": m.when} for m in document.milestones
         ],
-        "pdf_password_rule": settings.pdf_password_rule,
+        "pdf_password_rule": gettext(document.language, settings.pdf_password_rule)
+        if settings.pdf_password_rule
+        else "",
         "labels": {"after_hours": document.labels.after_hours},
     }
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from discharge.config import Config
 from discharge.errors import ConfigError, InputError, TemplateError
+from discharge.i18n import N_
 from discharge.request import check_email
 from discharge.templating import environment, render
 
@@ -30,29 +31,33 @@ DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "tls": 465, "none": 25}
 
 # The PDF password rules a clinic can choose, and how the email explains each to the patient.
 # The rule is stated in words; the password itself is never written in the message.
+# The defaults below are in English, marked for the message catalogue (discharge/locale): a
+# message is composed in the patient's language (compose.py); a clinic's own texts are used as
+# written.
 PDF_PASSWORD_RULES: dict[str, str] = {
-    "dob:DDMMYYYY": (
+    "dob:DDMMYYYY": N_(
         "your date of birth as 8 digits: day, month, year "
         "(for example 01021990 if you were born on 1 February 1990)"
     ),
-    "dob:MMDDYYYY": (
+    "dob:MMDDYYYY": N_(
         "your date of birth as 8 digits: month, day, year "
         "(for example 02011990 if you were born on February 1, 1990)"
     ),
-    "dob:YYYYMMDD": (
+    "dob:YYYYMMDD": N_(
         "your date of birth as 8 digits: year, month, day "
         "(for example 19900201 if you were born on 1 February 1990)"
     ),
 }
 
-DEFAULT_SUBJECT = "Your after-care instructions from {{ clinic.name }}"
-DEFAULT_EVENT_SUMMARY = "Recovery milestone \N{EM DASH} see your instructions"
-DEFAULT_EVENT_DESCRIPTION = (
+DEFAULT_SUBJECT = N_("Your after-care instructions from {{ clinic.name }}")
+DEFAULT_EVENT_SUMMARY = N_("Recovery milestone \N{EM DASH} see your instructions")
+DEFAULT_EVENT_DESCRIPTION = N_(
     "Your after-care instructions from {{ clinic.name }} say what this date means for you. "
     "Questions: call {{ clinic.phone }}."
 )
 # The first lines show on a lock screen and in an inbox list: no procedure, no diagnosis.
-DEFAULT_BODY_TEXT = """\
+# Translators: keep every {{ ... }} and {% ... %} exactly as it is.
+DEFAULT_BODY_TEXT = N_("""\
 Hello {{ patient.name }},
 
 Attached are your after-care instructions from {{ clinic.name }}, as a PDF file. \
@@ -68,7 +73,7 @@ In an emergency, call {{ clinic.emergency_number }}.
 
 {{ clinic.name }}
 {% for line in clinic.address %}{{ line }}
-{% endfor %}"""
+{% endfor %}""")
 
 _SMTP_KEYS = {
     "host", "port", "security", "username", "password_env", "sender", "reply_to",

@@ -15,7 +15,8 @@ from flask import Blueprint, Response, current_app, render_template, request
 
 from discharge.config import Config
 from discharge.errors import DischargeError, FieldErrors, InputError
-from discharge.procedures import available_procedures, load_procedure
+from discharge.i18n import language_of
+from discharge.procedures import available_procedures, available_templates, load_procedure
 from discharge.request import parse_request
 from discharge.web.security import StaleForm
 
@@ -39,6 +40,7 @@ FIELDS = (
     Field("clinician", "Clinician", "Optional."),
     Field("notes", "Notes", "Optional. Printed exactly as typed, line breaks kept."),
     Field("paper", "Paper size"),
+    Field("language", "Language", "The language the patient reads."),
     Field("large_print", "Large print", "For low vision: text 18 pt or larger."),
 )
 # "Email to patient" follows them when the clinic has email settings (see emailing.py).
@@ -54,6 +56,26 @@ def procedure_choices(config: Config) -> list[tuple[str, str]]:
         except DischargeError:
             continue
     return sorted(choices, key=lambda choice: choice[1].lower())
+
+
+def language_choices(config: Config) -> list[tuple[str, str]]:
+    """("", the clinic's language), then every language a template is translated into."""
+    from babel import Locale
+
+    def name(code: str) -> str:
+        try:
+            locale = Locale.parse(code)
+        except ValueError:
+            return code
+        english = str(locale.get_display_name("en") or code)
+        own = str(locale.get_display_name(code) or "")
+        return f"{english} ({own})" if own and own.lower() != english.lower() else english
+
+    clinic = language_of(config.clinic.locale)
+    translated = sorted(
+        {lang for (_, lang) in available_templates(config.templates_dir) if lang and lang != clinic}
+    )
+    return [("", name(clinic)), *((code, name(code)) for code in translated)]
 
 
 def today(config: Config) -> str:
@@ -113,6 +135,17 @@ def check_form(values: dict[str, str], config: Config) -> tuple[Any, dict[str, s
             load_procedure(values["procedure"], config.templates_dir)
         except DischargeError as exc:
             problems["procedure"] = str(exc)
+        else:
+            if request_ is not None and request_.language:
+                try:
+                    load_procedure(
+                        request_.procedure,
+                        config.templates_dir,
+                        request_.language,
+                        default_language=language_of(config.clinic.locale),
+                    )
+                except DischargeError as exc:
+                    problems["language"] = str(exc)
     for name in ("patient", "mrn", "clinician", "notes"):
         if name not in problems:
             try:  # the fonts' own check: a character none of them can print
@@ -142,6 +175,7 @@ def show_form(
             labels=_LABELS,
             procedures=procedure_choices(config),
             papers=(("a4", "A4"), ("letter", "Letter")),
+            languages=language_choices(config),
             email=emailer is not None,
             sent=sent,
         ),
