@@ -23,6 +23,32 @@ DATE_ORDERS = ("dmy", "mdy")
 
 
 @dataclass(frozen=True)
+class Resource:
+    """Support or further reading the clinic recommends: printed with a QR code for its URL."""
+
+    name: str
+    phone: str = ""
+    url: str = ""
+    procedures: tuple[str, ...] = ()  # the procedure ids it is for; empty: every procedure
+
+
+# The demo clinic's resources are as fictional as its phone numbers (example.org addresses).
+DEMO_RESOURCES = (
+    Resource(
+        name="Example Pregnancy Loss Support (fictional)",
+        phone="01632 960 555",
+        url="https://support.example.org/pregnancy-loss",
+        procedures=("miscarriage",),
+    ),
+    Resource(
+        name="Example Fertility Network: your HSG, in a short video (fictional)",
+        url="https://fertility.example.org/hsg-video",
+        procedures=("hsg",),
+    ),
+)
+
+
+@dataclass(frozen=True)
 class Clinic:
     """Everything about the clinic that is printed or decides how things are printed."""
 
@@ -39,6 +65,7 @@ class Clinic:
     templates_dir: Path | None = None  # the clinic's own procedure templates, before the bundled
     large_print: bool = False  # print every patient's sheet in large print unless asked not to
     review_interval_months: int = 12  # `templates check` warns on a template reviewed longer ago
+    resources: tuple[Resource, ...] = DEMO_RESOURCES  # a clinic's file lists its own, or none
 
     @property
     def tz(self) -> ZoneInfo:
@@ -59,7 +86,7 @@ class Config:
 _CLINIC_FIELDS = {f.name for f in fields(Clinic)}
 REQUIRED_IN_FILE = ("name", "phone", "emergency_number")
 _NOT_INHERITED: dict[str, Any] = {"address": (), "after_hours_phone": ""}
-_KNOWN_SECTIONS = {"clinic", "smtp", "email", "audit", "serve"}
+_KNOWN_SECTIONS = {"clinic", "smtp", "email", "audit", "serve", "resources"}
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -95,7 +122,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
     problems: list[str] = []
     for key in data:
         if key not in _KNOWN_SECTIONS:
-            known = "clinic, smtp, email, audit, serve"
+            known = "clinic, smtp, email, audit, serve, [[resources]]"
             problems.append(f"unknown section [{key}] (expected one of: {known})")
     raw = data.get("clinic", {})
     if not isinstance(raw, dict):
@@ -150,12 +177,44 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
             if key not in values and key not in raw:
                 problems.append(f"clinic.{key} is required")
         values = {**_NOT_INHERITED, **values}
+    if "clinic" in data or "resources" in data:
+        values["resources"] = _resources(data.get("resources", []), problems)
     clinic = replace(Clinic(), **values)
     problems.extend(validate_clinic(clinic))
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))
-    extra = {k: v for k, v in data.items() if k != "clinic"}
+    extra = {k: v for k, v in data.items() if k not in ("clinic", "resources")}
     return Config(clinic=clinic, source=file, extra=extra)
+
+
+def _resources(raw: Any, problems: list[str]) -> tuple[Resource, ...]:
+    """``[[resources]]``: name (required), phone, url (https), procedures (a list of ids)."""
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        problems.append("resources: expected [[resources]] tables with name, phone, url")
+        return ()
+    found = []
+    for index, item in enumerate(raw):
+        where = f"resources[{index}]"
+        for key in item:
+            if key not in ("name", "phone", "url", "procedures"):
+                problems.append(f"{where}.{key} is not a known setting")
+        name, phone, url = (item.get(k, "") for k in ("name", "phone", "url"))
+        procedures = item.get("procedures", [])
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"{where}.name is required (the organisation or page, in words)")
+        if not isinstance(phone, str) or not isinstance(url, str):
+            problems.append(f"{where}: phone and url must be text in quotes")
+            continue
+        if url and (not url.startswith("https://") or any(c.isspace() for c in url)):
+            problems.append(f"{where}.url must be one https:// address (printed as a QR code)")
+        if not phone and not url:
+            problems.append(f"{where}: give a phone number, a url, or both")
+        if not isinstance(procedures, list) or not all(isinstance(p, str) for p in procedures):
+            problems.append(f"{where}.procedures must be a list of procedure ids")
+            procedures = []
+        if isinstance(name, str):
+            found.append(Resource(name.strip(), phone.strip(), url.strip(), tuple(procedures)))
+    return tuple(found)
 
 
 def validate_clinic(clinic: Clinic) -> list[str]:

@@ -44,6 +44,8 @@ class Labels:
     notes: str = N_("Notes from your care team")
     notes_continued: str = N_("Notes from your care team (continued)")  # atop a later page
     before_you_go: str = N_("Before you go home")
+    support: str = N_("Support and further reading")
+    scan: str = N_("Scan the code with your phone's camera to open the page.")
     statement: str = N_("I have read these instructions. My questions have been answered.")
     signatures: tuple[str, ...] = (
         N_("Patient signature"), N_("Date"), N_("Nurse or clinician signature"), N_("Date"),
@@ -146,6 +148,15 @@ class HelpLevel:
 
 
 @dataclass(frozen=True)
+class SupportItem:
+    """A place to turn to, with a QR code for its web page."""
+
+    name: str
+    phone: str
+    url: str
+
+
+@dataclass(frozen=True)
 class TeachBack:
     """Questions the nurse asks before the patient leaves, each printed with a tick box."""
 
@@ -184,6 +195,7 @@ class Document:
     help_urgent: HelpLevel  # "Call 999 now": the signs that cannot wait
     help_clinic: HelpLevel  # "Call the clinic": the rest, with day and out-of-hours numbers
     teach_back: TeachBack | None
+    support: tuple[SupportItem, ...]  # the clinic's resources for this procedure
     sections: tuple[Section, ...]
     notes: str  # verbatim, line breaks kept
     sources: str  # one line naming the sources, as a patient reads them
@@ -289,6 +301,11 @@ def build_document(
         help_urgent=level(procedure.help_urgent, emergency),
         help_clinic=level(procedure.help_clinic, tuple(clinic_contacts)),
         teach_back=teach_back,
+        support=tuple(
+            SupportItem(r.name, r.phone, r.url)
+            for r in clinic.resources
+            if not r.procedures or procedure.id in r.procedures
+        ),
         sections=tuple(
             Section(render(s.heading, values), parse_blocks(render(s.body, values)))
             for s in procedure.sections_for(name)

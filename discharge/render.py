@@ -303,6 +303,9 @@ def _story(doc: Document, width: float, s: Styles) -> list[Flowable]:
         blocks = _blocks(section.blocks, labels.bullet, s)
         story.append(_KeepTogether([_p(section.heading, s.heading, Tag("H2")), *blocks[:1]]))
         story.extend(blocks[1:])
+    support = _support(doc, width, s)
+    if support is not None:
+        story.append(support)
     if doc.notes:
         notes = _notes(doc.notes, s)  # the heading never left alone at the foot of a page
         story.append(_KeepTogether([_p(labels.notes, s.heading, Tag("H2")), *notes[:1]]))
@@ -472,6 +475,73 @@ def _contacts(contacts: tuple[Contact, ...], width: float, s: Styles) -> Flowabl
         ])
     )  # fmt: skip
     return table
+
+
+def _support(doc: Document, width: float, s: Styles) -> Flowable | None:
+    """The clinic's resources: each with its phone number, its address in words, and a QR code
+    a patient's phone camera opens (reportlab draws QR codes itself: no new dependency)."""
+    if not doc.support:
+        return None
+    code = 24 * mm if s.body.fontSize < 14 else 36 * mm  # phones read 0.6 mm a module well
+    rows = []
+    for item in doc.support:
+        words: list[Flowable] = [_p(item.name, s.value)]
+        if item.phone:
+            words.append(_p(item.phone, s.body))
+        if item.url:
+            words.append(_p(item.url, s.body))
+        qr = _QRCode(item.url, code, alt=f"QR code: {item.url}") if item.url else ""
+        rows.append([qr, words])
+    table = TaggedTable(rows, colWidths=[code + 8, width - code - 8], hAlign="LEFT")
+    table.setStyle(
+        TableStyle([
+            ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+            ("LEFTPADDING", (0, 0), (-1, -1), 0),
+            ("TOPPADDING", (0, 0), (-1, -1), 3),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
+        ])
+    )  # fmt: skip
+    heading = _p(doc.labels.support, s.heading, Tag("H2"))
+    return _KeepTogether([heading, _p(doc.labels.scan, s.body), table])
+
+
+class _QRCode(TaggedFlowable, Flowable):
+    """A QR code of ``url``: a Figure whose alternative text is the address it opens."""
+
+    def __init__(self, url: str, size: float, *, alt: str) -> None:
+        super().__init__()
+        self.url = url
+        self.size = size
+        self.tag = Tag("Figure", alt=alt)
+
+    def wrap(self, aW: float, aH: float) -> tuple[float, float]:
+        return self.size, self.size
+
+    def draw(self) -> None:
+        # Drawn module by module (a run of dark modules in a row is one rectangle): reportlab's
+        # QR widget would go through its graphics renderer, which names a non-embedded font.
+        from reportlab.graphics.barcode import qrencoder
+
+        qr = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.M)  # None: the smallest that fits
+        qr.addData(self.url)
+        qr.make()
+        count = qr.getModuleCount()
+        quiet = 4  # the blank margin a reader needs around the code, in modules
+        module = self.size / (count + 2 * quiet)
+        canvas = self.canv
+        canvas.setFillColor(st.INK)
+        for row in range(count):
+            y = self.size - (quiet + row + 1) * module
+            col = 0
+            while col < count:
+                if not qr.isDark(row, col):
+                    col += 1
+                    continue
+                start = col
+                while col < count and qr.isDark(row, col):
+                    col += 1
+                canvas.rect((quiet + start) * module, y, (col - start) * module, module,
+                            stroke=0, fill=1)  # fmt: skip
 
 
 def _teach_back(doc: Document, width: float, s: Styles) -> Flowable | None:

@@ -107,8 +107,9 @@ def test_every_document_is_tagged_pdf_ua(tmp_path: Path, procedure: str, paper: 
         pages = len(pdf.pages)
         assert pages <= 3 if notes == "short" else pages >= 4
     if notes == "short":
-        # Tagging keeps a typical document small: under 16 KB a page, fonts included.
-        assert out.stat().st_size <= 16 * 1024 * pages
+        # Tagging keeps a typical document small: under 17.5 KB a page, fonts, the structure
+        # tree and the support box's QR code included (about 50 KB for three pages).
+        assert out.stat().st_size <= 17.5 * 1024 * pages
 
     text = struct_text(out)
     heading = {"hsg": "What is normal", "miscarriage": "Bleeding"}[procedure]
