@@ -8,6 +8,20 @@ from functools import cache, lru_cache
 from babel import Locale
 from babel.dates import format_date, format_time
 
+from discharge.locale_data import locale as cached_locale
+
+
+def _sample(loc: Locale) -> None:
+    # Every pattern and name our dates read, so the cached locale data holds them.
+    moment = datetime(2026, 1, 5, 15, 30)
+    format_date(moment.date(), _pattern(loc), locale=loc)
+    format_date(moment.date(), "medium", locale=loc)
+    format_time(moment, "short", locale=loc)
+
+
+def _locale(name: str) -> Locale:
+    return cached_locale(name, _sample)
+
 
 @cache
 def date_pattern(locale: str) -> str:
@@ -16,7 +30,10 @@ def date_pattern(locale: str) -> str:
     UK and Commonwealth English house styles (GOV.UK, NHS) drop the comma after the weekday:
     "Monday 23 November 2026". US English keeps "Monday, November 23, 2026".
     """
-    loc = Locale.parse(locale)
+    return _pattern(_locale(locale))
+
+
+def _pattern(loc: Locale) -> str:
     pattern = str(loc.date_formats["full"].pattern)
     if loc.language == "en" and loc.territory not in (None, "US"):
         pattern = pattern.replace("EEEE, ", "EEEE ")
@@ -25,17 +42,17 @@ def date_pattern(locale: str) -> str:
 
 @lru_cache(maxsize=4096)  # a day's schedule prints the same few dates for every patient
 def format_day(day: date, locale: str) -> str:
-    return format_date(day, date_pattern(locale), locale=locale)
+    return format_date(day, date_pattern(locale), locale=_locale(locale))
 
 
 def format_moment(value: date | datetime, locale: str) -> str:
     """A date, or a date and clock time: "Sunday 22 November 2026 at 10:30"."""
     if isinstance(value, datetime):
-        clock = format_time(value, "short", locale=locale)
+        clock = format_time(value, "short", locale=_locale(locale))
         return f"{format_day(value.date(), locale)} at {clock}"
     return format_day(value, locale)
 
 
 def format_short_day(day: date, locale: str) -> str:
     """A compact but unambiguous date (month as a word), e.g. "1 Feb 1990" for en_GB."""
-    return format_date(day, "medium", locale=locale)
+    return format_date(day, "medium", locale=_locale(locale))

@@ -8,6 +8,7 @@ template source. ``template_context`` gives the values a template's placeholders
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import tomllib
@@ -21,13 +22,13 @@ from typing import Any
 from jinja2 import Template
 from jinja2 import TemplateError as JinjaTemplateError
 
+from discharge import cache as install_cache
 from discharge import templating
 from discharge.config import Clinic
 from discharge.dates import format_day, format_moment
 from discharge.errors import InputError, TemplateError, UnknownProcedureError
 from discharge.milestones import Offset, apply_offset, parse_offset
 from discharge.resources import bundled_dir
-from discharge.templating import environment
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -47,6 +48,15 @@ class Text:
     field: str  # e.g. "sections[2].body", for error messages
     source: str
     template: Template
+    code: bytes = dataclasses.field(default=b"", compare=False, repr=False)  # compiled
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (for the cache) as its compiled code: a template object holds the environment.
+        return _text_from_code, (self.field, self.source, self.code)
+
+
+def _text_from_code(field: str, source: str, code: bytes) -> Text:
+    return Text(field, source, templating.template_from_code(code), code)
 
 
 Variants = frozenset[str] | None  # the variants an entry is printed for; None: all of them
@@ -218,12 +228,39 @@ def load_all(extra: Path | None = None) -> list[Procedure]:
 @cache
 def _load_file(file: Path, _mtime: int) -> Procedure:
     try:
-        # utf-8-sig: Windows Notepad starts a UTF-8 file with a byte order mark; allow it.
-        data = tomllib.loads(file.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError:
-        raise TemplateError(f"template {file.name} is not UTF-8 text") from None
+        raw = file.read_bytes()
     except OSError as exc:
         raise TemplateError(f"cannot read template {file}: {exc.strerror or exc}") from None
+    # Checked and compiled once per installation: the same file, the same program, the same
+    # Procedure (see discharge/cache.py). The key holds everything the result depends on.
+    key = (str(file), install_cache.file_digest(raw), _code_digest(), _jinja_version())
+    cached = install_cache.fetch("procedure", key)
+    if isinstance(cached, Procedure):
+        return cached
+    procedure = _parse_file(file, raw)
+    install_cache.store("procedure", key, procedure)
+    return procedure
+
+
+def _code_digest() -> str:
+    # The modules whose code shapes a checked Procedure and its compiled texts.
+    from discharge import milestones
+
+    return install_cache.source_digest(__file__, templating.__file__, milestones.__file__)
+
+
+def _jinja_version() -> str:
+    import jinja2
+
+    return jinja2.__version__
+
+
+def _parse_file(file: Path, raw: bytes) -> Procedure:
+    try:
+        # utf-8-sig: Windows Notepad starts a UTF-8 file with a byte order mark; allow it.
+        data = tomllib.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise TemplateError(f"template {file.name} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(f"template {file.name} is not valid TOML: {exc}") from None
     except RecursionError:
@@ -336,11 +373,11 @@ class _Parser:
 
     def compile(self, source: str, field: str) -> Text:
         try:
-            template = environment().from_string(source.strip())
+            template, code = templating.compile_text(source.strip())
         except JinjaTemplateError as exc:
             self.problems.append(f"{field}: {exc}")
-            template = environment().from_string("")
-        return Text(field, source.strip(), template)
+            template, code = templating.compile_text("")
+        return Text(field, source.strip(), template, code)
 
     def sources(self, data: Mapping[str, Any]) -> tuple[SourceSpec, ...]:
         value = data.get("sources")

@@ -40,8 +40,8 @@ class Run:
 
 
 def _env() -> dict[str, str]:
-    # Keep the test's own audit log and data folder (set by conftest's autouse fixtures).
-    keep = ("DISCHARGE_AUDIT_DB", "DISCHARGE_DATA_DIR")
+    # Keep the test's own audit log, data folder and cache (set by conftest's autouse fixtures).
+    keep = ("DISCHARGE_AUDIT_DB", "DISCHARGE_DATA_DIR", "DISCHARGE_CACHE_DIR")
     return {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_") or k in keep}
 
 
