@@ -10,6 +10,9 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
+from discharge import lazy_imports  # before reportlab: see that module
+
+# isort: split
 from reportlab import rl_config
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.units import mm
@@ -259,6 +262,7 @@ def _header(doc: Document, width: float) -> Flowable:
     clinic = doc.clinic
     left: list[Flowable] = []
     if clinic.logo:
+        lazy_imports.load_images()
         left.append(TaggedImage(str(clinic.logo), alt=f"{clinic.name} logo", width=40 * mm,
                                 height=14 * mm, kind="proportional"))  # fmt: skip
     left.append(_p(clinic.name, st.CLINIC_NAME))

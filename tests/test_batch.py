@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
 from pypdf import PdfReader
 
@@ -146,7 +147,7 @@ def test_formula_cells_are_neutralised(cell: str) -> None:
 
 
 def test_batch_is_a_discharge_command() -> None:
-    assert cli.commands["batch"] is batch_command
+    assert cli.get_command(click.Context(cli), "batch") is batch_command
 
 
 def test_progress_line_only_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
