@@ -9,9 +9,7 @@ template source. ``template_context`` gives the values a template's placeholders
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -214,6 +212,8 @@ def load_procedure(procedure_id: str, extra: Path | None = None) -> Procedure:
     file = files.get(procedure_id.strip().lower())
     if file is None:
         known = sorted(files)
+        import difflib
+
         close = difflib.get_close_matches(procedure_id.strip().lower(), known, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
         # The value itself is not repeated: in a schedule it may be a name in the wrong column.
@@ -256,6 +256,8 @@ def _jinja_version() -> str:
 
 
 def _parse_file(file: Path, raw: bytes) -> Procedure:
+    import tomllib  # only when the cache has no entry: the parsed result is cached
+
     try:
         # utf-8-sig: Windows Notepad starts a UTF-8 file with a byte order mark; allow it.
         data = tomllib.loads(raw.decode("utf-8-sig"))
