@@ -63,6 +63,8 @@ def _long_patterns_compiled_on_use(module: str) -> Iterator[None]:
 
 
 def _defer(name: str) -> None:
+    """Make the submodule ``name`` lazy: loaded when something is first read from it. (Not a
+    top-level module: ``import name`` reads its ``__spec__``, which loads it at once.)"""
     if name in sys.modules:
         return
     try:
