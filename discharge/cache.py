@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import os
 import pickle
-import secrets
 import sys
 from collections.abc import Iterable
 from functools import cache
@@ -114,7 +113,7 @@ def store(kind: str, key: Iterable[str], value: Any) -> None:
             return
         path = _entry_path(folder, kind, key)
         # Whole or not at all: a private temporary file, renamed over the entry.
-        tmp = folder / f".{path.name}.{secrets.token_hex(6)}.part"
+        tmp = folder / f".{path.name}.{os.urandom(6).hex()}.part"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:
