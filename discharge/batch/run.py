@@ -16,6 +16,7 @@ import hmac
 import os
 import re
 import secrets
+import sqlite3
 import sys
 import time
 import unicodedata
@@ -307,13 +308,22 @@ class _Repeats:
     """
 
     def __init__(self) -> None:
-        self.first: dict[bytes, tuple[int, bytes]] = {}
+        # In a private temporary database (SQLite removes it when it is closed), not a dict:
+        # a dict of 100,000 rows' digests holds about 23 MB, and memory must stay flat.
+        self.db = sqlite3.connect("")
+        self.db.execute(
+            "CREATE TABLE seen (who BLOB PRIMARY KEY, row INTEGER, data BLOB) WITHOUT ROWID"
+        )
 
     def earlier(self, item: ScheduleRow) -> tuple[str, int] | None:
         """``(DUPLICATE or ERROR, the earlier row)``, or None for the first such row."""
         who = hashlib.blake2b(identity(item.request).encode(), digest_size=16).digest()
         data = hashlib.blake2b(repr((item.request, item.email)).encode(), digest_size=16).digest()
-        row, first_data = self.first.setdefault(who, (item.row, data))
+        found = self.db.execute("SELECT row, data FROM seen WHERE who = ?", (who,)).fetchone()
+        if found is None:
+            self.db.execute("INSERT INTO seen VALUES (?, ?, ?)", (who, item.row, data))
+            return None
+        row, first_data = found
         if row == item.row:
             return None
         return (DUPLICATE if data == first_data else ERROR), row
