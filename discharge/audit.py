@@ -34,7 +34,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -680,8 +680,12 @@ class BatchAudit:
         *,
         rows_per_commit: int = 64,
         seconds_per_commit: float = 0.5,
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
         self.log = log
+        # Run before each commit: the batch runner flushes the rows' PDFs to disk there, so a
+        # recorded PDF is always on disk (many files flushed at once cost less than one each).
+        self.before_commit = before_commit
         self.schedule = str(schedule.resolve())
         self.out_dir = out_dir
         self.facts = facts  # row -> the record a worker described (filled by the runner)
@@ -726,6 +730,8 @@ class BatchAudit:
         self, held: list[tuple[dict[str, str], AuditRecord | None]]
     ) -> Iterator[dict[str, str]]:
         failure: AuditError | None = None
+        if self.before_commit is not None and held:
+            self.before_commit()
         try:
             self.log.record_many(r for _, r in held if r is not None)
         except AuditError as exc:

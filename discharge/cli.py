@@ -5,31 +5,38 @@ Each command lives in ``discharge/commands/``; none of them has logic of its own
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
 import click
 
 from discharge import __version__
-from discharge.commands.batch import batch
-from discharge.commands.email import email
-from discharge.commands.generate import generate
-from discharge.commands.log import log
-from discharge.commands.procedures import procedures
-from discharge.commands.serve import serve
-from discharge.commands.templates import templates
 from discharge.errors import DischargeError, ExitStatus
 from discharge.options import DEBUG_ENV, debug_requested
 
+# Each command is the function of the same name in discharge/commands/NAME.py.
+COMMANDS = ("generate", "procedures", "batch", "email", "log", "serve", "templates")
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Commands(click.Group):
+    """Imports a command's module only when it is used: `generate` does not pay for loading
+    the web server's or the batch runner's modules (and `--help` lists them all)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module = importlib.import_module(f"discharge.commands.{cmd_name}")
+            self.add_command(getattr(module, cmd_name))
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="discharge")
 def cli() -> None:
     """Personalised, printable discharge instructions with real recovery dates."""
-
-
-for command in (generate, procedures, batch, email, log, serve, templates):
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -8,7 +8,6 @@ Secrets (the SMTP password) never live in the file: it names an environment vari
 from __future__ import annotations
 
 import os
-import tomllib
 import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -98,6 +97,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         path = os.environ.get(CONFIG_ENV) or None
     if path is None:
         return Config()
+    import tomllib  # only with a settings file: the demo clinic's start does without it
+
     file = Path(path)
     try:
         if file.exists() and not file.is_file():  # a FIFO or a device would block or never end

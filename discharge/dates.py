@@ -9,9 +9,22 @@ from babel import Locale
 from babel.dates import format_date, format_time
 
 from discharge.i18n import N_, gettext, language_of
+from discharge.locale_data import locale as cached_locale
 
 # Translators: a date, then a clock time: "Sunday 22 November 2026 at 10:30".
 _AT = N_("{day} at {time}")
+
+
+def _sample(loc: Locale) -> None:
+    # Every pattern and name our dates read, so the cached locale data holds them.
+    moment = datetime(2026, 1, 5, 15, 30)
+    format_date(moment.date(), _pattern(loc), locale=loc)
+    format_date(moment.date(), "medium", locale=loc)
+    format_time(moment, "short", locale=loc)
+
+
+def _locale(name: str) -> Locale:
+    return cached_locale(name, _sample)
 
 
 @cache
@@ -21,7 +34,10 @@ def date_pattern(locale: str) -> str:
     UK and Commonwealth English house styles (GOV.UK, NHS) drop the comma after the weekday:
     "Monday 23 November 2026". US English keeps "Monday, November 23, 2026".
     """
-    loc = Locale.parse(locale)
+    return _pattern(_locale(locale))
+
+
+def _pattern(loc: Locale) -> str:
     pattern = str(loc.date_formats["full"].pattern)
     if loc.language == "en" and loc.territory not in (None, "US"):
         pattern = pattern.replace("EEEE, ", "EEEE ")
@@ -30,7 +46,7 @@ def date_pattern(locale: str) -> str:
 
 @lru_cache(maxsize=4096)  # a day's schedule prints the same few dates for every patient
 def format_day(day: date, locale: str) -> str:
-    return format_date(day, date_pattern(locale), locale=locale)
+    return format_date(day, date_pattern(locale), locale=_locale(locale))
 
 
 def format_moment(value: date | datetime, locale: str) -> str:
@@ -40,7 +56,7 @@ def format_moment(value: date | datetime, locale: str) -> str:
     time alone on the next line.
     """
     if isinstance(value, datetime):
-        clock = format_time(value, "short", locale=locale)
+        clock = format_time(value, "short", locale=_locale(locale))
         day = format_day(value.date(), locale)
         # No-break spaces around the joining word: a line never ends on "at" with the time
         # alone on the next line.
@@ -51,4 +67,4 @@ def format_moment(value: date | datetime, locale: str) -> str:
 
 def format_short_day(day: date, locale: str) -> str:
     """A compact but unambiguous date (month as a word), e.g. "1 Feb 1990" for en_GB."""
-    return format_date(day, "medium", locale=locale)
+    return format_date(day, "medium", locale=_locale(locale))

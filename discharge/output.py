@@ -16,17 +16,19 @@ _UMASK = os.umask(0o022)  # reading the umask means setting it: put it straight 
 os.umask(_UMASK)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
 
     An interrupted or failed write leaves the old file (or no file), never a partial one.
+    ``durable=False`` leaves flushing to the disk to the caller (a batch flushes many files
+    at once, before it records them: see ``batch/run.py``).
     """
-    with open_atomic(path) as handle:
+    with open_atomic(path, durable=durable) as handle:
         handle.write(data)
 
 
 @contextlib.contextmanager
-def open_atomic(path: Path) -> Iterator[BinaryIO]:
+def open_atomic(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
     """Stream into ``path`` (binary) atomically: the file appears whole when the block ends.
 
     For files too big to hold in memory at once (a batch manifest, a combined PDF). The
@@ -51,7 +53,8 @@ def open_atomic(path: Path) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):

@@ -8,9 +8,8 @@ template source. ``template_context`` gives the values a template's placeholders
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -21,6 +20,7 @@ from typing import Any
 from jinja2 import Template
 from jinja2 import TemplateError as JinjaTemplateError
 
+from discharge import cache as install_cache
 from discharge import templating
 from discharge.config import Clinic
 from discharge.dates import format_day, format_moment
@@ -28,7 +28,6 @@ from discharge.errors import InputError, TemplateError, UnknownProcedureError
 from discharge.i18n import N_, gettext, language_of
 from discharge.milestones import Offset, apply_offset, parse_offset
 from discharge.resources import bundled_dir
-from discharge.templating import environment
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -53,6 +52,15 @@ class Text:
     field: str  # e.g. "sections[2].body", for error messages
     source: str
     template: Template
+    code: bytes = dataclasses.field(default=b"", compare=False, repr=False)  # compiled
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (for the cache) as its compiled code: a template object holds the environment.
+        return _text_from_code, (self.field, self.source, self.code)
+
+
+def _text_from_code(field: str, source: str, code: bytes) -> Text:
+    return Text(field, source, templating.template_from_code(code), code)
 
 
 Variants = frozenset[str] | None  # the variants an entry is printed for; None: all of them
@@ -255,6 +263,8 @@ def load_procedure(
     pid = procedure_id.strip().lower()
     if (pid, "") not in files:
         known = sorted({key for key, lang in files if not lang})
+        import difflib  # only for a mistyped id
+
         close = difflib.get_close_matches(pid, known, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
         # The value itself is not repeated: in a schedule it may be a name in the wrong column.
@@ -334,12 +344,41 @@ def stale_translations(extra: Path | None = None) -> list[tuple[Path, str]]:
 @cache
 def _load_file(file: Path, _mtime: int) -> Procedure:
     try:
-        # utf-8-sig: Windows Notepad starts a UTF-8 file with a byte order mark; allow it.
-        data = tomllib.loads(file.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError:
-        raise TemplateError(f"template {file.name} is not UTF-8 text") from None
+        raw = file.read_bytes()
     except OSError as exc:
         raise TemplateError(f"cannot read template {file}: {exc.strerror or exc}") from None
+    # Checked and compiled once per installation: the same file, the same program, the same
+    # Procedure (see discharge/cache.py). The key holds everything the result depends on.
+    key = (str(file), install_cache.file_digest(raw), _code_digest(), _jinja_version())
+    cached = install_cache.fetch("procedure", key)
+    if isinstance(cached, Procedure):
+        return cached
+    procedure = _parse_file(file, raw)
+    install_cache.store("procedure", key, procedure)
+    return procedure
+
+
+def _code_digest() -> str:
+    # The modules whose code shapes a checked Procedure and its compiled texts.
+    from discharge import milestones
+
+    return install_cache.source_digest(__file__, templating.__file__, milestones.__file__)
+
+
+def _jinja_version() -> str:
+    import jinja2
+
+    return jinja2.__version__
+
+
+def _parse_file(file: Path, raw: bytes) -> Procedure:
+    import tomllib  # only when the cache has no entry: the parsed result is cached
+
+    try:
+        # utf-8-sig: Windows Notepad starts a UTF-8 file with a byte order mark; allow it.
+        data = tomllib.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise TemplateError(f"template {file.name} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(f"template {file.name} is not valid TOML: {exc}") from None
     except RecursionError:
@@ -456,11 +495,11 @@ class _Parser:
 
     def compile(self, source: str, field: str) -> Text:
         try:
-            template = environment().from_string(source.strip())
+            template, code = templating.compile_text(source.strip())
         except JinjaTemplateError as exc:
             self.problems.append(f"{field}: {exc}")
-            template = environment().from_string("")
-        return Text(field, source.strip(), template)
+            template, code = templating.compile_text("")
+        return Text(field, source.strip(), template, code)
 
     def provenance(
         self, data: Mapping[str, Any], proc_id: str, file_language: str
@@ -802,6 +841,8 @@ def parse_template_file(file: Path) -> tuple[Procedure | None, dict[str, Any], l
     as "field: what is wrong". Placeholders are not rendered here: ``text_problems`` does that
     for every text, so each bad placeholder is reported, not only the first.
     """
+    import tomllib
+
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:

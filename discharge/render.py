@@ -10,6 +10,9 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
+from discharge import lazy_imports  # before reportlab: see that module
+
+# isort: split
 from reportlab import rl_config
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.units import mm
@@ -323,6 +326,7 @@ def _header(doc: Document, width: float, s: Styles) -> Flowable:
     clinic = doc.clinic
     left: list[Flowable] = []
     if clinic.logo:
+        lazy_imports.load_images()
         alt = doc.labels.logo_alt.format(clinic=clinic.name)
         left.append(TaggedImage(str(clinic.logo), alt=alt, width=40 * mm,
                                 height=14 * mm, kind="proportional"))  # fmt: skip

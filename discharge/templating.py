@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import marshal
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -258,6 +259,20 @@ def _temp(context: Context, celsius: Any) -> str:
 def environment(*, html: bool = False, keep_trailing_newline: bool = False) -> LimitedEnvironment:
     """The shared environment: HTML output (an email's HTML body) is autoescaped."""
     return LimitedEnvironment(html=html, keep_trailing_newline=keep_trailing_newline)
+
+
+def compile_text(source: str) -> tuple[Template, bytes]:
+    """A procedure text compiled in the shared environment, with its compiled code (marshal
+    bytes, as Jinja's own bytecode cache keeps it) for ``template_from_code`` in a later run."""
+    env = environment()
+    code = env.compile(source)
+    return env.template_class.from_code(env, code, env.make_globals(None)), marshal.dumps(code)
+
+
+def template_from_code(code: bytes) -> Template:
+    """The template ``compile_text`` made, from its code: no lexing, parsing or compiling."""
+    env = environment()
+    return env.template_class.from_code(env, marshal.loads(code), env.make_globals(None))
 
 
 # Python errors a text can cause with values of the wrong type; their messages name types and

@@ -14,6 +14,7 @@ from pypdf import PdfReader
 DATA_DIR_ENV = "DISCHARGE_DATA_DIR"  # discharge.clinic_data.DATA_DIR_ENV (not imported: tests
 # of the installed command should not depend on importing the package in the test process)
 AUDIT_ENV = "DISCHARGE_AUDIT_DB"
+CACHE_ENV = "DISCHARGE_CACHE_DIR"  # discharge.cache.CACHE_ENV
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +27,22 @@ def audit_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("install-cache")
+
+
+@pytest.fixture(autouse=True)
+def install_cache(_session_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The installation's cache (fonts, templates, locale data) is the test session's own, in
+    tmp, never the user's real one; shared by the session, since its entries are keyed by
+    content (tests/test_cache.py gives each of its tests a fresh one)."""
+    monkeypatch.setenv(CACHE_ENV, str(_session_cache))
+    # And a command run without that variable keeps its cache here too, not in ~/.cache.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_session_cache / "xdg"))
+    return _session_cache
+
+
 @dataclass
 class Result:
     code: int
@@ -36,12 +53,12 @@ class Result:
 def run_discharge(*args: str | os.PathLike[str], stdin: str | None = None,
                   env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:  # fmt: skip
     """Run the installed command, as a nurse's terminal or a script would."""
-    # The test's own data folder and audit log (the autouse fixtures point them at tmp) are
-    # the DISCHARGE_ variables kept: no test ever writes to the user's real data folder.
+    # The test's own data folder, audit log and cache (the autouse fixtures point them at tmp)
+    # are the DISCHARGE_ variables kept: no test ever writes to the user's real folders.
     full_env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("DISCHARGE_") or k in (DATA_DIR_ENV, AUDIT_ENV)
+        if not k.startswith("DISCHARGE_") or k in (DATA_DIR_ENV, AUDIT_ENV, CACHE_ENV)
     }
     full_env.update(env or {})
     proc = subprocess.run(

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
 from pypdf import PdfReader
 
@@ -40,8 +41,8 @@ class Run:
 
 
 def _env() -> dict[str, str]:
-    # Keep the test's own audit log and data folder (set by conftest's autouse fixtures).
-    keep = ("DISCHARGE_AUDIT_DB", "DISCHARGE_DATA_DIR")
+    # Keep the test's own audit log, data folder and cache (set by conftest's autouse fixtures).
+    keep = ("DISCHARGE_AUDIT_DB", "DISCHARGE_DATA_DIR", "DISCHARGE_CACHE_DIR")
     return {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_") or k in keep}
 
 
@@ -146,7 +147,7 @@ def test_formula_cells_are_neutralised(cell: str) -> None:
 
 
 def test_batch_is_a_discharge_command() -> None:
-    assert cli.commands["batch"] is batch_command
+    assert cli.get_command(click.Context(cli), "batch") is batch_command
 
 
 def test_progress_line_only_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
@@ -597,3 +598,38 @@ def test_check_only_validates_and_writes_nothing(tmp_path: Path) -> None:
     )
     assert batch(good, "--check").code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.csv", "s.csv"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_pdfs_are_flushed_to_disk_before_they_are_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, audit_db: Path, jobs: int
+) -> None:
+    """Workers write without a flush each; the parent flushes them all (syncfs) before the
+    audit commit that records them: no row is recorded whose PDF might not be on disk."""
+    import sqlite3
+
+    from discharge.batch import open_schedule, run_batch
+    from discharge.batch import run as batch_run
+    from discharge.config import load_config
+
+    lines = [HEADER] + [f"Patient {i},hsg,2026-11-{10 + i},RX-{i},," for i in range(6)]
+    schedule = write_schedule(tmp_path / "s.csv", lines)
+    flushed: list[tuple[list[str], int]] = []
+    real = batch_run.flush_to_disk
+
+    def flush(out_dir: Path, files: list[str]) -> None:
+        recorded = 0
+        if audit_db.exists():
+            with sqlite3.connect(audit_db) as db:
+                recorded = db.execute("SELECT count(*) FROM records").fetchone()[0]
+        flushed.append((list(files), recorded))
+        real(out_dir, files)
+
+    monkeypatch.setattr(batch_run, "flush_to_disk", flush)
+    out = tmp_path / "out"
+    summary = run_batch(open_schedule(schedule), load_config(), out, jobs=jobs)
+    assert summary.ok == 6
+    assert sorted(f for files, _ in flushed for f in files) == sorted(
+        entry["file"] for entry in manifest(out)
+    )
+    assert flushed[0][1] == 0  # flushed before the first record was written
