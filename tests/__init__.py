@@ -1,1 +1,1 @@
-"""The test suite (a package, so `tests.conftest` is ours even if a dependency ships a `tests`)."""
+"""The test suite (a package, so `tests.helpers` is ours even if a dependency ships a `tests`)."""

@@ -1,20 +1,13 @@
-"""Shared helpers: run the real `discharge` command and read the PDFs it makes."""
+"""Fixtures for every test: private folders for each test's data, audit log and cache, and a
+`generate` runner. Plain helpers are in ``tests/helpers.py``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pypdf import PdfReader
 
-DATA_DIR_ENV = "DISCHARGE_DATA_DIR"  # discharge.clinic_data.DATA_DIR_ENV (not imported: tests
-# of the installed command should not depend on importing the package in the test process)
-AUDIT_ENV = "DISCHARGE_AUDIT_DB"
-CACHE_ENV = "DISCHARGE_CACHE_DIR"  # discharge.cache.CACHE_ENV
+from tests.helpers import AUDIT_ENV, CACHE_ENV, DATA_DIR_ENV, PATIENT, Result, run_discharge
 
 
 @pytest.fixture(autouse=True)
@@ -43,45 +36,6 @@ def install_cache(_session_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     return _session_cache
 
 
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def run_discharge(*args: str | os.PathLike[str], stdin: str | None = None,
-                  env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:  # fmt: skip
-    """Run the installed command, as a nurse's terminal or a script would."""
-    # The test's own data folder, audit log and cache (the autouse fixtures point them at tmp)
-    # are the DISCHARGE_ variables kept: no test ever writes to the user's real folders.
-    full_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DISCHARGE_") or k in (DATA_DIR_ENV, AUDIT_ENV, CACHE_ENV)
-    }
-    full_env.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "discharge", *map(str, args)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-        timeout=120,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def pdf_pages(path: Path) -> list[str]:
-    """The extracted text of each page, whitespace folded so wrapped lines still match."""
-    return [" ".join(page.extract_text().split()) for page in PdfReader(path).pages]
-
-
-def pdf_text(path: Path) -> str:
-    return " ".join(pdf_pages(path))
-
-
 @pytest.fixture(autouse=True)
 def clinic_data_dir(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
@@ -91,9 +45,6 @@ def clinic_data_dir(
     folder = tmp_path_factory.mktemp("clinic-data")
     monkeypatch.setenv(DATA_DIR_ENV, str(folder))
     return folder
-
-
-PATIENT = ["--patient", "Zoë Nguyễn", "--dob", "1990-02-01", "--mrn", "RX-104233"]
 
 
 @pytest.fixture

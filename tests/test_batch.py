@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -28,34 +27,21 @@ from discharge.commands.batch import TerminalReporter
 from discharge.commands.batch import batch as batch_command
 from discharge.errors import InputError
 from discharge.request import check_email
+from tests.helpers import AUDIT_ENV, CACHE_ENV, DATA_DIR_ENV, Result, run_discharge
 
 SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]+\.pdf$")
 HEADER = "patient_name,procedure,date,mrn,notes,email"
 
 
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
 def _env() -> dict[str, str]:
-    # Keep the test's own audit log, data folder and cache (set by conftest's autouse fixtures).
-    keep = ("DISCHARGE_AUDIT_DB", "DISCHARGE_DATA_DIR", "DISCHARGE_CACHE_DIR")
+    """The environment the shared runner uses (for the tests that start the command themselves,
+    to interrupt it): the test's own audit log, data folder and cache, no other settings."""
+    keep = (AUDIT_ENV, CACHE_ENV, DATA_DIR_ENV)
     return {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_") or k in keep}
 
 
-def batch(*args: str | os.PathLike[str], cwd: Path | None = None) -> Run:
-    proc = subprocess.run(
-        [sys.executable, "-m", "discharge", "batch", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=cwd,
-        timeout=120,
-    )
-    return Run(proc.returncode, proc.stdout, proc.stderr)
+def batch(*args: str | os.PathLike[str], cwd: Path | None = None) -> Result:
+    return run_discharge("batch", *args, cwd=cwd)
 
 
 def write_schedule(path: Path, lines: list[str], *, newline: str = "\n") -> Path:

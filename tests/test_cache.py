@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CACHE_ENV, PATIENT, pdf_text, run_discharge
+from tests.helpers import CACHE_ENV, PATIENT, pdf_text, run_discharge
 
 # ✓ is drawn with the fallback font: its fonts are cached too.
 ARGS = ["--procedure", "hsg", "--date", "2026-11-21", "--time", "10:30", *PATIENT,

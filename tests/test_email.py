@@ -40,7 +40,7 @@ from discharge.delivery import (
 from discharge.document import build_document
 from discharge.errors import ConfigError, DeliveryError, InputError
 from discharge.request import parse_request
-from tests.conftest import run_discharge
+from tests.helpers import run_discharge
 
 SENDER = "aftercare@riverside.example"
 PATIENT_ADDRESS = "zoe@patient.example"

@@ -43,7 +43,7 @@ from discharge.document import build_document
 from discharge.errors import DeliveryError
 from discharge.request import parse_request
 from discharge.resources import bundled_dir
-from tests.conftest import Result, pdf_text, run_discharge
+from tests.helpers import Result, pdf_text, run_discharge
 
 SENDER = "aftercare@riverside.example"
 HSG = ["--procedure", "hsg", "--date", "2026-11-21"]

@@ -10,7 +10,7 @@ import pytest
 from pypdf import PdfReader
 
 from discharge.options import DEMO_WARNING
-from tests.conftest import pdf_pages, pdf_text, run_discharge
+from tests.helpers import pdf_pages, pdf_text, run_discharge
 
 
 def test_hsg_pdf_has_dates_patient_and_help(generate) -> None:

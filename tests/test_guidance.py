@@ -16,7 +16,7 @@ from discharge.config import Config, load_config
 from discharge.document import build_document
 from discharge.errors import InputError
 from discharge.request import parse_request
-from tests.conftest import pdf_text, run_discharge
+from tests.helpers import pdf_text, run_discharge
 from tests.test_batch import batch, manifest, pdf_files, statuses, write_schedule
 
 

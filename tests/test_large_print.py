@@ -18,7 +18,7 @@ import pdfplumber
 import pytest
 
 from discharge.styles import LARGE, LARGE_PRINT_MIN, MARGIN_TOP, MARGIN_X, NORMAL
-from tests.conftest import pdf_text, run_discharge
+from tests.helpers import pdf_text, run_discharge
 from tests.test_pdfua import assert_all_content_marked
 
 NAME = "Maximiliana Gonzalez-Oyelaran de la Fuente"

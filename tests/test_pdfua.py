@@ -12,7 +12,7 @@ from pathlib import Path
 import pikepdf
 import pytest
 
-from tests.conftest import PATIENT, run_discharge
+from tests.helpers import PATIENT, run_discharge
 
 NAME = "Zoë Nguyễn"
 SHORT_NOTES = "Tubes open on both sides. Call if any fever."

@@ -25,7 +25,7 @@ from discharge.i18n import LOCALE_DIR, locale_for
 from discharge.procedures import load_procedure, procedure_languages, stale_translations
 from discharge.readability import parts
 from discharge.request import parse_request
-from tests.conftest import pdf_pages, pdf_text, run_discharge
+from tests.helpers import pdf_pages, pdf_text, run_discharge
 from tests.test_batch import batch, manifest, pdf_files, statuses, write_schedule
 
 ROOT = Path(__file__).parents[1]

@@ -12,7 +12,7 @@ from discharge.config import DEMO_RESOURCES, load_config, parse_config
 from discharge.document import build_document
 from discharge.errors import ConfigError
 from discharge.request import parse_request
-from tests.conftest import pdf_text, run_discharge
+from tests.helpers import pdf_text, run_discharge
 
 CLINIC = '[clinic]\nname = "Northgate"\nphone = "0113 496 0000"\nemergency_number = "999"\n'
 RESOURCES = """

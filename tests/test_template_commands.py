@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from discharge.resources import bundled_dir
-from tests.conftest import run_discharge
+from tests.helpers import run_discharge
 
 HARD = (
     "Notwithstanding considerable interindividual physiological variability, postprocedural "

@@ -32,7 +32,7 @@ from discharge.errors import ConfigError, FieldErrors
 from discharge.request import parse_request
 from discharge.web import create_app
 from discharge.web.settings import ServeSettings, check_bind, load_serve_settings
-from tests.conftest import run_discharge
+from tests.helpers import run_discharge
 from tests.test_email import Recorder, _start, relay_config
 from tests.test_email import Server as SmtpServer
 

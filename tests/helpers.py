@@ -1,0 +1,62 @@
+"""Shared helpers of the test suite: run the real `discharge` command, read the PDFs it makes.
+
+Plain functions, imported by the tests (``from tests.helpers import ...``); the fixtures that
+use them are in ``conftest.py``, which is never imported as a module.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pypdf import PdfReader
+
+DATA_DIR_ENV = "DISCHARGE_DATA_DIR"  # discharge.clinic_data.DATA_DIR_ENV (not imported: tests
+# of the installed command should not depend on importing the package in the test process)
+AUDIT_ENV = "DISCHARGE_AUDIT_DB"
+CACHE_ENV = "DISCHARGE_CACHE_DIR"  # discharge.cache.CACHE_ENV
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_discharge(*args: str | os.PathLike[str], stdin: str | None = None,
+                  env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:  # fmt: skip
+    """Run the installed command, as a nurse's terminal or a script would."""
+    # The test's own data folder, audit log and cache (the autouse fixtures point them at tmp)
+    # are the DISCHARGE_ variables kept: no test ever writes to the user's real folders.
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DISCHARGE_") or k in (DATA_DIR_ENV, AUDIT_ENV, CACHE_ENV)
+    }
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "discharge", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def pdf_pages(path: Path) -> list[str]:
+    """The extracted text of each page, whitespace folded so wrapped lines still match."""
+    return [" ".join(page.extract_text().split()) for page in PdfReader(path).pages]
+
+
+def pdf_text(path: Path) -> str:
+    return " ".join(pdf_pages(path))
+
+
+PATIENT = ["--patient", "Zoë Nguyễn", "--dob", "1990-02-01", "--mrn", "RX-104233"]
