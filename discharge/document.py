@@ -74,13 +74,9 @@ class Labels:
     page_format: str = N_("Page {number} of {total}")
     # Translators: the clinic's logo, described for a screen reader.
     logo_alt: str = N_("{clinic} logo")
-    call_format: str = N_("call {number}")
 
     def page(self, number: int, total: int) -> str:
         return self.page_format.format(number=number, total=total)
-
-    def call(self, number: str) -> str:
-        return self.call_format.format(number=number)
 
 
 LABELS = Labels()

@@ -464,7 +464,9 @@ def run_batch(
             for entry in audit.entries(rows):
                 manifest.record(entry)
                 counts[entry["status"]] += 1
-                if entry["status"] == ERROR and entry.get("rendered"):
+                if entry["status"] == ERROR and entry.get("key"):
+                    # A row with a key failed while being made (the check above reported the
+                    # rest): say so now.
                     reporter.row_error(int(entry["row"]), entry["error"])
                 reporter.row_done(entry)
                 if time.monotonic() >= next_checkpoint:
@@ -600,7 +602,6 @@ class _Runner:
         entry, before, pending = item
         result: RenderResult | None = pending.get() if wait else pending.get(timeout=0)
         if result is not None:
-            entry["rendered"] = "yes"  # only for the reporter: not a manifest column
             if result.error:
                 # Only a row with a PDF on disk names a file.
                 entry.update(status=ERROR, error=result.error, file="")
