@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import threading
 import zlib
@@ -522,30 +523,43 @@ class _QRCode(TaggedFlowable, Flowable):
         return self.size, self.size
 
     def draw(self) -> None:
-        # Drawn module by module (a run of dark modules in a row is one rectangle): reportlab's
-        # QR widget would go through its graphics renderer, which names a non-embedded font.
-        from reportlab.graphics.barcode import qrencoder
-
-        qr = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.M)  # None: the smallest that fits
-        qr.addData(self.url)
-        qr.make()
-        count = qr.getModuleCount()
+        count, path = _qr_path(self.url)
         quiet = 4  # the blank margin a reader needs around the code, in modules
         module = self.size / (count + 2 * quiet)
         canvas = self.canv
+        canvas.saveState()
         canvas.setFillColor(st.INK)
-        for row in range(count):
-            y = self.size - (quiet + row + 1) * module
-            col = 0
-            while col < count:
-                if not qr.isDark(row, col):
-                    col += 1
-                    continue
-                start = col
-                while col < count and qr.isDark(row, col):
-                    col += 1
-                canvas.rect((quiet + start) * module, y, (col - start) * module, module,
-                            stroke=0, fill=1)  # fmt: skip
+        # The path is in modules, row 0 at the top: scale and flip it into the box.
+        canvas.transform(module, 0, 0, -module, quiet * module, self.size - quiet * module)
+        canvas.addLiteral(path)
+        canvas.restoreState()
+
+
+@functools.lru_cache(maxsize=32)
+def _qr_path(url: str) -> tuple[int, str]:
+    """The QR code of ``url`` as its number of modules a side and one PDF path that fills its
+    dark modules (a run of dark modules in a row is one rectangle), in module units with row 0
+    at the top. Made once per process: encoding is ~1 ms a code, and the addresses are the
+    clinic's, the same on every sheet. Drawn as a path, not reportlab's QR widget, which goes
+    through its graphics renderer and names a non-embedded font."""
+    from reportlab.graphics.barcode import qrencoder
+
+    qr = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.M)  # None: the smallest that fits
+    qr.addData(url)
+    qr.make()
+    count = qr.getModuleCount()
+    rects = []
+    for row in range(count):
+        col = 0
+        while col < count:
+            if not qr.isDark(row, col):
+                col += 1
+                continue
+            start = col
+            while col < count and qr.isDark(row, col):
+                col += 1
+            rects.append(f"{start} {row} {col - start} 1 re")
+    return count, "\n".join(rects) + "\nf"
 
 
 def _teach_back(doc: Document, width: float, s: Styles) -> Flowable | None:
