@@ -7,6 +7,7 @@ from functools import cache, lru_cache
 
 from babel import Locale
 from babel.dates import format_date, format_time
+from babel.numbers import format_decimal
 
 from discharge.i18n import N_, gettext, language_of
 from discharge.locale_data import locale as cached_locale
@@ -21,6 +22,12 @@ def _sample(loc: Locale) -> None:
     format_date(moment.date(), _pattern(loc), locale=loc)
     format_date(moment.date(), "medium", locale=loc)
     format_time(moment, "short", locale=loc)
+    format_decimal(100.4, "0.#", locale=loc)
+
+
+def format_number(value: float, pattern: str, locale: str) -> str:
+    """``value`` written the locale's way ("100.4" in English, "100,4" in Spanish)."""
+    return str(format_decimal(value, pattern, locale=_locale(locale)))
 
 
 def _locale(name: str) -> Locale:
