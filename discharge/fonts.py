@@ -48,6 +48,7 @@ _ALWAYS_OK = frozenset("\n")
 def _register(name: str) -> frozenset[str]:
     font, chars = _load(name, bundled_dir("fonts") / _FILES[name])
     _reuse_subsets(font.face)
+    _ascii_shortcut(font)
     pdfmetrics.registerFont(font)
     return chars
 
@@ -81,6 +82,27 @@ def _reuse_subsets(face: TTFontFace) -> None:
         return new
 
     face.makeSubset = make_subset
+
+
+_PRINTABLE_ASCII = range(32, 127)
+
+
+def _ascii_shortcut(font: TTFont) -> None:
+    """Encode printable ASCII text without reportlab's character-by-character loop (a twelfth
+    of a document's time). reportlab gives ASCII its own codes in a document's first subset
+    before anything is drawn (``asciiReadable``), so such text always encodes as itself in
+    subset 0 and assigns nothing new: the same result, with no state to update. Any other text,
+    or a font lacking an ASCII glyph, goes through reportlab as before."""
+    if not font._asciiReadable or not all(c in font.face.charToGlyph for c in _PRINTABLE_ASCII):
+        return
+    split = font.splitString
+
+    def split_string(text: Any, doc: Any, encoding: str = "utf-8") -> list[tuple[int, bytes]]:
+        if isinstance(text, str) and text.isascii() and text.isprintable():
+            return [(0, text.encode("ascii"))] if text else []
+        return split(text, doc, encoding)
+
+    font.splitString = split_string
 
 
 def _load(name: str, path: Path) -> tuple[TTFont, frozenset[str]]:
