@@ -22,7 +22,8 @@ from discharge import lazy_imports  # noqa: F401 - before reportlab: see that mo
 import reportlab
 from reportlab import rl_config
 from reportlab.lib.fonts import addMapping
-from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase import pdfdoc, pdfmetrics, ttfonts
+from reportlab.pdfbase.pdfdoc import PDFObject
 from reportlab.pdfbase.ttfonts import TTEncoding, TTFont, TTFontFace
 from reportlab.rl_config import unShapedFontGlob
 
@@ -48,6 +49,8 @@ _ALWAYS_OK = frozenset("\n")
 def _register(name: str) -> frozenset[str]:
     font, chars = _load(name, bundled_dir("fonts") / _FILES[name])
     _reuse_subsets(font.face)
+    _reuse_font_objects(font)
+    _to_unicode_cmap()
     _ascii_shortcut(font)
     pdfmetrics.registerFont(font)
     return chars
@@ -82,6 +85,69 @@ def _reuse_subsets(face: TTFontFace) -> None:
         return new
 
     face.makeSubset = make_subset
+
+
+class _Preformatted(PDFObject):
+    """A PDF value written as the bytes reportlab formatted it the first time."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def format(self, document: Any) -> bytes:
+        return self.data
+
+
+def _reuse_font_objects(font: TTFont) -> None:
+    """Write each subset's width table and character map the way it was written before. Like
+    the subsets themselves (above) they repeat from document to document, and formatting them
+    number by number took a twentieth of a document's time. The bytes are reportlab's own,
+    formatted once per process: the same PDF."""
+    add = font.addObjects
+    widths: OrderedDict[tuple[Any, ...], _Preformatted] = OrderedDict()
+    lock = threading.Lock()
+
+    def add_objects(doc: Any) -> None:
+        before = set(doc.idToObject["BasicFonts"].dict)
+        add(doc)
+        for name, pdf_font in doc.idToObject["BasicFonts"].dict.items():
+            array = getattr(pdf_font, "Widths", None)
+            if name in before or not isinstance(array, pdfdoc.PDFArray):
+                continue
+            key = tuple(array.sequence)
+            with lock:
+                found = widths.get(key)
+                if found is None:
+                    found = widths[key] = _Preformatted(pdfdoc.format(array, doc))
+                    if len(widths) > _SUBSETS_KEPT:
+                        widths.popitem(last=False)
+            pdf_font.Widths = found
+
+    font.addObjects = add_objects
+
+
+def _to_unicode_cmap() -> None:
+    """reportlab's character map of a subset, made once per subset and process (see above).
+    A pure function of its arguments, so sharing it with other reportlab users is safe."""
+    make = ttfonts.makeToUnicodeCMap
+    if getattr(make, "reused", False):
+        return
+    made: OrderedDict[tuple[str, tuple[int, ...]], str] = OrderedDict()
+    lock = threading.Lock()
+
+    def make_cmap(fontname: str, subset: list[int]) -> str:
+        key = (fontname, tuple(subset))
+        with lock:
+            found = made.get(key)
+        if found is None:
+            found = make(fontname, subset)
+            with lock:
+                made[key] = found
+                if len(made) > 4 * _SUBSETS_KEPT:
+                    made.popitem(last=False)
+        return found
+
+    make_cmap.reused = True  # type: ignore[attr-defined]
+    ttfonts.makeToUnicodeCMap = make_cmap
 
 
 _PRINTABLE_ASCII = range(32, 127)
