@@ -166,7 +166,8 @@ def _ascii_shortcut(font: TTFont) -> None:
     def split_string(text: Any, doc: Any, encoding: str = "utf-8") -> list[tuple[int, bytes]]:
         if isinstance(text, str) and text.isascii() and text.isprintable():
             return [(0, text.encode("ascii"))] if text else []
-        return split(text, doc, encoding)
+        pieces: list[tuple[int, bytes]] = split(text, doc, encoding)
+        return pieces
 
     font.splitString = split_string
 
