@@ -164,8 +164,18 @@ class Procedure:
         return match.group("version") if match else ""
 
     def render(self, text: Text, context: Mapping[str, Any]) -> str:
+        # Most texts have no placeholders (nothing Jinja reads starts without "{"): their
+        # rendering is the same for every patient, so each is rendered once per process.
+        static = "{" not in text.source
+        if static and (done := _static_texts.get(text.source)) is not None:
+            return done
         try:
-            return templating.render(text.template, context)
+            rendered = templating.render(text.template, context)
+            if static:
+                if len(_static_texts) >= _STATIC_KEPT:  # templates edited many times over
+                    _static_texts.clear()
+                _static_texts[text.source] = rendered
+            return rendered
         except TemplateError as exc:
             raise TemplateError(f"template {self.path.name}, field {text.field}: {exc}") from None
 
@@ -189,6 +199,10 @@ class Procedure:
 
     def sections_for(self, variant: str | None) -> tuple[SectionSpec, ...]:
         return tuple(s for s in self.sections if _applies(s.variants, variant))
+
+
+_STATIC_KEPT = 4096
+_static_texts: dict[str, str] = {}  # the source of a text with no placeholders -> its rendering
 
 
 def items_for(items: tuple[Item, ...], variant: str | None) -> tuple[Text, ...]:
