@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import re
 import threading
 import zlib
 from collections import OrderedDict
@@ -89,25 +90,41 @@ _FAST_DEFLATE = _FastDeflate()
 _deflate_lock = threading.Lock()
 _deflate_users = 0
 _deflate_saved: Any = None
+_NOT_PDFDOC = re.compile("[\x18-\x1f]")  # ASCII that PDFDocEncoding does not have
+
+
+def _pdfdoc_encode(value: str | bytes) -> bytes:
+    # reportlab's pdfdocEnc, which writes every name, number and keyword of a PDF (about 800
+    # a document) through a Python-level codec. PDFDocEncoding is ASCII for every ASCII
+    # character it has, so plain ASCII takes the built-in codec: the same bytes, 10x faster.
+    if isinstance(value, str):
+        if value.isascii() and not _NOT_PDFDOC.search(value):
+            return value.encode("ascii")
+        encoded: bytes = value.encode("extpdfdoc")
+        return encoded
+    return value
 
 
 @contextlib.contextmanager
 def _fast_deflate() -> Iterator[None]:
-    """Use level-1 deflate, and no ASCII85, while our documents are drawn, and only then.
+    """Use level-1 deflate, no ASCII85 and a faster PDFDocEncoding while our documents are
+    drawn, and only then.
 
     reportlab also writes page contents in ASCII85 on top of deflate (a quarter bigger, for
     7-bit channels that PDF files no longer go through).
 
-    reportlab looks its one shared filter object (``pdfdoc.PDFZCompress``) up each time it
-    writes a stream, so it is swapped for the duration of our renders (counted, so concurrent
-    renders in threads all keep it) and put back afterwards: other reportlab users in the same
-    process are not affected, and importing this module changes nothing.
+    reportlab looks its one shared filter object (``pdfdoc.PDFZCompress``) and its encoder
+    (``pdfdoc.pdfdocEnc``) up each time it uses them, so they are swapped for the duration of
+    our renders (counted, so concurrent renders in threads all keep them) and put back
+    afterwards: other reportlab users in the same process are not affected, and importing this
+    module changes nothing.
     """
     global _deflate_users, _deflate_saved
     with _deflate_lock:
         if _deflate_users == 0:
-            _deflate_saved = pdfdoc.PDFZCompress, rl_config.useA85
+            _deflate_saved = pdfdoc.PDFZCompress, rl_config.useA85, pdfdoc.pdfdocEnc
             pdfdoc.PDFZCompress, rl_config.useA85 = _FAST_DEFLATE, 0
+            pdfdoc.pdfdocEnc = _pdfdoc_encode
         _deflate_users += 1
     try:
         yield
@@ -115,11 +132,10 @@ def _fast_deflate() -> Iterator[None]:
         with _deflate_lock:
             _deflate_users -= 1
             if _deflate_users == 0:
-                pdfdoc.PDFZCompress, rl_config.useA85 = _deflate_saved
+                pdfdoc.PDFZCompress, rl_config.useA85, pdfdoc.pdfdocEnc = _deflate_saved
 
 
 def render_pdf(document: Document) -> bytes:
-    """Render the document to PDF bytes (deterministic: same document, same bytes)."""
     with _fast_deflate():
         return _render(document)
 
