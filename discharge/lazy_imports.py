@@ -7,11 +7,15 @@ saves about a tenth of a cold ``discharge generate``:
   is made a lazy module: loaded, by Python's ``importlib.util.LazyLoader``, the first time
   anything is read from it, which only a clinic's logo does. ``load_images`` loads it
   under a lock first, since a lazy module is not safe to load from two threads at once.
+- reportlab's paragraph module imports Pyphen where it is installed (we install it for the
+  templates' reading-level check), about 3 ms, to hyphenate paragraphs whose style names a
+  ``hyphenationLang``. None of ours does, so it is imported as if Pyphen were missing, which
+  reportlab handles (no hyphenation, as before); other code imports Pyphen as usual.
 - reportlab's paragraph module compiles a regular expression for web addresses (``uri_pat``,
   about 20 ms: case-insensitive over most of Unicode) that is only used to hyphenate
   addresses. It is compiled the first time it is used instead.
 
-Neither changes what reportlab does, only when the work is done.
+None of this changes what reportlab does, only when the work is done.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 _PARAGRAPH = "reportlab.platypus.paragraph"
 _IMAGE = "PIL.Image"
+_HYPHENATION = "pyphen"
 _lock = threading.Lock()
 
 
@@ -90,12 +95,27 @@ def load_images() -> None:
             getattr(module, "open", None)  # the first read loads a lazy module
 
 
+@contextlib.contextmanager
+def _without(module: str) -> Iterator[None]:
+    """While inside, ``import module`` fails (unless it is already imported), as if it were not
+    installed; afterwards it can be imported as usual."""
+    if module in sys.modules:
+        yield
+        return
+    sys.modules[module] = None  # type: ignore[assignment]  # Python's "not importable" mark
+    try:
+        yield
+    finally:
+        if sys.modules.get(module, 0) is None:
+            del sys.modules[module]
+
+
 def _prepare() -> None:
     if _PARAGRAPH in sys.modules:  # reportlab already imported: nothing left to save
         return
     with _lock:
         _defer(_IMAGE)
-        with _long_patterns_compiled_on_use(_PARAGRAPH):
+        with _long_patterns_compiled_on_use(_PARAGRAPH), _without(_HYPHENATION):
             importlib.import_module(_PARAGRAPH)
 
 
