@@ -13,7 +13,9 @@ saves about a tenth of a cold ``discharge generate``:
   reportlab handles (no hyphenation, as before); other code imports Pyphen as usual.
 - reportlab's paragraph module compiles a regular expression for web addresses (``uri_pat``,
   about 20 ms: case-insensitive over most of Unicode) that is only used to hyphenate
-  addresses. It is compiled the first time it is used instead.
+  addresses, and its text splitter one for Chinese, Japanese and Korean characters (2 ms),
+  which our fonts cannot print, and a few more we never use (about 1 ms). Each is compiled
+  the first time it is used instead.
 
 None of this changes what reportlab does, only when the work is done.
 """
@@ -48,15 +50,26 @@ class _LazyPattern:
         return getattr(self._compiled, name)
 
 
+# module -> the length above which its patterns are compiled on first use
+_DEFERRED_PATTERNS = {
+    _PARAGRAPH: 300,
+    "reportlab.lib.textsplit": 0,
+    "reportlab.lib.PyFontify": 0,  # colours Python source code in listings
+    "reportlab.lib.rl_safe_eval": 300,  # a list of names unsafe to evaluate
+}
+
+
 @contextlib.contextmanager
-def _long_patterns_compiled_on_use(module: str) -> Iterator[None]:
-    """While ``module`` is imported, its long patterns compile on first use (only its own:
-    the caller's module is checked, so another thread's patterns are not affected)."""
+def _patterns_compiled_on_use() -> Iterator[None]:
+    """While reportlab's paragraph module is imported, the patterns in ``_DEFERRED_PATTERNS``
+    compile on first use (only theirs: the caller's module is checked, so another thread's
+    patterns are not affected)."""
     real = re.compile
 
     def compile_(pattern: Any, flags: Any = 0) -> Any:
         caller = sys._getframe(1).f_globals.get("__name__")
-        if caller == module and isinstance(pattern, str) and len(pattern) > 300:
+        longer_than = _DEFERRED_PATTERNS.get(caller, -1) if isinstance(caller, str) else -1
+        if longer_than >= 0 and isinstance(pattern, str) and len(pattern) > longer_than:
             return _LazyPattern(real, pattern, flags)
         return real(pattern, flags)
 
@@ -115,7 +128,7 @@ def _prepare() -> None:
         return
     with _lock:
         _defer(_IMAGE)
-        with _long_patterns_compiled_on_use(_PARAGRAPH), _without(_HYPHENATION):
+        with _patterns_compiled_on_use(), _without(_HYPHENATION):
             importlib.import_module(_PARAGRAPH)
 
 
