@@ -20,7 +20,7 @@ from reportlab import rl_config
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfdoc
-from reportlab.pdfbase.pdfmetrics import stringWidth
+from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
@@ -230,6 +230,13 @@ class _Memo(OrderedDict[Any, Any]):
 
 _PARSED = _Memo(4096)
 _BROKEN = _Memo(4096)
+_DRAWN = _Memo(4096)
+_FONT_USE = re.compile(r"/(F\d+)\+0 ")  # a subset-0 font selected in drawn text: "/F1+0 11 Tf"
+
+
+def _subset_name(font: str, doc: Any) -> str:
+    name: str = getFont(font).getSubsetInternalName(0, doc)
+    return name
 
 
 class _Para(TaggedFlowable, Paragraph):
@@ -271,6 +278,54 @@ class _Para(TaggedFlowable, Paragraph):
         key = (self._memo_key, tuple(width))
         hit = _BROKEN.get(key)
         return hit if hit is not None else _BROKEN.put(key, super().breakLines(width))
+
+    def draw(self) -> None:
+        """Draw as reportlab does, or repeat what it drew for the same paragraph before.
+
+        A paragraph's drawing is PDF operators relative to its own origin (the frame moves
+        the canvas there first), made from its broken lines, its style and the names the
+        document gives its fonts: nothing else. So when the same lines (the same memoised
+        object) are drawn again in a document that names the fonts the same, the operators
+        are the same, and are reused (a fifth of a document's time). Only paragraphs whose
+        text is printable ASCII qualify, which every document encodes alike (see fonts.py);
+        not a list item's (its bullet is tagged separately) nor one with links or underlines.
+        """
+        key = self._draw_key()
+        if key is None:
+            super().draw()
+            return
+        canvas = self.canv
+        doc = canvas._doc
+        hit = _DRAWN.get(key)
+        # Naming a font in a document registers it there, as drawing would have.
+        if (
+            hit is not None
+            and hit[0] is self.blPara
+            and all(_subset_name(name, doc) == internal for name, internal in hit[1])
+        ):
+            canvas._code.extend(hit[2])
+            return
+        start = len(canvas._code)
+        super().draw()
+        code = canvas._code[start:]
+        used = {m.group(1) for m in _FONT_USE.finditer(" ".join(code))}
+        fonts = tuple(
+            (name, f"{internal}+0")
+            for name, internal in doc.fontMapping.items()
+            if internal.lstrip("/") in used
+        )
+        _DRAWN.put(key, (self.blPara, fonts, tuple(code)))
+
+    def _draw_key(self) -> tuple[Any, ...] | None:
+        if self._memo_key is None or self.bulletText:
+            return None
+        for frag in self.frags:
+            text = getattr(frag, "text", "")
+            if not (isinstance(text, str) and text.isascii() and text.isprintable()):
+                return None
+            if getattr(frag, "link", None) or getattr(frag, "us_lines", None):
+                return None
+        return (self._memo_key, self.width, self.height)
 
 
 class _HeadedTable(Flowable):
