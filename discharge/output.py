@@ -5,15 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from discharge.errors import OutputError
-
-_UMASK = os.umask(0o022)  # reading the umask means setting it: put it straight back
-os.umask(_UMASK)
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
@@ -42,14 +38,8 @@ def open_atomic(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
     _refuse_special(path)
     if not folder.is_dir():
         raise OutputError(f"cannot write {path}: folder {folder} does not exist")
+    fd, tmp = _new_part_file(folder, path.name)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name[:40]}.", suffix=".part")
-    except OSError as exc:
-        raise OutputError(f"cannot write in folder {folder}: {exc.strerror}") from None
-    try:
-        # mkstemp makes the file private (0600); give it the permissions any new file gets here,
-        # so the clinic's umask and folder settings decide who may read (or print) it.
-        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
@@ -62,6 +52,25 @@ def open_atomic(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {path}: {exc.strerror}") from None
         raise
+
+
+_PART_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _new_part_file(folder: Path, name: str) -> tuple[int, Path]:
+    """A new, empty ``.NAME.XXXXXXXX.part`` file in ``folder`` (8 random hex digits), open for
+    writing, with the permissions any new file gets there (0666 less the umask), so the
+    clinic's umask and folder settings decide who may read (or print) it. Like mkstemp, it
+    never opens a file that already exists, but makes the file in one step."""
+    for _ in range(100):
+        tmp = folder / f".{name[:40]}.{os.urandom(4).hex()}.part"
+        try:
+            return os.open(tmp, _PART_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise OutputError(f"cannot write in folder {folder}: {exc.strerror}") from None
+    raise OutputError(f"cannot write in folder {folder}: no free temporary file name")
 
 
 def _refuse_special(path: Path) -> None:
