@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
 
 from discharge.options import DEMO_WARNING
-from tests.helpers import pdf_pages, pdf_text, run_discharge
+from tests.helpers import PATIENT, pdf_pages, pdf_text, run_discharge
 
 
 def test_hsg_pdf_has_dates_patient_and_help(generate) -> None:
@@ -322,3 +325,22 @@ def test_notes_that_run_on_get_a_continued_heading(generate, tmp_path: Path) -> 
     structure = subprocess.run(["pdfinfo", "-struct-text", str(out)], capture_output=True,
                                text=True, check=True).stdout  # fmt: skip
     assert structure.count("Notes from your care team") == 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_the_pdf_gets_the_permissions_the_umask_gives_a_new_file(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    out = tmp_path / "pdfs" / "out.pdf"
+    out.parent.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_") or k in (
+        "DISCHARGE_AUDIT_DB", "DISCHARGE_CACHE_DIR", "DISCHARGE_DATA_DIR")}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "discharge", "generate", *PATIENT, "--procedure", "hsg",
+         "--date", "2026-11-21", "--output", str(out)],
+        preexec_fn=lambda: os.umask(umask), env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == mode
+    assert [p.name for p in out.parent.iterdir()] == ["out.pdf"]  # no temporary file left
