@@ -11,7 +11,7 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from fnmatch import fnmatch
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -279,6 +279,17 @@ def segments(text: str) -> list[tuple[bool, str]]:
 
 def markup(text: str) -> str:
     """Plain text to Paragraph markup: escaped, with fallback-font runs. Never user markup."""
+    # A template's texts repeat on every sheet: short texts are kept (a patient's long notes,
+    # which do not repeat, would only fill memory).
+    return _short_markup(text) if len(text) <= 400 else _markup(text)
+
+
+@lru_cache(maxsize=4096)
+def _short_markup(text: str) -> str:
+    return _markup(text)
+
+
+def _markup(text: str) -> str:
     runs = segments(text)
     if len(runs) == 1 and not runs[0][0]:
         return escape(text)
