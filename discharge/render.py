@@ -228,6 +228,7 @@ class _Memo(OrderedDict[Any, Any]):
         return value
 
 
+_MEMO_MAX_CHARS = 1000  # so the memos stay small (4,096 short paragraphs each at most)
 _PARSED = _Memo(4096)
 _BROKEN = _Memo(4096)
 _DRAWN = _Memo(4096)
@@ -256,7 +257,9 @@ class _Para(TaggedFlowable, Paragraph):
 
     def __init__(self, text: Any, style: Any = None, bulletText: Any = None, frags: Any = None,
                  **kw: Any) -> None:  # fmt: skip
-        if frags is not None or kw:  # reportlab's own split() passes frags: no caching there
+        # reportlab's own split() passes frags: no caching there; nor for long paragraphs (a
+        # patient's notes), which do not repeat and would only fill the memos.
+        if frags is not None or kw or len(text) > _MEMO_MAX_CHARS:
             super().__init__(text, style, bulletText, frags, **kw)
             self._memo_key = None
             return
