@@ -8,7 +8,8 @@ template source. ``template_context`` gives the values a template's placeholders
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -50,20 +51,22 @@ RANGE = N_("{start} to {end}")
 # of a cold `discharge generate` over the package).
 @dataclass(frozen=True, eq=False, repr=False)
 class Text:
-    """One piece of template text, compiled once per process."""
+    """One piece of template text, compiled once. Most texts have no placeholders: their
+    rendering (``static``) is kept with them, and such a text's Jinja template is only made
+    if something asks for it (a template check); the others make it on first use."""
 
     field: str  # e.g. "sections[2].body", for error messages
     source: str
-    template: Template
-    code: bytes = dataclasses.field(default=b"", compare=False, repr=False)  # compiled
+    code: bytes  # compiled (marshal bytes, see templating.compile_text)
+    static: str | None = None  # the rendering of a text with no placeholders, else None
+
+    @functools.cached_property
+    def template(self) -> Template:
+        return templating.template_from_code(self.code)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled (for the cache) as its compiled code: a template object holds the environment.
-        return _text_from_code, (self.field, self.source, self.code)
-
-
-def _text_from_code(field: str, source: str, code: bytes) -> Text:
-    return Text(field, source, templating.template_from_code(code), code)
+        return Text, (self.field, self.source, self.code, self.static)
 
 
 Variants = frozenset[str] | None  # the variants an entry is printed for; None: all of them
@@ -167,18 +170,10 @@ class Procedure:
         return match.group("version") if match else ""
 
     def render(self, text: Text, context: Mapping[str, Any]) -> str:
-        # Most texts have no placeholders (nothing Jinja reads starts without "{"): their
-        # rendering is the same for every patient, so each is rendered once per process.
-        static = "{" not in text.source
-        if static and (done := _static_texts.get(text.source)) is not None:
-            return done
+        if text.static is not None:  # no placeholders: the same for every patient
+            return text.static
         try:
-            rendered = templating.render(text.template, context)
-            if static:
-                if len(_static_texts) >= _STATIC_KEPT:  # templates edited many times over
-                    _static_texts.clear()
-                _static_texts[text.source] = rendered
-            return rendered
+            return templating.render(text.template, context)
         except TemplateError as exc:
             raise TemplateError(f"template {self.path.name}, field {text.field}: {exc}") from None
 
@@ -202,10 +197,6 @@ class Procedure:
 
     def sections_for(self, variant: str | None) -> tuple[SectionSpec, ...]:
         return tuple(s for s in self.sections if _applies(s.variants, variant))
-
-
-_STATIC_KEPT = 4096
-_static_texts: dict[str, str] = {}  # the source of a text with no placeholders -> its rendering
 
 
 def items_for(items: tuple[Item, ...], variant: str | None) -> tuple[Text, ...]:
@@ -516,7 +507,13 @@ class _Parser:
         except JinjaTemplateError as exc:
             self.problems.append(f"{field}: {exc}")
             template, code = templating.compile_text("")
-        return Text(field, source.strip(), template, code)
+        static = None
+        if "{" not in source:  # nothing Jinja reads starts without "{": no placeholders
+            with contextlib.suppress(TemplateError):
+                static = templating.render(template, {})
+        text = Text(field, source.strip(), code, static)
+        text.__dict__["template"] = template  # made already (Text.template)
+        return text
 
     def provenance(
         self, data: Mapping[str, Any], proc_id: str, file_language: str
