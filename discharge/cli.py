@@ -5,6 +5,7 @@ Each command lives in ``discharge/commands/``; none of them has logic of its own
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from typing import Any
@@ -17,6 +18,7 @@ from discharge.options import DEBUG_ENV, debug_requested
 
 # Each command is the function of the same name in discharge/commands/NAME.py.
 COMMANDS = ("generate", "procedures", "batch", "email", "log", "serve", "templates")
+_LONG_RUNNING = {"batch", "serve"}  # may handle thousands of documents
 
 
 class _Commands(click.Group):
@@ -30,6 +32,13 @@ class _Commands(click.Group):
         if cmd_name in COMMANDS and cmd_name not in self.commands:
             module = importlib.import_module(f"discharge.commands.{cmd_name}")
             self.add_command(getattr(module, cmd_name))
+            if cmd_name in _LONG_RUNNING and not gc.isenabled():
+                # The cycle collector is off while the program starts (__main__.py); a
+                # command that keeps running needs it. What exists now is kept to the end:
+                # frozen, the collector never looks through it again (nor touches the
+                # memory forked batch workers share with this process).
+                gc.freeze()
+                gc.enable()
         return super().get_command(ctx, cmd_name)
 
 

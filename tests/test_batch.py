@@ -619,3 +619,21 @@ def test_pdfs_are_flushed_to_disk_before_they_are_recorded(
         entry["file"] for entry in manifest(out)
     )
     assert flushed[0][1] == 0  # flushed before the first record was written
+
+
+def test_the_commands_that_keep_running_have_the_cycle_collector_on() -> None:
+    # `discharge` starts with Python's cycle collector off (discharge/__main__.py): a batch of
+    # 100,000 rows or the web server would otherwise never free garbage in reference cycles.
+    script = (
+        "import gc, click\n"
+        "gc.disable()\n"
+        "from discharge.cli import cli\n"
+        "ctx = click.Context(cli)\n"
+        "for name in ['generate', 'batch', 'serve']:\n"
+        "    cli.get_command(ctx, name)\n"
+        "    print(name, gc.isenabled())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["generate", "False", "batch", "True", "serve", "True"]
