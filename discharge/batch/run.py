@@ -133,15 +133,40 @@ def folder_salt(out_dir: Path) -> bytes:
     return salt
 
 
-def input_fingerprint(item: ScheduleRow, config: Config) -> str:
+def input_fingerprint(
+    item: ScheduleRow, config: Config, templates: "_TemplateDigests | None" = None
+) -> str:
     """A digest of everything the PDF is made from, so a corrected row is never skipped."""
-    parts = (
-        __version__,
-        repr(item.request),
-        _clinic_key(config.clinic),
-        _file_digest(item.template, item.template.stat().st_mtime_ns),
+    template = (
+        templates.digest(item.template)
+        if templates is not None
+        else _file_digest(item.template, item.template.stat().st_mtime_ns)
     )
+    parts = (__version__, repr(item.request), _clinic_key(config.clinic), template)
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+class _TemplateDigests:
+    """``_file_digest`` of each template, its time stamp read again at most once a second (not
+    for every row): a template changed during a run is still picked up."""
+
+    SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self.found: dict[Path, str] = {}
+        self.until = 0.0
+
+    def digest(self, path: Path) -> str:
+        now = time.monotonic()
+        if now >= self.until:
+            self.found.clear()
+            self.until = now + self.SECONDS
+        found = self.found.get(path)
+        if found is None:
+            found = _file_digest(path, path.stat().st_mtime_ns)
+            if len(self.found) < 256:
+                self.found[path] = found
+        return found
 
 
 @cache
@@ -537,6 +562,7 @@ class _Runner:
         self.debug = debug
         self.salt = salt
         self.repeats = _Repeats()
+        self.templates = _TemplateDigests()
         self.jobs = max(1, min(jobs, to_render))
         self.pool: Any = None
         self.prepared = False
@@ -562,7 +588,7 @@ class _Runner:
                     "procedure": item.request.procedure,
                     "date": item.request.day.isoformat(),
                     "email": item.email,
-                    "input_sha256": input_fingerprint(item, self.config),
+                    "input_sha256": input_fingerprint(item, self.config, self.templates),
                 }
                 repeat = self.repeats.earlier(item)
                 before = previous.entry(key)
