@@ -134,15 +134,22 @@ def folder_salt(out_dir: Path) -> bytes:
 
 
 def input_fingerprint(
-    item: ScheduleRow, config: Config, templates: "_TemplateDigests | None" = None
+    item: ScheduleRow,
+    config: Config,
+    templates: "_TemplateDigests | None" = None,
+    shown: str | None = None,
 ) -> str:
-    """A digest of everything the PDF is made from, so a corrected row is never skipped."""
+    """A digest of everything the PDF is made from, so a corrected row is never skipped.
+
+    ``shown``: ``repr(item.request)``, when the caller has it already.
+    """
     template = (
         templates.digest(item.template)
         if templates is not None
         else _file_digest(item.template, item.template.stat().st_mtime_ns)
     )
-    parts = (__version__, repr(item.request), _clinic_key(config.clinic), template)
+    shown = repr(item.request) if shown is None else shown
+    parts = (__version__, shown, _clinic_key(config.clinic), template)
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
@@ -360,15 +367,24 @@ class _Repeats:
             "CREATE TABLE seen (who BLOB PRIMARY KEY, row INTEGER, data BLOB) WITHOUT ROWID"
         )
 
-    def earlier(self, item: ScheduleRow) -> tuple[str, int] | None:
-        """``(DUPLICATE or ERROR, the earlier row)``, or None for the first such row."""
+    def earlier(self, item: ScheduleRow, shown: str | None = None) -> tuple[str, int] | None:
+        """``(DUPLICATE or ERROR, the earlier row)``, or None for the first such row.
+
+        ``shown``: ``repr(item.request)``, when the caller has it already.
+        """
         who = hashlib.blake2b(identity(item.request).encode(), digest_size=16).digest()
-        data = hashlib.blake2b(repr((item.request, item.email)).encode(), digest_size=16).digest()
-        found = self.db.execute("SELECT row, data FROM seen WHERE who = ?", (who,)).fetchone()
-        if found is None:
-            self.db.execute("INSERT INTO seen VALUES (?, ?, ?)", (who, item.row, data))
+        # repr((request, email)), without making the request's repr twice
+        shown = f"({repr(item.request) if shown is None else shown}, {item.email!r})"
+        data = hashlib.blake2b(shown.encode(), digest_size=16).digest()
+        # Most rows are new: one statement for them (it adds nothing for a repeat).
+        added = self.db.execute(
+            "INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", (who, item.row, data)
+        ).rowcount
+        if added:
             return None
-        row, first_data = found
+        row, first_data = self.db.execute(
+            "SELECT row, data FROM seen WHERE who = ?", (who,)
+        ).fetchone()
         if row == item.row:
             return None
         return (DUPLICATE if data == first_data else ERROR), row
@@ -581,6 +597,7 @@ class _Runner:
                 self.pending.append((entry, None, _Ready()))
             else:
                 key = record_key(item.request, self.salt)
+                shown = repr(item.request)
                 entry = {
                     "row": str(item.row),
                     "key": key,
@@ -588,9 +605,9 @@ class _Runner:
                     "procedure": item.request.procedure,
                     "date": item.request.day.isoformat(),
                     "email": item.email,
-                    "input_sha256": input_fingerprint(item, self.config, self.templates),
+                    "input_sha256": input_fingerprint(item, self.config, self.templates, shown),
                 }
-                repeat = self.repeats.earlier(item)
+                repeat = self.repeats.earlier(item, shown)
                 before = previous.entry(key)
                 if repeat is not None:
                     kind, earlier = repeat
