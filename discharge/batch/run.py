@@ -57,7 +57,10 @@ _PART_FILE = re.compile(
 SALT_NAME = f".{MANIFEST_NAME}.salt"
 # A procedure date further than this from today is probably a typing mistake in the year.
 PLAUSIBLE_DAYS = 366
-_WINDOW_PER_JOB = 4  # rows in flight per worker: enough to keep it busy, few enough to stay flat
+_WINDOW_PER_JOB = 8  # rows in flight per worker: enough to keep it busy, few enough to stay flat
+# Rows sent to a worker at once (after the first few, sent one by one): each message between
+# the processes costs the parent's threads a few wake-ups, whatever it carries.
+_ROWS_PER_TASK = 4
 
 
 # --- file names -------------------------------------------------------------------------
@@ -309,6 +312,37 @@ def _pool_class() -> type[Any]:
     if not hasattr(Pool, "_get_sentinels"):  # another Python's pool: nothing to change
         return Pool
     return QuietPool
+
+
+def render_rows(tasks: list[RenderTask]) -> list[RenderResult]:
+    """Render a few rows in order (one message to and from a worker for all of them)."""
+    return [render_row(task) for task in tasks]
+
+
+class _Chunk:
+    """Rows for one worker, gathered until there are enough of them, then sent."""
+
+    def __init__(self) -> None:
+        self.tasks: list[RenderTask] = []
+        self.sent: Any = None  # the pool's AsyncResult, once sent
+
+
+class _Slot:
+    """One row of a chunk, shaped like a pool's AsyncResult."""
+
+    def __init__(self, runner: "_Runner", chunk: _Chunk, index: int) -> None:
+        self.runner = runner
+        self.chunk = chunk
+        self.index = index
+
+    def ready(self) -> bool:
+        return self.chunk.sent is not None and bool(self.chunk.sent.ready())
+
+    def get(self, timeout: float | None = None) -> RenderResult:
+        if self.chunk.sent is None:  # waited for before it was full: send it now
+            self.runner.send_chunk()
+        results: list[RenderResult] = self.chunk.sent.get(timeout)
+        return results[self.index]
 
 
 class _Ready:
@@ -586,6 +620,8 @@ class _Runner:
         self.audit_facts: dict[int, AuditRecord] = {}  # row -> its audit record, once made
         self.in_flight: dict[int, str] = {}  # row -> its PDF, until the row is recorded
         self.unflushed: list[str] = []  # PDFs written since the last flush_written
+        self.chunk = _Chunk()  # rows gathered for the next message to a worker
+        self.sent_rows = 0
 
     def outcomes(
         self, items: Iterable[ScheduleRow | RowError], previous: PreviousManifest, force: bool
@@ -626,6 +662,7 @@ class _Runner:
                     self.pending.append((entry, before, self._submit(task)))
             while len(self.pending) > window or (self.pending and self.pending[0][2].ready()):
                 yield self._complete(self.pending.popleft(), wait=True)
+        self.send_chunk()
         while self.pending:
             yield self._complete(self.pending.popleft(), wait=True)
 
@@ -658,7 +695,23 @@ class _Runner:
                 initargs=(self.config, self.out_dir, self.debug),
                 context=context,
             )
-        return self.pool.apply_async(render_row, (task,))
+        chunk = self.chunk
+        chunk.tasks.append(task)
+        slot = _Slot(self, chunk, len(chunk.tasks) - 1)
+        # One row at a time at first (the first PDFs are recorded soon) and in debug mode (an
+        # error is raised from its own row).
+        size = 1 if self.debug else min(_ROWS_PER_TASK, 1 + self.sent_rows // (4 * self.jobs))
+        if len(chunk.tasks) >= size:
+            self.send_chunk()
+        return slot
+
+    def send_chunk(self) -> None:
+        """Send the rows gathered so far to a worker."""
+        chunk = self.chunk
+        if chunk.tasks and chunk.sent is None:
+            chunk.sent = self.pool.apply_async(render_rows, (chunk.tasks,))
+            self.sent_rows += len(chunk.tasks)
+            self.chunk = _Chunk()
 
     def _complete(
         self, item: tuple[dict[str, str], dict[str, str] | None, Any], *, wait: bool
