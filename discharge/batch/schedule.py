@@ -118,16 +118,20 @@ class Schedule:
         """
         if '"' not in taken[0]:
             return ""
-
-        if any(self._looks_like_a_row(line) for line in _inside_quotes(taken)):
-            return _UNCLOSED_OVER_ROWS
-        broken = [
-            name
-            for name, cell in zip(self.header, cells, strict=False)
-            if name in KNOWN_COLUMNS and name != "notes" and ("\n" in cell or "\r" in cell)
-        ]
-        if len(taken) > 1 and broken:
-            return _LINE_BREAK.format(column=broken[0])
+        if len(taken) > 1:
+            if any(self._looks_like_a_row(line) for line in _inside_quotes(taken)):
+                return _UNCLOSED_OVER_ROWS
+            broken = [
+                name
+                for name, cell in zip(self.header, cells, strict=False)
+                if name in KNOWN_COLUMNS and name != "notes" and ("\n" in cell or "\r" in cell)
+            ]
+            if broken:
+                return _LINE_BREAK.format(column=broken[0])
+        elif taken[0].endswith(("\n", "\r")) and not (cells and cells[-1].endswith(("\n", "\r"))):
+            # One line, ended by its own line break: every quote in it closed. (A quote left
+            # open would have taken the line break into the last cell, and the next line too.)
+            return ""
         try:
             for _ in csv.reader(taken, delimiter=self.delimiter, strict=True):
                 pass
