@@ -407,6 +407,32 @@ def test_other_commands_columns_survive_a_rerun_for_the_same_pdf(tmp_path: Path)
     assert after[2]["status"] == "ok" and after[2]["email_status"] == ""
 
 
+def test_a_checkpoint_keeps_the_previous_entries_of_rows_not_reached_yet(tmp_path: Path) -> None:
+    """Until a run is complete, the manifest still lists the last run's rows it has not
+    recorded again, in their order, so a stopped rerun can still skip them."""
+    from discharge.batch.manifest import MANIFEST_FIELDS, ManifestWriter, PreviousManifest
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with (out / "manifest.csv").open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.DictWriter(handle, MANIFEST_FIELDS)
+        writer.writeheader()
+        for row, key in ((2, "aaa"), (3, "bbb"), (4, "ccc")):
+            writer.writerow({"row": row, "key": key, "status": "ok", "file": f"{key}.pdf"})
+    previous = PreviousManifest(out)
+    writer = ManifestWriter(out, MANIFEST_FIELDS, previous)
+    writer.record({"row": "2", "key": "bbb", "status": "ok", "file": "bbb.pdf"})
+    writer.record({"row": "3", "key": "new", "status": "ok", "file": "new.pdf"})
+
+    writer.checkpoint()
+    assert [(e["row"], e["key"]) for e in manifest(out)] == [
+        ("2", "bbb"), ("3", "new"), ("2", "aaa"), ("4", "ccc"),
+    ]  # fmt: skip
+    writer.close(complete=True)
+    assert [e["key"] for e in manifest(out)] == ["bbb", "new"]
+    previous.close()
+
+
 ROWS = 150  # enough work that the signal always lands mid-run, even on a fast machine
 
 

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Container, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -114,7 +114,8 @@ class PreviousManifest:
         self._db.execute("PRAGMA journal_mode = OFF")
         self._db.execute("PRAGMA synchronous = OFF")
         self._db.execute(
-            "CREATE TABLE previous (position INTEGER PRIMARY KEY, key TEXT UNIQUE, entry TEXT)"
+            "CREATE TABLE previous (position INTEGER PRIMARY KEY, key TEXT UNIQUE, entry TEXT, "
+            "seen INTEGER NOT NULL DEFAULT 0)"
         )
         with handle:
             try:
@@ -135,13 +136,19 @@ class PreviousManifest:
         found = self._db.execute("SELECT entry FROM previous WHERE key = ?", (key,)).fetchone()
         return json.loads(found[0]) if found else None
 
-    def unseen(self, seen: Container[str]) -> Iterator[dict[str, str]]:
+    def mark_seen(self, key: str) -> None:
+        """This run has recorded the row with this key (marked here, not kept in a set: memory
+        stays flat however many rows the run records)."""
+        if self._db is not None:
+            self._db.execute("UPDATE previous SET seen = 1 WHERE key = ?", (key,))
+
+    def unseen(self) -> Iterator[dict[str, str]]:
         """Previous entries whose keys this run has not reached (kept when a run stops early)."""
         if self._db is None:
             return
-        for key, entry in self._db.execute("SELECT key, entry FROM previous ORDER BY position"):
-            if key not in seen:
-                yield json.loads(entry)
+        query = "SELECT entry FROM previous WHERE NOT seen ORDER BY position"
+        for (entry,) in self._db.execute(query):
+            yield json.loads(entry)
 
     def close(self) -> None:
         if self._db is not None:
@@ -163,16 +170,15 @@ class ManifestWriter:
     ) -> None:
         self.path = out_dir / MANIFEST_NAME
         self.fields = list(fields)
-        self.previous = previous
-        self.seen: set[str] = set()  # the keys recorded in this run
+        self.previous = previous  # told the keys recorded in this run
         self.journal_path = out_dir / f".{MANIFEST_NAME}.journal.part"
         self._journal = self.journal_path.open("w+", encoding="utf-8", newline="")
         self._writer = csv.DictWriter(self._journal, self.fields, restval="", extrasaction="ignore")
 
     def record(self, entry: Mapping[str, str]) -> None:
         self._writer.writerow({k: neutralise(str(v)) for k, v in entry.items()})
-        if entry.get("key"):
-            self.seen.add(entry["key"])
+        if self.previous is not None and entry.get("key"):
+            self.previous.mark_seen(entry["key"])
 
     def checkpoint(self, *, complete: bool = False) -> None:
         """Publish what is known: this run's entries, then (unless the run is complete) the
@@ -186,7 +192,7 @@ class ManifestWriter:
             shutil.copyfileobj(self._journal, text)
             if not complete and self.previous is not None:
                 tail = csv.DictWriter(text, self.fields, restval="", extrasaction="ignore")
-                for entry in self.previous.unseen(self.seen):
+                for entry in self.previous.unseen():
                     tail.writerow({k: neutralise(v) for k, v in entry.items()})
             text.flush()
             text.detach()

@@ -14,6 +14,7 @@ import csv
 import os
 import re
 import stat
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import IO
 from discharge.config import DATE_ORDERS, Config
 from discharge.errors import DischargeError, InputError
 from discharge.i18n import language_of
-from discharge.procedures import load_procedure
+from discharge.procedures import Procedure, load_procedure
 from discharge.request import DischargeRequest, check_email, parse_request, parse_yes_no
 
 REQUIRED_COLUMNS = ("patient_name", "procedure", "date")
@@ -117,16 +118,20 @@ class Schedule:
         """
         if '"' not in taken[0]:
             return ""
-
-        if any(self._looks_like_a_row(line) for line in _inside_quotes(taken)):
-            return _UNCLOSED_OVER_ROWS
-        broken = [
-            name
-            for name, cell in zip(self.header, cells, strict=False)
-            if name in KNOWN_COLUMNS and name != "notes" and ("\n" in cell or "\r" in cell)
-        ]
-        if len(taken) > 1 and broken:
-            return _LINE_BREAK.format(column=broken[0])
+        if len(taken) > 1:
+            if any(self._looks_like_a_row(line) for line in _inside_quotes(taken)):
+                return _UNCLOSED_OVER_ROWS
+            broken = [
+                name
+                for name, cell in zip(self.header, cells, strict=False)
+                if name in KNOWN_COLUMNS and name != "notes" and ("\n" in cell or "\r" in cell)
+            ]
+            if broken:
+                return _LINE_BREAK.format(column=broken[0])
+        elif taken[0].endswith(("\n", "\r")) and not (cells and cells[-1].endswith(("\n", "\r"))):
+            # One line, ended by its own line break: every quote in it closed. (A quote left
+            # open would have taken the line break into the last cell, and the next line too.)
+            return ""
         try:
             for _ in csv.reader(taken, delimiter=self.delimiter, strict=True):
                 pass
@@ -305,6 +310,7 @@ def read_rows(
     """Every row of the schedule, validated, in order: a ScheduleRow or a RowError."""
     order = date_order or config.clinic.date_order
     language = language_of(config.clinic.locale)
+    templates = _Templates()
     for record in schedule.records():
         try:
             yield parse_row(
@@ -312,9 +318,41 @@ def read_rows(
                 date_order=order,
                 templates_dir=config.templates_dir,
                 default_language=language,
+                templates=templates,
             )
         except DischargeError as exc:  # bad data, or a broken template for this procedure
             yield RowError(record.row, str(exc))
+
+
+class _Templates:
+    """Each procedure's template as ``load_procedure`` finds it, asked again at most once a
+    second: a schedule names a few templates thousands of times, and each look-up reads the
+    templates folders and the file's time stamp (several system calls a row, in a process that
+    shares the CPU with the workers). A template changed during a run is still picked up; an
+    unknown procedure or language is never remembered (each such row reports it itself)."""
+
+    SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self.found: dict[tuple[str, Path | None, str, str], Procedure] = {}
+        self.until = 0.0
+
+    def load(
+        self, procedure_id: str, templates_dir: Path | None, language: str, default_language: str
+    ) -> Procedure:
+        now = time.monotonic()
+        if now >= self.until:
+            self.found.clear()
+            self.until = now + self.SECONDS
+        key = (procedure_id, templates_dir, language, default_language)
+        procedure = self.found.get(key)
+        if procedure is None:
+            procedure = load_procedure(
+                procedure_id, templates_dir, language, default_language=default_language
+            )
+            if len(self.found) < 256:
+                self.found[key] = procedure
+        return procedure
 
 
 def parse_row(
@@ -323,6 +361,7 @@ def parse_row(
     date_order: str | None = None,
     templates_dir: Path | None = None,
     default_language: str = "en",
+    templates: _Templates | None = None,
 ) -> ScheduleRow:
     """Validate one row through the same code as ``discharge generate``."""
     if record.problem:
@@ -351,9 +390,14 @@ def parse_row(
         language=values.get("language"),
     )
     # An unknown procedure, or a language it is not translated into, is this row's error.
-    procedure = load_procedure(
-        request.procedure, templates_dir, request.language, default_language=default_language
-    )
+    if templates is None:
+        procedure = load_procedure(
+            request.procedure, templates_dir, request.language, default_language=default_language
+        )
+    else:
+        procedure = templates.load(
+            request.procedure, templates_dir, request.language, default_language
+        )
     procedure.variant(request.variant)  # an unknown variant is this row's error, found now
     email = check_email(values.get("email", ""))
     return ScheduleRow(record.row, request, email, procedure.path)
