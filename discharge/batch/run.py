@@ -48,9 +48,10 @@ from discharge.output import write_atomic
 from discharge.request import DischargeRequest
 
 # The temporary files write_atomic / open_atomic leave if a process is killed mid-write:
-# `.rx-104233-1a2b3c-hsg-2026-11-2.0f3a9c1e.part` for PDFs (the name cut to 40 characters, then
-# 8 random hex digits; older versions used mkstemp's 8 characters), and `.manifest.csv.XXXX.part` for the manifest, its journal
-# and the previous run's index. Only names this module makes match.
+# `.rx-104233-1a2b3c-hsg-2026-11-2.0f3a9c1e.part` for PDFs (the name cut to 40 characters,
+# then 8 random hex digits; older versions used mkstemp's 8 characters), and
+# `.manifest.csv.XXXX.part` for the manifest, its journal and the previous run's index. Only
+# names this module makes match.
 _PART_FILE = re.compile(
     r"^\.[a-z0-9][a-z0-9.-]{0,39}\.[a-z0-9_]{8}\.part$|^\.manifest\.csv\..*\.part$"
 )
