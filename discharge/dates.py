@@ -30,6 +30,15 @@ def format_number(value: float, pattern: str, locale: str) -> str:
     return str(format_decimal(value, pattern, locale=_locale(locale)))
 
 
+def temperature(celsius: float, locale: str) -> str:
+    """A temperature in both scales, the patient's usual one first: "38 °C (100.4 °F)"."""
+    c = format_number(celsius, "0.##", locale) + " °C"
+    f = format_number(round(celsius * 9 / 5 + 32, 1), "0.#", locale) + " °F"
+    if locale.endswith("_US"):
+        return f"{f} ({c})"
+    return f"{c} ({f})"
+
+
 def _locale(name: str) -> Locale:
     return cached_locale(name, _sample)
 

@@ -16,19 +16,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from jinja2 import Template
-from jinja2 import TemplateError as JinjaTemplateError
+from typing import TYPE_CHECKING, Any
 
 from discharge import cache as install_cache
-from discharge import templating
 from discharge.config import Clinic
-from discharge.dates import format_day, format_moment
+from discharge.dates import format_day, format_moment, temperature
 from discharge.errors import InputError, TemplateError, UnknownProcedureError
 from discharge.i18n import N_, gettext, language_of
 from discharge.milestones import Offset, apply_offset, parse_offset
 from discharge.resources import bundled_dir
+
+if TYPE_CHECKING:
+    from jinja2 import Template
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -59,14 +58,70 @@ class Text:
     source: str
     code: bytes  # compiled (marshal bytes, see templating.compile_text)
     static: str | None = None  # the rendering of a text with no placeholders, else None
+    plan: tuple[Any, ...] | None = None  # see _plan: a text with only simple placeholders
 
     @functools.cached_property
     def template(self) -> Template:
+        from discharge import templating
+
         return templating.template_from_code(self.code)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled (for the cache) as its compiled code: a template object holds the environment.
-        return Text, (self.field, self.source, self.code, self.static)
+        return Text, (self.field, self.source, self.code, self.static, self.plan)
+
+
+# The placeholders most texts use, which need no Jinja2 to fill (importing it is an eighth of
+# a cold start): a value, `{{ clinic.emergency_number }}`, and a temperature, `{{ 38 | temp }}`.
+_SIMPLE = re.compile(
+    r"\{\{ *(?:(?P<name>[A-Za-z]\w*(?:\.[A-Za-z]\w*)*)|(?P<number>\d+(?:\.\d+)?) *\| *temp) *\}\}"
+)
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # `{{ m.items }}` is a method to Jinja, not a key
+
+
+def _plan(source: str) -> tuple[Any, ...] | None:
+    """``source`` as literal text and simple placeholders (``(names,)`` or ``(number,)``),
+    or None when anything else is in it (a block, a filter, a comment): Jinja renders that."""
+    parts: list[Any] = []
+    at = 0
+    for match in _SIMPLE.finditer(source):
+        parts.append(source[at : match.start()])
+        if match.group("name"):
+            parts.append((tuple(match.group("name").split(".")),))
+        else:
+            number = match.group("number")
+            parts.append((float(number) if "." in number else int(number),))
+        at = match.end()
+    parts.append(source[at:])
+    literals = parts[::2]
+    if any("{" in text or "\r" in text for text in literals):  # Jinja syntax, or line endings
+        return None  # that Jinja would normalise
+    return tuple(parts)
+
+
+def _fill(plan: tuple[Any, ...], context: Mapping[str, Any]) -> str | None:
+    """The text of ``plan`` filled from ``context`` as Jinja fills it, or None to let Jinja
+    render it (a missing value, or one that is not plain text: Jinja's message explains)."""
+    out = []
+    for part in plan:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        (what,) = part
+        if not isinstance(what, tuple):  # a temperature, in the document's locale
+            out.append(temperature(what, str(context.get("locale", "")) or "en"))
+            continue
+        value: Any = context
+        for depth, name in enumerate(what):
+            if not isinstance(value, dict) or name not in value:
+                return None
+            if depth and name in _DICT_ATTRIBUTES:
+                return None
+            value = value[name]
+        if type(value) is not str:
+            return None
+        out.append(value)
+    return "".join(out)
 
 
 Variants = frozenset[str] | None  # the variants an entry is printed for; None: all of them
@@ -172,6 +227,10 @@ class Procedure:
     def render(self, text: Text, context: Mapping[str, Any]) -> str:
         if text.static is not None:  # no placeholders: the same for every patient
             return text.static
+        if text.plan is not None and (filled := _fill(text.plan, context)) is not None:
+            return filled
+        from discharge import templating
+
         try:
             return templating.render(text.template, context)
         except TemplateError as exc:
@@ -367,16 +426,20 @@ def _load_file(file: Path, _mtime: int) -> Procedure:
 
 
 def _code_digest() -> str:
-    # The modules whose code shapes a checked Procedure and its compiled texts.
-    from discharge import milestones
-
-    return install_cache.source_digest(__file__, templating.__file__, milestones.__file__)
+    # The modules whose code shapes a checked Procedure and its compiled texts (by file: a
+    # cold start with the procedure cached does not import Jinja2).
+    here = Path(__file__).parent
+    return install_cache.source_digest(
+        __file__, str(here / "templating.py"), str(here / "milestones.py")
+    )
 
 
 def _jinja_version() -> str:
-    import jinja2
+    # Its package's __init__ (which names its version), read rather than imported.
+    import importlib.util
 
-    return jinja2.__version__
+    spec = importlib.util.find_spec("jinja2")
+    return install_cache.source_digest(spec.origin) if spec and spec.origin else ""
 
 
 def _parse_file(file: Path, raw: bytes) -> Procedure:
@@ -502,6 +565,10 @@ class _Parser:
         return None if data.get(key) is None else self.text(data, key, field)
 
     def compile(self, source: str, field: str) -> Text:
+        from jinja2 import TemplateError as JinjaTemplateError
+
+        from discharge import templating
+
         try:
             template, code = templating.compile_text(source.strip())
         except JinjaTemplateError as exc:
@@ -511,7 +578,8 @@ class _Parser:
         if "{" not in source:  # nothing Jinja reads starts without "{": no placeholders
             with contextlib.suppress(TemplateError):
                 static = templating.render(template, {})
-        text = Text(field, source.strip(), code, static)
+        plan = _plan(source.strip()) if static is None else None
+        text = Text(field, source.strip(), code, static, plan)
         text.__dict__["template"] = template  # made already (Text.template)
         return text
 
@@ -878,6 +946,8 @@ def text_problems(procedure: Procedure, variant: str | None) -> list[str]:
     """Every text of one variant rendered with sample values: "field: what is wrong" each."""
     context = template_context(procedure, date(2026, 1, 1), None, Clinic(), variant).values
     problems = []
+    from discharge import templating
+
     for text in _texts(procedure, variant):
         try:
             templating.render(text.template, context)

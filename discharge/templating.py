@@ -34,7 +34,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
-from discharge.dates import format_number
+from discharge.dates import temperature
 from discharge.errors import TemplateError
 
 MAX_STEPS = 10_000  # loop iterations plus calls, in one rendering
@@ -246,12 +246,7 @@ def _temp(context: Context, celsius: Any) -> str:
             "the temp filter expects a number of degrees Celsius, such as {{ 38|temp }}"
         )
     # The document's locale writes the numbers: "100.4 °F" in English, "100,4 °F" in Spanish.
-    locale = str(context.get("locale", "")) or "en"
-    c = format_number(celsius, "0.##", locale) + " °C"
-    f = format_number(round(celsius * 9 / 5 + 32, 1), "0.#", locale) + " °F"
-    if locale.endswith("_US"):
-        return f"{f} ({c})"
-    return f"{c} ({f})"
+    return temperature(celsius, str(context.get("locale", "")) or "en")
 
 
 @cache

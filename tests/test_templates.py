@@ -13,7 +13,14 @@ import pytest
 from discharge.config import Config, load_config
 from discharge.document import build_document
 from discharge.errors import TemplateError
-from discharge.procedures import available_procedures, load_all, load_procedure
+from discharge.procedures import (
+    Text,
+    _fill,
+    _plan,
+    available_procedures,
+    load_all,
+    load_procedure,
+)
 from discharge.readability import (
     GRADE_LIMIT,
     flesch_kincaid_grade,
@@ -221,3 +228,59 @@ def test_the_example_in_the_templates_readme_is_a_valid_template(tmp_path: Path)
     assert doc.sections == ()  # its one section is for the fertility variant only
     assert doc.help_clinic.signs == ("A fever of 38 °C (100.4 °F) or higher.",)
     assert _document("hsg", "fertility", config).date_label == "Date of your test"
+
+
+def _all_texts(value: object, seen: set[int] | None = None) -> list[Text]:
+    """Every Text inside a procedure (its sections, help levels, items, variants...)."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return []
+    seen.add(id(value))
+    if isinstance(value, Text):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [t for v in value for t in _all_texts(v, seen)]
+    if hasattr(value, "__dataclass_fields__"):
+        return [
+            t for name in value.__dataclass_fields__ for t in _all_texts(getattr(value, name), seen)
+        ]
+    return []
+
+
+@pytest.mark.parametrize("locale", ["en_GB", "en_US", "es_ES"])
+def test_simple_placeholders_are_filled_exactly_as_jinja_fills_them(locale: str) -> None:
+    from discharge import templating
+    from discharge.procedures import template_context
+
+    clinic = load_config().clinic
+    checked = 0
+    for pid in available_procedures():
+        for language in ("", "es"):
+            procedure = load_procedure(pid, None, language or None)
+            for variant in [v.name for v in procedure.variants] or [None]:
+                context = template_context(
+                    procedure, date(2026, 11, 21), None, clinic, variant, locale
+                ).values
+                for text in _all_texts(procedure):
+                    if text.plan is None:
+                        continue
+                    filled = _fill(text.plan, context)
+                    assert filled is not None, text.field
+                    assert filled == templating.render(text.template, context), text.field
+                    checked += 1
+    assert checked >= 20  # the bundled templates' emergency numbers, dates and temperatures
+
+
+def test_anything_but_a_plain_value_is_left_to_jinja() -> None:
+    assert _plan("Call {{ clinic.phone }} now.") == ("Call ", (("clinic", "phone"),), " now.")
+    assert _plan("Over {{ 38 | temp }}.") == ("Over ", (38,), ".")
+    for source in ["{% if x %}a{% endif %}", "{{ x | upper }}", "{# note #}", "{{- x }}",
+                   "a { b", "{{ x }}\r\n"]:  # fmt: skip
+        assert _plan(source) is None, source
+    plan = _plan("{{ a.b }}")
+    assert plan is not None
+    assert _fill(plan, {"a": {"b": "text"}}) == "text"
+    assert _fill(plan, {"a": {}}) is None  # missing: Jinja's StrictUndefined explains
+    assert _fill(plan, {"a": {"b": 3}}) is None  # not text: Jinja writes it its way
+    items = _plan("{{ a.items }}")
+    assert items is not None and _fill(items, {"a": {"items": "x"}}) is None  # a dict method
