@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Callable
 from fnmatch import fnmatch
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -59,6 +60,29 @@ def _register(name: str) -> frozenset[str]:
 _SUBSETS_KEPT = 64  # per font: a batch's documents use a few dozen distinct subsets
 
 
+class _Kept:
+    """The last ``size`` values made, by key: a small least-recently-used map, safe to use
+    from several threads (documents may be drawn in several at once)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[Any, Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Any, make: Callable[[], Any]) -> Any:
+        with self.lock:
+            found = self.items.get(key)
+            if found is not None:
+                self.items.move_to_end(key)
+                return found
+        found = make()
+        with self.lock:
+            self.items[key] = found
+            if len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return found
+
+
 def _reuse_subsets(face: TTFontFace) -> None:
     """Make each font subset once per process. Every document embeds the subset of the font
     with the characters it uses, in the order it first used them: in a batch the same few
@@ -66,23 +90,11 @@ def _reuse_subsets(face: TTFontFace) -> None:
     10 ms a document takes. The subset depends only on the font and that list of characters.
     """
     make = face.makeSubset
-    made: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
-
-    lock = threading.Lock()  # documents may be drawn in several threads at once
+    made = _Kept(_SUBSETS_KEPT)
 
     def make_subset(subset: list[int]) -> bytes:
-        key = tuple(subset)
-        with lock:
-            data = made.get(key)
-            if data is not None:
-                made.move_to_end(key)
-                return data
-        new: bytes = make(subset)
-        with lock:
-            made[key] = new
-            if len(made) > _SUBSETS_KEPT:
-                made.popitem(last=False)
-        return new
+        data: bytes = made.get(tuple(subset), lambda: make(subset))
+        return data
 
     face.makeSubset = make_subset
 
@@ -96,6 +108,10 @@ class _Preformatted(PDFObject):
     def format(self, document: Any) -> bytes:
         return self.data
 
+    @classmethod
+    def of(cls, value: Any, document: Any) -> _Preformatted:
+        return cls(pdfdoc.format(value, document))
+
 
 def _reuse_font_objects(font: TTFont) -> None:
     """Write each subset's width table and character map the way it was written before. Like
@@ -103,8 +119,7 @@ def _reuse_font_objects(font: TTFont) -> None:
     number by number took a twentieth of a document's time. The bytes are reportlab's own,
     formatted once per process: the same PDF."""
     add = font.addObjects
-    widths: OrderedDict[tuple[Any, ...], _Preformatted] = OrderedDict()
-    lock = threading.Lock()
+    widths = _Kept(_SUBSETS_KEPT)
 
     def add_objects(doc: Any) -> None:
         before = set(doc.idToObject["BasicFonts"].dict)
@@ -113,14 +128,8 @@ def _reuse_font_objects(font: TTFont) -> None:
             array = getattr(pdf_font, "Widths", None)
             if name in before or not isinstance(array, pdfdoc.PDFArray):
                 continue
-            key = tuple(array.sequence)
-            with lock:
-                found = widths.get(key)
-                if found is None:
-                    found = widths[key] = _Preformatted(pdfdoc.format(array, doc))
-                    if len(widths) > _SUBSETS_KEPT:
-                        widths.popitem(last=False)
-            pdf_font.Widths = found
+            made = partial(_Preformatted.of, array, doc)  # called now, in this iteration
+            pdf_font.Widths = widths.get(tuple(array.sequence), made)
 
     font.addObjects = add_objects
 
@@ -131,20 +140,11 @@ def _to_unicode_cmap() -> None:
     make = ttfonts.makeToUnicodeCMap
     if getattr(make, "reused", False):
         return
-    made: OrderedDict[tuple[str, tuple[int, ...]], str] = OrderedDict()
-    lock = threading.Lock()
+    made = _Kept(4 * _SUBSETS_KEPT)
 
     def make_cmap(fontname: str, subset: list[int]) -> str:
-        key = (fontname, tuple(subset))
-        with lock:
-            found = made.get(key)
-        if found is None:
-            found = make(fontname, subset)
-            with lock:
-                made[key] = found
-                if len(made) > 4 * _SUBSETS_KEPT:
-                    made.popitem(last=False)
-        return found
+        cmap: str = made.get((fontname, tuple(subset)), lambda: make(fontname, subset))
+        return cmap
 
     make_cmap.reused = True  # type: ignore[attr-defined]
     ttfonts.makeToUnicodeCMap = make_cmap

@@ -67,23 +67,12 @@ class _FastDeflate(pdfdoc.PDFStreamFilterZCompress):
     # repeat and are not kept.
     def encode(self, text: str | bytes) -> bytes:
         if isinstance(text, bytes) or text.startswith("/CIDInit"):
-            found = _deflated.get(text)
+            found: bytes | None = _DEFLATED.get(text)
             if found is None:
-                found = _deflated[text] = zlib.compress(_utf8(text), 1)
-                if len(_deflated) > _DEFLATED_KEPT:
-                    # The oldest; renders in threads (the web form) may race to remove it.
-                    with contextlib.suppress(KeyError, RuntimeError, StopIteration):
-                        del _deflated[next(iter(_deflated))]
+                data = text.encode("utf8") if isinstance(text, str) else text
+                found = _DEFLATED.put(text, zlib.compress(data, 1))
             return found
         return zlib.compress(text.encode("utf8"), 1)
-
-
-def _utf8(text: str | bytes) -> bytes:
-    return text.encode("utf8") if isinstance(text, str) else text
-
-
-_DEFLATED_KEPT = 256  # a few dozen subsets of two fonts, and their maps: a few MB at most
-_deflated: dict[str | bytes, bytes] = {}
 
 
 _FAST_DEFLATE = _FastDeflate()
@@ -136,6 +125,7 @@ def _fast_deflate() -> Iterator[None]:
 
 
 def render_pdf(document: Document) -> bytes:
+    """Render the document to PDF bytes (deterministic: same document, same bytes)."""
     with _fast_deflate():
         return _render(document)
 
@@ -232,6 +222,7 @@ _MEMO_MAX_CHARS = 1000  # so the memos stay small (4,096 short paragraphs each a
 _PARSED = _Memo(4096)
 _BROKEN = _Memo(4096)
 _DRAWN = _Memo(4096)
+_DEFLATED = _Memo(256)  # a few dozen subsets of two fonts, and their maps: a few MB at most
 _FONT_USE = re.compile(r"/(F\d+)\+0 ")  # a subset-0 font selected in drawn text: "/F1+0 11 Tf"
 
 
