@@ -79,9 +79,34 @@ _SIMPLE = re.compile(
 _DICT_ATTRIBUTES = frozenset(dir(dict))  # `{{ m.items }}` is a method to Jinja, not a key
 
 
+# And one choice: {% if variant == "surgical" %}...{% else %}...{% endif %}, not nested.
+_CHOICE = re.compile(
+    r'\{% *if +(?P<name>[A-Za-z]\w*) *== *"(?P<value>[^"\\{}%]*)" *%\}(?P<then>.*?)'
+    r"(?:\{% *else *%\}(?P<otherwise>.*?))?\{% *endif *%\}",
+    re.DOTALL,
+)
+
+
 def _plan(source: str) -> tuple[Any, ...] | None:
-    """``source`` as literal text and simple placeholders (``(names,)`` or ``(number,)``),
-    or None when anything else is in it (a block, a filter, a comment): Jinja renders that."""
+    """``source`` as literal text, simple placeholders (``(names,)`` or ``(number,)``) and
+    choices (``(name, value, then, otherwise)``, each branch a plan), or None when anything
+    else is in it (a loop, a filter, a comment, a nested block): Jinja renders that."""
+    parts: list[Any] = []
+    at = 0
+    for match in _CHOICE.finditer(source):
+        before = _plan_simple(source[at : match.start()])
+        then = _plan_simple(match.group("then"))
+        otherwise = _plan_simple(match.group("otherwise") or "")
+        if before is None or then is None or otherwise is None:
+            return None
+        parts += before
+        parts.append((match.group("name"), match.group("value"), then, otherwise))
+        at = match.end()
+    rest = _plan_simple(source[at:])
+    return None if rest is None else (*parts, *rest)
+
+
+def _plan_simple(source: str) -> tuple[Any, ...] | None:
     parts: list[Any] = []
     at = 0
     for match in _SIMPLE.finditer(source):
@@ -106,6 +131,16 @@ def _fill(plan: tuple[Any, ...], context: Mapping[str, Any]) -> str | None:
     for part in plan:
         if isinstance(part, str):
             out.append(part)
+            continue
+        if len(part) == 4:  # a choice on a value that is text
+            name, wanted, then, otherwise = part
+            chosen = context.get(name)
+            if type(chosen) is not str:
+                return None
+            filled = _fill(then if chosen == wanted else otherwise, context)
+            if filled is None:
+                return None
+            out.append(filled)
             continue
         (what,) = part
         if not isinstance(what, tuple):  # a temperature, in the document's locale

@@ -118,6 +118,13 @@ def test_generate_imports_only_what_it_uses(tmp_path: Path) -> None:
     result = run_discharge("generate", *ARGS, "--output", out, env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.code == 0, result.stderr
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
+    # And a template with a choice between variants ({% if variant == ... %}), its cache warm.
+    args = ["--procedure", "miscarriage", "--variant", "surgical", "--date", "2026-11-21",
+            "--patient", "Ann", "--output", out]  # fmt: skip
+    run_discharge("generate", *args)
+    other = run_discharge("generate", *args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert other.code == 0, other.stderr
+    assert "jinja2" not in {line.split("|")[-1].strip() for line in other.stderr.splitlines()}
     assert "discharge.render" in imported  # the listing is there
     for unused in ["PIL._imaging", "discharge.batch", "discharge.delivery", "discharge.web",
                    "discharge.commands.serve", "discharge.commands.batch", "flask", "smtplib",
