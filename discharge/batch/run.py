@@ -41,7 +41,7 @@ from discharge.batch.manifest import (
     PreviousManifest,
     carried_over,
 )
-from discharge.batch.schedule import RowError, Schedule, ScheduleRow, read_rows
+from discharge.batch.schedule import Recent, RowError, Schedule, ScheduleRow, read_rows
 from discharge.config import Clinic, Config
 from discharge.errors import DischargeError, OutputError
 from discharge.output import write_atomic
@@ -137,47 +137,15 @@ def folder_salt(out_dir: Path) -> bytes:
     return salt
 
 
-def input_fingerprint(
-    item: ScheduleRow,
-    config: Config,
-    templates: "_TemplateDigests | None" = None,
-    shown: str | None = None,
-) -> str:
+def input_fingerprint(item: ScheduleRow, config: Config, templates: Recent, shown: str) -> str:
     """A digest of everything the PDF is made from, so a corrected row is never skipped.
 
-    ``shown``: ``repr(item.request)``, when the caller has it already.
+    ``shown`` is ``repr(item.request)``; ``templates`` keeps the templates' digests.
     """
-    template = (
-        templates.digest(item.template)
-        if templates is not None
-        else _file_digest(item.template, item.template.stat().st_mtime_ns)
-    )
-    shown = repr(item.request) if shown is None else shown
+    path = item.template
+    template = templates.get(path, lambda: _file_digest(path, path.stat().st_mtime_ns))
     parts = (__version__, shown, _clinic_key(config.clinic), template)
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
-
-
-class _TemplateDigests:
-    """``_file_digest`` of each template, its time stamp read again at most once a second (not
-    for every row): a template changed during a run is still picked up."""
-
-    SECONDS = 1.0
-
-    def __init__(self) -> None:
-        self.found: dict[Path, str] = {}
-        self.until = 0.0
-
-    def digest(self, path: Path) -> str:
-        now = time.monotonic()
-        if now >= self.until:
-            self.found.clear()
-            self.until = now + self.SECONDS
-        found = self.found.get(path)
-        if found is None:
-            found = _file_digest(path, path.stat().st_mtime_ns)
-            if len(self.found) < 256:
-                self.found[path] = found
-        return found
 
 
 @cache
@@ -613,7 +581,7 @@ class _Runner:
         self.debug = debug
         self.salt = salt
         self.repeats = _Repeats()
-        self.templates = _TemplateDigests()
+        self.templates = Recent()  # the templates' digests
         self.jobs = max(1, min(jobs, to_render))
         self.pool: Any = None
         self.prepared = False

@@ -16,17 +16,19 @@ import re
 import stat
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 from discharge.config import DATE_ORDERS, Config
 from discharge.errors import DischargeError, InputError
 from discharge.i18n import language_of
-from discharge.procedures import Procedure, load_procedure
+from discharge.procedures import load_procedure
 from discharge.request import DischargeRequest, check_email, parse_request, parse_yes_no
+
+_T = TypeVar("_T")
 
 REQUIRED_COLUMNS = ("patient_name", "procedure", "date")
 OPTIONAL_COLUMNS = (
@@ -310,7 +312,7 @@ def read_rows(
     """Every row of the schedule, validated, in order: a ScheduleRow or a RowError."""
     order = date_order or config.clinic.date_order
     language = language_of(config.clinic.locale)
-    templates = _Templates()
+    templates = Recent()
     for record in schedule.records():
         try:
             yield parse_row(
@@ -324,35 +326,32 @@ def read_rows(
             yield RowError(record.row, str(exc))
 
 
-class _Templates:
-    """Each procedure's template as ``load_procedure`` finds it, asked again at most once a
-    second: a schedule names a few templates thousands of times, and each look-up reads the
-    templates folders and the file's time stamp (several system calls a row, in a process that
-    shares the CPU with the workers). A template changed during a run is still picked up; an
-    unknown procedure or language is never remembered (each such row reports it itself)."""
+class Recent:
+    """Values read from files that may change during a run (a procedure's template, its
+    digest), each read again at most once a second: a schedule names a few templates thousands
+    of times, and each read costs several system calls a row, in a process that shares the CPU
+    with the workers. A file changed during a run is still picked up; a failure (an unknown
+    procedure or language) is never remembered, so each such row reports it itself."""
 
     SECONDS = 1.0
+    KEPT = 256
 
     def __init__(self) -> None:
-        self.found: dict[tuple[str, Path | None, str, str], Procedure] = {}
+        self.found: dict[Hashable, Any] = {}
         self.until = 0.0
 
-    def load(
-        self, procedure_id: str, templates_dir: Path | None, language: str, default_language: str
-    ) -> Procedure:
+    def get(self, key: Hashable, make: Callable[[], _T]) -> _T:
         now = time.monotonic()
         if now >= self.until:
             self.found.clear()
             self.until = now + self.SECONDS
-        key = (procedure_id, templates_dir, language, default_language)
-        procedure = self.found.get(key)
-        if procedure is None:
-            procedure = load_procedure(
-                procedure_id, templates_dir, language, default_language=default_language
-            )
-            if len(self.found) < 256:
-                self.found[key] = procedure
-        return procedure
+        if key in self.found:
+            found: _T = self.found[key]
+            return found
+        made = make()
+        if len(self.found) < self.KEPT:
+            self.found[key] = made
+        return made
 
 
 def parse_row(
@@ -361,7 +360,7 @@ def parse_row(
     date_order: str | None = None,
     templates_dir: Path | None = None,
     default_language: str = "en",
-    templates: _Templates | None = None,
+    templates: Recent,
 ) -> ScheduleRow:
     """Validate one row through the same code as ``discharge generate``."""
     if record.problem:
@@ -390,14 +389,12 @@ def parse_row(
         language=values.get("language"),
     )
     # An unknown procedure, or a language it is not translated into, is this row's error.
-    if templates is None:
-        procedure = load_procedure(
+    procedure = templates.get(
+        (request.procedure, templates_dir, request.language, default_language),
+        lambda: load_procedure(
             request.procedure, templates_dir, request.language, default_language=default_language
-        )
-    else:
-        procedure = templates.load(
-            request.procedure, templates_dir, request.language, default_language
-        )
+        ),
+    )
     procedure.variant(request.variant)  # an unknown variant is this row's error, found now
     email = check_email(values.get("email", ""))
     return ScheduleRow(record.row, request, email, procedure.path)
