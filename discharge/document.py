@@ -46,6 +46,8 @@ class Labels:
     before_you_go: str = N_("Before you go home")
     support: str = N_("Support and further reading")
     scan: str = N_("Scan the code with your phone's camera to open the page.")
+    # Translators: a QR code described for a screen reader; {url} is the address it opens.
+    qr_alt: str = N_("QR code: {url}")
     statement: str = N_("I have read these instructions. My questions have been answered.")
     signatures: tuple[str, ...] = (
         N_("Patient signature"), N_("Date"), N_("Nurse or clinician signature"), N_("Date"),
@@ -153,6 +155,7 @@ class SupportItem:
     name: str
     phone: str
     url: str
+    language: str = ""  # the language of its name (the clinic's), where the document's differs
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -301,7 +304,9 @@ def build_document(
         help_clinic=level(procedure.help_clinic, tuple(clinic_contacts)),
         teach_back=teach_back,
         support=tuple(
-            SupportItem(r.name, r.phone, r.url)
+            SupportItem(
+                r.name, r.phone, r.url, clinic_language if clinic_language != language else ""
+            )
             for r in clinic.resources
             if not r.procedures or procedure.id in r.procedures
         ),
