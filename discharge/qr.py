@@ -24,7 +24,7 @@ def qr_runs(url: str) -> tuple[int, Runs]:
     key = (url, reportlab.Version, install_cache.source_digest(__file__))
     entry = install_cache.fetch("qr-runs", key)
     if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], int):
-        return entry  # type: ignore[return-value]
+        return entry
     made = _encode(url)
     install_cache.store("qr-runs", key, made)
     return made

@@ -136,7 +136,7 @@ def _page(doc: Document) -> list[str]:
     out.append(f"<h1>{_e(doc.title)}</h1>\n")
     if doc.subtitle:
         out.append(f'<p class="subtitle">{_e(doc.subtitle)}</p>\n')
-    out.append(f'<dl class="patient">\n')
+    out.append('<dl class="patient">\n')
     for label, value in doc.patient_rows:
         out.append(f"<dt>{_e(label)}</dt><dd>{_e(value)}</dd>\n")
     out.append("</dl>\n")
@@ -227,7 +227,7 @@ def _timeline(doc: Document) -> list[str]:
     out = [
         '<section aria-labelledby="timeline">\n',
         f'<h2 id="timeline">{_e(labels.timeline)}</h2>\n',
-        '<table>\n<thead>\n<tr>',
+        "<table>\n<thead>\n<tr>",
         f'<th scope="col">{_e(labels.timeline_when)}</th>',
         f'<th scope="col">{_e(labels.timeline_what)}</th>',
         "</tr>\n</thead>\n<tbody>\n",
