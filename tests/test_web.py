@@ -32,7 +32,7 @@ from discharge.errors import ConfigError, FieldErrors
 from discharge.request import parse_request
 from discharge.web import create_app
 from discharge.web.settings import ServeSettings, check_bind, load_serve_settings
-from tests.helpers import run_discharge
+from tests.helpers import axe_violations, run_discharge
 from tests.test_email import Recorder, _start, relay_config
 from tests.test_email import Server as SmtpServer
 
@@ -657,3 +657,61 @@ def test_browser_batch_page(server: Server, page, tmp_path: Path) -> None:  # ty
     assert "Łucja Wróbel-Şahin" in pdf_text(combined.body())
     one = page.get_by_role("link", name="PDF for Zoë Nguyễn").get_attribute("href")
     assert "Zoë Nguyễn" in pdf_text(page.request.get(urllib.parse.urljoin(page.url, one)).body())
+
+
+# --- the same instructions as a web page ------------------------------------------------------
+
+
+def test_view_as_web_page_gives_the_accessible_page_under_its_own_strict_policy(client, audit_db) -> None:  # type: ignore[no-untyped-def]
+    from discharge.render_html import CSP as PAGE_CSP
+
+    answer = post_form(client, action="html")
+    assert answer.status_code == 200 and answer.mimetype == "text/html"
+    page = answer.get_data(as_text=True)
+    assert page.startswith("<!DOCTYPE html>") and '<html lang="en-GB"' in page
+    assert "<h1>After your HSG</h1>" in page and "Saturday 21 November 2026" in page
+    assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    policy = answer.headers["Content-Security-Policy"]
+    assert policy.startswith(PAGE_CSP) and "script-src" not in policy
+    assert "frame-ancestors 'none'" in policy and "form-action 'none'" in policy
+    assert answer.headers["Cache-Control"] == "no-store"
+    # recorded like a PDF handed out: who it is for, which template, the page's digest
+    import hashlib
+    import sqlite3
+
+    with sqlite3.connect(audit_db) as conn:
+        rows = conn.execute("SELECT channel, pages, pdf_sha256 FROM records").fetchall()
+    assert rows == [("web", 0, hashlib.sha256(answer.get_data()).hexdigest())]
+    # bad input: the form again, everything kept, no page
+    bad = post_form(client, action="html", dob="2030-01-01")
+    assert bad.status_code == 422 and 'value="Zoë Nguyễn"' in bad.get_data(as_text=True)
+
+
+def test_browser_views_the_web_page_and_axe_finds_nothing_on_any_page(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    alerts: list[str] = []
+    page.on("dialog", lambda dialog: (alerts.append(dialog.message), dialog.dismiss()))
+    found = {}
+    page.goto(server.url)
+    found["form"] = axe_violations(page)
+    page.goto(server.url + "batch/")
+    found["batch"] = axe_violations(page)
+    page.goto(server.url)
+    fill_form(page, **{**BROWSER_FORM, "dob": "2030-05-06"})
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name="View as web page").click()
+    assert answer.value.status == 422
+    page.wait_for_load_state()
+    found["form with problems"] = axe_violations(page)
+    page.get_by_label("Date of birth").fill("1990-02-01")
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name="View as web page").click()
+    assert answer.value.status == 200
+    page.wait_for_load_state()
+    assert page.title() == "After your HSG – Riverside Demo Clinic (fictional)"
+    assert page.get_by_role("heading", level=1).inner_text() == "After your HSG"
+    assert page.get_by_role("region", name="When to get help").is_visible()
+    assert page.get_by_role("link", name="01632 960 999").first.get_attribute("href") == "tel:01632960999"
+    assert XSS in page.locator("main").inner_text()  # the notes, as text
+    found["web page"] = axe_violations(page)
+    assert found == {name: [] for name in found}
+    assert not alerts

@@ -210,6 +210,8 @@ def make_pdf() -> Any:
     checked, problems = check_form(values, config)
     if checked is None:
         return show_form(values, problems, 422)
+    if request.form.get("action") == "html":
+        return web_page(checked)
     try:
         pdf = current_app.extensions["discharge.renderer"].render(checked)
     except DischargeError as exc:  # e.g. a template that does not render, text that cannot fit
@@ -219,6 +221,24 @@ def make_pdf() -> Any:
         pdf,
         mimetype="application/pdf",
         headers={"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"},
+    )
+
+
+def web_page(checked: Any) -> Any:
+    """The same instructions as an accessible web page, under the page's own strict policy:
+    its inline style only; no script, no outside request, no form, never in a frame."""
+    from discharge.render_html import CSP
+
+    try:
+        page = current_app.extensions["discharge.renderer"].render_page(checked)
+    except DischargeError as exc:
+        values = {field.name: request.form.get(field.name, "") for field in FIELDS}
+        return show_form(values, {"_form": str(exc)}, 422)
+    policy = f"{CSP}; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    return Response(
+        page,
+        mimetype="text/html",
+        headers={"Content-Security-Policy": policy, "Cache-Control": "no-store"},
     )
 
 

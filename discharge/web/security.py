@@ -84,7 +84,9 @@ def secure_headers(response: Response) -> Response:
     if response.mimetype != "application/pdf":
         # HTML only: a PDF runs no page script here, and a strict policy on the PDF itself can
         # stop a browser's built-in viewer (some draw PDFs with their own HTML and script).
-        response.headers["Content-Security-Policy"] = CSP
+        # A view may set a stricter policy of its own (the patient's web page: only its
+        # inline style, see render_html.CSP).
+        response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers["X-Content-Type-Options"] = "nosniff"
     # same-origin, not no-referrer: with no-referrer Chromium sends "Origin: null" on our own POSTs
     response.headers["Referrer-Policy"] = "same-origin"
