@@ -28,6 +28,7 @@ html.large{font-size:150%}
 body{margin:0 auto;max-width:46rem;padding:1rem;color:var(--ink);background:#fff;
 font-family:"Atkinson Hyperlegible","Noto Sans",Arial,Helvetica,sans-serif;line-height:1.5;
 overflow-wrap:break-word}
+.preface{border-bottom:1px solid var(--rule);margin-bottom:1rem}
 header.clinic{border-bottom:3px solid var(--accent);padding-bottom:.5rem;margin-bottom:1rem;
 display:flex;flex-wrap:wrap;gap:.25rem 1.5rem;justify-content:space-between}
 .clinic-name{font-weight:700;font-size:1.25rem;margin:0}
@@ -111,13 +112,16 @@ def tel_href(number: str) -> str:
     return "tel:" + (digits[:1] + digits[1:].replace("+", ""))
 
 
-def render_html(document: Document) -> bytes:
+def render_html(document: Document, *, preface: str = "") -> bytes:
     """The document as one self-contained UTF-8 web page (deterministic: same document, same
-    bytes)."""
-    return "".join(_page(document)).encode("utf-8")
+    bytes).
+
+    ``preface``: markup put first in the page, before the clinic's header (an email's note).
+    It is the caller's, already escaped; nothing from the document goes there."""
+    return "".join(_page(document, preface)).encode("utf-8")
 
 
-def _page(doc: Document) -> list[str]:
+def _page(doc: Document, preface: str = "") -> list[str]:
     labels = doc.labels
     lang = html_lang(doc.locale)
     out = [
@@ -131,6 +135,8 @@ def _page(doc: Document) -> list[str]:
         f"<title>{_e(_page_title(doc))}</title>\n",
         f"<style>{_STYLE}</style>\n</head>\n<body>\n",
     ]
+    if preface:
+        out.append(f'<div class="preface">\n{preface}\n</div>\n')
     out += _header(doc)
     out.append("<main>\n")
     out.append(f"<h1>{_e(doc.title)}</h1>\n")

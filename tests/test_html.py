@@ -11,7 +11,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from pypdf import PdfReader
 
 from discharge.config import load_config
 from discharge.document import Document, build_document
@@ -213,6 +212,63 @@ def test_generate_names_the_file_by_its_format(tmp_path: Path) -> None:
     bad = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,
                         "--format", "docx", cwd=tmp_path)  # fmt: skip
     assert bad.code == 2 and "docx" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# --- email: the page as the HTML part, the text as the plain part ----------------------------
+
+
+def _eml(tmp_path: Path, email: str, *patient: str) -> object:
+    from email import policy
+    from email.parser import BytesParser
+
+    from tests.test_email import SENDER, write_config
+
+    config = write_config(tmp_path, {"sender": SENDER}, email)
+    eml = tmp_path / "message.eml"
+    result = run_discharge("email", "--procedure", "hsg", "--date", "2026-11-21", *patient,
+                           "--notes", NOTES, "--config", config, "--eml", eml)  # fmt: skip
+    assert result.code == 0, result.stderr
+    return BytesParser(policy=policy.default).parsebytes(eml.read_bytes())
+
+
+def test_email_formats_carry_the_page_and_the_text_with_the_pdf(tmp_path: Path) -> None:
+    message = _eml(tmp_path, '[email]\nformats = ["pdf", "html", "text"]\n', *PATIENT)
+    body_html = message.get_body(("html",)).get_content()  # type: ignore[attr-defined]
+    plain = message.get_body(("plain",)).get_content()  # type: ignore[attr-defined]
+    doc = _document(dob="1990-02-01", mrn="RX-104233")
+    page = " ".join(" ".join(outline(body_html.encode()).text).split())
+    for when in (line for row in doc.timeline for line in row.when):
+        assert when in page and when in plain
+    for sign in doc.help_urgent.signs + doc.help_clinic.signs:
+        assert " ".join(sign.split()) in page and " ".join(sign.split()) in " ".join(plain.split())
+    assert body_html.index("preface") < body_html.index("<h1>After your HSG</h1>")
+    assert "<script>" not in body_html and NOTES.split("\n")[0] in page
+    # the clinic's note still comes first: it is what a lock screen's preview shows
+    assert plain.index("Riverside") < plain.index("After your HSG\n=====")
+    kinds = [part.get_content_type() for part in message.iter_attachments()]  # type: ignore[attr-defined]
+    assert "application/pdf" in kinds and "text/calendar" in kinds
+
+
+def test_email_by_default_is_the_note_and_the_pdf(tmp_path: Path) -> None:
+    message = _eml(tmp_path, "", *PATIENT)
+    body_html = message.get_body(("html",)).get_content()  # type: ignore[attr-defined]
+    assert "<h1>" not in body_html and "Saturday 21 November 2026" not in body_html
+
+
+def test_email_formats_in_the_body_cannot_be_password_protected(tmp_path: Path) -> None:
+    from tests.test_email import SENDER, write_config
+
+    config = write_config(tmp_path, {"sender": SENDER},
+                          '[email]\nformats = ["pdf", "html"]\npdf_password = "dob:DDMMYYYY"\n')  # fmt: skip
+    result = run_discharge("email", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,
+                           "--config", config, "--eml", tmp_path / "m.eml")  # fmt: skip
+    assert result.code == 2 and "email.formats" in result.stderr and "pdf_password" in result.stderr
+    assert not (tmp_path / "m.eml").exists()
+    bad = write_config(tmp_path, {"sender": SENDER}, '[email]\nformats = ["pdf", "docx"]\n')
+    result = run_discharge("email", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,
+                           "--config", bad, "--eml", tmp_path / "m.eml")  # fmt: skip
+    assert result.code == 2 and "'docx' is not a format" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # --- axe-core in a real Chromium ------------------------------------------------------------

@@ -68,11 +68,23 @@ def compose_email(
 
     subject = _one_line(_render("subject", translated(settings.subject), context))
     text = _render("body_text", translated(settings.body_text), context)
-    body_html = (
+    note_html = (
         _render("body_html", settings.body_html, context, html=True)
         if settings.body_html is not None
-        else text_to_html(text)
+        else None
     )
+    if "html" in settings.formats:
+        # The accessible web page itself, the clinic's note first (the preview a lock screen
+        # shows is still the note's).
+        from discharge.render_html import render_html
+
+        body_html = render_html(document, preface=note_html or text_to_fragment(text)).decode()
+    else:
+        body_html = note_html if note_html is not None else text_to_html(text)
+    if "text" in settings.formats:
+        from discharge.render_text import render_text
+
+        text = f"{text}\n\n{render_text(document).decode()}"
 
     def event_text(m: Milestone, field: str, source: str) -> str:
         milestone = {"key": m.key, "label": m.label, "when": m.when}
@@ -108,8 +120,9 @@ def compose_email(
     message.set_content(text)
     message.add_alternative(body_html, subtype="html")
     day = request.day.isoformat()
-    pdf_filename = f"after-care-instructions-{day}.pdf"
-    message.add_attachment(pdf, maintype="application", subtype="pdf", filename=pdf_filename)
+    if "pdf" in settings.formats:
+        pdf_filename = f"after-care-instructions-{day}.pdf"
+        message.add_attachment(pdf, maintype="application", subtype="pdf", filename=pdf_filename)
     message.add_attachment(
         ics,
         maintype="text",
@@ -167,13 +180,18 @@ def pdf_password(request: DischargeRequest, settings: EmailSettings) -> str | No
     )
 
 
-def text_to_html(text: str) -> str:
-    """The plain-text body as simple HTML: escaped, a paragraph per blank-line block."""
+def text_to_fragment(text: str) -> str:
+    """Plain text as HTML paragraphs: escaped, a paragraph per blank-line block."""
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    body = "\n".join(
+    return "\n".join(
         "<p>" + "<br>\n".join(html.escape(line) for line in p.splitlines()) + "</p>"
         for p in paragraphs
     )
+
+
+def text_to_html(text: str) -> str:
+    """The plain-text body as simple HTML: escaped, a paragraph per blank-line block."""
+    body = text_to_fragment(text)
     return (
         f'<!DOCTYPE html>\n<html><body style="font-family: sans-serif">\n{body}\n</body></html>\n'
     )

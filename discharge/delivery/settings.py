@@ -81,7 +81,11 @@ _SMTP_KEYS = {
 }  # fmt: skip
 _EMAIL_KEYS = {
     "subject", "body_text", "body_html", "event_summary", "event_description", "pdf_password",
+    "formats",
 }  # fmt: skip
+# What a message can carry: the PDF attached; the instructions themselves as its HTML part (the
+# accessible web page) and as its plain-text part (the text rendering), each after the note.
+EMAIL_FORMATS = ("pdf", "html", "text")
 # Capitals, as environment variables are by convention: "hunter2" is far more likely a password
 # typed in the wrong place than a variable's name, and it must then not be repeated anywhere.
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -135,6 +139,7 @@ class EmailSettings:
     event_summary: str = DEFAULT_EVENT_SUMMARY
     event_description: str = DEFAULT_EVENT_DESCRIPTION
     pdf_password: str = "none"  # or a key of PDF_PASSWORD_RULES
+    formats: tuple[str, ...] = ("pdf",)  # of EMAIL_FORMATS: what the message carries
 
     @property
     def pdf_password_rule(self) -> str:
@@ -293,6 +298,10 @@ def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
     for key, value in raw.items():
         if key not in _EMAIL_KEYS:
             problems.append(f"email.{key} is not a known setting")
+        elif key == "formats":
+            formats = parse_formats(value, EMAIL_FORMATS, "email.formats", problems)
+            if formats:
+                values[key] = formats
         elif not isinstance(value, str) or not value.strip():
             problems.append(f"email.{key} must be text in quotes, not empty")
         elif key == "pdf_password":
@@ -315,7 +324,34 @@ def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
                 problems.append(f"email.{key} is not a valid template: {exc}")
                 continue
             values[key] = value
+    in_body = {"html", "text"} & set(values.get("formats", ()))
+    if in_body and values.get("pdf_password", "none") != "none":
+        problems.append(
+            "email.formats puts the instructions in the message itself "
+            f"({', '.join(sorted(in_body))}), where email.pdf_password cannot protect them: choose one or the other"
+        )
     return EmailSettings(**values)
+
+
+def parse_formats(
+    value: Any, allowed: tuple[str, ...], field: str, problems: list[str]
+) -> tuple[str, ...]:
+    """A list of formats (``["pdf", "html"]``, or the text ``"pdf,html"``), each of ``allowed``
+    once; a problem in ``problems`` (and nothing returned) otherwise."""
+    items = value.split(",") if isinstance(value, str) else value
+    expected = f"expected a list of {', '.join(repr(a) for a in allowed)}"
+    if not isinstance(items, list | tuple) or not items:
+        problems.append(f"{field} {expected}, such as {list(allowed[:2])!r}")
+        return ()
+    chosen: list[str] = []
+    for item in items:
+        name = item.strip().lower() if isinstance(item, str) else None
+        if name not in allowed:
+            problems.append(f"{field}: {item!r} is not a format, {expected}")
+            return ()
+        if name not in chosen:
+            chosen.append(name)
+    return tuple(chosen)
 
 
 def sample_context(*, event: bool = False) -> dict[str, Any]:
