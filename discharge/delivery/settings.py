@@ -328,7 +328,8 @@ def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
     if in_body and values.get("pdf_password", "none") != "none":
         problems.append(
             "email.formats puts the instructions in the message itself "
-            f"({', '.join(sorted(in_body))}), where email.pdf_password cannot protect them: choose one or the other"
+            f"({', '.join(sorted(in_body))}), where email.pdf_password cannot protect them: "
+            "choose one or the other"
         )
     return EmailSettings(**values)
 
