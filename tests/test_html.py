@@ -92,7 +92,9 @@ def test_page_is_semantic_html5() -> None:
     assert help_section["aria-labelledby"] == "help"
     assert ("h2", {"id": "help"}) in page.tags
     assert "script" not in tags and "link" not in tags and "iframe" not in tags
-    csp = next(a["content"] for t, a in page.tags if a.get("http-equiv") == "Content-Security-Policy")
+    csp = next(
+        a["content"] for t, a in page.tags if a.get("http-equiv") == "Content-Security-Policy"
+    )
     assert "default-src 'none'" in str(csp) and "script" not in str(csp)
     # every address is a real link; every phone number can be dialled
     hrefs = [a["href"] for t, a in page.tags if t == "a"]

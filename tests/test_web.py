@@ -662,7 +662,9 @@ def test_browser_batch_page(server: Server, page, tmp_path: Path) -> None:  # ty
 # --- the same instructions as a web page ------------------------------------------------------
 
 
-def test_view_as_web_page_gives_the_accessible_page_under_its_own_strict_policy(client, audit_db) -> None:  # type: ignore[no-untyped-def]
+def test_view_as_web_page_gives_the_accessible_page_under_its_own_strict_policy(
+    client, audit_db
+) -> None:  # type: ignore[no-untyped-def]
     from discharge.render_html import CSP as PAGE_CSP
 
     answer = post_form(client, action="html")
@@ -710,7 +712,10 @@ def test_browser_views_the_web_page_and_axe_finds_nothing_on_any_page(server: Se
     assert page.title() == "After your HSG – Riverside Demo Clinic (fictional)"
     assert page.get_by_role("heading", level=1).inner_text() == "After your HSG"
     assert page.get_by_role("region", name="When to get help").is_visible()
-    assert page.get_by_role("link", name="01632 960 999").first.get_attribute("href") == "tel:01632960999"
+    assert (
+        page.get_by_role("link", name="01632 960 999").first.get_attribute("href")
+        == "tel:01632960999"
+    )
     assert XSS in page.locator("main").inner_text()  # the notes, as text
     found["web page"] = axe_violations(page)
     assert found == {name: [] for name in found}
