@@ -309,3 +309,36 @@ def test_axe_catches_a_violation(axe_page) -> None:  # type: ignore[no-untyped-d
     axe_page.set_content('<!DOCTYPE html><html lang="en"><title>t</title><main>'
                          '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="></main></html>')  # fmt: skip
     assert [v["id"] for v in axe_violations(axe_page)] == ["image-alt"]
+
+
+# --- batch: the page and the text beside each PDF ---------------------------------------------
+
+
+def test_batch_formats_write_the_page_and_the_text_beside_each_pdf(tmp_path: Path) -> None:
+    from tests.test_batch import batch, pdf_files, write_schedule
+
+    schedule = write_schedule(tmp_path / "s.csv", [
+        "patient_name,procedure,date,notes",
+        "Ann Example,hsg,2026-11-21,<b>Rest</b>",
+        "Bea Example,miscarriage,2026-11-22,",
+    ])  # fmt: skip
+    out = tmp_path / "out"
+    for jobs in ("1", "2"):
+        run = batch(schedule, "--out-dir", out, "--jobs", jobs, "--formats", "pdf,html,text",
+                    "--force")  # fmt: skip
+        assert run.code == 0, run.stderr
+        pdfs = pdf_files(out)
+        assert sorted(pdfs) == [2, 3]
+        for row, name in ((2, "Ann Example"), (3, "Bea Example")):
+            page = pdfs[row].with_suffix(".html").read_text(encoding="utf-8")
+            text = pdfs[row].with_suffix(".txt").read_text(encoding="utf-8")
+            dates = set(re.findall(r"\b\w+day \d{1,2} \w+ \d{4}", pdf_text(pdfs[row])))
+            assert len(dates) >= 2
+            for when in dates:
+                assert when in page and when in text
+            assert name in page and name in text
+        assert "&lt;b&gt;Rest&lt;/b&gt;" in pdfs[2].with_suffix(".html").read_text(encoding="utf-8")
+    bad = batch(schedule, "--out-dir", tmp_path / "o2", "--formats", "html")
+    assert bad.code == 2 and "add pdf" in bad.stderr and not (tmp_path / "o2").exists()
+    bad = batch(schedule, "--out-dir", tmp_path / "o2", "--formats", "pdf,docx")
+    assert bad.code == 2 and "'docx' is not a format" in bad.stderr

@@ -219,36 +219,47 @@ def flush_to_disk(out_dir: Path, files: Iterable[str]) -> None:
         raise OutputError(f"cannot write the PDFs to disk in {out_dir}: {exc.strerror}") from None
 
 
-def prepare_renderer(config: Config, out_dir: Path, debug: bool = False) -> None:
+def prepare_renderer(
+    config: Config, out_dir: Path, debug: bool = False, formats: tuple[str, ...] = ("pdf",)
+) -> None:
     """Load fonts and templates once per process, before the first row (the parent does it
-    before starting the workers, which then begin with them loaded)."""
+    before starting the workers, which then begin with them loaded). ``formats``: besides
+    each row's PDF, its web page (``html``) and plain text (``text``), beside it."""
     from discharge.fonts import main_coverage
     from discharge.procedures import load_all
 
-    _worker.update(config=config, out_dir=out_dir, debug=debug, durable=_syncfs() is None)
+    _worker.update(config=config, out_dir=out_dir, debug=debug, durable=_syncfs() is None,
+                   formats=formats)  # fmt: skip
     main_coverage()
     with contextlib.suppress(DischargeError):  # a broken template is reported on its rows
         load_all(config.templates_dir)
 
 
-def _init_pool_worker(config: Config, out_dir: Path, debug: bool) -> None:
+def _init_pool_worker(
+    config: Config, out_dir: Path, debug: bool, formats: tuple[str, ...] = ("pdf",)
+) -> None:
     import signal
 
     # The parent decides when to stop (Ctrl-C reaches the whole process group): a worker
     # killed mid-write leaves only a temporary file, which the parent removes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    prepare_renderer(config, out_dir, debug)
+    prepare_renderer(config, out_dir, debug, formats)
 
 
 def render_row(task: RenderTask) -> RenderResult:
     """Render one row and write its PDF atomically; the same code as ``discharge generate``."""
-    from discharge.generate import make_pdf
+    from discharge.generate import SUFFIXES, make_pdf, render_as
 
     config: Config = _worker["config"]
     out_dir: Path = _worker["out_dir"]
     try:
         document, pdf = make_pdf(task.request, config)
+        # The other formats first: a row is done (and skipped by a rerun) once its PDF is.
+        for fmt in _worker.get("formats", ()):
+            if fmt != "pdf":
+                other = Path(task.file).with_suffix(SUFFIXES[fmt])
+                write_atomic(out_dir / other, render_as(document, fmt), durable=_worker["durable"])
         # Flushed to disk by the parent (flush_to_disk) before the row is recorded.
         write_atomic(out_dir / task.file, pdf, durable=_worker["durable"])
         audit = describe_pdf(task.request, document, pdf, channel="batch")
@@ -494,8 +505,10 @@ def run_batch(
     reporter: BatchReporter | None = None,
     checkpoint_seconds: float = 2.0,
     debug: bool = False,
+    formats: tuple[str, ...] = ("pdf",),
 ) -> BatchSummary:
-    """Check the whole schedule, then make every valid row's PDF in ``out_dir``.
+    """Check the whole schedule, then make every valid row's PDF in ``out_dir`` (and, with
+    ``formats``, its web page ``.html`` and plain text ``.txt`` beside it).
 
     Ctrl-C (KeyboardInterrupt) stops the run cleanly: the manifest is written and the summary
     says ``interrupted``; running again finishes the job. ``debug`` lets an unexpected error
@@ -516,6 +529,7 @@ def run_batch(
         runner = _Runner(
             config, out, jobs or os.cpu_count() or 1, check.valid, debug, folder_salt(out)
         )
+        runner.formats = formats
         # A row reaches the manifest (and counts as made) once its audit record is committed.
         audit = BatchAudit(
             audit_log, schedule.path, out, runner.audit_facts, runner.in_flight,
@@ -591,6 +605,7 @@ class _Runner:
         self.unflushed: list[str] = []  # PDFs written since the last flush_written
         self.chunk = _Chunk()  # rows gathered for the next message to a worker
         self.sent_rows = 0
+        self.formats: tuple[str, ...] = ("pdf",)  # what each row makes (see prepare_renderer)
 
     def outcomes(
         self, items: Iterable[ScheduleRow | RowError], previous: PreviousManifest, force: bool
@@ -646,14 +661,14 @@ class _Runner:
     def _submit(self, task: RenderTask) -> Any:
         if self.jobs == 1:
             if not self.prepared:
-                prepare_renderer(self.config, self.out_dir, self.debug)
+                prepare_renderer(self.config, self.out_dir, self.debug, self.formats)
                 self.prepared = True
             return _Ready(render_row(task))
         if self.pool is None:
             import multiprocessing
 
             # Fonts, templates and reportlab loaded once, here: the forked workers start warm.
-            prepare_renderer(self.config, self.out_dir, self.debug)
+            prepare_renderer(self.config, self.out_dir, self.debug, self.formats)
 
             # fork where there is one: workers start at once and share the parent's imports.
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
@@ -661,7 +676,7 @@ class _Runner:
             self.pool = _pool_class()(
                 self.jobs,
                 initializer=_init_pool_worker,
-                initargs=(self.config, self.out_dir, self.debug),
+                initargs=(self.config, self.out_dir, self.debug, self.formats),
                 context=context,
             )
         chunk = self.chunk

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 @click.option("--resend", metavar="ROWS", is_flag=False, flag_value="all", default=None,
               help="With --email: email again rows already sent, or whose sending is unknown: "
                    "--resend 5,7 for those rows, --resend alone for every row.")  # fmt: skip
+@click.option("--formats", "formats_text", metavar="LIST", default="pdf", show_default=True,
+              help="What each row makes: pdf, and beside it html (an accessible web page) "
+                   "and/or text, e.g. --formats pdf,html,text.")  # fmt: skip
 def batch(
     schedule: Path,
     out_dir: Path | None,
@@ -53,6 +56,7 @@ def batch(
     date_order: str | None,
     email_rows: bool,
     resend: str | None,
+    formats_text: str,
 ) -> None:
     """Make the discharge instructions for every row of a CSV schedule.
 
@@ -78,6 +82,7 @@ def batch(
         raise click.UsageError("--out-dir DIR is required: the folder for the PDFs")
     if resend is not None and not email_rows:
         raise click.UsageError("--resend goes with --email")
+    formats = _formats(formats_text)
     config = load_clinic_config(config_path)
     emailer = prepare_batch_email(config, _resend(resend)) if email_rows else None
     if combined is not None and out_dir is not None:
@@ -97,7 +102,7 @@ def batch(
     with _sigterm_as_interrupt():
         summary = run_batch(
             opened, config, out_dir, jobs=jobs, force=force, date_order=order, reporter=reporter,
-            debug=debug_requested(),
+            debug=debug_requested(), formats=formats,
         )  # fmt: skip
         reporter.clear()
         counts = f"{summary.ok} ok / {summary.errors} error / {summary.skipped} skipped"
@@ -121,6 +126,25 @@ def batch(
     if summary.errors:
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
         sys.exit(ExitStatus.ROWS_FAILED)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    chosen: list[str] = []
+    for item in text.split(","):
+        name = item.strip().lower()
+        if name not in ("pdf", "html", "text"):
+            raise click.BadParameter(
+                f"{item.strip()!r} is not a format: expected pdf, html or text, such as pdf,html",
+                param_hint="--formats",
+            )
+        if name not in chosen:
+            chosen.append(name)
+    if "pdf" not in chosen:
+        raise click.BadParameter(
+            "a batch always makes the PDFs (its manifest records them): add pdf, such as pdf,html",
+            param_hint="--formats",
+        )
+    return tuple(chosen)
 
 
 class TerminalReporter:
