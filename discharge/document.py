@@ -36,7 +36,7 @@ class Labels:
     :func:`labels_for` gives them in a patient's language.
     """
 
-    metadata_title: str = N_("Discharge instructions")  # the PDF's title: never a patient's name
+    metadata_title: str = N_("Discharge instructions")  # the PDF's subject: what it is
     timeline: str = N_("Your recovery timeline")
     help: str = N_("When to get help")
     timeline_when: str = N_("When")
@@ -212,6 +212,12 @@ class Document:
     @property
     def patient_name(self) -> str:
         return self.footer.patient_name
+
+    @property
+    def sheet_title(self) -> str:
+        """The sheet's own title, for a title bar, a browser tab and a screen reader ("After
+        your HSG – Riverside Clinic"): the procedure and the clinic, never the patient."""
+        return f"{self.title} \u2013 {self.clinic.name}"
 
 
 def build_document(

@@ -48,6 +48,7 @@ from discharge.tagging import (
     TaggedCanvas,
     TaggedFlowable,
     TaggedImage,
+    TaggedLink,
     TaggedTable,
     artifact,
     language_tag,
@@ -142,8 +143,11 @@ def _render(document: Document) -> bytes:
         rightMargin=st.MARGIN_X,
         topMargin=st.MARGIN_TOP,
         bottomMargin=s.margin_bottom,
-        # Metadata is visible in mail previews and file managers: no patient data in it.
-        title=document.labels.metadata_title,
+        # Metadata is visible in mail previews and file managers: no patient data in it. The
+        # title is the sheet's own ("After your HSG – Riverside Clinic"): what a title bar and
+        # a screen reader announce; the subject says what kind of document it is.
+        title=document.sheet_title,
+        subject=document.labels.metadata_title,
         author=document.clinic.name,
         creator="discharge",
         invariant=1,
@@ -320,6 +324,10 @@ class _Para(TaggedFlowable, Paragraph):
             if getattr(frag, "link", None) or getattr(frag, "us_lines", None):
                 return None
         return (self._memo_key, self.width, self.height)
+
+
+class _LinkPara(TaggedLink, _Para):
+    """A paragraph that is a web address: a link annotation over it, tagged ``Link``."""
 
 
 class _HeadedTable(Flowable):
@@ -517,18 +525,22 @@ def _help_box(doc: Document, width: float, s: Styles) -> list[Flowable]:
     first page and the other goes to the next, instead of both leaving half a page empty.
     """
     bullet = doc.labels.bullet
+    # The whole box is one element, so a reader knows where it ends: what follows it is not
+    # read as part of its last level ("Call us straight away...").
+    box = Tag("Div")
     parts: list[Flowable] = []
     for level, urgent in ((doc.help_urgent, True), (doc.help_clinic, False)):
         rows: list[list[Any]] = []
         if urgent:
-            rows.append([_p(doc.help_heading, s.help_heading, Tag("H2"))])
+            rows.append([_p(doc.help_heading, s.help_heading, Tag("H2", box))])
         first = len(rows)
-        rows.append([_p(level.heading, s.help_urgent if urgent else s.help_level, Tag("H3"))])
+        heading_style = s.help_urgent if urgent else s.help_level
+        rows.append([_p(level.heading, heading_style, Tag("H3", box))])
         if level.intro:
-            rows.append([_p(level.intro, s.help_text)])
-        signs = ListTags()
+            rows.append([_p(level.intro, s.help_text, Tag("P", box))])
+        signs = ListTags(box)
         rows += [[_p(sign, s.help_bullet, signs.item(), bulletText=bullet)] for sign in level.signs]
-        rows.append([_contacts(level.contacts, width - 20, s)])
+        rows.append([_contacts(level.contacts, width - 20, s, box)])
         commands: list[tuple[Any, ...]] = [
             ("BACKGROUND", (0, 0), (-1, -1), st.ALERT_TINT),
             ("BOX", (0, 0), (-1, -1), 2, st.ALERT),
@@ -551,11 +563,13 @@ def _help_box(doc: Document, width: float, s: Styles) -> list[Flowable]:
     return parts
 
 
-def _contacts(contacts: tuple[Contact, ...], width: float, s: Styles) -> Flowable:
+def _contacts(
+    contacts: tuple[Contact, ...], width: float, s: Styles, parent: Tag | None = None
+) -> Flowable:
     """Whom to call: each number large, under the words that say who answers it."""
     cells = []
     for contact in contacts:
-        tag = Tag("P")  # "Out of hours 01632 960 999" reads as one line
+        tag = Tag("P", parent)  # "Out of hours 01632 960 999" reads as one line
         cells.append([_p(contact.who, s.help_who, tag), _p(contact.number, s.help_phone, tag)])
     columns = max(2, len(cells))
     table = TaggedTable([cells], colWidths=[width / columns] * len(cells), hAlign="LEFT")
@@ -579,12 +593,17 @@ def _support(doc: Document, width: float, s: Styles) -> Flowable | None:
     code = 24 * mm if s.body.fontSize < 14 else 36 * mm  # phones read 0.6 mm a module well
     rows = []
     for item in doc.support:
-        words: list[Flowable] = [_p(item.name, s.value)]
+        # The clinic names its resources in its own language: say so where it differs.
+        name_tag = Tag("P", lang=language_tag(item.language)) if item.language else None
+        words: list[Flowable] = [_p(item.name, s.value, name_tag)]
         if item.phone:
             words.append(_p(item.phone, s.body))
         if item.url:
-            words.append(_p(item.url, s.body))
-        qr = _QRCode(item.url, code, alt=f"QR code: {item.url}") if item.url else ""
+            link = _LinkPara(markup(item.url), s.body)
+            link.tag, link.url, link.link_contents = Tag("Link", Tag("P")), item.url, item.name
+            words.append(link)
+        alt = doc.labels.qr_alt.format(url=item.url)
+        qr = _QRCode(item.url, code, alt=alt) if item.url else ""
         rows.append([qr, words])
     table = TaggedTable(rows, colWidths=[code + 8, width - code - 8], hAlign="LEFT")
     table.setStyle(

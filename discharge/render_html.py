@@ -132,7 +132,7 @@ def _page(doc: Document, preface: str = "") -> list[str]:
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n',
         '<meta name="referrer" content="no-referrer">\n',
         # The title is the sheet's own, never a patient's name (tab titles are seen by others).
-        f"<title>{_e(_page_title(doc))}</title>\n",
+        f"<title>{_e(doc.sheet_title)}</title>\n",
         f"<style>{_STYLE}</style>\n</head>\n<body>\n",
     ]
     if preface:
@@ -173,10 +173,6 @@ def _page(doc: Document, preface: str = "") -> list[str]:
     out.append(f"<p>{_e(footer.clinic_line)}</p>\n<p>{_e(footer.template)}</p>\n")
     out.append("</footer>\n</body>\n</html>\n")
     return out
-
-
-def _page_title(doc: Document) -> str:
-    return f"{doc.title} \u2013 {doc.clinic.name}"
 
 
 def _header(doc: Document) -> list[str]:

@@ -29,7 +29,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from reportlab.pdfbase.pdfdoc import PDFObject
+from reportlab.pdfbase.pdfdoc import PDFObject, PDFString
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.pdfgen.textobject import PDFTextObject
 from reportlab.platypus import Image, Table
@@ -41,6 +41,7 @@ __all__ = [
     "TaggedFlowable",
     "TaggedTable",
     "TaggedImage",
+    "TaggedLink",
     "TaggedCanvas",
     "artifact",
     "language_tag",
@@ -50,16 +51,17 @@ __all__ = [
 class Tag:
     """A structure element to be: role, parent (None: the document), and its attributes."""
 
-    __slots__ = ("role", "parent", "scope", "alt")
+    __slots__ = ("role", "parent", "scope", "alt", "lang")
 
     def __init__(
         self, role: str, parent: Tag | None = None, *, scope: str | None = None,
-        alt: str | None = None,
+        alt: str | None = None, lang: str | None = None,
     ) -> None:  # fmt: skip
         self.role = role
         self.parent = parent
         self.scope = scope  # TH only: "Column" or "Row"
         self.alt = alt  # Figure only
+        self.lang = lang  # a BCP 47 tag, where the element's language is not the document's
 
     def __repr__(self) -> str:
         return f"Tag({self.role!r})"
@@ -158,6 +160,28 @@ class _SpacedLines(PDFTextObject):
         super()._textOut(text + " " if TStar else text, TStar)
 
 
+class TaggedLink(TaggedFlowable):
+    """Mixin for a Flowable whose text is a web address: a ``Link`` element (its ``tag``) that
+    holds both the drawn text and a link annotation over it, which has ``/Contents`` (what the
+    link is, for a screen reader) and is tied to the element through the ``/ParentTree``."""
+
+    url: str = ""
+    link_contents: str = ""
+
+    def drawOn(self, canvas: Any, x: float, y: float, _sW: float = 0) -> None:  # noqa: N802
+        super().drawOn(canvas, x, y, _sW)
+        widths: list[float] = getattr(self, "getActualLineWidths0", list)()
+        width = max(widths, default=0) or getattr(self, "width", 0)
+        height = getattr(self, "height", 0)
+        canvas.linkURL(self.url, (x, y, x + width, y + height), relative=1, thickness=0,
+                       Contents=PDFString(self.link_contents or self.url))  # fmt: skip
+        structure = _structure(canvas)
+        if structure is not None and not structure.artifact_depth:
+            name = canvas._doc.annotationName(f"NUMBER{canvas._annotationCount}")
+            annotation = canvas._doc.idToObject[name]
+            structure.add_link(canvas, self.structure_tag(), annotation)
+
+
 class TaggedImage(TaggedFlowable, Image):
     """An Image that is a ``Figure`` with alternative text."""
 
@@ -240,11 +264,21 @@ class _Elem:
         self.tag = tag
         self.role = role
         self.parent = parent
-        self.kids: list[_Elem | tuple[int, int]] = []
+        self.kids: list[_Elem | tuple[int, int] | _Annotation] = []
         self.page = -1  # the page of its first content item
         self.num = 0  # its PDF object number, once written
         if parent is not None:
             parent.kids.append(self)
+
+
+class _Annotation:
+    """An annotation a structure element holds (an ``OBJR`` kid), on a page."""
+
+    __slots__ = ("obj", "page")
+
+    def __init__(self, obj: Any, page: int) -> None:
+        self.obj = obj
+        self.page = page
 
 
 _EMC = "EMC"
@@ -262,6 +296,14 @@ class _Structure:
         self.li_parts: dict[Tag, tuple[_Elem, _Elem]] = {}  # LI -> (Lbl, LBody)
         self.pages: dict[int, list[_Elem]] = {}  # page index -> element of each MCID
         self.artifact_depth = 0
+        self.links: list[tuple[_Elem, _Annotation]] = []  # annotations, in drawing order
+
+    def add_link(self, canvas: Any, tag: Tag, annotation: Any) -> None:
+        """``annotation`` (drawn on this page) belongs to ``tag``'s element."""
+        elem = self.element(tag)
+        kid = _Annotation(annotation, canvas._pageNumber - 1)
+        elem.kids.append(kid)
+        self.links.append((elem, kid))
 
     def element(self, tag: Tag) -> _Elem:
         elem = self.elems.get(tag)
@@ -360,14 +402,18 @@ class _Structure:
             elem.num = _number(doc, doc.Reference(obj))
             objs.append(obj)
         for elem, obj in zip(elems, objs, strict=True):
-            obj.data = _elem_bytes(elem, root_num, page_nums)
+            obj.data = _elem_bytes(elem, root_num, page_nums, doc)
         nums = []
         for index in range(len(pages)):
             owners = self.pages.get(index, [])
             nums.append(f"{index} [{' '.join(f'{e.num} 0 R' for e in owners)}]")
+        # Each link annotation's key follows the pages' keys: its element is its parent.
+        for key, (elem, kid) in enumerate(self.links, len(pages)):
+            kid.obj["StructParent"] = key
+            nums.append(f"{key} {elem.num} 0 R")
         root_obj.data = (
             f"<< /Type /StructTreeRoot /K {self.root.num} 0 R /ParentTree << /Nums "
-            f"[{' '.join(nums)}] >> /ParentTreeNextKey {len(pages)} >>"
+            f"[{' '.join(nums)}] >> /ParentTreeNextKey {len(pages) + len(self.links)} >>"
         ).encode("latin-1")
         for index, page in enumerate(pages):
             page.__NoDefault__ = [*page.__NoDefault__, "StructParents", "Tabs"]
@@ -393,7 +439,7 @@ def _number(doc: Any, ref: Any) -> int:
     return number
 
 
-def _elem_bytes(elem: _Elem, root_num: int, page_nums: list[int]) -> bytes:
+def _elem_bytes(elem: _Elem, root_num: int, page_nums: list[int], doc: Any) -> bytes:
     parent = root_num if elem.parent is None else elem.parent.num
     # As compact as PDF allows (/Type /StructElem is optional): a two-page document has
     # about a hundred elements, each its own object.
@@ -406,10 +452,15 @@ def _elem_bytes(elem: _Elem, root_num: int, page_nums: list[int]) -> bytes:
             out.append(f"/A<</O/Table/Scope/{tag.scope}>>")
         if tag.alt is not None:
             out.append("/Alt" + _text(tag.alt).decode("latin-1"))
+        if tag.lang:
+            out.append("/Lang" + _text(tag.lang).decode("latin-1"))
     kids = []
     for kid in elem.kids:
         if isinstance(kid, _Elem):
             kids.append(f"{kid.num} 0 R")
+        elif isinstance(kid, _Annotation):
+            number = _number(doc, doc.Reference(kid.obj))
+            kids.append(f"<</Type/OBJR/Obj {number} 0 R/Pg {page_nums[kid.page]} 0 R>>")
         elif kid[0] == elem.page:
             kids.append(str(kid[1]))
         else:

@@ -144,7 +144,8 @@ def test_a_paragraph_split_over_a_page_break_is_one_element(tmp_path: Path) -> N
         pages = {page.obj.objgen: n for n, page in enumerate(pdf.pages)}
         split = []
         for obj in pdf.objects:
-            if isinstance(obj, pikepdf.Dictionary) and obj.get("/S") == "/P" and "/K" in obj:
+            # (a P holding only a Link element has no content, so no page, of its own)
+            if isinstance(obj, pikepdf.Dictionary) and obj.get("/S") == "/P" and "/Pg" in obj:
                 kids = obj.K if isinstance(obj.K, pikepdf.Array) else [obj.K]
                 on = {pages[obj.Pg.objgen]} | {
                     pages[k.Pg.objgen] for k in kids if isinstance(k, pikepdf.Dictionary)
@@ -168,9 +169,12 @@ def test_catalog_language_title_and_metadata(tmp_path: Path) -> None:
         assert "/StructTreeRoot" in root
         xmp = root.Metadata.read_bytes().decode()
         meta = pdf.open_metadata()
-        assert meta["dc:title"] == "Discharge instructions"
+        # The sheet's own title (title bar, screen reader); the subject says what it is.
+        title = "After your HSG – Riverside Demo Clinic (fictional)"
+        assert meta["dc:title"] == title
         assert meta["pdfuaid:part"] == "1"
-        assert str(pdf.docinfo.Title) == "Discharge instructions"
+        assert str(pdf.docinfo.Title) == title
+        assert str(pdf.docinfo.Subject) == "Discharge instructions"
         for private in (NAME, "Nguy", "RX-104233", "1990"):
             assert private not in xmp
             assert private not in str(pdf.docinfo)
@@ -272,3 +276,67 @@ def test_a_table_split_over_pages_repeats_its_header_as_an_artifact(tmp_path: Pa
         assert len(pdf.pages) >= 3
         page2 = pikepdf.unparse_content_stream(pikepdf.parse_content_stream(pdf.pages[1]))
         assert page2.index(b"/Artifact BMC") < page2.index(b"(When")
+
+
+def test_web_addresses_are_tagged_link_annotations(tmp_path: Path) -> None:
+    out = make(tmp_path, "hsg", "a4", SHORT_NOTES)
+    with pikepdf.open(out) as pdf:
+        annotations = [a for page in pdf.pages for a in page.obj.get("/Annots", [])]
+        assert len(annotations) == 1
+        link = annotations[0]
+        assert (
+            link.Subtype == "/Link" and str(link.A.URI) == "https://fertility.example.org/hsg-video"
+        )
+        assert str(link.Contents).startswith("Example Fertility Network")
+        # its /StructParent leads, through the ParentTree, to a Link element that holds it
+        nums = pdf.Root.StructTreeRoot.ParentTree.Nums
+        owners = {int(nums[i]): nums[i + 1] for i in range(0, len(nums), 2)}
+        element = owners[int(link.StructParent)]
+        assert element.S == "/Link"
+        objr = [k for k in element.K if isinstance(k, pikepdf.Dictionary)]
+        assert objr[0].Type == "/OBJR" and objr[0].Obj.objgen == link.objgen
+        assert int(pdf.Root.StructTreeRoot.ParentTreeNextKey) == len(pdf.pages) + 1
+    # read as a link, with the address as its text
+    assert re.search(
+        r'Link \(inline\)\n\s+"https://fertility\.example\.org/hsg-video"', struct_text(out)
+    )
+
+
+def test_help_box_is_one_element_that_ends_with_the_box(tmp_path: Path) -> None:
+    out = make(tmp_path, "hsg", "a4", SHORT_NOTES)
+    text = struct_text(out)
+    box = re.search(r"^  Div\n((?:    .*\n)+)", text, re.M)
+    assert box is not None
+    inside = box.group(1)
+    assert (
+        '"When to get help"' in inside and "Call 999 now" in inside and "Call us straight" in inside
+    )
+    assert "Out of hours" in inside and "01632 960 999" in inside
+    # the introduction after the box is not inside it
+    assert "You had an HSG" not in inside and "You had an HSG" in text
+
+
+def test_spanish_qr_alternative_text_and_an_english_resource_name(tmp_path: Path) -> None:
+    out = make(tmp_path, "hsg", "a4", SHORT_NOTES, "--language", "es")
+    assert pdfua_check(out).returncode == 0
+    with pikepdf.open(out) as pdf:
+        figures = [
+            o for o in pdf.objects if isinstance(o, pikepdf.Dictionary) and o.get("/S") == "/Figure"
+        ]
+        assert [str(f.Alt) for f in figures] == [
+            "Código QR: https://fertility.example.org/hsg-video"
+        ]
+        marked = [
+            o
+            for o in pdf.objects
+            if isinstance(o, pikepdf.Dictionary) and "/S" in o and "/Lang" in o
+        ]
+        assert [str(o.Lang) for o in marked] == ["en"]
+        assert str(pdf.Root.Lang) == "es-ES"
+    english = make(tmp_path, "hsg", "a4", SHORT_NOTES)
+    with pikepdf.open(english) as pdf:
+        assert not [
+            o
+            for o in pdf.objects
+            if isinstance(o, pikepdf.Dictionary) and "/S" in o and "/Lang" in o
+        ]

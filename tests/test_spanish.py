@@ -132,7 +132,8 @@ def test_hsg_in_spanish_dates_footer_and_help(tmp_path: Path) -> None:
     assert "Procedimiento HSG" in text
     reader = PdfReader(out)
     assert str(reader.trailer["/Root"]["/Lang"]) == "es-ES"
-    assert reader.metadata.title == "Instrucciones para el alta"
+    assert reader.metadata.title == "Después de su HSG – Clínica Ribera"
+    assert reader.metadata.subject == "Instrucciones para el alta"
 
 
 def test_a_us_clinic_prints_us_spanish(tmp_path: Path) -> None:
