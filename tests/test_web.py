@@ -720,3 +720,23 @@ def test_browser_views_the_web_page_and_axe_finds_nothing_on_any_page(server: Se
     found["web page"] = axe_violations(page)
     assert found == {name: [] for name in found}
     assert not alerts
+
+
+def test_axe_finds_nothing_on_the_login_pages(tmp_path: Path, page, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    settings = tmp_path / "clinic.toml"
+    settings.write_text('[serve]\npassword_env = "WARD_PASSWORD"\n', encoding="utf-8")
+    monkeypatch.setenv("WARD_PASSWORD", "correct horse")
+    running = start_server("--config", str(settings))
+    try:
+        page.goto(running.url)
+        assert page.url.endswith("/login")
+        found = {"login": axe_violations(page)}
+        page.get_by_label("Password").fill("nope")
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            page.get_by_role("button").first.click()
+        assert answer.value.status == 401
+        page.wait_for_load_state()
+        found["login, wrong password"] = axe_violations(page)
+        assert found == {name: [] for name in found}
+    finally:
+        running.stop()
