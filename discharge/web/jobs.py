@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -72,6 +73,7 @@ class JobManager:
             [sys.executable, "-m", "discharge.web.batch_worker", str(folder), config_path,
              shown_as],
             cwd=folder,
+            env=worker_environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # nothing it says may reach a log
             stderr=subprocess.DEVNULL,
@@ -144,6 +146,22 @@ class JobManager:
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
+
+
+def worker_environment() -> dict[str, str]:
+    """This process's environment, with every path in it made absolute: the worker runs in
+    the job's folder, where a relative ``DISCHARGE_AUDIT_DB=audit.sqlite3`` would mean
+    another file."""
+    from discharge.audit import AUDIT_ENV
+    from discharge.cache import CACHE_ENV
+    from discharge.clinic_data import DATA_DIR_ENV
+    from discharge.config import CONFIG_ENV
+
+    env = dict(os.environ)
+    for name in (CONFIG_ENV, AUDIT_ENV, DATA_DIR_ENV, CACHE_ENV):
+        if env.get(name, "").strip():  # empty keeps its meaning (no cache, no file)
+            env[name] = str(Path(env[name]).expanduser().absolute())
+    return env
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
