@@ -72,4 +72,3 @@ def test_paths_in_settings_are_absolute_once_read(clinic_folder: Path) -> None:
     config = load_config("clinic.toml")
     assert config.source == clinic_folder / "clinic.toml"
     assert config.templates_dir == clinic_folder / "own-templates"
-
