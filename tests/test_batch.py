@@ -581,7 +581,8 @@ def test_combined_pdf_starts_every_patient_on_a_new_sheet(tmp_path: Path) -> Non
     assert pages[padded[0] + counts[1]] == ""  # the blank page after Bea's document
     assert f"Wrote {combined} ({sum(padded)} pages)" in run.stdout
 
-    rerun = batch(schedule, "--out-dir", out, "--combined", combined)  # skipped rows count too
+    # every row's PDF, also those the rerun found done (a rerun alone prints only its new rows)
+    rerun = batch(schedule, "--out-dir", out, "--combined", combined, "--combined-all")
     assert rerun.code == 1 and len(PdfReader(combined).pages) == sum(padded)
 
 

@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 @click.option("--force", is_flag=True, help="Make every PDF again, even rows already done.")
 @click.option("--combined", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Also write one print-ready PDF of the whole run; each patient starts on "
-                   "a new sheet when printed double-sided.")  # fmt: skip
+                   "a new sheet when printed double-sided. It holds the rows this run made; "
+                   "a rerun's, only the rows made again.")  # fmt: skip
+@click.option("--combined-all", is_flag=True,
+              help="With --combined: every row's PDF, also those done before.")  # fmt: skip
 @config_option
 @click.option("--check", is_flag=True, help="Only check the schedule and report bad rows.")
 @click.option("--date-order", type=click.Choice(["dmy", "mdy"], case_sensitive=False),
@@ -48,6 +51,7 @@ def batch(
     jobs: int | None,
     force: bool,
     combined: Path | None,
+    combined_all: bool,
     config_path: Path | None,
     check: bool,
     date_order: str | None,
@@ -67,11 +71,14 @@ def batch(
         check_combined_path,
         check_schedule,
         combine_pdfs,
+        made_files,
         open_schedule,
         run_batch,
     )
     from discharge.batch_email import prepare_batch_email
 
+    if combined_all and combined is None:
+        raise click.UsageError("--combined-all goes with --combined PATH")
     if check and combined:
         raise click.UsageError("--combined makes a PDF; it cannot be used with --check")
     if not check and out_dir is None:
@@ -110,17 +117,35 @@ def batch(
             )
             sys.exit(ExitStatus.INTERRUPTED)
         click.echo(f"batch: {counts} in {summary.seconds:.1f} s")
+        _list_made(out_dir, made_files(out_dir) if summary.ok else [])
         if summary.ok:
             warn_if_demo(config)
         if combined is not None:
-            pages = combine_pdfs(out_dir, combined)
-            click.echo(f"Wrote {combined} ({pages} pages)" if pages else "No PDFs to combine")
+            pages = combine_pdfs(out_dir, combined, every_row=combined_all)
+            if pages:
+                click.echo(f"Wrote {combined} ({pages} pages)")
+            elif summary.skipped and not combined_all:
+                click.echo("No new PDFs to combine (add --combined-all for every row's PDF)")
+            else:
+                click.echo("No PDFs to combine")
     if emailer is not None and _send_batch_email(emailer, opened, config, out_dir, order):
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
         sys.exit(ExitStatus.DELIVERY)
     if summary.errors:
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
         sys.exit(ExitStatus.ROWS_FAILED)
+
+
+SHOWN_FILES = 20  # new PDFs listed by name after a run; more are counted
+
+
+def _list_made(out_dir: Path, files: list[str]) -> None:
+    """Name the PDFs this run made, so a rerun's few new files are easy to find."""
+    for name in files[:SHOWN_FILES]:
+        click.echo(f"made {out_dir / name}")
+    if len(files) > SHOWN_FILES:
+        more = len(files) - SHOWN_FILES
+        click.echo(f"made {more} more: the rows with status ok in {out_dir / 'manifest.csv'}")
 
 
 class TerminalReporter:
