@@ -39,10 +39,12 @@ from discharge.batch.run import (
 from discharge.batch.schedule import (
     KNOWN_COLUMNS,
     REQUIRED_COLUMNS,
+    DateOrders,
     RowError,
     Schedule,
     ScheduleRecord,
     ScheduleRow,
+    date_order_note,
     normalise_column,
     open_schedule,
     parse_row,
@@ -57,7 +59,7 @@ __all__ = [
     "CheckSummary", "check_combined_path", "ManifestWriter", "QuietReporter", "RowError",
     "Schedule", "ScheduleRecord",
     "ScheduleRow", "check_schedule", "combine_pdfs", "locked", "neutralise", "normalise_column",
-    "made_files",
+    "made_files", "DateOrders", "date_order_note",
     "open_schedule", "output_name", "parse_row", "read_date", "read_manifest", "read_rows",
     "remove_partial_files", "run_batch",
 ]  # fmt: skip

@@ -16,7 +16,7 @@ from discharge.errors import ExitStatus
 from discharge.options import config_option, debug_requested, load_clinic_config, warn_if_demo
 
 if TYPE_CHECKING:
-    from discharge.batch import Schedule
+    from discharge.batch import DateOrders, Schedule
     from discharge.batch_email import BatchEmail, Resend
     from discharge.config import Config
 
@@ -136,6 +136,18 @@ def batch(
         sys.exit(ExitStatus.ROWS_FAILED)
 
 
+def row_numbers(rows: list[int]) -> str:
+    """``rows 2-5, 9``: the rows (in order) as a spreadsheet user reads them."""
+    spans: list[list[int]] = []
+    for row in rows:
+        if spans and row == spans[-1][1] + 1:
+            spans[-1][1] = row
+        else:
+            spans.append([row, row])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    return f"row {text}" if len(rows) == 1 else f"rows {text}"
+
+
 SHOWN_FILES = 20  # new PDFs listed by name after a run; more are counted
 
 
@@ -166,6 +178,19 @@ class TerminalReporter:
     def row_warning(self, row: int, message: str) -> None:
         self.clear()
         click.echo(f"warning: {message}", err=True)
+
+    def dates_need_order(self, rows: list[int], dates: DateOrders) -> None:
+        from discharge.batch import date_order_note
+
+        def fix(order: str | None) -> str:
+            if order is None:
+                return (
+                    "add --date-order dmy or --date-order mdy, or date_order in the clinic config"
+                )
+            return f"add --date-order {order} or date_order in the clinic config"
+
+        self.clear()
+        click.echo(f"{row_numbers(rows)}: {date_order_note(dates, fix)}", err=True)
 
     def started(self, rows: int) -> None:
         self.total, self.done, self.began = rows, 0, time.monotonic()

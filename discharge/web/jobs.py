@@ -62,7 +62,11 @@ class JobManager:
             running = [job for job in self.jobs.values() if job.process.poll() is None]
         return len(running) >= MAX_RUNNING
 
-    def start(self, upload: IO[bytes], shown_as: str, owner: str) -> str:
+    def start(
+        self, upload: IO[bytes], shown_as: str, owner: str, date_order: str | None = None
+    ) -> str:
+        """Start making a schedule; ``date_order``: ymd, dmy or mdy (the page's choice), or
+        None for the clinic's setting."""
         job_id = secrets.token_urlsafe(16)
         folder = self.root / job_id
         folder.mkdir(mode=0o700)
@@ -71,7 +75,7 @@ class JobManager:
         config_path = str(self.config.source) if self.config.source else ""
         process = subprocess.Popen(
             [sys.executable, "-m", "discharge.web.batch_worker", str(folder), config_path,
-             shown_as],
+             shown_as, date_order or ""],
             cwd=folder,
             env=worker_environment(),
             stdin=subprocess.DEVNULL,
