@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 @config_option
 @click.option("--check", is_flag=True, help="Only check the schedule and report bad rows.")
 @click.option("--date-order", type=click.Choice(["dmy", "mdy"], case_sensitive=False),
-              help="How to read dates like 21/11/2026. Default: the clinic config; "
-                   "without one such dates are errors.")  # fmt: skip
+              help="How to read dates like 03/04/2026. Default: the clinic config; without "
+                   "one, a date that could be either is an error.")  # fmt: skip
 @click.option("--email", "email_rows", is_flag=True,
               help="Also email each row's PDF to the row's email column ([smtp] and [email] "
                    "settings); a rerun emails only the rows not sent yet.")  # fmt: skip
