@@ -131,6 +131,9 @@ def _page(doc: Document, preface: str = "") -> list[str]:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n',
         '<meta name="referrer" content="no-referrer">\n',
+        # Whose page this is (a digest, not the patient's details): generate reads it back
+        # before it replaces a file.
+        f'<meta name="discharge-patient" content="{_e(doc.owner)}">\n' if doc.owner else "",
         # The title is the sheet's own, never a patient's name (tab titles are seen by others).
         f"<title>{_e(doc.sheet_title)}</title>\n",
         f"<style>{_STYLE}</style>\n</head>\n<body>\n",

@@ -149,7 +149,7 @@ def test_every_string_of_the_sheet_is_in_the_page_and_the_text() -> None:
     page_text = " ".join(" ".join(outline(render_html(doc)).text).split())
     plain = " ".join(render_text(doc).decode().split())
     skip = {"labels", "clinic", "start", "end", "key", "when", "language", "locale", "paper",
-            "procedure_id", "procedure_version", "variant", "variant_label", "date_label", "notes", "kind"}  # fmt: skip
+            "procedure_id", "procedure_version", "variant", "variant_label", "date_label", "notes", "kind", "owner"}  # fmt: skip
     for text in set(_strings(doc, skip)):
         folded = " ".join(text.split())
         assert folded in page_text, folded
@@ -210,7 +210,18 @@ def test_generate_names_the_file_by_its_format(tmp_path: Path) -> None:
     result = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,
                            "--format", "text", cwd=tmp_path)  # fmt: skip
     assert result.code == 0, result.stderr
-    assert (tmp_path / "discharge-hsg-2026-11-21.txt").read_text(encoding="utf-8")
+    assert (tmp_path / "discharge-hsg-2026-11-21-rx-104233.txt").read_text(encoding="utf-8")
+    # Made again: this patient's own file is replaced; another patient's is not (--force does).
+    for fmt, name in (("text", "same.txt"), ("html", "same.html")):
+        base = ["generate", "--procedure", "hsg", "--date", "2026-11-21", "--format", fmt,
+                "-o", tmp_path / name]  # fmt: skip
+        assert run_discharge(*base, *PATIENT).code == 0
+        assert run_discharge(*base, *PATIENT).code == 0
+        other = run_discharge(*base, "--patient", "Ann Other", "--mrn", "X-1")
+        assert other.code == 2 and "not replaced" in other.stderr, other.stderr
+        assert "Zoë" in (tmp_path / name).read_text(encoding="utf-8")
+        assert run_discharge(*base, "--patient", "Ann Other", "--mrn", "X-1", "--force").code == 0
+        assert "Ann Other" in (tmp_path / name).read_text(encoding="utf-8")
     bad = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,
                         "--format", "docx", cwd=tmp_path)  # fmt: skip
     assert bad.code == 2 and "docx" in bad.stderr and "Traceback" not in bad.stderr
