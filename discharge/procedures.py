@@ -417,6 +417,23 @@ def language_name(language: str) -> str:
         return language
 
 
+def draft_warning(procedure: Procedure) -> str | None:
+    """Why this template is a draft (its sheets say so on every page), or None if approved."""
+    if procedure.approved:
+        return None
+    if procedure.reviewed_by:
+        why = (
+            f"the review by {procedure.reviewed_by} was of version {procedure.reviewed_version}, "
+            f"the wording is now version {procedure.version}"
+        )
+    else:
+        why = "no clinician has approved its wording (reviewed_by is empty)"
+    return (
+        f"{procedure.path.name} is a draft: {why}; every page it prints says "
+        '"Draft: not yet approved"'
+    )
+
+
 def stale_warning(translation: Procedure, extra: Path | None = None) -> str | None:
     """Why this translation is out of date with its original, or None if it is current.
 
