@@ -209,8 +209,10 @@ def _resources(raw: Any, problems: list[str]) -> tuple[Resource, ...]:
         for key in item:
             if re.fullmatch(r"url_[a-z]{2,3}", key):
                 value = item[key]
-                if not isinstance(value, str) or not value.startswith("https://") or any(
-                    c.isspace() for c in value
+                if (
+                    not isinstance(value, str)
+                    or not value.startswith("https://")
+                    or any(c.isspace() for c in value)
                 ):
                     problems.append(f"{where}.{key} must be one https:// address")
                 else:
@@ -222,7 +224,7 @@ def _resources(raw: Any, problems: list[str]) -> tuple[Resource, ...]:
             problems.append(f"{where}.variants must be a list of variant names")
             variants = []
         language = item.get("language", "")
-        if not isinstance(language, str) or (language and not re.fullmatch(r"[a-z]{2,3}", language)):
+        if not isinstance(language, str) or not re.fullmatch(r"([a-z]{2,3})?", language):
             problems.append(f"{where}.language must be a language code such as en or es")
             language = ""
         name, phone, url = (item.get(k, "") for k in ("name", "phone", "url"))

@@ -661,7 +661,7 @@ class _Parser:
             reviewed_by = data.get("reviewed_by", "")
             if not isinstance(reviewed_by, str):
                 self.problems.append(
-                    'reviewed_by: expected the name of the clinician who approved this wording '
+                    "reviewed_by: expected the name of the clinician who approved this wording "
                     '(reviewed_by = "" until one has)'
                 )
                 reviewed_by = ""

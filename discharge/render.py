@@ -868,18 +868,25 @@ class _Footer:
         else:
             _draw_fitted(canvas, left, y, footer.patient_name, room, size)
         canvas.setFillColor(st.MUTED)
-        canvas.setFont(BODY, size)
-        ref = footer.template
-        ref_w = stringWidth(ref, BODY, size)
-        canvas.drawString(right - ref_w, y - gap, ref)
-        room = max(right - left - ref_w - 8 * mm, (right - left) / 3)
-        _draw_fitted(canvas, left, y - gap, footer.clinic_line, room, size)
+        ref = footer.template  # a code for staff: which template made this sheet
+        if s.footer_ids_own_line:  # large print: the clinic's line (its phone number) whole,
+            _draw_fitted(canvas, left, y - gap, footer.clinic_line, right - left, size)
+            ref_size = 11  # and the staff code under it, small
+            canvas.setFont(BODY, ref_size)
+            canvas.drawString(right - stringWidth(ref, BODY, ref_size), y - gap - 13, ref)
+        else:
+            canvas.setFont(BODY, size)
+            ref_w = stringWidth(ref, BODY, size)
+            canvas.drawString(right - ref_w, y - gap, ref)
+            room = max(right - left - ref_w - 8 * mm, (right - left) / 3)
+            _draw_fitted(canvas, left, y - gap, footer.clinic_line, room, size)
         if self.document.draft:  # unapproved wording: said at the top of every page
             _, height = canvas._pagesize
             canvas.setFillColor(st.ALERT)
             large = self.document.large_print  # above the body: at body size in large print
             top = height - (11 if large else 8.5) * mm
-            _draw_fitted(canvas, left, top, self.document.draft, right - left, 18 if large else size)
+            draft_size = 18 if large else size
+            _draw_fitted(canvas, left, top, self.document.draft, right - left, draft_size)
         canvas.restoreState()
 
 

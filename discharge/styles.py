@@ -148,7 +148,7 @@ def build_styles(scale: str) -> Styles:
         # The one text under 11 pt (18 pt in large print): a patient reads the page, not its
         # footer. But it carries the clinic's number: at least 9 pt, 16 pt in large print.
         footer_size=16 if large else 9,
-        footer_y=(21 if large else 11) * mm,
+        footer_y=(24 if large else 11) * mm,
         footer_line_gap=19 if large else 10.5,
         footer_ids_own_line=large,
         tick_box=18 if large else 11,

@@ -16,7 +16,7 @@ from discharge.options import DEMO_WARNING
 from tests.helpers import PATIENT, pdf_pages, pdf_text, run_discharge
 
 DRAFT_WARNING = (
-    'warning: hsg.toml is a draft: no clinician has approved its wording (reviewed_by is empty); '
+    "warning: hsg.toml is a draft: no clinician has approved its wording (reviewed_by is empty); "
     'every page it prints says "Draft: not yet approved"'
 )
 
