@@ -28,6 +28,7 @@ html.large{font-size:150%}
 body{margin:0 auto;max-width:46rem;padding:1rem;color:var(--ink);background:#fff;
 font-family:"Atkinson Hyperlegible","Noto Sans",Arial,Helvetica,sans-serif;line-height:1.5;
 overflow-wrap:break-word}
+.draft{border:2px solid var(--alert);color:var(--alert);padding:.25rem .5rem;margin:0 0 .75rem}
 .preface{border-bottom:1px solid var(--rule);margin-bottom:1rem}
 header.clinic{border-bottom:3px solid var(--accent);padding-bottom:.5rem;margin-bottom:1rem;
 display:flex;flex-wrap:wrap;gap:.25rem 1.5rem;justify-content:space-between}
@@ -140,6 +141,8 @@ def _page(doc: Document, preface: str = "") -> list[str]:
     ]
     if preface:
         out.append(f'<div class="preface">\n{preface}\n</div>\n')
+    if doc.draft:  # unapproved wording: said first, as at the top of every printed page
+        out.append(f'<p class="draft"><strong>{_e(doc.draft)}</strong></p>\n')
     out += _header(doc)
     out.append("<main>\n")
     out.append(f"<h1>{_e(doc.title)}</h1>\n")
@@ -293,8 +296,12 @@ def _support(doc: Document) -> list[str]:
         else:
             out.append("<span></span>\n")
         # The clinic names its resources in its own language: say so where it differs.
-        lang_attr = f' lang="{_e(item.language)}"' if item.language else ""
-        out.append(f'<div>\n<p class="name"{lang_attr}>{_e(item.name)}</p>\n')
+        name = _e(item.name)
+        if item.language:
+            name = f'<span lang="{_e(item.language)}">{name}</span>'
+        if item.note:
+            name += f" {_e(item.note)}"
+        out.append(f'<div>\n<p class="name">{name}</p>\n')
         if item.phone:
             out.append(f"<p>{_linked_number(item.phone, item.phone)}</p>\n")
         if item.url:

@@ -59,7 +59,9 @@ def _level(level: HelpLevel, bullet: str) -> list[str]:
 def _lines(doc: Document) -> list[str]:
     labels = doc.labels
     bullet = labels.bullet
-    out = [doc.clinic.name]
+    # Unapproved wording: said first, as at the top of every printed page.
+    out = [doc.draft, "!" * min(len(doc.draft), WIDTH), ""] if doc.draft else []
+    out.append(doc.clinic.name)
     if doc.clinic.address:
         out.append(", ".join(doc.clinic.address))
     out += list(doc.header_contacts)
@@ -88,7 +90,7 @@ def _lines(doc: Document) -> list[str]:
         out += _heading(labels.support)
         for item in doc.support:
             out.append("")
-            out += _wrap(item.name)
+            out += _wrap(f"{item.name} {item.note}" if item.note else item.name)
             out += [value for value in (item.phone, item.url) if value]
     if doc.notes:
         out += _heading(labels.notes)

@@ -115,7 +115,8 @@ def test_qr_code_is_inline_svg_with_alternative_text_in_the_documents_language()
         assert f'<title id="{label}">{alt}https://fertility.example.org/hsg-video</title>' in svg
     # The demo clinic's resource names are English: marked so in a Spanish page.
     page = render_html(_document(language="es")).decode()
-    assert '<p class="name" lang="en">Example Fertility Network' in page
+    assert '<p class="name"><span lang="en">Example Fertility Network' in page
+    assert "(fictional)</span> (en inglés)</p>" in page  # the note is in the page's language
     assert 'lang="en"' not in render_html(_document()).decode()
 
 
