@@ -85,7 +85,7 @@ tbody th{width:auto}.support{grid-template-columns:1fr}
 @media print{@page{margin:15mm 18mm}
 body{max-width:none;padding:0;font-size:11pt}html.large body{font-size:18pt}
 a{color:inherit;text-decoration:none}
-.help .level,.support>*,tr,dl.patient,.signatures{break-inside:avoid}
+.help,.support>*,tr,dl.patient,.signatures{break-inside:avoid}
 h2,h3{break-after:avoid}
 thead{display:table-header-group}
 *{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
