@@ -195,7 +195,7 @@ def test_sources_are_printed_in_words_a_patient_understands() -> None:
         "ACOG: Hysterosalpingography (HSG); ASRM: Hysterosalpingogram (HSG) fact sheet; "
         "NHS: Female sterilisation (Your contraception guide); "
         "The Dudley Group NHS Foundation Trust: Hysterosalpingogram; "
-        "Kingsbridge Private Hospital: Female sterilisation: what you need to know."
+        "NICE: Hysteroscopic sterilisation (IPG315)."
     )
 
 

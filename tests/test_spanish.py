@@ -59,8 +59,8 @@ PUBLISHERS = (
     "NHS Greater Glasgow and Clyde", "BPAS", "NICE",
     "North Cumbria Integrated Care NHS Foundation Trust",
     "Yeovil District Hospital NHS Foundation Trust", "Saint Mary's Hospital, Manchester",
-    "North Delhi Urogynae", "NHS: Female sterilisation", "The Dudley Group NHS Foundation Trust",
-    "ACOG", "ASRM", "Kingsbridge Private Hospital",
+    "Wirral University Teaching Hospital NHS Foundation Trust", "NHS: Female sterilisation", "The Dudley Group NHS Foundation Trust",
+    "ACOG", "ASRM",
 )  # fmt: skip
 
 
