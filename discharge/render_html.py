@@ -28,7 +28,8 @@ html.large{font-size:150%}
 body{margin:0 auto;max-width:46rem;padding:1rem;color:var(--ink);background:#fff;
 font-family:"Atkinson Hyperlegible","Noto Sans",Arial,Helvetica,sans-serif;line-height:1.5;
 overflow-wrap:break-word}
-.draft{border:2px solid var(--alert);color:var(--alert);padding:.25rem .5rem;margin:0 0 .75rem}
+.clinic .draft{flex-basis:100%;border:2px solid var(--alert);color:var(--alert);
+padding:.25rem .5rem;margin:0 0 .5rem}
 .preface{border-bottom:1px solid var(--rule);margin-bottom:1rem}
 header.clinic{border-bottom:3px solid var(--accent);padding-bottom:.5rem;margin-bottom:1rem;
 display:flex;flex-wrap:wrap;gap:.25rem 1.5rem;justify-content:space-between}
@@ -141,8 +142,6 @@ def _page(doc: Document, preface: str = "") -> list[str]:
     ]
     if preface:
         out.append(f'<div class="preface">\n{preface}\n</div>\n')
-    if doc.draft:  # unapproved wording: said first, as at the top of every printed page
-        out.append(f'<p class="draft"><strong>{_e(doc.draft)}</strong></p>\n')
     out += _header(doc)
     out.append("<main>\n")
     out.append(f"<h1>{_e(doc.title)}</h1>\n")
@@ -183,7 +182,10 @@ def _page(doc: Document, preface: str = "") -> list[str]:
 
 def _header(doc: Document) -> list[str]:
     clinic = doc.clinic
-    out = ['<header class="clinic">\n<div>\n']
+    out = ['<header class="clinic">\n']
+    if doc.draft:  # unapproved wording: said first, as at the top of every printed page
+        out.append(f'<p class="draft"><strong>{_e(doc.draft)}</strong></p>\n')
+    out.append("<div>\n")
     if clinic.logo:
         logo = _logo(Path(clinic.logo), doc.labels.logo_alt.format(clinic=clinic.name))
         out.append(logo)

@@ -70,14 +70,14 @@ AXE_JS = Path(__file__).parent / "axe" / "node_modules" / "axe-core" / "axe.min.
 WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
-def axe_violations(page) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+def axe_violations(page, tags: list[str] = WCAG_21_AA) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
     """Run axe-core on the page open in a Playwright ``page``: its WCAG 2.1 AA violations,
     each with its rule, impact and the elements found. A missing axe is a failure."""
     assert AXE_JS.is_file(), f"{AXE_JS} is missing: run `npm ci --prefix tests/axe`"
     # Evaluated through the DevTools protocol, so a page's CSP (no script) does not stop it.
     page.evaluate(AXE_JS.read_text(encoding="utf-8") + "\n;0")
     result = page.evaluate(
-        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_21_AA
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", tags
     )
     return [
         {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
