@@ -191,6 +191,8 @@ def email_batch(
                 message_id = record.message_id(key, mailer.settings.domain)
                 allow = resend.allowed(entry["key"], item)
                 previous = journal.claim(key, message_id, allow=allow)  # the intent, committed
+                if previous.status == record.NEW and not resend.names(entry["key"], item):
+                    previous = _adopt(journal, key, entry, address, previous)
                 if previous.status not in (record.NEW, *allow):
                     when = previous.when_text(tz)
                     entry.update(email_sent_to=address, message_id=previous.message_id)
@@ -250,6 +252,26 @@ def email_batch(
         counts[SENT], counts[FAILED], counts[UNKNOWN], counts[NONE], counts["already"],
         counts[CHANGED],
     )  # fmt: skip
+
+
+def _adopt(
+    journal: record.SentJournal,
+    key: record.SendKey,
+    entry: Mapping[str, str],
+    address: str,
+    claimed: record.Previous,
+) -> record.Previous:
+    """A folder emailed by an earlier version of discharge, whose record was the manifest
+    alone: what its manifest says went (or may have) to this address, for this same PDF, is
+    taken into the clinic's record instead of being sent. The manifest can only hold a
+    message back this way, never send one."""
+    said = entry.get("email_status")
+    if said not in (SENT, UNKNOWN) or entry.get("email_sent_to", "").casefold() != (
+        address.casefold()
+    ):
+        return claimed
+    journal.finish(key, said, entry.get("message_id", ""))
+    return journal.previous(key)
 
 
 def _check_resend(

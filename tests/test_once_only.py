@@ -457,3 +457,21 @@ def test_the_form_does_not_resend_what_the_command_line_sent(
         assert len(relay.received) == 4
     finally:
         app.extensions["discharge.jobs"].close()
+
+
+def test_a_folder_emailed_before_the_clinic_kept_its_record_is_not_emailed_again(
+    relay: Server,  # noqa: F811
+    tmp_path: Path,
+    clinic_data_dir: Path,
+) -> None:
+    """After an upgrade, a manifest that says "sent" holds the message back (and is taken into
+    the clinic's record); it can never make a message go."""
+    config, out = relay_config(tmp_path, relay), tmp_path / "out"
+    assert _batch(tmp_path, config, SCHEDULE).code == 0
+    (clinic_data_dir / "email-sent.sqlite3").unlink()  # as before the record existed
+    result = _batch(tmp_path, config, SCHEDULE)
+    assert result.code == 0, result.stderr
+    assert "3 already sent" in result.stdout and len(relay.received) == 3
+    (out / "manifest.csv").unlink()  # the record has it now
+    assert "3 already sent" in _batch(tmp_path, config, SCHEDULE).stdout
+    assert len(relay.received) == 3
