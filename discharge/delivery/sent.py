@@ -149,7 +149,7 @@ class SentJournal:
     def _error(path: Path, exc: BaseException) -> DeliveryError:
         why = getattr(exc, "strerror", None) or str(exc)
         return DeliveryError(
-            f"cannot use the clinic's record of emails sent {path}: {why}; nothing was sent"
+            f"cannot use the clinic's record of emails sent {path}: {why}; the message was not sent"
         )
 
     def __enter__(self) -> SentJournal:
