@@ -24,6 +24,8 @@ what the record says, rebuilt from it on every run.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
 import os
 import time
@@ -36,6 +38,7 @@ from discharge.audit import AuditLog, AuditRecord, as_sent, describe_pdf
 from discharge.batch import (
     EMAIL_FIELDS,
     FAILED,
+    MANIFEST_NAME,
     NONE,
     OK,
     SENT,
@@ -173,6 +176,7 @@ def email_batch(
         # so that it can be republished while the rows are being worked through.
         entries = list(read_manifest(out))
         by_key = {e["key"]: e for e in entries if e.get("key") and e.get("status") in (OK, SKIPPED)}
+        legacy = _fold_legacy_journal(out, by_key)
         publish = _Publisher(out, entries, checkpoint_seconds)
         tz = config.clinic.tz
         try:
@@ -202,13 +206,13 @@ def email_batch(
                     elif previous.status == record.CHANGED:
                         entry.update(
                             email_status=CHANGED,
-                            email_error=f"an earlier version was emailed {when}",
+                            email_error=f"an earlier version was emailed at {when}",
                         )
                         counts[CHANGED] += 1
                     else:
                         entry.update(
                             email_status=UNKNOWN,
-                            email_error=f"may have been sent {when}; the outcome is not known",
+                            email_error=f"an earlier send at {when} was never confirmed",
                         )
                         counts[UNKNOWN] += 1
                         reporter.email_unknown(row, entry["key"], address, entry["email_error"])
@@ -248,6 +252,9 @@ def email_batch(
         finally:
             journal.close()
             publish.now()
+            if legacy is not None:  # the manifest holds what it said now
+                with contextlib.suppress(OSError):
+                    legacy.unlink()
     return EmailSummary(
         counts[SENT], counts[FAILED], counts[UNKNOWN], counts[NONE], counts["already"],
         counts[CHANGED],
@@ -272,6 +279,29 @@ def _adopt(
         return claimed
     journal.finish(key, said, entry.get("message_id", ""))
     return journal.previous(key)
+
+
+# Where discharge before the clinic's record journaled a batch's sends (in the output folder).
+_LEGACY_JOURNAL = f".{MANIFEST_NAME}.email-journal"
+
+
+def _fold_legacy_journal(out: Path, by_key: Mapping[str, dict[str, str]]) -> Path | None:
+    """A run of an earlier version killed mid-send left its journal: fold what it says into
+    the manifest's entries (an intent with no outcome is ``unknown``) for ``_adopt`` to take
+    into the clinic's record. Returns its path, to remove once the manifest is published."""
+    path = out / _LEGACY_JOURNAL
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            outcomes = [dict(row) for row in csv.DictReader(handle) if row.get("key")]
+    except (OSError, csv.Error, UnicodeDecodeError):  # none (the usual case), or unreadable
+        return None
+    for outcome in outcomes:  # in order: the last one wins
+        entry = by_key.get(outcome.get("key", ""))
+        if entry is not None and outcome.get("sha256") == entry.get("sha256"):
+            entry.update({k: outcome.get(k) or "" for k in EMAIL_FIELDS})
+            if entry["email_status"] == _SENDING:
+                entry["email_status"] = UNKNOWN
+    return path
 
 
 def _check_resend(

@@ -148,11 +148,17 @@ def _tos(server: Server) -> list[str]:
 def test_a_lost_or_resaved_manifest_emails_nobody_twice(
     relay: Server,  # noqa: F811
     tmp_path: Path,
+    clinic_data_dir: Path,
 ) -> None:
     config, out = relay_config(tmp_path, relay), tmp_path / "out"
     first = _batch(tmp_path, config, SCHEDULE)
     assert first.code == 0, first.stderr
     assert len(relay.received) == 3
+    # The clinic's record: private, and no name, hospital number or address in it.
+    kept = clinic_data_dir / "email-sent.sqlite3"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    held = kept.read_bytes().lower()
+    assert not any(s in held for s in (b"rx-104233", b"zoe", b"patient.example", b"nobody"))
 
     (out / "manifest.csv").unlink()
     result = _batch(tmp_path, config, SCHEDULE)
@@ -477,3 +483,29 @@ def test_a_folder_emailed_before_the_clinic_kept_its_record_is_not_emailed_again
     (out / "manifest.csv").unlink()  # the record has it now
     assert "3 already sent" in _batch(tmp_path, config, SCHEDULE).stdout
     assert len(relay.received) == 3
+
+
+def test_a_send_an_earlier_version_left_unfinished_is_unknown_after_the_upgrade(
+    relay: Server,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Before the clinic kept its record, a batch journaled its sends in the output folder: a
+    run killed mid-send left an intent with no outcome there. It is still never resent."""
+    config, out = relay_config(tmp_path, relay), tmp_path / "out"
+    schedule = write_schedule(tmp_path, SCHEDULE)
+    assert run_discharge("batch", schedule, "--out-dir", out, "--config", config).code == 0
+    row = manifest(out)["2"]
+    (out / ".manifest.csv.email-journal").write_text(
+        "key,sha256,email_status,email_sent_to,message_id,email_error\n"
+        f"{row['key']},{row['sha256']},sending,zoe@patient.example,<maybe@riverside.example>,\n",
+        encoding="utf-8",
+    )
+    result = _batch(tmp_path, config, SCHEDULE)
+    assert result.code == 3
+    assert "row 2: email to zoe@patient.example may have been sent" in result.stderr
+    assert sorted(_tos(relay)) == ["ann@patient.example", "bo@patient.example"]
+    assert not (out / ".manifest.csv.email-journal").exists()
+    (out / "manifest.csv").unlink()
+    assert _batch(tmp_path, config, SCHEDULE).code == 3 and len(relay.received) == 2
+    assert _batch(tmp_path, config, SCHEDULE, "--resend", "RX-104233").code == 0
+    assert _tos(relay)[2:] == ["zoe@patient.example"]
