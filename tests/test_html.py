@@ -291,6 +291,10 @@ def test_email_formats_in_the_body_cannot_be_password_protected(tmp_path: Path) 
                            "--config", bad, "--eml", tmp_path / "m.eml")  # fmt: skip
     assert result.code == 2 and "'docx' is not a format" in result.stderr
     assert "Traceback" not in result.stderr
+    no_pdf = write_config(tmp_path, {"sender": SENDER}, '[email]\nformats = ["html"]\n')
+    result = run_discharge("email", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,
+                           "--config", no_pdf, "--eml", tmp_path / "m.eml")  # fmt: skip
+    assert result.code == 2 and 'must include "pdf"' in result.stderr
 
 
 # --- axe-core in a real Chromium ------------------------------------------------------------

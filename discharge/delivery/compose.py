@@ -120,9 +120,8 @@ def compose_email(
     message.set_content(text)
     message.add_alternative(body_html, subtype="html")
     day = request.day.isoformat()
-    if "pdf" in settings.formats:
-        pdf_filename = f"after-care-instructions-{day}.pdf"
-        message.add_attachment(pdf, maintype="application", subtype="pdf", filename=pdf_filename)
+    pdf_filename = f"after-care-instructions-{day}.pdf"
+    message.add_attachment(pdf, maintype="application", subtype="pdf", filename=pdf_filename)
     message.add_attachment(
         ics,
         maintype="text",

@@ -83,8 +83,8 @@ _EMAIL_KEYS = {
     "subject", "body_text", "body_html", "event_summary", "event_description", "pdf_password",
     "formats",
 }  # fmt: skip
-# What a message can carry: the PDF attached; the instructions themselves as its HTML part (the
-# accessible web page) and as its plain-text part (the text rendering), each after the note.
+# What a message carries: the PDF attached (always); the instructions themselves as its HTML
+# part (the accessible web page) and as its plain-text part (the text rendering), after the note.
 EMAIL_FORMATS = ("pdf", "html", "text")
 # Capitals, as environment variables are by convention: "hunter2" is far more likely a password
 # typed in the wrong place than a variable's name, and it must then not be repeated anywhere.
@@ -139,7 +139,7 @@ class EmailSettings:
     event_summary: str = DEFAULT_EVENT_SUMMARY
     event_description: str = DEFAULT_EVENT_DESCRIPTION
     pdf_password: str = "none"  # or a key of PDF_PASSWORD_RULES
-    formats: tuple[str, ...] = ("pdf",)  # of EMAIL_FORMATS: what the message carries
+    formats: tuple[str, ...] = ("pdf",)  # of EMAIL_FORMATS: what the message carries ("pdf" too)
 
     @property
     def pdf_password_rule(self) -> str:
@@ -301,7 +301,12 @@ def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
             problems.append(f"email.{key} is not a known setting")
         elif key == "formats":
             formats = parse_formats(value, EMAIL_FORMATS, "email.formats", problems)
-            if formats:
+            if formats and "pdf" not in formats:
+                problems.append(
+                    'email.formats must include "pdf": the PDF is always attached (html and '
+                    "text add the instructions to the message itself)"
+                )
+            elif formats:
                 values[key] = formats
         elif not isinstance(value, str) or not value.strip():
             problems.append(f"email.{key} must be text in quotes, not empty")
