@@ -202,7 +202,7 @@ def print_choice(config: Config, printer: str | None, copies: int | None) -> Pri
     name = check_printer_name(printer) if printer is not None else settings.default_printer
     if name is None:
         raise InputError(
-            "say which printer with --printer NAME, or set printer = \"NAME\" in the [print] "
+            'say which printer with --printer NAME, or set printer = "NAME" in the [print] '
             "section of the clinic's settings (lpstat -e lists the printers)"
         )
     return PrintChoice(

@@ -13,12 +13,21 @@ from typing import TYPE_CHECKING
 import click
 
 from discharge.errors import ExitStatus
-from discharge.options import config_option, debug_requested, load_clinic_config, warn_if_demo
+from discharge.options import (
+    config_option,
+    debug_requested,
+    load_clinic_config,
+    print_choice,
+    print_options,
+    report_printed,
+    warn_if_demo,
+)
 
 if TYPE_CHECKING:
     from discharge.batch import Schedule
     from discharge.batch_email import BatchEmail, Resend
     from discharge.config import Config
+    from discharge.options import PrintChoice
 
 
 @click.command()
@@ -31,6 +40,11 @@ if TYPE_CHECKING:
 @click.option("--combined", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Also write one print-ready PDF of the whole run; each patient starts on "
                    "a new sheet when printed double-sided.")  # fmt: skip
+@click.option("--print", "to_printer", is_flag=True,
+              help="Print the combined PDF (--combined, default DIR/print-all.pdf) "
+                   "two-sided where the printer can, and wait until it has printed "
+                   "(exit 3 if not).")  # fmt: skip
+@print_options
 @config_option
 @click.option("--check", is_flag=True, help="Only check the schedule and report bad rows.")
 @click.option("--date-order", type=click.Choice(["dmy", "mdy"], case_sensitive=False),
@@ -53,6 +67,9 @@ def batch(
     date_order: str | None,
     email_rows: bool,
     resend: str | None,
+    to_printer: bool = False,
+    printer: str | None = None,
+    copies: int | None = None,
 ) -> None:
     """Make the discharge instructions for every row of a CSV schedule.
 
@@ -78,7 +95,14 @@ def batch(
         raise click.UsageError("--out-dir DIR is required: the folder for the PDFs")
     if resend is not None and not email_rows:
         raise click.UsageError("--resend goes with --email")
+    if to_printer and check:
+        raise click.UsageError("--print prints the PDFs made; it cannot be used with --check")
+    if not to_printer and (printer is not None or copies is not None):
+        raise click.UsageError("--printer and --copies go with --print")
     config = load_clinic_config(config_path)
+    choice = print_choice(config, printer, copies) if to_printer else None
+    if choice is not None and combined is None and out_dir is not None:
+        combined = out_dir / "print-all.pdf"
     emailer = prepare_batch_email(config, _resend(resend)) if email_rows else None
     if combined is not None and out_dir is not None:
         check_combined_path(out_dir, combined)
@@ -94,6 +118,7 @@ def batch(
         sys.exit(ExitStatus.ROWS_FAILED if result.errors else ExitStatus.OK)
 
     assert out_dir is not None
+    not_printed = False
     with _sigterm_as_interrupt():
         summary = run_batch(
             opened, config, out_dir, jobs=jobs, force=force, date_order=order, reporter=reporter,
@@ -115,8 +140,12 @@ def batch(
         if combined is not None:
             pages = combine_pdfs(out_dir, combined)
             click.echo(f"Wrote {combined} ({pages} pages)" if pages else "No PDFs to combine")
+            if choice is not None and pages:
+                not_printed = not _print_combined(combined, out_dir, config, choice)
     if emailer is not None and _send_batch_email(emailer, opened, config, out_dir, order):
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
+        sys.exit(ExitStatus.DELIVERY)
+    if not_printed:
         sys.exit(ExitStatus.DELIVERY)
     if summary.errors:
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
@@ -245,3 +274,29 @@ def _resend(value: str | None) -> Resend:
             param_hint="--resend",
         ) from None
     return Resend(rows=rows)
+
+
+def _print_combined(combined: Path, out_dir: Path, config: Config, choice: PrintChoice) -> bool:
+    """Print the run's combined PDF two-sided, each patient's sheet recorded; True if printed."""
+    from discharge.audit import AuditLog, AuditRecord
+    from discharge.batch import OK, SKIPPED, read_manifest
+    from discharge.printing import PrintError, job_title, print_recorded
+
+    sheets: list[AuditRecord] = []
+    with AuditLog.open(config) as audit:
+        for entry in read_manifest(out_dir):
+            if entry.get("status") in (OK, SKIPPED) and entry.get("file") and entry.get("sha256"):
+                made = [r for r in audit.query(pdf_sha256=entry["sha256"]) if r.action == "made"]
+                sheets.extend(made[-1:])
+    title = job_title(f"batch of {len(sheets)}")
+    try:
+        result = print_recorded(
+            combined.read_bytes(), config, sheets, printer=choice.printer, copies=choice.copies,
+            title=title, two_sided=True, timeout=choice.timeout, channel="batch",
+            file=combined.name,
+        )  # fmt: skip
+    except PrintError as exc:
+        click.echo(f"discharge: error: {exc} (the PDFs are kept: {combined})", err=True)
+        return False
+    report_printed(result)
+    return True

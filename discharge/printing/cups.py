@@ -168,7 +168,7 @@ def printer_state(printer: str) -> PrinterState:
         )
     return PrinterState(
         name=printer,
-        state=PRINTER_STATES.get(_first(attrs, "printer-state", 0), "unknown"),
+        state=PRINTER_STATES.get(_number(attrs, "printer-state"), "unknown"),
         accepting=bool(_first(attrs, "printer-is-accepting-jobs", True)),
         reasons=_strings(attrs, "printer-state-reasons"),
         message=str(_first(attrs, "printer-state-message", "")),
@@ -189,7 +189,7 @@ def job_state(job_id: int) -> JobState:
         )
     return JobState(
         job_id=job_id,
-        state=JOB_STATES.get(_first(attrs, "job-state", 0), "unknown"),
+        state=JOB_STATES.get(_number(attrs, "job-state"), "unknown"),
         reasons=_strings(attrs, "job-state-reasons"),
         message=str(_first(attrs, "job-printer-state-message", "")),
     )
@@ -198,6 +198,11 @@ def job_state(job_id: int) -> JobState:
 def _first(attrs: Mapping[str, list[object]], name: str, default: object) -> object:
     values = attrs.get(name)
     return values[0] if values else default
+
+
+def _number(attrs: Mapping[str, list[object]], name: str) -> int:
+    value = _first(attrs, name, 0)
+    return value if isinstance(value, int) else 0
 
 
 def _strings(attrs: Mapping[str, list[object]], name: str) -> tuple[str, ...]:

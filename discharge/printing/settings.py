@@ -2,8 +2,8 @@
 
 ```toml
 [print]
-printer = "Ward3-Laser"                  # or a list the nurse chooses from: the first is the default
-# timeout = 120                          # seconds a job may wait before it is reported not printed
+printer = "Ward3-Laser"      # or a list the nurse chooses from; the first is the default
+# timeout = 120              # seconds a job may take before it is reported not printed
 # copies = 1
 ```
 
