@@ -157,8 +157,7 @@ def cups_server():  # type: ignore[no-untyped-def]
         "<Policy default>\n  <Limit All>\n    Order deny,allow\n  </Limit>\n</Policy>\n"
     )
     pdf_conf.write_text(
-        f"Out {out}\nSpool {root / 'spool' / 'cups-pdf'}\nLog {logs}\nGrp root\n"
-        "Label 2\n"
+        f"Out {out}\nSpool {root / 'spool' / 'cups-pdf'}\nLog {logs}\nGrp root\nLabel 2\n"
     )
     duplex_ppd = root / "duplex.ppd"
     duplex_ppd.write_text(CUPS_PDF_PPD.read_text(encoding="latin-1") + _DUPLEX, "latin-1")

@@ -62,14 +62,18 @@ def test_generate_print_comes_out_of_the_printer_with_the_right_patient(
     out = tmp_path / "mary.pdf"
     result = run_discharge("generate", *PATIENT, "--config", clinic(tmp_path), "-o", out, "--print")
     assert result.code == 0, result.stderr
-    found = re.search(rf"Printed on {PDF_PRINTER} \(job {PDF_PRINTER}-(\d+), 3 pages\)", result.stdout)
+    found = re.search(
+        rf"Printed on {PDF_PRINTER} \(job {PDF_PRINTER}-(\d+), 3 pages\)", result.stdout
+    )
     assert found, result.stdout
     job = int(found[1])
     printed = pdf_text(cups.printed(job))
     assert "Mary Jones" in printed and "RX-104233" in printed and "HSG" in printed
     # The queue shows the hospital number, never the name.
     line = page_log_line(cups, PDF_PRINTER, job)
-    assert "{discharge \N{EN DASH} RX-104233}" in line and "Mary" not in line and "Jones" not in line
+    assert (
+        "{discharge \N{EN DASH} RX-104233}" in line and "Mary" not in line and "Jones" not in line
+    )
     records = audit_records("--mrn", "RX-104233")
     assert [r["action"] for r in records] == ["made", "printed"]
     made, done = records
