@@ -255,3 +255,64 @@ def test_print_settings_and_options_are_checked_first(tmp_path: Path) -> None:
     assert result.code == 2 and "--printer and --copies go with --print" in result.stderr
     result = run_discharge("print", tmp_path / "missing.pdf", "--printer", "Ward3/Laser")
     assert result.code == 2 and "--printer must be a printer's name" in result.stderr
+
+
+# --- the web form's Print button ------------------------------------------------------------
+
+
+def _token(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found[1]
+
+
+def test_web_form_print_button(cups: CupsServer, tmp_path: Path) -> None:
+    from discharge.config import load_config
+    from discharge.web import create_app
+
+    app = create_app(load_config(clinic(tmp_path, [PDF_PRINTER, DUPLEX_PRINTER])),
+                     overrides={"TESTING": True})  # fmt: skip
+    client = app.test_client()
+    form = {"procedure": "hsg", "date": "2026-11-21", "patient": "Mary Jones",
+            "mrn": "RX-104233", "paper": "a4", "notes": "<b>Call</b> if any fever."}  # fmt: skip
+    try:
+        page = client.get("/").get_data(as_text=True)
+        assert '<button type="submit" name="action" value="print"' in page
+        assert f'<option value="{DUPLEX_PRINTER}"' in page  # the nurse chooses from the list
+
+        answer = client.post("/", data={**form, "action": "print", "printer": PDF_PRINTER,
+                                         "csrf_token": _token(page)})  # fmt: skip
+        html = answer.get_data(as_text=True)
+        assert answer.status_code == 200, html
+        found = re.search(rf"Printed on {PDF_PRINTER} \(job {PDF_PRINTER}-(\d+), 3 pages\)", html)
+        assert found, html
+        printed = pdf_text(cups.printed(int(found[1])))
+        assert "Mary Jones" in printed and "<b>Call</b> if any fever." in printed
+        assert [(r["action"], r["channel"]) for r in audit_records()] == [
+            ("made", "web"), ("printed", "web"),
+        ]  # fmt: skip
+
+        # Stopped: said on the page, the form kept, nothing reported printed.
+        cups.run("cupsdisable", "-r", "Out of paper", PDF_PRINTER)
+        try:
+            answer = client.post("/", data={**form, "action": "print", "printer": PDF_PRINTER,
+                                             "csrf_token": _token(html)})  # fmt: skip
+        finally:
+            cups.run("cupsenable", PDF_PRINTER)
+        html = answer.get_data(as_text=True)
+        assert answer.status_code == 502
+        assert (
+            f"Not printed: printer &#39;{PDF_PRINTER}&#39; is stopped (stopped by an "
+            "administrator; Out of paper): nothing was printed. Press Make PDF"
+        ) in html
+        assert 'value="Mary Jones"' in html and "Printed on" not in html
+        assert [r["action"] for r in audit_records()][-1] == "print-failed"
+
+        # A printer the settings do not name is never used.
+        answer = client.post("/", data={**form, "action": "print", "printer": SLOW_PRINTER,
+                                         "csrf_token": _token(html)})  # fmt: skip
+        assert answer.status_code == 422
+        assert "Choose one of the printers in the list." in answer.get_data(as_text=True)
+        assert [r["action"] for r in audit_records()][-1] == "print-failed"
+    finally:
+        app.extensions["discharge.jobs"].close()
