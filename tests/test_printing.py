@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -194,7 +195,13 @@ def test_a_job_that_never_starts_is_cancelled_and_one_stuck_printing_is_unknown(
 ) -> None:
     from discharge.audit import AuditRecord
     from discharge.config import load_config
-    from discharge.printing import PrintTimeout, print_pdf, print_recorded
+    from discharge.printing import (
+        PrinterStopped,
+        PrintJobFailed,
+        PrintTimeout,
+        print_pdf,
+        print_recorded,
+    )
     from discharge.printing.cups import job_state
 
     pdf = b"%PDF-1.4\n% a raw queue sends these bytes as they are\n%%EOF\n"
@@ -218,7 +225,32 @@ def test_a_job_that_never_starts_is_cancelled_and_one_stuck_printing_is_unknown(
         assert job_state(second).state == "canceled"
         assert not list(cups.spool.glob(f"d{second:05d}-*"))  # its spooled copy is purged
 
-        cups.run("cancel", "-x", str(first))
+        # The printer stops while the job waits: said at once, the job cancelled.
+        stopper = threading.Timer(0.5, cups.run, ("cupsdisable", SLOW_PRINTER))
+        stopper.start()
+        try:
+            began = time.monotonic()
+            with pytest.raises(PrinterStopped) as stopped:
+                print_pdf(pdf, printer=SLOW_PRINTER, timeout=20)
+            assert time.monotonic() - began < 5
+        finally:
+            stopper.join()
+            cups.run("cupsenable", SLOW_PRINTER)
+        assert str(stopped.value).startswith(f"printer '{SLOW_PRINTER}' is stopped")
+        assert not stopped.value.unknown
+        assert job_state(int(stopped.value.job.rsplit("-", 1)[1])).state == "canceled"
+
+        # Someone cancels it at the printer (here: every job on it): never reported printed.
+        canceller = threading.Timer(0.5, cups.run, ("cancel", "-a", SLOW_PRINTER))
+        canceller.start()
+        try:
+            with pytest.raises(PrintJobFailed) as cancelled:
+                print_pdf(pdf, printer=SLOW_PRINTER, timeout=20)
+        finally:
+            canceller.join()
+        assert str(cancelled.value).endswith("was cancelled: not printed")
+        assert job_state(first).state == "canceled"
+
         config = load_config(clinic(tmp_path, SLOW_PRINTER))
         sheet = AuditRecord(action="made", mrn="RX-7", patient_name="Test Patient", pages=1)
         with pytest.raises(PrintTimeout) as stuck:
