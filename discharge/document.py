@@ -205,6 +205,7 @@ class Document:
     variant_label: str = ""
     date_label: str = ""  # the patient block's label for the date the timeline counts from
     large_print: bool = False  # the large-print layout (body text at least 18 pt)
+    owner: str = ""  # Patient.marker: not printed, written in the PDF's metadata
 
     @property
     def patient_name(self) -> str:
@@ -323,6 +324,7 @@ def build_document(
         variant_label=variant.label if variant else "",
         date_label=date_label,
         large_print=clinic.large_print if request.large_print is None else request.large_print,
+        owner=patient.marker,
     )
 
 

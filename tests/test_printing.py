@@ -159,9 +159,13 @@ def test_batch_prints_the_combined_file_two_sided(cups: CupsServer, tmp_path: Pa
     assert [(r["mrn"], r["batch_row"], r["channel"]) for r in printed_records] == [
         ("RX-1001", 2, "batch"), ("RX-1002", 3, "batch"),
     ]  # fmt: skip
-    # A printer that cannot print two-sided prints one-sided, and says so.
+    # A rerun prints only what it made again (here nothing), --combined-all every row; a
+    # printer that cannot print two-sided prints one-sided, and says so.
+    rerun = run_discharge("batch", schedule, "--out-dir", tmp_path / "out", "--config", config,
+                          "--print")  # fmt: skip
+    assert rerun.code == 0 and "Printed" not in rerun.stdout, rerun.stdout
     again = run_discharge("batch", schedule, "--out-dir", tmp_path / "out", "--config", config,
-                          "--print", "--printer", PDF_PRINTER)  # fmt: skip
+                          "--print", "--combined-all", "--printer", PDF_PRINTER)  # fmt: skip
     assert again.code == 0, again.stderr
     assert f"printer '{PDF_PRINTER}' cannot print two-sided: printed on one side" in again.stderr
     job = int(re.search(rf"job {PDF_PRINTER}-(\d+)", again.stdout)[1])  # type: ignore[index]

@@ -22,7 +22,10 @@ from discharge.options import (
 @click.command()
 @patient_options
 @click.option("--output", "-o", type=click.Path(path_type=Path), metavar="PATH",
-              help="Where to write the PDF (default: discharge-PROCEDURE-DATE.pdf).")  # fmt: skip
+              help="Where to write the PDF (default: discharge-PROCEDURE-DATE-MRN.pdf, with "
+                   "the date of birth when there is no hospital number).")  # fmt: skip
+@click.option("--force", is_flag=True,
+              help="Replace the output file even if it is not this patient's PDF.")  # fmt: skip
 @click.option("--print", "to_printer", is_flag=True,
               help="Also print it, and wait until the printer has printed it "
                    "(exit 3 if it did not).")  # fmt: skip
@@ -30,21 +33,25 @@ from discharge.options import (
 def generate(
     config_path: Path | None,
     output: Path | None,
+    force: bool,
     to_printer: bool,
     printer: str | None,
     copies: int | None,
     **patient: Any,
 ) -> None:
-    """Make one patient's discharge instructions as a PDF (and print it, with --print)."""
-    from discharge.generate import generate_pdf
+    """Make one patient's discharge instructions as a PDF (and print it, with --print).
+
+    An existing file is replaced only if it is this patient's PDF (or with --force).
+    """
+    from discharge.generate import default_output_name, generate_pdf
 
     if not to_printer and (printer is not None or copies is not None):
         raise click.UsageError("--printer and --copies go with --print")
     config = load_clinic_config(config_path)
     request = request_from_options(**patient)
     choice = print_choice(config, printer, copies) if to_printer else None
-    output = output or Path(f"discharge-{request.procedure}-{request.day.isoformat()}.pdf")
-    document = generate_pdf(request, config, output)
+    output = output or Path(default_output_name(request))
+    document = generate_pdf(request, config, output, force=force)
     warn_stale_translation(request, config)
     click.echo(f"Wrote {output}")
     warn_if_demo(config)
