@@ -109,10 +109,13 @@ class CupsServer:
     env: dict[str, str] = field(default_factory=dict)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             list(args), env={**os.environ, **self.env, "LC_ALL": "C"}, capture_output=True,
-            text=True, check=check, timeout=30,
+            text=True, check=False, timeout=30,
         )  # fmt: skip
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr}")
+        return done
 
     def page_log_lines(self) -> list[str]:
         if not self.page_log.exists():
@@ -173,11 +176,9 @@ def cups_server():  # type: ignore[no-untyped-def]
                 raise RuntimeError(f"the private cupsd did not start: see {logs / 'error_log'}")
             time.sleep(0.1)
         ppd = str(CUPS_PDF_PPD)
-        server.run("lpadmin", "-p", PDF_PRINTER, "-E", "-v", f"cups-pdf:/{name}", "-P", ppd)
-        server.run("lpadmin", "-p", DUPLEX_PRINTER, "-E", "-v", f"cups-pdf:/{name}",
-                   "-P", str(duplex_ppd))  # fmt: skip
-        server.run("lpadmin", "-p", SLOW_PRINTER, "-E", "-v",
-                   f"socket://127.0.0.1:{silent.port}")  # fmt: skip
+        _add_printer(server, PDF_PRINTER, "-v", f"cups-pdf:/{name}", "-P", ppd)
+        _add_printer(server, DUPLEX_PRINTER, "-v", f"cups-pdf:/{name}", "-P", str(duplex_ppd))
+        _add_printer(server, SLOW_PRINTER, "-v", f"socket://127.0.0.1:{silent.port}")
         yield server
     finally:
         cupsd.terminate()
@@ -189,3 +190,16 @@ def cups_server():  # type: ignore[no-untyped-def]
         silent.close()
         pdf_conf.unlink(missing_ok=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _add_printer(server: CupsServer, name: str, *args: str) -> None:
+    # A scheduler that has just started can refuse the first change for a moment on a busy
+    # machine: try again briefly, then say what it answered.
+    for _attempt in range(20):
+        done = server.run("lpadmin", "-p", name, "-E", *args, check=False)
+        if done.returncode == 0:
+            return
+        time.sleep(0.25)
+    log = server.root / "log" / "error_log"
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise RuntimeError(f"lpadmin -p {name} failed: {done.stderr.strip()}\n{tail}")
