@@ -171,7 +171,8 @@ def cups_server():  # type: ignore[no-untyped-def]
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 15
-        while server.run("lpstat", "-r", check=False).returncode != 0:
+        # `lpstat -r` exits 0 either way: its words say whether the scheduler answers.
+        while server.run("lpstat", "-r", check=False).stdout.strip() != "scheduler is running":
             if cupsd.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the private cupsd did not start: see {logs / 'error_log'}")
             time.sleep(0.1)
@@ -193,9 +194,9 @@ def cups_server():  # type: ignore[no-untyped-def]
 
 
 def _add_printer(server: CupsServer, name: str, *args: str) -> None:
-    # A scheduler that has just started can refuse the first change for a moment on a busy
-    # machine: try again briefly, then say what it answered.
-    for _attempt in range(20):
+    # A scheduler that has just started may still be loading on a busy machine: try again
+    # briefly, then say what it answered.
+    for _attempt in range(8):
         done = server.run("lpadmin", "-p", name, "-E", *args, check=False)
         if done.returncode == 0:
             return
