@@ -88,7 +88,8 @@ def batch(
     command again skips the rows already done and makes the rest.
 
     Exit status: 0 every row done, 1 some rows failed (the others were made), 2 the run could
-    not start, 3 with --email: an email was not sent (the PDFs are kept), 130 interrupted.
+    not start, 3 with --email: an email was not sent, or with --print: not printed (the PDFs are
+    kept), 130 interrupted.
     """
     from discharge.batch import (
         check_combined_path,

@@ -69,7 +69,7 @@ def log(
     prune_before: str | None,
     config_path: Path | None,
 ) -> None:
-    """Show the audit log: every PDF made or emailed, for whom, by whom, from which template.
+    """Show the audit log: every PDF made, emailed or printed, for whom, by whom, and how.
 
     The log is the clinic settings' [audit] path, else $DISCHARGE_AUDIT_DB, else audit.sqlite3
     in your data folder. Dates are the clinic's local days.
