@@ -234,6 +234,10 @@ def test_generate_names_the_file_by_its_format(tmp_path: Path) -> None:
     bad = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,
                         "--format", "docx", cwd=tmp_path)  # fmt: skip
     assert bad.code == 2 and "docx" in bad.stderr and "Traceback" not in bad.stderr
+    printed = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,
+                            "--format", "html", "--print", "-o", tmp_path / "p.html")  # fmt: skip
+    assert printed.code == 2 and "--print prints the PDF" in printed.stderr
+    assert not (tmp_path / "p.html").exists()
 
 
 # --- email: the page as the HTML part, the text as the plain part ----------------------------
