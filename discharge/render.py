@@ -391,6 +391,8 @@ def _story(doc: Document, width: float, s: Styles) -> list[Flowable]:
     story.append(Spacer(1, 10))
     story.extend(_help_box(doc, width, s))
     story.append(Spacer(1, 6))
+    story.extend(_follow_up(doc, width, s))
+    story.extend(_medicines(doc, width, s))
     story.extend(_blocks(doc.intro, labels.bullet, s))
     for section in doc.sections:
         blocks = _blocks(section.blocks, labels.bullet, s)
@@ -549,6 +551,57 @@ def _help_box(doc: Document, width: float, s: Styles) -> list[Flowable]:
         table.setStyle(TableStyle(commands))
         parts.append(_KeepTogether([table]))
     return parts
+
+
+def _follow_up(doc: Document, width: float, s: Styles) -> list[Flowable]:
+    """The next appointment, by the help box: when and where, read as row headers and values."""
+    if doc.follow_up is None:
+        return []
+    labels = doc.labels
+    pairs = [(labels.timeline_when, doc.follow_up.when)]
+    if doc.follow_up.place:
+        pairs.append((labels.where, doc.follow_up.place))
+    tags = TableTags(header_cols=1)
+    rows = [[_p(label, s.label, tags.cell(i, 0)), _p(value, s.value, tags.cell(i, 1))]
+            for i, (label, value) in enumerate(pairs)]  # fmt: skip
+    label_w = max(s.patient_label_width, width * 0.2)
+    table = TaggedTable(rows, colWidths=[label_w, width - label_w])
+    table.setStyle(
+        TableStyle([
+            ("BACKGROUND", (0, 0), (-1, -1), st.ACCENT_TINT),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("TOPPADDING", (0, 0), (-1, -1), 4),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+        ])
+    )  # fmt: skip
+    heading = _p(labels.next_appointment, s.heading, Tag("H2"))
+    return [_KeepTogether([heading, table]), Spacer(1, 6)]
+
+
+def _medicines(doc: Document, width: float, s: Styles) -> list[Flowable]:
+    """The medicines as a table with column headers, each cell exactly as written."""
+    if not doc.medicines:
+        return []
+    labels = doc.labels
+    tags = TableTags(header_rows=1)
+    heads = (labels.medicine, labels.medicine_how, labels.medicine_how_long)
+    rows: list[list[Any]] = [[_p(h, s.table_head, tags.cell(0, c)) for c, h in enumerate(heads)]]
+    for r, medicine in enumerate(doc.medicines, 1):
+        cells = (medicine.name, medicine.how, medicine.how_long)
+        rows.append([_p(text, s.what, tags.cell(r, c)) for c, text in enumerate(cells)])
+    shares = (0.38, 0.37, 0.25)
+    table = TaggedTable(rows, colWidths=[width * share for share in shares], repeatRows=1)
+    commands: list[tuple[Any, ...]] = [
+        ("BACKGROUND", (0, 0), (-1, 0), st.ACCENT),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LINEBELOW", (0, 1), (-1, -1), 0.5, st.RULE),
+        ("TOPPADDING", (0, 0), (-1, -1), 5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+    ]
+    commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, len(rows), 2)]
+    table.setStyle(TableStyle(commands))
+    heading = _p(labels.medicines, s.heading, Tag("H2"))
+    return [_HeadedTable(heading, table), Spacer(1, 6)]
 
 
 def _contacts(contacts: tuple[Contact, ...], width: float, s: Styles) -> Flowable:
