@@ -51,22 +51,31 @@ def _job(job_id: str) -> Job:
     return job
 
 
+def _page(problem: str) -> str:
+    """The upload page; its hint names every column the schedule reads (batch/schedule.py)."""
+    from discharge.batch import KNOWN_COLUMNS, REQUIRED_COLUMNS
+
+    optional = [name for name in KNOWN_COLUMNS if name not in REQUIRED_COLUMNS]
+    return render_template("batch.html", problem=problem, required=REQUIRED_COLUMNS,
+                           optional=optional)  # fmt: skip
+
+
 @bp.get("/")
 def upload_form() -> Any:
-    return render_template("batch.html", problem="")
+    return _page(problem="")
 
 
 @bp.post("/")
 def upload() -> Any:
     upload = request.files.get("schedule")
     if upload is None or not upload.filename:
-        return render_template("batch.html", problem="Choose the schedule file (CSV)."), 422
+        return _page(problem="Choose the schedule file (CSV)."), 422
     if _jobs().busy():
         problem = (
             "Other schedules are being made right now. Try again in a minute; "
             "the form for one patient works meanwhile."
         )
-        return render_template("batch.html", problem=problem), 503
+        return _page(problem=problem), 503
     shown_as = re.sub(r"[^\w .()-]", "_", upload.filename.rsplit("/", 1)[-1])[:80] or "schedule"
     job_id = _jobs().start(upload.stream, shown_as, _owner())
     return redirect(url_for("batch.job", job_id=job_id), code=303)
