@@ -19,7 +19,9 @@ from typing import Literal
 Control = Literal["select", "variant", "date", "time", "datetime", "text", "textarea", "checkbox"]
 
 
-@dataclass(frozen=True)
+# eq=False, repr=False: nothing compares or prints them, and a command starts faster without
+# the generated methods.
+@dataclass(frozen=True, eq=False, repr=False)
 class PatientField:
     name: str  # parse_request's parameter; the form control's name and id
     label: str  # the form's label: exact text, tests and screen readers find the field by it
