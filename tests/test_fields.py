@@ -346,6 +346,9 @@ def test_follow_up_is_an_appointment_in_the_calendar_file(tmp_path: Path) -> Non
     assert str(start.tzinfo) == "Europe/London"
     assert str(appointment["location"]) == "Early pregnancy unit, Ward 5"
     assert str(appointment["transp"]) == "OPAQUE"
+    (body,) = [p for p in message.walk() if p.get_content_type() == "text/plain"]
+    plain = " ".join(body.get_payload(decode=True).decode("utf-8").split())
+    assert "Your next appointment: Monday 14 December 2026 at 10:00, Early pregnancy unit" in plain
     # the PDF attached prints it too
     (pdf,) = [p for p in message.walk() if p.get_content_type() == "application/pdf"]
     assert_printed(
