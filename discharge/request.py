@@ -126,8 +126,10 @@ def parse_medicines(text: str | list[str] | tuple[str, ...] | None) -> tuple[Med
     """
     lines = text.split("\n") if isinstance(text, str) else list(text or ())
     medicines = []
-    for number, raw in enumerate((line for line in lines if clean_text(line)), 1):
+    for number, raw in enumerate(lines, 1):  # a line's number, blank lines counted
         line = clean_text(raw)
+        if not line:
+            continue
         where = f"medicine {number}"
         if len(line) > MAX_MEDICINE_LINE:
             raise InputError(

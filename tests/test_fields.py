@@ -252,7 +252,7 @@ def test_medicines_are_kept_exactly_as_written_and_refused_clearly() -> None:
         Medicine("x"),
     )
     for bad, words in [("a | b | c | d", "medicine 1 is not in the form"),
-                       ("ok\n | no name", "medicine 2 is not in the form"),
+                       ("ok\n\n | no name", "medicine 3 is not in the form"),
                        ("y" * 301, "medicine 1 is 301 characters long"),
                        ("\n".join(["z"] * 31), "there are 31 medicines")]:  # fmt: skip
         with pytest.raises(FieldErrors) as caught:
@@ -356,3 +356,13 @@ def test_follow_up_is_an_appointment_in_the_calendar_file(tmp_path: Path) -> Non
             p.extract_text() for p in PdfReader(io.BytesIO(pdf.get_payload(decode=True))).pages
         )
     )
+
+
+def test_the_form_says_which_line_of_medicines_to_fix() -> None:
+    config = parse_config({})
+    _, problems = check_form(
+        form_values(medicines="Ibuprofen | 3 times a day\nA | b | c | d"), config
+    )
+    from discharge.web.form import for_nurse
+
+    assert for_nurse(problems["medicines"]).startswith("Line 2: write it as medicine |")

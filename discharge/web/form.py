@@ -109,6 +109,11 @@ _NURSE_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"is not a real calendar date", "This date does not exist. Check the day and month."),
         (r"is after the procedure date", "This is after the date of the procedure. Check both."),
         (r"is not a time of day", "Enter a time such as 09:30 or 14:00, or leave it empty."),
+        (r"^medicine (\d+) is (\d+) characters long \(expected at most (\d+)\)",
+         r"Line \1 is \2 characters long. A medicine's line can be at most \3."),
+        (r"^medicine (\d+) is not in the form",
+         r"Line \1: write it as medicine | how to take it | for how long (the name first, "
+         r"at most two | marks)."),
         (r"is (\d+) characters long \(expected at most (\d+)\)",
          r"This is \1 characters long. It can be at most \2."),
         (r"is not a paper size", "Choose A4 or Letter."),
