@@ -287,10 +287,10 @@ def test_long_words_stay_inside_the_timeline_and_help_box(tmp_path: Path, paper:
     assert "Electroencefalográficamente" in pdf_text(path)
 
 
-@pytest.mark.parametrize("paper", ["a4", "letter"])
-def test_the_next_appointment_and_medicines_in_large_print(tmp_path: Path, paper: str) -> None:
+def test_the_next_appointment_and_medicines_in_large_print(tmp_path: Path) -> None:
     """The follow-up appointment's box and the medicines' table keep the large print (18 pt
-    or more), inside the page."""
+    or more), inside the page (Letter in large print: tests/test_pdfua.py)."""
+    paper = "a4"
     medicines = [f"--medicine=Medicine number {i} 500 mg | twice a day with a glass of water | "
                  f"for {i} days, then stop" for i in range(1, 9)]  # fmt: skip
     path = make(tmp_path, "miscarriage", "medical", paper, "--large-print",
