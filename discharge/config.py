@@ -99,7 +99,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         return Config()
     import tomllib  # only with a settings file: the demo clinic's start does without it
 
-    file = Path(path)
+    # Absolute now, where it is read: a process that later runs in another folder (the web
+    # batch's worker) must find the same file, and the paths in it, as the user meant.
+    file = Path(path).expanduser().absolute()
     try:
         if file.exists() and not file.is_file():  # a FIFO or a device would block or never end
             raise ConfigError(f"config file {file} is not a regular file")
@@ -149,6 +151,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
             path = Path(value).expanduser()
             if not path.is_absolute() and file is not None:
                 path = file.parent / path  # relative to the settings file, not the cwd
+            path = path.absolute()  # as meant here, whatever folder a process is in later
             if not (path.is_file() if key == "logo" else path.is_dir()):
                 problems.append(f"clinic.{key}: {path} is not {what}")
                 continue

@@ -233,6 +233,7 @@ class Document:
     large_print: bool = False  # the large-print layout (body text at least 18 pt)
     follow_up: FollowUp | None = None  # also a row of ``timeline``
     medicines: tuple[MedicineRow, ...] = ()
+    owner: str = ""  # Patient.marker: not printed, written in the PDF's metadata
 
     @property
     def patient_name(self) -> str:
@@ -361,6 +362,7 @@ def build_document(
         large_print=clinic.large_print if request.large_print is None else request.large_print,
         follow_up=follow_up,
         medicines=tuple(MedicineRow(m.name, m.how, m.how_long) for m in request.medicines),
+        owner=patient.marker,
     )
 
 

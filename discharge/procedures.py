@@ -352,6 +352,55 @@ def procedure_languages(
     return tuple(sorted(found, key=lambda language: (language != default_language, language)))
 
 
+def typo_of(text: str, known: list[str]) -> str | None:
+    """The one known id that ``text`` is a near-misspelling of, else None.
+
+    Following a suggestion prints that procedure's instructions, so it is made only for a
+    typing slip, never between two different procedures' names: the same first letter, and
+    one letter changed, added, dropped or two swapped, plus for an id of six letters or more
+    a letter doubled or undoubled (``miscarige``). Two different words differ by more, or by
+    a whole part of the word (``hysteroscopy`` is not a misspelt ``colposcopy``, nor
+    ``colonoscopy`` a misspelt ``colposcopy``). Two equally near ids: no suggestion.
+    """
+    best: list[str] = []
+    allowed = 1.0 if len(text) <= 5 else 1.5
+    least = allowed
+    for name in known:
+        if not text or not name or text[0] != name[0] or abs(len(text) - len(name)) > 2:
+            continue
+        edits = _edits(text, name)
+        if edits < least or (edits == least and not best):
+            best, least = [name], edits
+        elif edits == least:
+            best.append(name)
+    return best[0] if len(best) == 1 else None
+
+
+def _edits(a: str, b: str) -> float:
+    """Letters changed, added, dropped, or two neighbours swapped, to make ``a`` into ``b``
+    (the optimal string alignment distance), a doubled letter added or dropped counting half."""
+
+    def doubled(word: str, at: int) -> bool:  # word[at] has the same letter beside it
+        return (at > 0 and word[at - 1] == word[at]) or (
+            at + 1 < len(word) and word[at + 1] == word[at]
+        )
+
+    rows: list[list[float]] = [[0.0] * (len(b) + 1)]
+    for j in range(1, len(b) + 1):
+        rows[0][j] = rows[0][j - 1] + (0.5 if doubled(b, j - 1) else 1.0)
+    for i in range(1, len(a) + 1):
+        drop = 0.5 if doubled(a, i - 1) else 1.0
+        row = [rows[-1][0] + drop] + [0.0] * len(b)
+        for j in range(1, len(b) + 1):
+            add = 0.5 if doubled(b, j - 1) else 1.0
+            change = 0.0 if a[i - 1] == b[j - 1] else 1.0
+            row[j] = min(rows[-1][j] + drop, row[j - 1] + add, rows[-1][j - 1] + change)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1.0)
+        rows.append(row)
+    return rows[-1][-1]
+
+
 def load_procedure(
     procedure_id: str,
     extra: Path | None = None,
@@ -365,10 +414,8 @@ def load_procedure(
     pid = procedure_id.strip().lower()
     if (pid, "") not in files:
         known = sorted({key for key, lang in files if not lang})
-        import difflib  # only for a mistyped id
-
-        close = difflib.get_close_matches(pid, known, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = typo_of(pid, known)
+        hint = f"did you mean {close!r}? " if close else ""
         # The value itself is not repeated: in a schedule it may be a name in the wrong column.
         raise UnknownProcedureError(f"unknown procedure: {hint}expected one of: {', '.join(known)}")
     wanted = (language or "").strip().lower()

@@ -836,6 +836,22 @@ def _signature(doc: Document, width: float, s: Styles) -> Flowable:
 # --- page furniture ---------------------------------------------------------------------
 
 
+class _OwnedInfo(pdfdoc.PDFInfo):
+    """The document information dictionary with ``/DischargePatient``: whose PDF this is, as a
+    digest (``Patient.marker``), which ``generate`` reads back before replacing a file. Viewers
+    and file managers do not show a key of this name."""
+
+    def __init__(self, info: Any, owner: str) -> None:
+        self.__dict__.update(info.__dict__)
+        self.owner = owner
+
+    def format(self, document: Any) -> bytes:
+        formatted: bytes = super().format(document)
+        end = formatted.rstrip().rfind(b">>")
+        key = f"/DischargePatient ({self.owner})".encode("ascii")
+        return formatted[:end].rstrip() + b" " + key + b" " + formatted[end:]
+
+
 class _Footer:
     """Draws the footer on every page once the page count is known ("Page X of Y")."""
 
@@ -852,6 +868,8 @@ class _Footer:
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 self._pages: list[dict[str, Any]] = []
+                if footer.document.owner:
+                    self._doc.info = _OwnedInfo(self._doc.info, footer.document.owner)
 
             def showPage(self) -> None:  # noqa: N802 (reportlab's name)
                 self._pages.append(dict(self.__dict__))

@@ -244,16 +244,17 @@ def test_an_unreadable_schedule_cannot_start(tmp_path: Path) -> None:
 
 def test_slash_dates_are_errors_unless_the_order_is_given(tmp_path: Path) -> None:
     schedule = write_schedule(
-        tmp_path / "s.csv", ["patient_name,procedure,date", "Ann Example,hsg,21/11/2026"]
+        tmp_path / "s.csv", ["patient_name,procedure,date", "Ann Example,hsg,03/11/2026"]
     )
     guessed = batch(schedule, "--out-dir", tmp_path / "a")
     assert guessed.code == 1
-    assert "row 2: date '21/11/2026' could be day/month or month/day" in guessed.stderr
+    assert "row 2: 1 date could be day/month or month/day: add --date-order" in guessed.stderr
+    assert "03/11" not in guessed.stderr  # the value is never echoed
     assert not pdf_files(tmp_path / "a")
 
     told = batch(schedule, "--out-dir", tmp_path / "b", "--date-order", "dmy")
     assert told.code == 0, told.stderr
-    assert "Saturday 21 November 2026" in pdf_text(pdf_files(tmp_path / "b")[2])
+    assert "Tuesday 3 November 2026" in pdf_text(pdf_files(tmp_path / "b")[2])
 
 
 def test_the_clinic_config_can_set_the_date_order(tmp_path: Path) -> None:
@@ -581,7 +582,8 @@ def test_combined_pdf_starts_every_patient_on_a_new_sheet(tmp_path: Path) -> Non
     assert pages[padded[0] + counts[1]] == ""  # the blank page after Bea's document
     assert f"Wrote {combined} ({sum(padded)} pages)" in run.stdout
 
-    rerun = batch(schedule, "--out-dir", out, "--combined", combined)  # skipped rows count too
+    # every row's PDF, also those the rerun found done (a rerun alone prints only its new rows)
+    rerun = batch(schedule, "--out-dir", out, "--combined", combined, "--combined-all")
     assert rerun.code == 1 and len(PdfReader(combined).pages) == sum(padded)
 
 
