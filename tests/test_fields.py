@@ -366,3 +366,17 @@ def test_the_form_says_which_line_of_medicines_to_fix() -> None:
     from discharge.web.form import for_nurse
 
     assert for_nurse(problems["medicines"]).startswith("Line 2: write it as medicine |")
+
+
+def test_a_schedules_follow_up_date_is_read_as_its_other_dates() -> None:
+    values = {"patient_name": "Ana Ruiz", "procedure": "hsg", "date": "07/12/2026",
+              "follow_up": "04/01/2027 10:00", "follow_up_place": "Ward 5"}  # fmt: skip
+    row = parse_row(ScheduleRecord(2, values), templates=Recent(), date_order="dmy")
+    assert (row.request.follow_up, row.request.follow_up_at) == (date(2027, 1, 4), time(10, 0))
+    with pytest.raises(FieldErrors) as caught:
+        parse_row(ScheduleRecord(2, values), templates=Recent())  # no order: 04/01 is either
+    assert (
+        "follow-up appointment could be day/month or month/day"
+        in caught.value.problems["follow_up"]
+    )
+    assert "04/01" not in str(caught.value)
