@@ -34,7 +34,7 @@ _KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _TOP_FIELDS = {
     "id", "version", "title", "subtitle", "reviewed", "sources", "intro", "default_variant",
     "variants", "milestones", "sections", "help", "teach_back",
-    "language", "translates", "reviewed_by",
+    "language", "translates", "reviewed_by", "reviewed_version",
 }  # fmt: skip
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _TRANSLATES = re.compile(r"^(?P<id>\S+)\s+(?P<version>\S+)$")
@@ -251,7 +251,15 @@ class Procedure:
     # A translation (a file named ID.LANG.toml) says what it is and where it comes from:
     language: str = ""  # "es"; "" in a file named ID.toml: the clinic's own language
     translates: str = ""  # the template id and version it translates: "hsg 1.2"
-    reviewed_by: str = ""  # who checked the translation ("" until a qualified reviewer has)
+    reviewed_by: str = ""  # who approved this wording ("" until a qualified reviewer has)
+    reviewed_version: str = ""  # the version that review approved ("": the current one)
+
+    @property
+    def approved(self) -> bool:
+        """Signed off: a reviewer is named, and the review was of this version's wording. An
+        unapproved template prints a "Draft" line on every page and a warning on stderr."""
+        current = not self.reviewed_version or self.reviewed_version == self.version
+        return bool(self.reviewed_by) and current
 
     @property
     def translated_version(self) -> str:
@@ -456,6 +464,23 @@ def language_name(language: str) -> str:
         return language
 
 
+def draft_warning(procedure: Procedure) -> str | None:
+    """Why this template is a draft (its sheets say so on every page), or None if approved."""
+    if procedure.approved:
+        return None
+    if procedure.reviewed_by:
+        why = (
+            f"the review by {procedure.reviewed_by} was of version {procedure.reviewed_version}, "
+            f"the wording is now version {procedure.version}"
+        )
+    else:
+        why = "no clinician has approved its wording (reviewed_by is empty)"
+    return (
+        f"{procedure.path.name} is a draft: {why}; every page it prints says "
+        '"Draft: not yet approved"'
+    )
+
+
 def stale_warning(translation: Procedure, extra: Path | None = None) -> str | None:
     """Why this translation is out of date with its original, or None if it is current.
 
@@ -583,6 +608,7 @@ class _Parser:
             title=self.string(data, "title"),
             subtitle=self.string(data, "subtitle", required=False),
             reviewed=self.string(data, "reviewed", required=False),
+            reviewed_version=self.string(data, "reviewed_version", required=False),
             sources=self.sources(data),
             intro=self.optional_text(data, "intro", "intro"),
             milestones=milestones,
@@ -671,16 +697,25 @@ class _Parser:
         """A translation (``ID.LANG.toml``) names its language, the id and version it translates,
         and who reviewed it (``reviewed_by = ""`` until a qualified reviewer has)."""
         if not file_language:
-            for key in ("translates", "reviewed_by"):
-                if key in data:
-                    self.problems.append(
-                        f"{key}: only a translation has this field (name the file ID.LANG.toml, "
-                        "for example hsg.es.toml)"
-                    )
+            if "translates" in data:
+                self.problems.append(
+                    "translates: only a translation has this field (name the file ID.LANG.toml, "
+                    "for example hsg.es.toml)"
+                )
             language = data.get("language", "")
             if language and not (isinstance(language, str) and _LANGUAGE.match(language)):
                 self.problems.append("language: expected a language code such as en or es")
-            return {"language": language if isinstance(language, str) else ""}
+            reviewed_by = data.get("reviewed_by", "")
+            if not isinstance(reviewed_by, str):
+                self.problems.append(
+                    "reviewed_by: expected the name of the clinician who approved this wording "
+                    '(reviewed_by = "" until one has)'
+                )
+                reviewed_by = ""
+            return {
+                "language": language if isinstance(language, str) else "",
+                "reviewed_by": reviewed_by.strip(),
+            }
         if not _LANGUAGE.match(file_language):
             self.problems.append(
                 f"file name: {file_language!r} is not a language code (expected ID.LANG.toml, "

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 import click
 
 from discharge.errors import ExitStatus
-from discharge.options import config_option, debug_requested, load_clinic_config, warn_if_demo
+from discharge.options import (
+    config_option,
+    debug_requested,
+    load_clinic_config,
+    warn_drafts,
+    warn_if_demo,
+)
 
 if TYPE_CHECKING:
     from discharge.batch import DateOrders, Schedule
@@ -121,6 +127,7 @@ def batch(
         click.echo(f"batch: {counts} in {summary.seconds:.1f} s")
         _list_made(out_dir, made_files(out_dir) if summary.ok else [])
         if summary.ok:
+            warn_drafts(config)
             warn_if_demo(config)
         if combined is not None:
             pages = combine_pdfs(out_dir, combined, every_row=combined_all)
