@@ -28,6 +28,7 @@ from discharge.config import parse_config
 from discharge.errors import FieldErrors
 from discharge.fields import FIELDS_BY_NAME, PATIENT_FIELDS
 from discharge.options import request_from_options
+from discharge.procedures import load_procedure
 from discharge.request import DischargeRequest, Medicine, parse_request
 from discharge.web import create_app
 from discharge.web.form import check_form
@@ -167,11 +168,13 @@ def test_the_form_lists_each_procedures_variants_with_their_meaning() -> None:
     group = re.search(r'<optgroup label="After your miscarriage">(.*?)</optgroup>', html, re.S)
     assert group, "no group for the miscarriage's variants"
     options = re.findall(r'<option value="([^"]+)"\s*>([^<]+)</option>', group.group(1))
-    assert options == [
-        ("miscarriage:surgical", "Surgical management (a small operation) (usual)"),
-        ("miscarriage:expectant", "Expectant management (waiting for the miscarriage to happen)"),
-        ("miscarriage:medical", "Medical management (medicine to help the miscarriage happen)"),
-    ]
+    procedure = load_procedure("miscarriage")
+    assert [name for name, _ in options] == [f"miscarriage:{v.name}" for v in procedure.variants]
+    assert len(options) == 3
+    for (_, text), variant in zip(options, procedure.variants, strict=True):
+        # "Medical management (tablets ...)": the label says the name already
+        usual = " (usual)" if variant.name == procedure.default_variant else ""
+        assert text == escape(variant.label + usual)
     assert '<option value="hsg:sterilisation-check" >Sterilisation check: HSG to check' in html
 
 
@@ -279,7 +282,9 @@ def test_follow_up_is_a_day_or_a_day_and_time_after_the_procedure() -> None:
 def assert_printed(text: str) -> None:
     """The follow-up appointment and medicines on a sheet (miscarriage, medical variant)."""
     text = " ".join(text.split())
-    assert "Date your bleeding started" in text  # the variant's date label
+    medical = load_procedure("miscarriage").variant("medical")
+    assert medical is not None and medical.date_label
+    assert f"{medical.date_label} Monday 7 December 2026" in text  # the variant's own date
     assert "Monday 14 December 2026 at 10:00 Your next appointment Early pregnancy unit" in text
     assert (
         "Your next appointment When Monday 14 December 2026 at 10:00 Where Early pregnancy" in text
