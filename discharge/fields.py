@@ -71,7 +71,8 @@ PATIENT_FIELDS: tuple[PatientField, ...] = (
     PatientField("follow_up", "Follow-up appointment",
                  "The next appointment, printed on the timeline and added to the calendar file.",
                  "--follow-up", "follow_up", "datetime", "'YYYY-MM-DD HH:MM'",
-                 hint="Optional. Printed on the timeline as the patient's next appointment."),
+                 hint="Optional. The patient's next appointment, on the timeline and in the "
+                      "calendar file."),
     PatientField("follow_up_place", "Where", "Where the follow-up appointment is.",
                  "--follow-up-place", "follow_up_place", "text", "TEXT",
                  hint="Optional. Where the follow-up appointment is, as the patient should read "
