@@ -387,20 +387,25 @@ def _story(doc: Document, width: float, s: Styles, height: float = 0) -> list[Fl
     if doc.subtitle:
         story.append(_p(doc.subtitle, s.subtitle))
     story.append(_patient_block(doc, width, s))
-    # Page 1 holds what matters most: who, the dates, and when to get help. The help box is
-    # never split over two pages; on standard print it stays on page 1, before the timeline
-    # when the two do not fit there together (a long timeline then runs on to page 2).
+    # The sheet opens with its few kind words (after a loss, before any warning sign), then
+    # page 1 holds what matters most: the dates and when to get help. The help box is never
+    # split over two pages; on standard print it stays on page 1, before the timeline when the
+    # two do not fit there together (the timeline then starts under it and runs on, its header
+    # row repeated, rather than leaving the rest of page 1 empty).
+    if doc.intro:
+        story.append(Spacer(1, 6))
+        story.extend(_blocks(doc.intro, labels.bullet, s))
+        story.append(Spacer(1, 4))
     timeline = _timeline(doc, width, s)
     help_box = _help_box(doc, width, s, height)
     first = [*story, *timeline, Spacer(1, 10), *help_box]
     if not s.timeline_kept_whole or not height or _fits(first, width, height):
         story += [*timeline, Spacer(1, 10), *help_box]
     else:
-        story += [*help_box, Spacer(1, 10), *timeline]
+        story += [*help_box, Spacer(1, 10), *_timeline(doc, width, s, kept_whole=False)]
     story.append(Spacer(1, 6))
     story.extend(_follow_up(doc, width, s))
     story.extend(_medicines(doc, width, s))
-    story.extend(_blocks(doc.intro, labels.bullet, s))
     for section in doc.sections:
         blocks = _blocks(section.blocks, labels.bullet, s)
         story.append(_KeepTogether([_p(section.heading, s.heading, Tag("H2")), *blocks[:1]]))
@@ -486,7 +491,9 @@ def _patient_block(doc: Document, width: float, s: Styles) -> Flowable:
     return table
 
 
-def _timeline(doc: Document, width: float, s: Styles) -> list[Flowable]:
+def _timeline(
+    doc: Document, width: float, s: Styles, kept_whole: bool | None = None
+) -> list[Flowable]:
     labels = doc.labels
     tags = TableTags(header_rows=1)
     head = [_p(labels.timeline_when, s.table_head, tags.cell(0, 0)),
@@ -509,7 +516,7 @@ def _timeline(doc: Document, width: float, s: Styles) -> list[Flowable]:
     commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, len(rows), 2)]
     table.setStyle(TableStyle(commands))
     heading = _p(labels.timeline, s.heading, Tag("H2"))
-    if s.timeline_kept_whole:
+    if s.timeline_kept_whole if kept_whole is None else kept_whole:
         return [_KeepTogether([heading, table])]
     # Large print: the table is most of a page; start it on this page if its heading and first
     # row fit, and let it run on (its header row repeats).
