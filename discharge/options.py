@@ -18,6 +18,7 @@ import click
 
 from discharge.config import Config
 from discharge.errors import InputError
+from discharge.fields import PATIENT_FIELDS, PatientField
 
 if TYPE_CHECKING:
     from discharge.config import Config
@@ -34,31 +35,29 @@ config_option = click.option(
     help="Clinic settings file (TOML). Default: $DISCHARGE_CONFIG, else the demo clinic.",
 )
 
-_PATIENT_OPTIONS = [
-    click.option("--procedure", required=True, metavar="ID",
-                 help="Procedure id, e.g. hsg or miscarriage."),
-    click.option("--date", "day", required=True, metavar="YYYY-MM-DD",
-                 help="Date of the procedure."),
-    click.option("--time", "at", metavar="HH:MM", help="Time of the procedure (24-hour clock)."),
-    click.option("--patient", required=True, metavar="NAME", help="Patient's full name."),
-    click.option("--dob", metavar="YYYY-MM-DD", help="Patient's date of birth."),
-    click.option("--mrn", metavar="ID", help="Hospital number (MRN)."),
-    click.option("--clinician", metavar="NAME", help="Clinician responsible for the discharge."),
-    click.option("--notes", metavar="TEXT", help="Clinician's notes, printed as written."),
-    click.option("--notes-file", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
-                 help="Read the notes from a UTF-8 text file ('-' for standard input)."),
-    click.option("--paper", type=click.Choice(["a4", "letter"], case_sensitive=False),
-                 help="Paper size. Default: the clinic's setting."),
-    click.option("--variant", metavar="NAME",
-                 help="The template's variant, e.g. medical (see: discharge procedures)."),
-    click.option("--large-print/--no-large-print", "large_print", default=None,
-                 help="Large print for low vision (body text 18 pt or more). "
-                      "Default: the clinic's setting."),
-    click.option("--language", metavar="CODE",
-                 help="Language of the instructions, e.g. es (see: discharge procedures). "
-                      "Default: the clinic's."),
-    config_option,
-]  # fmt: skip
+
+def _option(field: PatientField) -> Callable[[F], F]:
+    """The click option for one patient field (``discharge.fields`` declares them all)."""
+    if field.flag:
+        negative = field.option.replace("--", "--no-", 1)
+        return click.option(f"{field.option}/{negative}", field.dest, default=None,
+                            help=field.help)  # fmt: skip
+    kind = click.Choice(field.choices, case_sensitive=False) if field.choices else None
+    return click.option(field.option, field.dest, required=field.required, type=kind,
+                        metavar=field.metavar or None, multiple=field.repeat,
+                        help=field.help)  # fmt: skip
+
+
+_NOTES_FILE = click.option(
+    "--notes-file", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
+    help="Read the notes from a UTF-8 text file ('-' for standard input).",
+)  # fmt: skip
+_PATIENT_OPTIONS = []
+for _field in PATIENT_FIELDS:
+    _PATIENT_OPTIONS.append(_option(_field))
+    if _field.name == "notes":
+        _PATIENT_OPTIONS.append(_NOTES_FILE)
+_PATIENT_OPTIONS.append(config_option)
 
 
 DEMO_WARNING = (
@@ -103,6 +102,9 @@ def request_from_options(
     variant: str | None = None,
     large_print: bool | None = None,
     language: str | None = None,
+    follow_up: str | None = None,
+    follow_up_place: str | None = None,
+    medicines: tuple[str, ...] = (),
 ) -> DischargeRequest:
     """The validated request for the values of ``patient_options``."""
     if notes is not None and notes_file is not None:
@@ -112,7 +114,8 @@ def request_from_options(
     return parse_request(
         procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
         clinician=clinician, notes=notes, paper=paper, variant=variant, large_print=large_print,
-        language=language,
+        language=language, follow_up=follow_up, follow_up_place=follow_up_place,
+        medicines=medicines,
     )  # fmt: skip
 
 

@@ -395,18 +395,25 @@ def _story(doc: Document, width: float, s: Styles, height: float = 0) -> list[Fl
     if doc.subtitle:
         story.append(_p(doc.subtitle, s.subtitle))
     story.append(_patient_block(doc, width, s))
-    # Page 1 holds what matters most: who, the dates, and when to get help. The help box is
-    # never split over two pages; on standard print it stays on page 1, before the timeline
-    # when the two do not fit there together (a long timeline then runs on to page 2).
+    # The sheet opens with its few kind words (after a loss, before any warning sign), then
+    # page 1 holds what matters most: the dates and when to get help. The help box is never
+    # split over two pages; on standard print it stays on page 1, before the timeline when the
+    # two do not fit there together (the timeline then starts under it and runs on, its header
+    # row repeated, rather than leaving the rest of page 1 empty).
+    if doc.intro:
+        story.append(Spacer(1, 6))
+        story.extend(_blocks(doc.intro, labels.bullet, s))
+        story.append(Spacer(1, 4))
     timeline = _timeline(doc, width, s)
     help_box = _help_box(doc, width, s, height)
     first = [*story, *timeline, Spacer(1, 10), *help_box]
     if not s.timeline_kept_whole or not height or _fits(first, width, height):
         story += [*timeline, Spacer(1, 10), *help_box]
     else:
-        story += [*help_box, Spacer(1, 10), *timeline]
+        story += [*help_box, Spacer(1, 10), *_timeline(doc, width, s, kept_whole=False)]
     story.append(Spacer(1, 6))
-    story.extend(_blocks(doc.intro, labels.bullet, s))
+    story.extend(_follow_up(doc, width, s))
+    story.extend(_medicines(doc, width, s))
     for section in doc.sections:
         blocks = _blocks(section.blocks, labels.bullet, s)
         story.append(_KeepTogether([_p(section.heading, s.heading, Tag("H2")), *blocks[:1]]))
@@ -492,7 +499,9 @@ def _patient_block(doc: Document, width: float, s: Styles) -> Flowable:
     return table
 
 
-def _timeline(doc: Document, width: float, s: Styles) -> list[Flowable]:
+def _timeline(
+    doc: Document, width: float, s: Styles, kept_whole: bool | None = None
+) -> list[Flowable]:
     labels = doc.labels
     tags = TableTags(header_rows=1)
     head = [_p(labels.timeline_when, s.table_head, tags.cell(0, 0)),
@@ -515,7 +524,7 @@ def _timeline(doc: Document, width: float, s: Styles) -> list[Flowable]:
     commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, len(rows), 2)]
     table.setStyle(TableStyle(commands))
     heading = _p(labels.timeline, s.heading, Tag("H2"))
-    if s.timeline_kept_whole:
+    if s.timeline_kept_whole if kept_whole is None else kept_whole:
         return [_KeepTogether([heading, table])]
     # Large print: the table is most of a page; start it on this page if its heading and first
     # row fit, and let it run on (its header row repeats).
@@ -580,6 +589,57 @@ def _fits(flowables: list[Flowable], width: float, height: float) -> bool:
         content += flowable._content if isinstance(flowable, _KeepTogether) else [flowable]
     _, needed = _listWrapOn(content, width, None)
     return bool(needed <= height)
+
+
+def _follow_up(doc: Document, width: float, s: Styles) -> list[Flowable]:
+    """The next appointment, by the help box: when and where, read as row headers and values."""
+    if doc.follow_up is None:
+        return []
+    labels = doc.labels
+    pairs = [(labels.timeline_when, doc.follow_up.when)]
+    if doc.follow_up.place:
+        pairs.append((labels.where, doc.follow_up.place))
+    tags = TableTags(header_cols=1)
+    rows = [[_p(label, s.label, tags.cell(i, 0)), _p(value, s.value, tags.cell(i, 1))]
+            for i, (label, value) in enumerate(pairs)]  # fmt: skip
+    label_w = max(s.patient_label_width, width * 0.2)
+    table = TaggedTable(rows, colWidths=[label_w, width - label_w])
+    table.setStyle(
+        TableStyle([
+            ("BACKGROUND", (0, 0), (-1, -1), st.ACCENT_TINT),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("TOPPADDING", (0, 0), (-1, -1), 4),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+        ])
+    )  # fmt: skip
+    heading = _p(labels.next_appointment, s.heading, Tag("H2"))
+    return [_KeepTogether([heading, table]), Spacer(1, 6)]
+
+
+def _medicines(doc: Document, width: float, s: Styles) -> list[Flowable]:
+    """The medicines as a table with column headers, each cell exactly as written."""
+    if not doc.medicines:
+        return []
+    labels = doc.labels
+    tags = TableTags(header_rows=1)
+    heads = (labels.medicine, labels.medicine_how, labels.medicine_how_long)
+    rows: list[list[Any]] = [[_p(h, s.table_head, tags.cell(0, c)) for c, h in enumerate(heads)]]
+    for r, medicine in enumerate(doc.medicines, 1):
+        cells = (medicine.name, medicine.how, medicine.how_long)
+        rows.append([_p(text, s.what, tags.cell(r, c)) for c, text in enumerate(cells)])
+    shares = (0.38, 0.37, 0.25)
+    table = TaggedTable(rows, colWidths=[width * share for share in shares], repeatRows=1)
+    commands: list[tuple[Any, ...]] = [
+        ("BACKGROUND", (0, 0), (-1, 0), st.ACCENT),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LINEBELOW", (0, 1), (-1, -1), 0.5, st.RULE),
+        ("TOPPADDING", (0, 0), (-1, -1), 5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+    ]
+    commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, len(rows), 2)]
+    table.setStyle(TableStyle(commands))
+    heading = _p(labels.medicines, s.heading, Tag("H2"))
+    return [_HeadedTable(heading, table), Spacer(1, 6)]
 
 
 def _contacts(

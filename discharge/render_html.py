@@ -49,6 +49,7 @@ caption{text-align:left}
 th,td{text-align:left;vertical-align:top;padding:.4rem .5rem;border-bottom:1px solid var(--rule)}
 thead th{background:var(--accent);color:#fff}
 tbody th{font-weight:700;width:40%}
+table.pairs tbody tr{background:var(--accent-tint)}
 tbody tr:nth-child(even){background:var(--row)}
 td p{margin:0}
 td p+p{margin-top:.25rem}
@@ -151,9 +152,13 @@ def _page(doc: Document, preface: str = "") -> list[str]:
     for label, value in doc.patient_rows:
         out.append(f"<dt>{_e(label)}</dt><dd>{_e(value)}</dd>\n")
     out.append("</dl>\n")
+    # The sheet's order: its introduction first (after a loss, kind words before any warning
+    # sign), then the dates, when to get help, the next appointment and the medicines.
+    out += _blocks(doc.intro)
     out += _timeline(doc)
     out += _help(doc)
-    out += _blocks(doc.intro)
+    out += _follow_up(doc)
+    out += _medicines(doc)
     for number, section in enumerate(doc.sections, 1):
         out.append(f'<section aria-labelledby="s{number}">\n')
         out.append(f'<h2 id="s{number}">{_e(section.heading)}</h2>\n')
@@ -246,6 +251,42 @@ def _timeline(doc: Document) -> list[str]:
         when = "<br>".join(_e(line) for line in row.when)
         what = "".join(f"<p>{_e(label)}</p>" for label in row.labels)
         out.append(f'<tr><th scope="row">{when}</th><td>{what}</td></tr>\n')
+    out.append("</tbody>\n</table>\n</section>\n")
+    return out
+
+
+def _follow_up(doc: Document) -> list[str]:
+    """The next appointment: when and where, a row header and its value each."""
+    follow_up = doc.follow_up
+    if follow_up is None:
+        return []
+    labels = doc.labels
+    rows = [(labels.timeline_when, follow_up.when)]
+    if follow_up.place:
+        rows.append((labels.where, follow_up.place))
+    out = [
+        '<section aria-labelledby="next">\n',
+        f'<h2 id="next">{_e(labels.next_appointment)}</h2>\n<table class="pairs">\n<tbody>\n',
+    ]
+    out += [f'<tr><th scope="row">{_e(k)}</th><td>{_e(v)}</td></tr>\n' for k, v in rows]
+    out.append("</tbody>\n</table>\n</section>\n")
+    return out
+
+
+def _medicines(doc: Document) -> list[str]:
+    """The medicines: a table with column headers, each cell exactly as written."""
+    if not doc.medicines:
+        return []
+    labels = doc.labels
+    heads = (labels.medicine, labels.medicine_how, labels.medicine_how_long)
+    out = [
+        '<section aria-labelledby="medicines">\n',
+        f'<h2 id="medicines">{_e(labels.medicines)}</h2>\n<table>\n<thead>\n<tr>',
+        *(f'<th scope="col">{_e(head)}</th>' for head in heads),
+        "</tr>\n</thead>\n<tbody>\n",
+    ]
+    for m in doc.medicines:
+        out.append(f"<tr><td>{_e(m.name)}</td><td>{_e(m.how)}</td><td>{_e(m.how_long)}</td></tr>\n")
     out.append("</tbody>\n</table>\n</section>\n")
     return out
 

@@ -71,6 +71,7 @@ def _lines(doc: Document) -> list[str]:
     out.append("")
     out += [f"{label}: {value}" for label, value in doc.patient_rows]
 
+    out += _blocks(doc.intro, bullet)  # the sheet's order: its introduction first
     out += _heading(labels.timeline)
     for row in doc.timeline:
         out.append("")
@@ -82,7 +83,17 @@ def _lines(doc: Document) -> list[str]:
     out += _level(doc.help_clinic, bullet)
     out.append("=" * min(len(doc.help_heading), WIDTH))
 
-    out += _blocks(doc.intro, bullet)
+    if doc.follow_up is not None:
+        out += _heading(labels.next_appointment)
+        out += ["", f"{labels.timeline_when}: {doc.follow_up.when}"]
+        if doc.follow_up.place:
+            out.append(f"{labels.where}: {doc.follow_up.place}")
+    if doc.medicines:
+        out += _heading(labels.medicines)
+        for m in doc.medicines:
+            out += ["", m.name]
+            cells = ((labels.medicine_how, m.how), (labels.medicine_how_long, m.how_long))
+            out += [f"  {label}: {value}" for label, value in cells if value]
     for section in doc.sections:
         out += _heading(section.heading)
         out += _blocks(section.blocks, bullet)

@@ -29,6 +29,9 @@ from tests.helpers import (
     run_discharge,
 )
 
+MEDICINES = (
+    "Ibuprofen 400 mg | 3 times a day with food | 3 days\nParacetamol <i>500</i> | when needed | "
+)
 NOTES = 'Dose {{ 7*7 }} & <b>not bold</b> <script>alert(1)</script> <a href="x">"q"</a>\nLine two'
 
 
@@ -154,7 +157,9 @@ def test_patient_text_stays_text(render) -> None:  # type: ignore[no-untyped-def
 def test_every_string_of_the_sheet_is_in_the_page_and_the_text() -> None:
     """Whatever the Document holds is laid out by both renderers (a part added to the model
     and forgotten here fails this test)."""
-    doc = _document(mrn="RX-1", dob="1990-02-01", clinician="Dr Ada", notes="Rest.\n\nDrink.")
+    doc = _document(mrn="RX-1", dob="1990-02-01", clinician="Dr Ada", notes="Rest.\n\nDrink.",
+                    follow_up="2026-12-14 10:00", follow_up_place="Ward 3 <b>", medicines=MEDICINES)  # fmt: skip
+    assert doc.follow_up is not None and len(doc.medicines) == 2
     page_text = " ".join(" ".join(outline(render_html(doc)).text).split())
     plain = " ".join(render_text(doc).decode().split())
     skip = {"labels", "clinic", "start", "end", "key", "when", "language", "locale", "paper",
@@ -327,7 +332,8 @@ def test_axe_finds_no_violations(axe_page, procedure: str, language: str, varian
                                  large: bool) -> None:  # fmt: skip
     doc = _document(procedure=procedure, language=language, variant=variant or None,
                     large_print=large, mrn="RX-1", dob="1990-02-01", clinician="Dr Ada",
-                    notes=NOTES)  # fmt: skip
+                    notes=NOTES, follow_up="2026-12-14 10:00", follow_up_place="Ward 3",
+                    medicines=MEDICINES)  # fmt: skip
     axe_page.set_content(render_html(doc).decode("utf-8"))
     # WCAG 2.1 AA, and axe's best practices too (landmarks, one main, heading order)
     assert axe_violations(axe_page, [*WCAG_21_AA, "best-practice"]) == []

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("schedule", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-              help="Folder for the PDFs and manifest.csv (created if missing).")  # fmt: skip
+              help="Folder for the PDFs and manifest.csv (created if missing).  "
+                   "[required unless --check]")  # fmt: skip
 @click.option("--jobs", "-j", type=click.IntRange(min=1), metavar="N",
               help="Documents made at once. Default: the number of CPU cores.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Make every PDF again, even rows already done.")
@@ -87,8 +88,9 @@ def batch(
 ) -> None:
     """Make the discharge instructions for every row of a CSV schedule.
 
-    Columns: patient_name, procedure, date (required); time, dob, mrn, clinician, notes,
-    email, paper, variant. Each row's outcome is recorded in DIR/manifest.csv; running the same
+    Columns: patient_name, procedure, date (required); variant, time, dob, mrn, clinician,
+    follow_up, follow_up_place, medicines, notes, paper, language, large_print, email. Each
+    row's outcome is recorded in DIR/manifest.csv; running the same
     command again skips the rows already done and makes the rest.
 
     Exit status: 0 every row done, 1 some rows failed (the others were made), 2 the run could
