@@ -102,7 +102,7 @@ def test_the_plain_path_makes_the_same_document(tmp_path: Path, name: str) -> No
     # Every object the same, but for how its streams are encoded (zlib level, ASCII85).
     assert _objects(fast) == _objects(plain)
     assert fast.read_bytes() != plain.read_bytes()  # the switch did turn the tricks off
-    if "--notes" in CASES[name]:
+    if _NOTES in CASES[name]:
         assert len(plain_pages) >= 3 and "Day 119: rest" in " ".join(plain_pages)
 
 
