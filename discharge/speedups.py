@@ -197,9 +197,8 @@ def _check_babel_locale() -> list[str]:
     from babel import Locale, localedata
 
     problems: list[str] = []
-    used = _names_in(Locale)
-    for name in ("_Locale__data", "_Locale__data_identifier"):
-        _need(problems, name in used, f"Locale.{name}")
+    # (_Locale__data_identifier is read where there is one, in newer Babel; else str(locale).)
+    _need(problems, "_Locale__data" in _names_in(Locale), "Locale._Locale__data")
     _need(problems, isinstance(getattr(localedata, "LocaleDataDict", None), type),
           "localedata.LocaleDataDict")  # fmt: skip
     _need(problems, callable(getattr(localedata, "load", None)), "localedata.load()")
@@ -843,8 +842,9 @@ def pool_class() -> type[Any]:
 
 # --- Babel's locale data (used by locale_data.py) ----------------------------------------------
 #
-# Relies on: Locale keeping its data in the name-mangled attribute _Locale__data (loaded from
-# _Locale__data_identifier when None), and localedata.LocaleDataDict / localedata.load.
+# Relies on: Locale keeping its data in the name-mangled attribute _Locale__data (loaded, when
+# None, by the identifier _Locale__data_identifier in newer Babel, by str(locale) in 2.14),
+# and localedata.LocaleDataDict / localedata.load.
 
 
 def locale_identifier(loc: Any) -> str:
