@@ -2,16 +2,19 @@
 every trick on, every trick off (``DISCHARGE_SPEEDUPS=0``), and each trick off on its own.
 
 Run:  python benchmarks/bench_speedups.py [--rounds 3] [--renders 200] [--colds 8]
+      python benchmarks/bench_speedups.py --instructions   (valgrind; the load does not move it)
 
 Each setting runs in its own new processes, the settings in turns, ``--rounds`` times, so a
-change in the machine's load falls on all of them alike; each figure is the median of the
-rounds' medians, with their range. The installation's cache is warm (filled first).
+change in the machine's load falls on all of them alike; each figure is CPU time (the load
+moves it less than wall time), the median of the rounds' medians, with their range. The
+installation's cache is warm (filled first).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -41,15 +44,15 @@ from discharge.generate import make_pdf
 from discharge.request import parse_request
 config = load_config()
 notes = "Tubes open on both sides. Call if any fever.\\nReview in clinic in 6 weeks."
-renders, times = int(sys.argv[1]), []
-for i in range(30 + renders):  # as bench_generate.py: a new patient each time
+renders, warmup, times = int(sys.argv[1]), int(sys.argv[2]), []
+for i in range(warmup + renders):  # as bench_generate.py: a new patient each time
     request = parse_request(procedure="hsg", date="2026-11-21", time="10:30",
                             patient=f"Patient {i}", dob="1990-02-01", mrn="RX-104233",
                             notes=notes)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU: the machine's load moves it less than wall time
     make_pdf(request, config)
-    times.append(time.perf_counter() - start)
-times = sorted(times[30:])
+    times.append(time.process_time() - start)
+times = sorted(times[warmup:]) or [0]
 print(times[len(times) // 2] * 1000)
 """
 )
@@ -65,26 +68,60 @@ run()
 
 
 def render_ms(trick: str, renders: int, env: dict[str, str]) -> float:
-    proc = subprocess.run([sys.executable, "-c", _RENDER, trick, str(renders)],
+    proc = subprocess.run([sys.executable, "-c", _RENDER, trick, str(renders), "30"],
                           capture_output=True, text=True, check=True, env=env)  # fmt: skip
     return float(proc.stdout.split()[-1])
 
 
 def cold_s(trick: str, colds: int, out: Path, env: dict[str, str]) -> float:
-    walls = []
+    cpus = []  # the new process's CPU time (user + system)
     command = [sys.executable, "-c", _COLD, trick, "generate", *ARGS, "-o", str(out)]
     for _ in range(colds):
         start = os.times()
         subprocess.run(command, check=True, capture_output=True, env=env)
         end = os.times()
-        walls.append(end.elapsed - start.elapsed)
-    return statistics.median(walls)
+        cpus.append(end.children_user + end.children_system
+                    - start.children_user - start.children_system)  # fmt: skip
+    return statistics.median(cpus)
+
+
+def instructions(command: list[str], env: dict[str, str]) -> int:
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    match = re.search(r"Collected : (\d+)", proc.stderr)
+    if not match:
+        raise SystemExit(f"no instruction count from valgrind:\n{proc.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def count(settings: list[str], base: dict[str, str], out: Path) -> None:
+    """Millions of instructions: a cold generate, and a document rendered in a warm process
+    (the difference between rendering 5 and 15, divided by 10), per setting."""
+    print(f"{'setting':<22} {'cold generate':>14} {'vs on':>7} {'warm document':>14} {'vs on':>7}")
+    first: tuple[float, float] | None = None
+    for setting in settings:
+        env = dict(base, PYTHONHASHSEED="0")
+        if setting == "ALL":
+            env["DISCHARGE_SPEEDUPS"] = "0"
+        trick = "" if setting == "ALL" else setting
+        cold = instructions([sys.executable, "-c", _COLD, trick, "generate", *ARGS, "-o", str(out)],
+                            env) / 1e6  # fmt: skip
+        few = instructions([sys.executable, "-c", _RENDER, trick, "0", "5"], env)
+        more = instructions([sys.executable, "-c", _RENDER, trick, "10", "5"], env)
+        warm = (more - few) / 10 / 1e6
+        first = first or (cold, warm)
+        name = {"": "every trick on", "ALL": "every trick off"}.get(setting, f"{setting} off")
+        print(f"{name:<22} {cold:>11.0f} Mi {(cold / first[0] - 1) * 100:>+6.0f}%"
+              f" {warm:>11.1f} Mi {(warm / first[1] - 1) * 100:>+6.0f}%", flush=True)  # fmt: skip
 
 
 def main() -> None:
     from discharge import speedups
 
     parser = argparse.ArgumentParser()
+    parser.add_argument("--instructions", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--renders", type=int, default=200)
     parser.add_argument("--colds", type=int, default=8)
@@ -98,6 +135,9 @@ def main() -> None:
                     DISCHARGE_AUDIT_DB=str(Path(tmp) / "audit.sqlite3"))  # fmt: skip
         out = Path(tmp) / "out.pdf"
         cold_s("", 1, out, base)  # fills the cache
+        if options.instructions:
+            count(settings, base, out)
+            return
         for _ in range(options.rounds):
             for setting in settings:
                 env = dict(base, DISCHARGE_SPEEDUPS="0") if setting == "ALL" else base
@@ -107,7 +147,7 @@ def main() -> None:
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     on_render = statistics.median(renders[""])
     on_cold = statistics.median(colds[""])
-    head = f"{'render ms (range)':>22} {'vs on':>7} {'cold s (range)':>22} {'vs on':>7}"
+    head = f"{'render CPU ms (range)':>22} {'vs on':>7} {'cold CPU s (range)':>22} {'vs on':>7}"
     print(f"{'setting':<22} {head}")
     for setting in settings:
         name = {"": "every trick on", "ALL": "every trick off"}.get(setting, f"{setting} off")
