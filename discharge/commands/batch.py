@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING
 import click
 
 from discharge.errors import ExitStatus
-from discharge.options import config_option, debug_requested, load_clinic_config, warn_if_demo
+from discharge.options import (
+    config_option,
+    debug_requested,
+    load_clinic_config,
+    warn_drafts,
+    warn_if_demo,
+)
 
 if TYPE_CHECKING:
-    from discharge.batch import Schedule
+    from discharge.batch import DateOrders, Schedule
     from discharge.batch_email import BatchEmail, Resend
     from discharge.config import Config
 
@@ -30,12 +36,15 @@ if TYPE_CHECKING:
 @click.option("--force", is_flag=True, help="Make every PDF again, even rows already done.")
 @click.option("--combined", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Also write one print-ready PDF of the whole run; each patient starts on "
-                   "a new sheet when printed double-sided.")  # fmt: skip
+                   "a new sheet when printed double-sided. It holds the rows this run made; "
+                   "a rerun's, only the rows made again.")  # fmt: skip
+@click.option("--combined-all", is_flag=True,
+              help="With --combined: every row's PDF, also those done before.")  # fmt: skip
 @config_option
 @click.option("--check", is_flag=True, help="Only check the schedule and report bad rows.")
 @click.option("--date-order", type=click.Choice(["dmy", "mdy"], case_sensitive=False),
-              help="How to read dates like 21/11/2026. Default: the clinic config; "
-                   "without one such dates are errors.")  # fmt: skip
+              help="How to read dates like 03/04/2026. Default: the clinic config; without "
+                   "one, a date that could be either is an error.")  # fmt: skip
 @click.option("--email", "email_rows", is_flag=True,
               help="Also email each row's PDF to the row's email column ([smtp] and [email] "
                    "settings); a rerun emails only the rows not sent yet.")  # fmt: skip
@@ -48,6 +57,7 @@ def batch(
     jobs: int | None,
     force: bool,
     combined: Path | None,
+    combined_all: bool,
     config_path: Path | None,
     check: bool,
     date_order: str | None,
@@ -67,11 +77,14 @@ def batch(
         check_combined_path,
         check_schedule,
         combine_pdfs,
+        made_files,
         open_schedule,
         run_batch,
     )
     from discharge.batch_email import prepare_batch_email
 
+    if combined_all and combined is None:
+        raise click.UsageError("--combined-all goes with --combined PATH")
     if check and combined:
         raise click.UsageError("--combined makes a PDF; it cannot be used with --check")
     if not check and out_dir is None:
@@ -110,17 +123,48 @@ def batch(
             )
             sys.exit(ExitStatus.INTERRUPTED)
         click.echo(f"batch: {counts} in {summary.seconds:.1f} s")
+        _list_made(out_dir, made_files(out_dir) if summary.ok else [])
         if summary.ok:
+            warn_drafts(config)
             warn_if_demo(config)
         if combined is not None:
-            pages = combine_pdfs(out_dir, combined)
-            click.echo(f"Wrote {combined} ({pages} pages)" if pages else "No PDFs to combine")
+            pages = combine_pdfs(out_dir, combined, every_row=combined_all)
+            if pages:
+                click.echo(f"Wrote {combined} ({pages} pages)")
+            elif summary.skipped and not combined_all:
+                click.echo("No new PDFs to combine (add --combined-all for every row's PDF)")
+            else:
+                click.echo("No PDFs to combine")
     if emailer is not None and _send_batch_email(emailer, opened, config, out_dir, order):
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
         sys.exit(ExitStatus.DELIVERY)
     if summary.errors:
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
         sys.exit(ExitStatus.ROWS_FAILED)
+
+
+def row_numbers(rows: list[int]) -> str:
+    """``rows 2-5, 9``: the rows (in order) as a spreadsheet user reads them."""
+    spans: list[list[int]] = []
+    for row in rows:
+        if spans and row == spans[-1][1] + 1:
+            spans[-1][1] = row
+        else:
+            spans.append([row, row])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    return f"row {text}" if len(rows) == 1 else f"rows {text}"
+
+
+SHOWN_FILES = 20  # new PDFs listed by name after a run; more are counted
+
+
+def _list_made(out_dir: Path, files: list[str]) -> None:
+    """Name the PDFs this run made, so a rerun's few new files are easy to find."""
+    for name in files[:SHOWN_FILES]:
+        click.echo(f"made {out_dir / name}")
+    if len(files) > SHOWN_FILES:
+        more = len(files) - SHOWN_FILES
+        click.echo(f"made {more} more: the rows with status ok in {out_dir / 'manifest.csv'}")
 
 
 class TerminalReporter:
@@ -141,6 +185,19 @@ class TerminalReporter:
     def row_warning(self, row: int, message: str) -> None:
         self.clear()
         click.echo(f"warning: {message}", err=True)
+
+    def dates_need_order(self, rows: list[int], dates: DateOrders) -> None:
+        from discharge.batch import date_order_note
+
+        def fix(order: str | None) -> str:
+            if order is None:
+                return (
+                    "add --date-order dmy or --date-order mdy, or date_order in the clinic config"
+                )
+            return f"add --date-order {order} or date_order in the clinic config"
+
+        self.clear()
+        click.echo(f"{row_numbers(rows)}: {date_order_note(dates, fix)}", err=True)
 
     def started(self, rows: int) -> None:
         self.total, self.done, self.began = rows, 0, time.monotonic()
