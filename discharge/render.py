@@ -12,6 +12,7 @@ from discharge import lazy_imports  # before reportlab: see that module
 import reportlab
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfdoc
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
@@ -25,6 +26,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 from reportlab.platypus.doctemplate import LayoutError
+from reportlab.platypus.flowables import _listWrapOn  # layout, not speed: tests/test_speedups.py
 
 from discharge import cache as install_cache
 from discharge import speedups

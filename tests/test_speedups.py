@@ -122,12 +122,12 @@ def test_canary(trick: str) -> None:
 
 
 def test_names_the_tagging_and_layout_rely_on() -> None:
-    """Not speed tricks (tagging and the footer need them, and reportlab has no public way to
-    the same), but a new reportlab that renames them should fail here, by name."""
+    """Not speed tricks (tagging, the footer and the owner's mark in the document information
+    need them, and reportlab has no public way to the same), but a new reportlab that renames them should fail here, by name."""
     from reportlab.pdfbase.pdfdoc import PDFDocument, PDFPage
     from reportlab.pdfgen.canvas import Canvas
     from reportlab.pdfgen.textobject import PDFTextObject
-    from reportlab.platypus import Frame, Table
+    from reportlab.platypus import Frame, KeepTogether, Table, flowables
 
     from discharge.speedups import _names_in
 
@@ -136,11 +136,13 @@ def test_names_the_tagging_and_layout_rely_on() -> None:
         PDFTextObject: ["_textOut"],
         Canvas: ["_startPage", "_pageNumber", "_code", "_doc", "_pagesize"],
         Frame: ["_atTop"],
-        PDFDocument: ["idToObjectNumberAndVersion", "Reference", "Catalog", "Pages"],
+        PDFDocument: ["idToObjectNumberAndVersion", "Reference", "Catalog", "Pages", "info"],
         PDFPage: ["__NoDefault__"],
+        KeepTogether: ["_content"],
+        flowables: ["_listWrapOn"],  # render._fits: whether the help boxes fit on one page
     }
     gone = [
-        f"{cls.__name__}.{name}"
+        f"{getattr(cls, '__name__', cls)}.{name}"
         for cls, names in needed.items()
         for name in names
         if not hasattr(cls, name) and name not in _names_in(cls)
