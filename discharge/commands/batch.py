@@ -48,9 +48,13 @@ if TYPE_CHECKING:
 @click.option("--email", "email_rows", is_flag=True,
               help="Also email each row's PDF to the row's email column ([smtp] and [email] "
                    "settings); a rerun emails only the rows not sent yet.")  # fmt: skip
-@click.option("--resend", metavar="ROWS", is_flag=False, flag_value="all", default=None,
-              help="With --email: email again rows already sent, or whose sending is unknown: "
-                   "--resend 5,7 for those rows, --resend alone for every row.")  # fmt: skip
+@click.option("--resend", metavar="PATIENTS", is_flag=False, flag_value="all", default=None,
+              help="With --email: email these patients again although they were sent, or "
+                   "their sending is unknown: hospital numbers or keys from manifest.csv, "
+                   "comma-separated (not row numbers); --resend alone: every row.")  # fmt: skip
+@click.option("--resend-changed", is_flag=True,
+              help="With --email: send the new version to patients who were emailed an "
+                   "earlier version (a template or clinic setting changed).")  # fmt: skip
 def batch(
     schedule: Path,
     out_dir: Path | None,
@@ -63,6 +67,7 @@ def batch(
     date_order: str | None,
     email_rows: bool,
     resend: str | None,
+    resend_changed: bool,
 ) -> None:
     """Make the discharge instructions for every row of a CSV schedule.
 
@@ -89,10 +94,10 @@ def batch(
         raise click.UsageError("--combined makes a PDF; it cannot be used with --check")
     if not check and out_dir is None:
         raise click.UsageError("--out-dir DIR is required: the folder for the PDFs")
-    if resend is not None and not email_rows:
-        raise click.UsageError("--resend goes with --email")
+    if (resend is not None or resend_changed) and not email_rows:
+        raise click.UsageError("--resend and --resend-changed go with --email")
     config = load_clinic_config(config_path)
-    emailer = prepare_batch_email(config, _resend(resend)) if email_rows else None
+    emailer = prepare_batch_email(config, _resend(resend, resend_changed)) if email_rows else None
     if combined is not None and out_dir is not None:
         check_combined_path(out_dir, combined)
     opened = open_schedule(_spool_stdin() if str(schedule) == "-" else schedule)
@@ -251,10 +256,18 @@ def _send_batch_email(
             date_order=date_order, reporter=_EmailReporter(),
         )  # fmt: skip
     unknown = f" / {summary.unknown} unknown" if summary.unknown else ""
+    changed = f" / {summary.changed} earlier version sent" if summary.changed else ""
     click.echo(
         f"email: {summary.sent} sent / {summary.failed} failed{unknown} / "
-        f"{summary.no_address} no address / {summary.already_sent} already sent"
+        f"{summary.no_address} no address / {summary.already_sent} already sent{changed}"
     )
+    if summary.changed:
+        patients = "1 patient was" if summary.changed == 1 else f"{summary.changed} patients were"
+        click.echo(
+            f"{patients} already emailed an earlier version: use --resend-changed to send "
+            "the new one",
+            err=True,
+        )
     return summary.failed > 0 or summary.unknown > 0
 
 
@@ -265,9 +278,9 @@ class _EmailReporter:
     def email_failed(self, row: int, address: str, message: str) -> None:
         click.echo(f"row {row}: email to {address} not sent: {message}", err=True)
 
-    def email_unknown(self, row: int, address: str, message: str) -> None:
+    def email_unknown(self, row: int, key: str, address: str, message: str) -> None:
         click.echo(
-            f"row {row}: email to {address} may have been sent; rerun with --resend {row} to "
+            f"row {row}: email to {address} may have been sent; rerun with --resend {key} to "
             f"send again ({message})",
             err=True,
         )
@@ -286,19 +299,20 @@ def _spool_stdin() -> Path:
     return path
 
 
-def _resend(value: str | None) -> Resend:
-    """``--resend`` alone: every row; ``--resend 5,7``: those rows (as numbered in the schedule)."""
+def _resend(value: str | None, changed: bool) -> Resend:
+    """``--resend`` alone: every row; ``--resend RX-1,3f9a...``: those patients, by hospital
+    number or manifest key (checked against the schedule before anything is sent)."""
     from discharge.batch_email import Resend
 
     if value is None:
-        return Resend()
+        return Resend(changed=changed)
     if value.strip().lower() == "all":
-        return Resend(every=True)
-    try:
-        rows = frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
-    except ValueError:
+        return Resend(every=True, changed=changed)
+    patients = frozenset(part.strip() for part in value.split(",") if part.strip())
+    if not patients:
         raise click.BadParameter(
-            "expected row numbers such as 5 or 5,7 (or --resend alone for every row)",
+            "expected hospital numbers or keys from manifest.csv, such as RX-104233 "
+            "(or --resend alone for every row)",
             param_hint="--resend",
-        ) from None
-    return Resend(rows=rows)
+        )
+    return Resend(patients=patients, changed=changed)
