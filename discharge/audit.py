@@ -58,7 +58,9 @@ SCHEMA_VERSION = 1
 MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED = (
     "made", "emailed", "email-failed", "email-unknown", "pruned",
 )  # fmt: skip
-ACTIONS = (MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED)
+# A sheet sent to a printer (discharge.printing): its ``detail`` holds the printer and job.
+PRINTED, PRINT_FAILED, PRINT_UNKNOWN = "printed", "print-failed", "print-unknown"
+ACTIONS = (MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED, PRINTED, PRINT_FAILED, PRINT_UNKNOWN)
 CHANNELS = ("cli", "batch", "web")
 
 _SETTINGS_KEYS = {"path", "enabled"}

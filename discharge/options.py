@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -187,3 +188,57 @@ def read_notes(path: Path) -> str:
 def debug_requested() -> bool:
     """Show tracebacks instead of one-line messages (``DISCHARGE_DEBUG=1``)."""
     return bool(os.environ.get(DEBUG_ENV))
+
+
+# --- printing (generate --print, batch --print, print FILE) -------------------------------
+
+_PRINT_OPTIONS = [
+    click.option("--printer", metavar="NAME",
+                 help="The printer, as the print system names it. Default: the first of the "
+                      "clinic's [print] printer setting."),
+    click.option("--copies", type=click.IntRange(min=1), metavar="N",
+                 help="Copies to print. Default: the clinic's [print] copies, else 1."),
+]  # fmt: skip
+
+
+def print_options(command: F) -> F:
+    """Add --printer and --copies (the commands add their own --print switch)."""
+    for option in reversed(_PRINT_OPTIONS):
+        command = option(command)
+    return command
+
+
+@dataclass(frozen=True)
+class PrintChoice:
+    """Where and how to print, from the options and the clinic's ``[print]`` settings."""
+
+    printer: str
+    copies: int
+    timeout: float
+
+
+def print_choice(config: Config, printer: str | None, copies: int | None) -> PrintChoice:
+    """Checked before any work: a wrong setting stops the command before anything is made."""
+    from discharge.printing import check_copies, check_printer_name, load_print_settings
+
+    settings = load_print_settings(config)
+    name = check_printer_name(printer) if printer is not None else settings.default_printer
+    if name is None:
+        raise InputError(
+            'say which printer with --printer NAME, or set printer = "NAME" in the [print] '
+            "section of the clinic's settings (lpstat -e lists the printers)"
+        )
+    return PrintChoice(
+        printer=name,
+        copies=check_copies(copies) if copies is not None else settings.copies,
+        timeout=settings.timeout,
+    )
+
+
+def report_printed(result: Any) -> None:
+    """One line on standard output for a confirmed print (and a note on stderr, if any)."""
+    copies = f", {result.copies} copies" if result.copies > 1 else ""
+    two = ", two-sided" if result.sides == "two-sided-long-edge" else ""
+    click.echo(f"Printed on {result.printer} (job {result.job}, {result.pages} pages{copies}{two})")
+    if result.note:
+        click.echo(f"warning: {result.note}", err=True)

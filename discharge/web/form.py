@@ -167,6 +167,7 @@ def show_form(
     emailer = current_app.extensions.get("discharge.email")
     if emailer is not None and not values.get("send_id"):
         values = {**values, "send_id": emailer.new_send_id()}
+    printing = current_app.extensions.get("discharge.print")
     return (
         render_template(
             "form.html",
@@ -182,6 +183,7 @@ def show_form(
             papers=(("a4", "A4"), ("letter", "Letter")),
             languages=language_choices(config),
             email=emailer is not None,
+            printers=printing.printers if printing is not None else (),
             sent=sent,
             ask=ask,  # a send that may have happened before: asked before sending again
         ),
@@ -213,6 +215,8 @@ def make_pdf() -> Any:
     values = {field.name: request.form.get(field.name, "") for field in FIELDS}
     if request.form.get("action") in ("email", "email-again"):
         return send_email(values, config, again=request.form.get("action") == "email-again")
+    if request.form.get("action") == "print":
+        return print_sheet(values, config)
     checked, problems = check_form(values, config)
     if checked is None:
         return show_form(values, problems, 422)
@@ -259,5 +263,28 @@ def send_email(values: dict[str, str], config: Config, *, again: bool = False) -
         return show_form(values, {}, 502 if outcome.unknown else 409, ask=outcome.message)
     if not outcome.sent:
         emailer.release(values["send_id"])
+        return show_form(values, {"_form": outcome.message}, 502)
+    return show_form(values, {}, 200, sent=outcome.message)
+
+
+def print_sheet(values: dict[str, str], config: Config) -> Any:
+    """The **Print** button: make the PDF, print it, and say on the page whether it printed."""
+    printing = current_app.extensions.get("discharge.print")
+    if printing is None:
+        return show_form(values, {"_form": "printing is not set up for this desk"}, 422)
+    values = {**values, "printer": request.form.get("printer", "")}
+    checked, problems = check_form(values, config)
+    printer = printing.choose(values["printer"])
+    if printer is None:
+        problems["_form"] = "choose one of the printers in the list"
+    if checked is None or printer is None:
+        return show_form(values, problems, 422)
+    renderer = current_app.extensions["discharge.renderer"]
+    try:
+        pdf, sheet = renderer.render_recorded(checked)
+    except DischargeError as exc:
+        return show_form(values, {"_form": str(exc)}, 422)
+    outcome = printing.print_sheet(pdf, config, sheet, printer)
+    if not outcome.printed:
         return show_form(values, {"_form": outcome.message}, 502)
     return show_form(values, {}, 200, sent=outcome.message)
