@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
-import re
-import threading
-import zlib
-from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
 from discharge import lazy_imports  # before reportlab: see that module
 
 # isort: split
 import reportlab
-from reportlab import rl_config
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfdoc
-from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
@@ -33,9 +26,10 @@ from reportlab.platypus import (
     TableStyle,
 )
 from reportlab.platypus.doctemplate import LayoutError
-from reportlab.platypus.flowables import _listWrapOn
+from reportlab.platypus.flowables import _listWrapOn  # layout, not speed: tests/test_speedups.py
 
 from discharge import cache as install_cache
+from discharge import speedups
 from discharge import styles as st
 from discharge.document import Block, Contact, Document
 from discharge.errors import RenderError
@@ -57,77 +51,9 @@ from discharge.tagging import (
 PAGE_SIZES = {"a4": A4, "letter": LETTER}
 
 
-class _FastDeflate(pdfdoc.PDFStreamFilterZCompress):
-    # reportlab deflates every stream at zlib's default level 6. Our streams are small page
-    # contents and font subsets: level 1 renders a document about 9% faster for about 4% more
-    # bytes (measured: 10.0 -> 9.1 ms, 33.9 -> 35.2 KB), which a batch of thousands notices.
-    #
-    # The font programs (bytes: each subset is made once per process, see fonts.py) and their
-    # character maps (text beginning "/CIDInit") repeat from document to document: each is
-    # deflated once per process too (0.5 ms a document). Page contents (other text) never
-    # repeat and are not kept.
-    def encode(self, text: str | bytes) -> bytes:
-        if isinstance(text, bytes) or text.startswith("/CIDInit"):
-            found: bytes | None = _DEFLATED.get(text)
-            if found is None:
-                data = text.encode("utf8") if isinstance(text, str) else text
-                found = _DEFLATED.put(text, zlib.compress(data, 1))
-            return found
-        return zlib.compress(text.encode("utf8"), 1)
-
-
-_FAST_DEFLATE = _FastDeflate()
-_deflate_lock = threading.Lock()
-_deflate_users = 0
-_deflate_saved: Any = None
-_NOT_PDFDOC = re.compile("[\x18-\x1f]")  # ASCII that PDFDocEncoding does not have
-
-
-def _pdfdoc_encode(value: str | bytes) -> bytes:
-    # reportlab's pdfdocEnc, which writes every name, number and keyword of a PDF (about 800
-    # a document) through a Python-level codec. PDFDocEncoding is ASCII for every ASCII
-    # character it has, so plain ASCII takes the built-in codec: the same bytes, 10x faster.
-    if isinstance(value, str):
-        if value.isascii() and not _NOT_PDFDOC.search(value):
-            return value.encode("ascii")
-        encoded: bytes = value.encode("extpdfdoc")
-        return encoded
-    return value
-
-
-@contextlib.contextmanager
-def _fast_deflate() -> Iterator[None]:
-    """Use level-1 deflate, no ASCII85 and a faster PDFDocEncoding while our documents are
-    drawn, and only then.
-
-    reportlab also writes page contents in ASCII85 on top of deflate (a quarter bigger, for
-    7-bit channels that PDF files no longer go through).
-
-    reportlab looks its one shared filter object (``pdfdoc.PDFZCompress``) and its encoder
-    (``pdfdoc.pdfdocEnc``) up each time it uses them, so they are swapped for the duration of
-    our renders (counted, so concurrent renders in threads all keep them) and put back
-    afterwards: other reportlab users in the same process are not affected, and importing this
-    module changes nothing.
-    """
-    global _deflate_users, _deflate_saved
-    with _deflate_lock:
-        if _deflate_users == 0:
-            _deflate_saved = pdfdoc.PDFZCompress, rl_config.useA85, pdfdoc.pdfdocEnc
-            pdfdoc.PDFZCompress, rl_config.useA85 = _FAST_DEFLATE, 0
-            pdfdoc.pdfdocEnc = _pdfdoc_encode
-        _deflate_users += 1
-    try:
-        yield
-    finally:
-        with _deflate_lock:
-            _deflate_users -= 1
-            if _deflate_users == 0:
-                pdfdoc.PDFZCompress, rl_config.useA85, pdfdoc.pdfdocEnc = _deflate_saved
-
-
 def render_pdf(document: Document) -> bytes:
     """Render the document to PDF bytes (deterministic: same document, same bytes)."""
-    with _fast_deflate():
+    with speedups.pdf_writing():  # zlib level 1, no ASCII85: see there
         return _render(document)
 
 
@@ -209,33 +135,6 @@ class _RunningHeading(Paragraph):
 # --- the story --------------------------------------------------------------------------
 
 
-class _Memo(OrderedDict[Any, Any]):
-    """A small LRU map: bounded, so a batch of 100,000 patients keeps flat memory."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key: Any, value: Any) -> Any:
-        self[key] = value
-        if len(self) > self.size:
-            self.popitem(last=False)
-        return value
-
-
-_MEMO_MAX_CHARS = 1000  # so the memos stay small (4,096 short paragraphs each at most)
-_PARSED = _Memo(4096)
-_BROKEN = _Memo(4096)
-_DRAWN = _Memo(4096)
-_DEFLATED = _Memo(256)  # a few dozen subsets of two fonts, and their maps: a few MB at most
-_FONT_USE = re.compile(r"/(F\d+)\+0 ")  # a subset-0 font selected in drawn text: "/F1+0 11 Tf"
-
-
-def _subset_name(font: str, doc: Any) -> str:
-    name: str = getFont(font).getSubsetInternalName(0, doc)
-    return name
-
-
 class _Para(TaggedFlowable, Paragraph):
     """A Paragraph that reuses parsing and line breaking across paragraphs and documents.
 
@@ -253,78 +152,15 @@ class _Para(TaggedFlowable, Paragraph):
 
     def __init__(self, text: Any, style: Any = None, bulletText: Any = None, frags: Any = None,
                  **kw: Any) -> None:  # fmt: skip
-        # reportlab's own split() passes frags: no caching there; nor for long paragraphs (a
-        # patient's notes), which do not repeat and would only fill the memos.
-        if frags is not None or kw or len(text) > _MEMO_MAX_CHARS:
-            super().__init__(text, style, bulletText, frags, **kw)
-            self._memo_key = None
-            return
-        key = (text, style.name, bulletText)
-        hit = _PARSED.get(key)
-        if hit is None:
-            super().__init__(text, style, bulletText)
-            _PARSED.put(key, (self.frags, self.bulletText, self.style, self.text))
-        else:
-            self.caseSensitive = 1
-            self.encoding = "utf8"
-            self.frags, self.bulletText, self.style, self.text = hit
-            self.debug = 0
-        self._memo_key = key
+        init = super().__init__
+        self._memo_key = speedups.init_paragraph(self, init, text, style, bulletText, frags, kw)
 
     def breakLines(self, width: Any) -> Any:  # noqa: N802 (reportlab's name)
-        if self._memo_key is None:
-            return super().breakLines(width)
-        key = (self._memo_key, tuple(width))
-        hit = _BROKEN.get(key)
-        return hit if hit is not None else _BROKEN.put(key, super().breakLines(width))
+        return speedups.break_lines(self._memo_key, width, super().breakLines)
 
     def draw(self) -> None:
-        """Draw as reportlab does, or repeat what it drew for the same paragraph before.
-
-        A paragraph's drawing is PDF operators relative to its own origin (the frame moves
-        the canvas there first), made from its broken lines, its style and the names the
-        document gives its fonts: nothing else. So when the same lines (the same memoised
-        object) are drawn again in a document that names the fonts the same, the operators
-        are the same, and are reused (a fifth of a document's time). Only paragraphs whose
-        text is printable ASCII qualify, which every document encodes alike (see fonts.py);
-        not a list item's (its bullet is tagged separately) nor one with links or underlines.
-        """
-        key = self._draw_key()
-        if key is None:
-            super().draw()
-            return
-        canvas = self.canv
-        doc = canvas._doc
-        hit = _DRAWN.get(key)
-        # Naming a font in a document registers it there, as drawing would have.
-        if (
-            hit is not None
-            and hit[0] is self.blPara
-            and all(_subset_name(name, doc) == internal for name, internal in hit[1])
-        ):
-            canvas._code.extend(hit[2])
-            return
-        start = len(canvas._code)
-        super().draw()
-        code = canvas._code[start:]
-        used = {m.group(1) for m in _FONT_USE.finditer(" ".join(code))}
-        fonts = tuple(
-            (name, f"{internal}+0")
-            for name, internal in doc.fontMapping.items()
-            if internal.lstrip("/") in used
-        )
-        _DRAWN.put(key, (self.blPara, fonts, tuple(code)))
-
-    def _draw_key(self) -> tuple[Any, ...] | None:
-        if self._memo_key is None or self.bulletText:
-            return None
-        for frag in self.frags:
-            text = getattr(frag, "text", "")
-            if not (isinstance(text, str) and text.isascii() and text.isprintable()):
-                return None
-            if getattr(frag, "link", None) or getattr(frag, "us_lines", None):
-                return None
-        return (self._memo_key, self.width, self.height)
+        """Draw as reportlab does, or repeat what it drew for the same paragraph before."""
+        speedups.draw_paragraph(self, self._memo_key, super().draw)
 
 
 class _LinkPara(TaggedLink, _Para):
@@ -363,12 +199,8 @@ class _KeepTogether(KeepTogether):
     """
 
     def wrap(self, aW: float, aH: float) -> tuple[float, float]:
-        dims: list[tuple[float, float]] = []
-        width, height = _listWrapOn(self._content, aW, None, dims=dims)
-        self._H = height
-        self._H0 = dims[0][1] if dims else 0
-        self._wrapInfo = aW, aH
-        return width, 0xFFFFFF  # as KeepTogether: always asks to be split into its content
+        wrapped = speedups.wrap_together(self, aW, aH)
+        return wrapped if wrapped is not None else super().wrap(aW, aH)
 
 
 def _p(text: str, style: Any, tag: Tag | None = None, **kw: Any) -> Paragraph:
