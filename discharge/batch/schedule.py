@@ -44,8 +44,13 @@ _SLASH_DATE = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*$")
 _ISO_LIKE = re.compile(r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$")
 _ID_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")
 _UNCLOSED_OVER_ROWS = (
-    "a quote opened here is never closed: the lines after it look like other patients' rows "
-    "and were read as rows of their own; add the closing quote at the end of this row's notes"
+    "a quote opened here is never closed: the lines after it look like other patients' rows, "
+    "so this row and those rows are stopped; add the closing quote where this row's cell "
+    "ends, or remove the stray quote"
+)
+_INSIDE_QUOTE = (
+    "this row was read inside the quote opened in row {row}, so it is stopped too; fix the "
+    "quote in row {row} and run again"
 )
 _LINE_BREAK = (
     "the {column} cell runs over several lines (only the notes may); check for a quote that "
@@ -86,7 +91,7 @@ class Schedule:
                 next(csv.reader(lines, delimiter=self.delimiter), None)  # the header
                 reader = csv.reader(lines, delimiter=self.delimiter)
                 while True:
-                    lines.start_record()
+                    opened_in = lines.start_record()
                     row += 1
                     try:
                         cells = next(reader, None)
@@ -100,9 +105,14 @@ class Schedule:
                     unclosed = self._unclosed_quote(lines.taken, cells)
                     if unclosed:
                         if unclosed == _UNCLOSED_OVER_ROWS:
-                            lines.give_back()
+                            # The lines are read again as the rows they are, each stopped.
+                            lines.give_back(opened_in=opened_in or row)
                         reader = csv.reader(lines, delimiter=self.delimiter)
                         yield ScheduleRecord(row, {}, problem=unclosed)
+                    elif opened_in:
+                        if any(cell.strip() for cell in cells):
+                            problem = _INSIDE_QUOTE.format(row=opened_in)
+                            yield ScheduleRecord(row, {}, problem=problem)
                     elif any(cell.strip() for cell in cells):
                         yield self._record(row, cells)
             except csv.Error as exc:
@@ -121,7 +131,7 @@ class Schedule:
         if '"' not in taken[0]:
             return ""
         if len(taken) > 1:
-            if any(self._looks_like_a_row(line) for line in _inside_quotes(taken)):
+            if any(self._looks_like_a_row(line) for line in _inside_quotes(taken, self.delimiter)):
                 return _UNCLOSED_OVER_ROWS
             broken = [
                 name
@@ -143,18 +153,25 @@ class Schedule:
         return ""
 
     def _looks_like_a_row(self, line: str) -> bool:
-        """A line with a procedure id and a date in their columns: someone's row, not notes."""
+        """A line with a procedure id and a date in their columns: someone's row, not notes.
+
+        The line is read both as CSV and split at every delimiter, with stray quotes ignored:
+        a row whose own quoting is damaged too (a quote inside its procedure or date, or one
+        opening its date cell) still reads as a row to the person who typed it.
+        """
         try:
-            cells = next(csv.reader([line], delimiter=self.delimiter), [])
+            parsed = next(csv.reader([line], delimiter=self.delimiter), [])
         except csv.Error:
-            return False
+            parsed = []
         where = {name: i for i, name in enumerate(self.header)}
         procedure, day = where["procedure"], where["date"]
-        if len(cells) <= max(procedure, day):
-            return False
-        return bool(_ID_LIKE.match(cells[procedure].strip())) and bool(
-            _ISO_LIKE.match(cells[day]) or _SLASH_DATE.match(cells[day])
-        )
+        for cells in (parsed, line.split(self.delimiter)):
+            if len(cells) <= max(procedure, day):
+                continue
+            what, when = (cells[i].replace('"', "").strip() for i in (procedure, day))
+            if _ID_LIKE.match(what) and (_ISO_LIKE.match(when) or _SLASH_DATE.match(when)):
+                return True
+        return False
 
     def _record(self, row: int, cells: list[str]) -> ScheduleRecord:
         values: dict[str, str] = {}
@@ -168,16 +185,35 @@ class Schedule:
         return ScheduleRecord(row, values, stray)
 
 
-def _inside_quotes(taken: list[str]) -> list[str]:
-    """The record's lines that lie wholly inside one quoted cell: they start inside the quote
-    and hold no quote mark. (The last line holds the closing quote and the rest of the row's
-    own cells, which of course look like a row.)"""
-    inside, lines = False, []
-    for number, line in enumerate(taken):
-        if number and inside and '"' not in line:
-            lines.append(line)
-        inside ^= line.count('"') % 2 == 1
-    return lines
+def _inside_quotes(taken: list[str], delimiter: str) -> list[str]:
+    """The text of the record's later lines that lies inside the quoted cell they start in.
+
+    A record runs on to its next line only inside a quote, so each later line starts inside
+    one: its text up to the quote that closes the cell (a doubled quote is a quote mark, not
+    an end) was typed as part of that cell. If that quote is followed by anything but a
+    delimiter or the line's end, it is not the cell's real end but another row's opening
+    quote or a stray one: the whole line is given too. (A line ending a cell properly goes on
+    with the record's own later cells, which of course look like a row.)
+    """
+    texts = []
+    for line in taken[1:]:
+        at, text = 0, []
+        while True:
+            quote = line.find('"', at)
+            if quote < 0:
+                text.append(line[at:])
+                break
+            text.append(line[at:quote])
+            if line.startswith('""', quote):
+                text.append('"')
+                at = quote + 2
+                continue
+            after = line[quote + 1 : quote + 2]
+            if after not in ("", delimiter, "\n", "\r"):
+                texts.append(line)
+            break
+        texts.append("".join(text))
+    return texts
 
 
 class _RowTooLong(Exception):
@@ -194,7 +230,7 @@ class _Lines:
 
     def __init__(self, handle: IO[str]) -> None:
         self.handle = handle
-        self.pending: deque[str] = deque()
+        self.pending: deque[tuple[str, int]] = deque()
         self.taken: list[str] = []
         self.chars = 0
 
@@ -202,7 +238,9 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
-        line = self.pending.popleft() if self.pending else self.handle.readline(MAX_ROW_CHARS + 1)
+        line = (
+            self.pending.popleft()[0] if self.pending else self.handle.readline(MAX_ROW_CHARS + 1)
+        )
         if not line:
             raise StopIteration
         self.taken.append(line)
@@ -219,12 +257,17 @@ class _Lines:
             if not part or part.endswith("\n"):
                 return
 
-    def start_record(self) -> None:
+    def start_record(self) -> int:
+        """Begin a record; the row whose unclosed quote held its first line, or 0."""
         self.taken = []
         self.chars = 0
+        return self.pending[0][1] if self.pending else 0
 
-    def give_back(self) -> None:
-        self.pending.extendleft(reversed(self.taken[1:]))
+    def give_back(self, opened_in: int = 0) -> None:
+        """Read the record's lines again, all but its first; ``opened_in``: the row whose
+        unclosed quote took them in, so the records read from them are stopped."""
+        again = [(line, opened_in) for line in self.taken[1:]]
+        self.pending.extendleft(reversed(again))
         self.taken = []
 
 
