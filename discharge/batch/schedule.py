@@ -43,10 +43,23 @@ MAX_ROW_CHARS = 100_000
 _SLASH_DATE = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*$")
 _ISO_LIKE = re.compile(r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$")
 _ID_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")
+# How many columns to the right a row swallowed by a quote may have its procedure and date
+# (a comma in its name or notes whose quotes were lost moves them on).
+_SHIFT = 2
 _UNCLOSED_OVER_ROWS = (
     "a quote opened here is never closed: the lines after it look like other patients' rows, "
     "so this row and those rows are stopped; add the closing quote where this row's cell "
     "ends, or remove the stray quote"
+)
+_CLOSED_MID_CELL = (
+    "a quote opened here closes only on a later line, in the middle of a cell (at another "
+    "row's quote or a stray one), so this row and the lines after it are stopped; add the "
+    "closing quote where this row's cell ends, or remove the stray quote"
+)
+_OWN_ROW_INSIDE = (
+    "a quote opened here is never closed: it takes in the rest of this row (its date) and "
+    "the lines after it, so this row and those lines are stopped; add the closing quote where "
+    "this row's cell ends, or remove the stray quote"
 )
 _INSIDE_QUOTE = (
     "this row was read inside the quote opened in row {row}, so it is stopped too; fix the "
@@ -104,7 +117,7 @@ class Schedule:
                         return
                     unclosed = self._unclosed_quote(lines.taken, cells)
                     if unclosed:
-                        if unclosed == _UNCLOSED_OVER_ROWS:
+                        if unclosed in (_UNCLOSED_OVER_ROWS, _CLOSED_MID_CELL, _OWN_ROW_INSIDE):
                             # The lines are read again as the rows they are, each stopped.
                             lines.give_back(opened_in=opened_in or row)
                         reader = csv.reader(lines, delimiter=self.delimiter)
@@ -131,8 +144,14 @@ class Schedule:
         if '"' not in taken[0]:
             return ""
         if len(taken) > 1:
-            if any(self._looks_like_a_row(line) for line in _inside_quotes(taken, self.delimiter)):
+            texts, mid_cell = _inside_quotes(taken, self.delimiter)
+            if any(self._looks_like_a_row(text) for text in texts):
                 return _UNCLOSED_OVER_ROWS
+            opened = _quote_left_open(taken[0], self.delimiter)
+            if opened and self._looks_like_a_row(opened[1], first_column=opened[0]):
+                return _OWN_ROW_INSIDE
+            if mid_cell:
+                return _CLOSED_MID_CELL
             broken = [
                 name
                 for name, cell in zip(self.header, cells, strict=False)
@@ -152,12 +171,17 @@ class Schedule:
                 return _UNCLOSED_AT_END
         return ""
 
-    def _looks_like_a_row(self, line: str) -> bool:
+    def _looks_like_a_row(self, line: str, first_column: int = 0) -> bool:
         """A line with a procedure id and a date in their columns: someone's row, not notes.
 
-        The line is read both as CSV and split at every delimiter, with stray quotes ignored:
-        a row whose own quoting is damaged too (a quote inside its procedure or date, or one
-        opening its date cell) still reads as a row to the person who typed it.
+        ``first_column``: the column the line's text starts in (the rest of a line after a
+        quote that opens there); the date must then lie in the text, the procedure too if its
+        column is not before the text.
+
+        The line is read both as CSV and split at every delimiter, with stray quotes ignored,
+        and the two cells may sit up to two columns further right: a row whose own quoting is
+        damaged too (a quote inside its procedure or date, one opening its date cell, a comma
+        in a name whose quotes were lost) still reads as a row to the person who typed it.
         """
         try:
             parsed = next(csv.reader([line], delimiter=self.delimiter), [])
@@ -165,11 +189,16 @@ class Schedule:
             parsed = []
         where = {name: i for i, name in enumerate(self.header)}
         procedure, day = where["procedure"], where["date"]
+        procedure, day = procedure - first_column, day - first_column
+        if day < 0:
+            return False
         for cells in (parsed, line.split(self.delimiter)):
-            if len(cells) <= max(procedure, day):
-                continue
-            what, when = (cells[i].replace('"', "").strip() for i in (procedure, day))
-            if _ID_LIKE.match(what) and (_ISO_LIKE.match(when) or _SLASH_DATE.match(when)):
+            cells = [cell.replace('"', "").strip() for cell in cells]
+            what = cells[procedure : procedure + _SHIFT + 1] if procedure >= 0 else ["id"]
+            when = cells[day : day + _SHIFT + 1]
+            if any(_ID_LIKE.match(cell) for cell in what) and any(
+                _ISO_LIKE.match(cell) or _SLASH_DATE.match(cell) for cell in when
+            ):
                 return True
         return False
 
@@ -185,17 +214,19 @@ class Schedule:
         return ScheduleRecord(row, values, stray)
 
 
-def _inside_quotes(taken: list[str], delimiter: str) -> list[str]:
-    """The text of the record's later lines that lies inside the quoted cell they start in.
+def _inside_quotes(taken: list[str], delimiter: str) -> tuple[list[str], bool]:
+    """The text of the record's later lines that lies inside the quoted cell they start in,
+    and whether one of those cells closed in the middle of a cell.
 
     A record runs on to its next line only inside a quote, so each later line starts inside
     one: its text up to the quote that closes the cell (a doubled quote is a quote mark, not
     an end) was typed as part of that cell. If that quote is followed by anything but a
     delimiter or the line's end, it is not the cell's real end but another row's opening
-    quote or a stray one: the whole line is given too. (A line ending a cell properly goes on
-    with the record's own later cells, which of course look like a row.)
+    quote or a stray one: the whole line is given too, and the record is not one row. (A line
+    ending a cell properly goes on with the record's own later cells, which of course look
+    like a row.)
     """
-    texts = []
+    texts, mid_cell = [], False
     for line in taken[1:]:
         at, text = 0, []
         while True:
@@ -211,9 +242,38 @@ def _inside_quotes(taken: list[str], delimiter: str) -> list[str]:
             after = line[quote + 1 : quote + 2]
             if after not in ("", delimiter, "\n", "\r"):
                 texts.append(line)
+                mid_cell = True
             break
         texts.append("".join(text))
-    return texts
+    return texts, mid_cell
+
+
+def _quote_left_open(line: str, delimiter: str) -> tuple[int, str] | None:
+    """The column of the quoted cell this line ends inside, and the line's text after that
+    cell's opening quote; None if the line ends outside quotes. (Read as the csv module reads:
+    a quote opens a cell only at its start; a quote that closes one may be followed by text.)
+    """
+    column, inside, start, at = 0, False, 0, 0
+    cell_start = True
+    while at < len(line):
+        char = line[at]
+        if inside:
+            if char == '"':
+                if line.startswith('""', at):
+                    at += 1
+                else:
+                    inside = False
+        elif char == delimiter:
+            column, cell_start = column + 1, True
+            at += 1
+            continue
+        elif char == '"' and cell_start:
+            inside, start = True, at + 1
+        elif char in "\r\n":
+            return None
+        cell_start = False
+        at += 1
+    return (column, line[start:].rstrip("\r\n")) if inside else None
 
 
 class _RowTooLong(Exception):
