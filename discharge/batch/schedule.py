@@ -144,8 +144,10 @@ class Schedule:
         if '"' not in taken[0]:
             return ""
         if len(taken) > 1:
-            texts, mid_cell = _inside_quotes(taken, self.delimiter)
-            if any(self._looks_like_a_row(text) for text in texts):
+            texts, mid_cell, closed = _inside_quotes(taken, self.delimiter)
+            if any(self._looks_like_a_row(text) for text in texts) or any(
+                self._a_row_around_the_close(inside, line) for inside, line in closed
+            ):
                 return _UNCLOSED_OVER_ROWS
             opened = _quote_left_open(taken[0], self.delimiter)
             if opened and self._looks_like_a_row(opened[1], first_column=opened[0]):
@@ -202,6 +204,28 @@ class Schedule:
                 return True
         return False
 
+    def _a_row_around_the_close(self, inside: str, line: str) -> bool:
+        """A line whose quote closes properly, but which is a whole row: its date inside the
+        quote (before the close), its procedure after it, and as many cells as the header.
+
+        Another row whose own opening quote was lost: its first cells went into the open
+        quote, its last ones follow as if they were this record's. (A real multi-line note
+        ends with this row's own later cells: fewer than the header has.)
+        """
+        where = {name: i for i, name in enumerate(self.header)}
+        procedure, day = where["procedure"], where["date"]
+        before = inside.split(self.delimiter)
+        try:
+            whole = next(csv.reader([line], delimiter=self.delimiter), [])
+        except csv.Error:
+            return False
+        if not (day < len(before) - 1 < procedure < len(whole) == len(self.header)):
+            return False
+        when = before[day].replace('"', "").strip()
+        return bool(_ISO_LIKE.match(when) or _SLASH_DATE.match(when)) and bool(
+            _ID_LIKE.match(whole[procedure].replace('"', "").strip())
+        )
+
     def _record(self, row: int, cells: list[str]) -> ScheduleRecord:
         values: dict[str, str] = {}
         stray = False
@@ -214,7 +238,9 @@ class Schedule:
         return ScheduleRecord(row, values, stray)
 
 
-def _inside_quotes(taken: list[str], delimiter: str) -> tuple[list[str], bool]:
+def _inside_quotes(
+    taken: list[str], delimiter: str
+) -> tuple[list[str], bool, list[tuple[str, str]]]:
     """The text of the record's later lines that lies inside the quoted cell they start in,
     and whether one of those cells closed in the middle of a cell.
 
@@ -224,9 +250,9 @@ def _inside_quotes(taken: list[str], delimiter: str) -> tuple[list[str], bool]:
     delimiter or the line's end, it is not the cell's real end but another row's opening
     quote or a stray one: the whole line is given too, and the record is not one row. (A line
     ending a cell properly goes on with the record's own later cells, which of course look
-    like a row.)
+    like a row.) Such lines come back a third time, as (text inside the quote, whole line).
     """
-    texts, mid_cell = [], False
+    texts, mid_cell, closed = [], False, []
     for line in taken[1:]:
         at, text = 0, []
         while True:
@@ -243,9 +269,11 @@ def _inside_quotes(taken: list[str], delimiter: str) -> tuple[list[str], bool]:
             if after not in ("", delimiter, "\n", "\r"):
                 texts.append(line)
                 mid_cell = True
+            else:
+                closed.append(("".join(text), line))
             break
         texts.append("".join(text))
-    return texts, mid_cell
+    return texts, mid_cell, closed
 
 
 def _quote_left_open(line: str, delimiter: str) -> tuple[int, str] | None:
