@@ -143,11 +143,23 @@ def _to_unicode_cmap() -> None:
     made = _Kept(4 * _SUBSETS_KEPT)
 
     def make_cmap(fontname: str, subset: list[int]) -> str:
-        cmap: str = made.get((fontname, tuple(subset)), lambda: make(fontname, subset))
+        cmap: str = made.get((fontname, tuple(subset)), lambda: _utf16(make, fontname, subset))
         return cmap
 
     make_cmap.reused = True  # type: ignore[attr-defined]
     ttfonts.makeToUnicodeCMap = make_cmap
+
+
+def _utf16(make: Any, fontname: str, subset: list[int]) -> str:
+    """reportlab's map, with characters beyond U+FFFF (𝔸, 😀) written as the UTF-16 pairs
+    a ToUnicode map holds: reportlab writes their code point as it is (<1D538>), which text
+    extraction, copy and paste and screen readers cannot read."""
+    cmap: str = make(fontname, subset)
+    for index, code in enumerate(subset):
+        if code > 0xFFFF:
+            pair = chr(code).encode("utf-16-be").hex().upper()
+            cmap = cmap.replace(f"<{index:02X}> <{code:04X}>\n", f"<{index:02X}> <{pair}>\n")
+    return cmap
 
 
 _PRINTABLE_ASCII = range(32, 127)
