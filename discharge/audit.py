@@ -217,9 +217,11 @@ def audit_settings(config: Config, environ: Mapping[str, str] | None = None) -> 
         path = Path(path_text).expanduser()
         if not path.is_absolute() and config.source is not None:
             path = config.source.parent / path  # relative to the settings file, not the cwd
+        path = path.absolute()  # as meant here, whatever folder a process is in later
         return AuditSettings(bool(enabled), path, f"audit.path in {where}")
     if env.get(AUDIT_ENV):
-        return AuditSettings(bool(enabled), Path(env[AUDIT_ENV]).expanduser(), f"${AUDIT_ENV}")
+        path = Path(env[AUDIT_ENV]).expanduser().absolute()  # as meant where it was read
+        return AuditSettings(bool(enabled), path, f"${AUDIT_ENV}")
     from platformdirs import user_data_dir
 
     return AuditSettings(bool(enabled), Path(user_data_dir("discharge")) / DB_NAME, "default")

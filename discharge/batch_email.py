@@ -4,17 +4,22 @@ It joins the two independent halves, ``batch`` (the schedule and the manifest) a
 ``delivery`` (composing and sending), in the parent process, once the render step has written
 the manifest: the PDFs are kept whatever happens here, and one SMTP connection serves the run.
 
-**At most once.** "Sent" means this document to this address. Each row is found by its key
-(the patient, procedure and date), never by its position, so a re-sorted schedule sends nothing
-again. Before a message goes, the intent is written to a journal on disk; after the server's
-reply, the outcome. A message whose outcome is not known (the connection dropped after the whole
+**At most once.** Whether a row's message goes is decided by the clinic's record of emails sent
+(``delivery/sent.py``, in the clinic's data folder), never by the output folder: "already sent"
+means *this patient's sheet for this procedure and date, to this address (in any case)*. A
+deleted or re-saved manifest, a re-sorted schedule or a new output folder sends nothing again.
+The intent is committed to the record before the message goes and the outcome after the
+server's reply; a message whose outcome is not known (the connection dropped after the whole
 message went, or the process died) is ``unknown``: it may have been delivered, and is sent again
-only with ``--resend ROW``. A corrected address, or a corrected row whose PDF changed, is sent.
-Each message has a stable Message-ID (the same for this document to this address), so a mail
-client can drop a duplicate too.
+only with ``--resend`` naming the patient. A sheet that changed since it was sent (a corrected
+template, a new clinic phone number) is ``changed``: counted and reported, and sent only with
+``--resend-changed``. A corrected address is a new address: it is sent. Each message has a
+stable Message-ID (the same for this document to this address), so a mail client can drop a
+duplicate too.
 
-The manifest gains ``email_status`` (``sent``, ``failed``, ``unknown``, or ``none`` for a row
-without an address), ``email_sent_to``, ``message_id`` and ``email_error``.
+The manifest gains ``email_status`` (``sent``, ``failed``, ``unknown``, ``changed``, or ``none``
+for a row without an address), ``email_sent_to``, ``message_id`` and ``email_error``: a report of
+what the record says, rebuilt from it on every run.
 """
 
 from __future__ import annotations
@@ -22,13 +27,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import hmac
 import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 from discharge.audit import AuditLog, AuditRecord, as_sent, describe_pdf
 from discharge.batch import (
@@ -57,15 +61,14 @@ from discharge.delivery import (
     OutcomeUnknown,
     compose_email,
 )
+from discharge.delivery import sent as record
 from discharge.delivery.settings import load_email_settings
 from discharge.document import build_document
-from discharge.errors import DeliveryError, InputError
+from discharge.errors import DeliveryError, DischargeError, InputError
 from discharge.request import check_email
 
-# Not a ".part" file: the render step removes those, and this one must survive a crash.
-JOURNAL_NAME = f".{MANIFEST_NAME}.email-journal"
-_JOURNAL_FIELDS = ["key", "sha256", *EMAIL_FIELDS]
-_SENDING = "sending"  # in the journal only: the intent, written before the message goes
+CHANGED = record.CHANGED  # in the manifest: an earlier version went, this one was held back
+_SENDING = "sending"  # in memory only: the row's message is with the server
 
 
 @dataclass
@@ -79,13 +82,29 @@ class BatchEmail:
 
 @dataclass(frozen=True)
 class Resend:
-    """Which rows to email again although they were sent (or may have been): all, or some."""
+    """Which rows to email again although the record says they went (or may have).
 
-    rows: frozenset[int] = frozenset()
+    ``patients``: hospital numbers or manifest keys, as given (never row numbers: a re-sorted
+    schedule would resend whoever is now in that row); ``every``: all rows; ``changed``: the
+    rows whose sheet changed since an earlier version was sent.
+    """
+
+    patients: frozenset[str] = frozenset()
     every: bool = False
+    changed: bool = False
 
-    def __contains__(self, row: int) -> bool:
-        return self.every or row in self.rows
+    def names(self, key: str, row: ScheduleRow) -> bool:
+        """Whether this row (its manifest key, its patient) was named."""
+        return self.every or any(
+            given.lower() == key or record.same_patient(row.request, given)
+            for given in self.patients
+        )
+
+    def allowed(self, key: str, row: ScheduleRow) -> tuple[str, ...]:
+        """What the record may say and the row still be sent."""
+        if self.names(key, row):
+            return (record.SENT, record.CHANGED, record.UNKNOWN)
+        return (record.CHANGED,) if self.changed else ()
 
 
 def prepare_batch_email(config: Config, resend: Resend) -> BatchEmail:
@@ -99,7 +118,7 @@ class EmailReporter(Protocol):
 
     def email_failed(self, row: int, address: str, message: str) -> None: ...
 
-    def email_unknown(self, row: int, address: str, message: str) -> None: ...
+    def email_unknown(self, row: int, key: str, address: str, message: str) -> None: ...
 
 
 class QuietEmailReporter:
@@ -109,7 +128,7 @@ class QuietEmailReporter:
     def email_failed(self, row: int, address: str, message: str) -> None:
         pass
 
-    def email_unknown(self, row: int, address: str, message: str) -> None:
+    def email_unknown(self, row: int, key: str, address: str, message: str) -> None:
         pass
 
 
@@ -120,6 +139,7 @@ class EmailSummary:
     unknown: int
     no_address: int
     already_sent: int
+    changed: int = 0  # an earlier version was sent: held back (``--resend-changed``)
 
 
 def email_batch(
@@ -134,26 +154,31 @@ def email_batch(
     reporter: EmailReporter | None = None,
     checkpoint_seconds: float = 2.0,
 ) -> EmailSummary:
-    """Email every made PDF of the manifest in ``out_dir`` that has not gone to its address.
+    """Email every made PDF of the manifest in ``out_dir`` that the clinic's record says has
+    not gone to its address (see the module's docstring).
 
     A DeliveryError other than MessageRejected (server unreachable or silent, TLS, login) stops
-    the run at once; the manifest keeps every outcome recorded up to then.
+    the run at once; the record and the manifest keep every outcome up to then. A ``--resend``
+    value that names no patient of the schedule is an InputError before anything is sent.
     """
     resend = resend or Resend()
     reporter = reporter or QuietEmailReporter()
     out = Path(out_dir)
-    counts = {SENT: 0, FAILED: 0, UNKNOWN: 0, NONE: 0, "already": 0}
+    counts = {SENT: 0, FAILED: 0, UNKNOWN: 0, NONE: 0, "already": 0, CHANGED: 0}
     audit = AuditLog.open(config)  # before anything is sent
     batch_file = str(schedule.path.resolve())
     with locked(out), audit:
         salt = folder_salt(out)
+        if resend.patients:
+            _check_resend(resend, schedule, config, salt, date_order)
+        journal = record.SentJournal.open()
         # The manifest holds a few short cells per row, no patient data: it is kept in memory
         # so that it can be republished while the rows are being worked through.
         entries = list(read_manifest(out))
         by_key = {e["key"]: e for e in entries if e.get("key") and e.get("status") in (OK, SKIPPED)}
-        journal = _Journal(out / JOURNAL_NAME)
-        _apply(by_key, journal.recovered())  # a run that was killed before publishing
+        legacy = _fold_legacy_journal(out, by_key)
         publish = _Publisher(out, entries, checkpoint_seconds)
+        tz = config.clinic.tz
         try:
             for item in _rows(read_rows(schedule, config, date_order)):
                 entry = by_key.get(record_key(item.request, salt))
@@ -166,41 +191,58 @@ def email_batch(
                     entry["email_error"] = ""
                     counts[NONE] += 1
                     continue
-                status = entry.get("email_status")
-                if status in (SENT, UNKNOWN) and row not in resend:
-                    if status == UNKNOWN:
-                        counts[UNKNOWN] += 1
-                        reporter.email_unknown(row, address, entry.get("email_error", ""))
-                        continue
-                    if entry.get("email_sent_to") == address:
+                key = record.send_key(item.request, address, entry.get("sha256", ""))
+                message_id = record.message_id(key, mailer.settings.domain)
+                allow = resend.allowed(entry["key"], item)
+                previous = journal.claim(key, message_id, allow=allow)  # the intent, committed
+                if previous.status == record.NEW and not resend.names(entry["key"], item):
+                    previous = _adopt(journal, key, entry, address, previous)
+                if previous.status not in (record.NEW, *allow):
+                    when = previous.when_text(tz)
+                    entry.update(email_sent_to=address, message_id=previous.message_id)
+                    if previous.status == record.SENT:
+                        entry.update(email_status=SENT, email_error="")
                         counts["already"] += 1
-                        continue
+                    elif previous.status == record.CHANGED:
+                        entry.update(
+                            email_status=CHANGED,
+                            email_error=f"an earlier version was emailed at {when}",
+                        )
+                        counts[CHANGED] += 1
+                    else:
+                        entry.update(
+                            email_status=UNKNOWN,
+                            email_error=f"an earlier send at {when} was never confirmed",
+                        )
+                        counts[UNKNOWN] += 1
+                        reporter.email_unknown(row, entry["key"], address, entry["email_error"])
+                    continue
                 before = {k: entry.get(k, "") for k in EMAIL_FIELDS}
                 entry.update(email_status=_SENDING, email_sent_to=address, email_error="")
-                entry["message_id"] = _message_id(salt, entry, mailer.settings.domain)
-                journal.append(entry)  # the intent, on disk before the message goes
+                entry["message_id"] = message_id
                 try:
-                    outcome, record = _send_row(
+                    outcome, made = _send_row(
                         item, entry, config, out, mailer, settings, audit, batch_file
                     )
                 except OutcomeUnknown as exc:
+                    journal.finish(key, record.UNKNOWN)
                     entry.update(email_status=UNKNOWN, email_error=str(exc))
-                    journal.append(entry)
                     counts[UNKNOWN] += 1
-                    reporter.email_unknown(row, address, str(exc))
+                    reporter.email_unknown(row, entry["key"], address, str(exc))
                     if exc.stop:  # the row's line said why; this one says the run stopped
                         raise DeliveryError(
                             f"the email step stopped at row {row}: the SMTP server went silent"
                         ) from None
                     continue
-                except DeliveryError:  # nothing reached the server: the run stops, as it was
+                except BaseException as exc:  # nothing reached the server: the run stops
+                    known = isinstance(exc, DischargeError)  # else (Ctrl-C, a bug): not known
+                    journal.finish(key, record.FAILED if known else record.UNKNOWN)
                     entry.update(before)
-                    journal.append(entry)
                     raise
+                journal.finish(key, outcome["email_status"], outcome["message_id"])
                 entry.update(outcome)
-                journal.append(entry)
-                if record is not None and outcome["email_status"] == SENT:
-                    audit.record_sent(record)
+                if made is not None and outcome["email_status"] == SENT:
+                    audit.record_sent(made)
                 counts[outcome["email_status"]] += 1
                 if outcome["email_status"] == SENT:
                     reporter.email_sent(row, address)
@@ -208,22 +250,86 @@ def email_batch(
                     reporter.email_failed(row, address, outcome["email_error"])
                 publish.maybe()
         finally:
+            journal.close()
             publish.now()
-            journal.remove()
+            if legacy is not None:  # the manifest holds what it said now
+                with contextlib.suppress(OSError):
+                    legacy.unlink()
     return EmailSummary(
-        counts[SENT], counts[FAILED], counts[UNKNOWN], counts[NONE], counts["already"]
+        counts[SENT], counts[FAILED], counts[UNKNOWN], counts[NONE], counts["already"],
+        counts[CHANGED],
+    )  # fmt: skip
+
+
+def _adopt(
+    journal: record.SentJournal,
+    key: record.SendKey,
+    entry: Mapping[str, str],
+    address: str,
+    claimed: record.Previous,
+) -> record.Previous:
+    """A folder emailed by an earlier version of discharge, whose record was the manifest
+    alone: what its manifest says went (or may have) to this address, for this same PDF, is
+    taken into the clinic's record instead of being sent. The manifest can only hold a
+    message back this way, never send one."""
+    said = entry.get("email_status")
+    if said not in (SENT, UNKNOWN) or entry.get("email_sent_to", "").casefold() != (
+        address.casefold()
+    ):
+        return claimed
+    journal.finish(key, said, entry.get("message_id", ""))
+    return journal.previous(key)
+
+
+# Where discharge before the clinic's record journaled a batch's sends (in the output folder).
+_LEGACY_JOURNAL = f".{MANIFEST_NAME}.email-journal"
+
+
+def _fold_legacy_journal(out: Path, by_key: Mapping[str, dict[str, str]]) -> Path | None:
+    """A run of an earlier version killed mid-send left its journal: fold what it says into
+    the manifest's entries (an intent with no outcome is ``unknown``) for ``_adopt`` to take
+    into the clinic's record. Returns its path, to remove once the manifest is published."""
+    path = out / _LEGACY_JOURNAL
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            outcomes = [dict(row) for row in csv.DictReader(handle) if row.get("key")]
+    except (OSError, csv.Error, UnicodeDecodeError):  # none (the usual case), or unreadable
+        return None
+    for outcome in outcomes:  # in order: the last one wins
+        entry = by_key.get(outcome.get("key", ""))
+        if entry is not None and outcome.get("sha256") == entry.get("sha256"):
+            entry.update({k: outcome.get(k) or "" for k in EMAIL_FIELDS})
+            if entry["email_status"] == _SENDING:
+                entry["email_status"] = UNKNOWN
+    return path
+
+
+def _check_resend(
+    resend: Resend, schedule: Schedule, config: Config, salt: bytes, date_order: str | None
+) -> None:
+    """Every ``--resend`` value must name a patient of this schedule: a row number, or a
+    mistyped hospital number, must not pass silently (or resend somebody else)."""
+    left = set(resend.patients)
+    for item in _rows(read_rows(schedule, config, date_order)):
+        key = record_key(item.request, salt)
+        left = {given for given in left if given.lower() != key}
+        left = {given for given in left if not record.same_patient(item.request, given)}
+        if not left:
+            return
+    given = sorted(left)[0]
+    what = (
+        "row numbers are not accepted, as rows move when a schedule is sorted"
+        if given.isdigit()
+        else "check it against the schedule's mrn column or manifest.csv's key column"
+    )
+    raise InputError(
+        f"--resend {given}: no patient in this schedule has that hospital number or key "
+        f"(expected a hospital number or a key from manifest.csv; {what}); nothing was sent"
     )
 
 
 def _rows(items: Iterable[object]) -> Iterable[ScheduleRow]:
     return (item for item in items if isinstance(item, ScheduleRow))
-
-
-def _message_id(salt: bytes, entry: Mapping[str, str], domain: str) -> str:
-    """The same Message-ID each time this document goes to this address."""
-    material = "\x1f".join((entry["key"], entry.get("sha256", ""), entry["email_sent_to"]))
-    digest = hmac.new(salt, material.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
-    return f"<{digest}@{domain}>"
 
 
 def _send_row(
@@ -239,9 +345,9 @@ def _send_row(
     """Send one row's PDF; a problem with this row only is returned as a failed outcome.
 
     The send is recorded in the audit log as it goes (``email-failed``, ``email-unknown``);
-    the caller records ``emailed`` once the outcome is journaled.
+    the caller records ``emailed`` once the outcome is in the clinic's record.
     """
-    record = None
+    made = None
     try:
         address = check_email(entry["email_sent_to"])
         try:
@@ -256,64 +362,16 @@ def _send_row(
             item.request, document, pdf, mailer.settings, settings, address,
             message_id=entry["message_id"],
         )  # fmt: skip
-        made = describe_pdf(item.request, document, pdf, channel="batch")
-        record = replace(
-            as_sent(made, email.pdf, address, email.message_id),
+        described = describe_pdf(item.request, document, pdf, channel="batch")
+        made = replace(
+            as_sent(described, email.pdf, address, email.message_id),
             batch_file=batch_file, batch_row=int(entry["row"]),
         )  # fmt: skip
-        with audit.sending(record, unknown=(OutcomeUnknown,)):
+        with audit.sending(made, unknown=(OutcomeUnknown,)):
             message_id = mailer.send(email)
     except (MessageRejected, InputError) as exc:
-        return {"email_status": FAILED, "message_id": "", "email_error": str(exc)}, record
-    return {"email_status": SENT, "message_id": message_id, "email_error": ""}, record
-
-
-class _Journal:
-    """Each intent and each outcome, on disk before the next step."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._handle: IO[str] | None = None
-
-    def recovered(self) -> list[dict[str, str]]:
-        try:
-            with self.path.open(encoding="utf-8", newline="") as handle:
-                return [dict(row) for row in csv.DictReader(handle) if row.get("key")]
-        except (OSError, csv.Error, UnicodeDecodeError):  # none, or unreadable: nothing to fold in
-            return []
-
-    def append(self, entry: Mapping[str, str]) -> None:
-        if self._handle is None:
-            new = not self.path.exists()
-            self._handle = self.path.open("a", encoding="utf-8", newline="")
-            if new:
-                csv.writer(self._handle).writerow(_JOURNAL_FIELDS)
-        csv.writer(self._handle).writerow([entry.get(k, "") for k in _JOURNAL_FIELDS])
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-
-    def remove(self) -> None:
-        """Called once the manifest holds everything the journal does."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-
-
-def _apply(by_key: Mapping[str, dict[str, str]], outcomes: list[dict[str, str]]) -> None:
-    """Fold journaled outcomes into the manifest, for the same PDF only (the last one wins).
-
-    An intent with no outcome after it means the process stopped while the message was with
-    the server: it may have been delivered, so it is recorded as ``unknown``.
-    """
-    for outcome in outcomes:
-        entry = by_key.get(outcome.get("key", ""))
-        if entry is not None and outcome.get("sha256") == entry.get("sha256"):
-            entry.update({k: outcome.get(k, "") for k in EMAIL_FIELDS})
-            if entry["email_status"] == _SENDING:
-                entry["email_status"] = UNKNOWN
-                entry["email_error"] = "the run stopped while this message was being sent"
+        return {"email_status": FAILED, "message_id": "", "email_error": str(exc)}, made
+    return {"email_status": SENT, "message_id": message_id, "email_error": ""}, made
 
 
 class _Publisher:
@@ -338,7 +396,7 @@ class _Publisher:
         writer = ManifestWriter(self.out, self.fields)
         try:
             for entry in self.entries:
-                if entry.get("email_status") == _SENDING:  # a crash mid-send: see _apply
+                if entry.get("email_status") == _SENDING:  # stopped mid-send: not known
                     entry["email_status"] = UNKNOWN
                 writer.record(entry)
         finally:

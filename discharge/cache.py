@@ -40,7 +40,8 @@ def cache_dir() -> Path | None:
     """The cache folder, or None when ``$DISCHARGE_CACHE_DIR`` is set empty (no cache)."""
     configured = os.environ.get(CACHE_ENV)
     if configured is not None:
-        return Path(configured).expanduser() if configured.strip() else None
+        # Absolute: as meant where it was read, whatever folder the process is in later.
+        return Path(configured).expanduser().absolute() if configured.strip() else None
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("discharge", appauthor=False))

@@ -32,7 +32,7 @@ def data_dir() -> Path:
     """The clinic's data folder (not created here)."""
     configured = os.environ.get(DATA_DIR_ENV)
     if configured:
-        return Path(configured).expanduser()
+        return Path(configured).expanduser().absolute()  # as meant where it was read
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("discharge", appauthor=False))

@@ -8,6 +8,7 @@ Secrets (the SMTP password) never live in the file: it names an environment vari
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -29,6 +30,9 @@ class Resource:
     phone: str = ""
     url: str = ""
     procedures: tuple[str, ...] = ()  # the procedure ids it is for; empty: every procedure
+    variants: tuple[str, ...] = ()  # the variants it is for (e.g. "fertility"); empty: every one
+    language: str = ""  # the language its page is in ("en"); empty: the clinic's language
+    urls: tuple[tuple[str, str], ...] = ()  # the same page in other languages: (("es", url),)
 
 
 # The demo clinic's resources are as fictional as its phone numbers (example.org addresses).
@@ -38,11 +42,15 @@ DEMO_RESOURCES = (
         phone="01632 960 555",
         url="https://support.example.org/pregnancy-loss",
         procedures=("miscarriage",),
+        language="en",
+        urls=(("es", "https://support.example.org/es/perdida-del-embarazo"),),
     ),
     Resource(
         name="Example Fertility Network: your HSG, in a short video (fictional)",
         url="https://fertility.example.org/hsg-video",
         procedures=("hsg",),
+        variants=("fertility",),  # not for the sterilisation check: she is not trying for a baby
+        language="en",
     ),
 )
 
@@ -99,7 +107,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         return Config()
     import tomllib  # only with a settings file: the demo clinic's start does without it
 
-    file = Path(path)
+    # Absolute now, where it is read: a process that later runs in another folder (the web
+    # batch's worker) must find the same file, and the paths in it, as the user meant.
+    file = Path(path).expanduser().absolute()
     try:
         if file.exists() and not file.is_file():  # a FIFO or a device would block or never end
             raise ConfigError(f"config file {file} is not a regular file")
@@ -149,6 +159,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
             path = Path(value).expanduser()
             if not path.is_absolute() and file is not None:
                 path = file.parent / path  # relative to the settings file, not the cwd
+            path = path.absolute()  # as meant here, whatever folder a process is in later
             if not (path.is_file() if key == "logo" else path.is_dir()):
                 problems.append(f"clinic.{key}: {path} is not {what}")
                 continue
@@ -189,16 +200,36 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
 
 
 def _resources(raw: Any, problems: list[str]) -> tuple[Resource, ...]:
-    """``[[resources]]``: name (required), phone, url (https), procedures (a list of ids)."""
+    """``[[resources]]``: name (required), phone, url (https), procedures (a list of ids),
+    variants (a list of variant names), language (of its page), url_LANG (the page in LANG)."""
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
         problems.append("resources: expected [[resources]] tables with name, phone, url")
         return ()
     found = []
     for index, item in enumerate(raw):
         where = f"resources[{index}]"
+        urls = []
         for key in item:
-            if key not in ("name", "phone", "url", "procedures"):
+            if re.fullmatch(r"url_[a-z]{2,3}", key):
+                value = item[key]
+                if (
+                    not isinstance(value, str)
+                    or not value.startswith("https://")
+                    or any(c.isspace() for c in value)
+                ):
+                    problems.append(f"{where}.{key} must be one https:// address")
+                else:
+                    urls.append((key[4:], value.strip()))
+            elif key not in ("name", "phone", "url", "procedures", "variants", "language"):
                 problems.append(f"{where}.{key} is not a known setting")
+        variants = item.get("variants", [])
+        if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+            problems.append(f"{where}.variants must be a list of variant names")
+            variants = []
+        language = item.get("language", "")
+        if not isinstance(language, str) or not re.fullmatch(r"([a-z]{2,3})?", language):
+            problems.append(f"{where}.language must be a language code such as en or es")
+            language = ""
         name, phone, url = (item.get(k, "") for k in ("name", "phone", "url"))
         procedures = item.get("procedures", [])
         if not isinstance(name, str) or not name.strip():
@@ -214,7 +245,10 @@ def _resources(raw: Any, problems: list[str]) -> tuple[Resource, ...]:
             problems.append(f"{where}.procedures must be a list of procedure ids")
             procedures = []
         if isinstance(name, str):
-            found.append(Resource(name.strip(), phone.strip(), url.strip(), tuple(procedures)))
+            found.append(Resource(
+                name.strip(), phone.strip(), url.strip(), tuple(procedures),
+                tuple(v.strip().lower() for v in variants), language, tuple(urls),
+            ))  # fmt: skip
     return tuple(found)
 
 

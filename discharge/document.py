@@ -72,6 +72,10 @@ class Labels:
     # ("After your HSG" -> "HSG"); keep the trailing space.
     title_prefix: str = N_("After your ")
     page_format: str = N_("Page {number} of {total}")
+    # Translators: on every page of a sheet whose wording no clinician has approved yet.
+    draft: str = N_("Draft: not yet approved by {clinic}")
+    # Translators: after a resource whose page is only in English, on a sheet in your language.
+    english_only: str = N_("(in English)")
     # Translators: the clinic's logo, described for a screen reader.
     logo_alt: str = N_("{clinic} logo")
 
@@ -205,6 +209,8 @@ class Document:
     variant_label: str = ""
     date_label: str = ""  # the patient block's label for the date the timeline counts from
     large_print: bool = False  # the large-print layout (body text at least 18 pt)
+    owner: str = ""  # Patient.marker: not printed, written in the PDF's metadata
+    draft: str = ""  # "Draft: not yet approved by ...", on every page; "" once approved
 
     @property
     def patient_name(self) -> str:
@@ -300,11 +306,7 @@ def build_document(
         help_urgent=level(procedure.help_urgent, emergency),
         help_clinic=level(procedure.help_clinic, tuple(clinic_contacts)),
         teach_back=teach_back,
-        support=tuple(
-            SupportItem(r.name, r.phone, r.url)
-            for r in clinic.resources
-            if not r.procedures or procedure.id in r.procedures
-        ),
+        support=_support(clinic, procedure.id, name, language, labels),
         sections=tuple(
             Section(render(s.heading, values), parse_blocks(render(s.body, values)))
             for s in procedure.sections_for(name)
@@ -323,7 +325,29 @@ def build_document(
         variant_label=variant.label if variant else "",
         date_label=date_label,
         large_print=clinic.large_print if request.large_print is None else request.large_print,
+        owner=patient.marker,
+        draft="" if procedure.approved else labels.draft.format(clinic=clinic.name),
     )
+
+
+def _support(
+    clinic: Clinic, procedure_id: str, variant: str | None, language: str, labels: Labels
+) -> tuple[SupportItem, ...]:
+    """The clinic's resources that fit this sheet: its procedure and variant, and a page in
+    the sheet's language (``url_es``) or, failing that, the page marked as being in English."""
+    items = []
+    for r in clinic.resources:
+        if r.procedures and procedure_id not in r.procedures:
+            continue
+        if r.variants and variant not in r.variants:
+            continue
+        url = dict(r.urls).get(language, r.url)
+        name = r.name
+        page_language = r.language or language_of(clinic.locale)
+        if r.url and url == r.url and page_language != language and page_language == "en":
+            name = f"{name} {labels.english_only}"
+        items.append(SupportItem(name, r.phone, url))
+    return tuple(items)
 
 
 def _milestone(dated: DatedMilestone, label: str, labels: Labels) -> Milestone:

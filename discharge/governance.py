@@ -191,9 +191,21 @@ def _review(
             "(review_interval_months): have a clinician review it, then update the date",
         ))  # fmt: skip
     translation = "translates" in data or "language" in data
-    if translation and not str(data.get("reviewed_by", "")).strip():
+    if translation and not procedure.reviewed_by:
         findings.append(Finding("warning", file.name, "reviewed_by",
                                 "not reviewed by a qualified translator"))  # fmt: skip
+    elif not procedure.reviewed_by:
+        findings.append(Finding("warning", file.name, "reviewed_by",
+                                "no clinician has approved this wording: its sheets print "
+                                '"Draft: not yet approved"'))  # fmt: skip
+    if procedure.reviewed_version and procedure.reviewed_version != procedure.version:
+        # The review date is of older wording: the sheet is a draft until it is reviewed again.
+        findings.append(Finding(
+            "warning", file.name, "reviewed",
+            f"{procedure.reviewed or 'the review'} approved version {procedure.reviewed_version}, "
+            f"but the wording is now version {procedure.version}: have a clinician review it, "
+            "then update reviewed, reviewed_version and reviewed_by",
+        ))  # fmt: skip
     return findings
 
 

@@ -116,19 +116,42 @@ def request_from_options(
 
 
 def warn_stale_translation(request: DischargeRequest, config: Config) -> None:
-    """On stderr: the translated template this request uses is older than its original."""
+    """On stderr: the template this request uses is a draft (not approved by a clinician), or
+    a translation older than its original."""
     from discharge.i18n import language_of
-    from discharge.procedures import load_procedure, stale_warning
+    from discharge.procedures import draft_warning, load_procedure, stale_warning
 
-    if not request.language:
-        return
     default = language_of(config.clinic.locale)
     procedure = load_procedure(
         request.procedure, config.templates_dir, request.language, default_language=default
     )
-    message = stale_warning(procedure, config.templates_dir)
-    if message:
-        click.echo(f"warning: {message}", err=True)
+    for message in (draft_warning(procedure), stale_warning(procedure, config.templates_dir)):
+        if message:
+            click.echo(f"warning: {message}", err=True)
+
+
+def warn_drafts(config: Config) -> None:
+    """On stderr: every template (in every language) that is a draft, one line each."""
+    from discharge.errors import DischargeError
+    from discharge.i18n import language_of
+    from discharge.procedures import (
+        available_procedures,
+        draft_warning,
+        load_procedure,
+        procedure_languages,
+    )
+
+    default = language_of(config.clinic.locale)
+    for pid in available_procedures(config.templates_dir):
+        for language in procedure_languages(pid, config.templates_dir, default):
+            try:
+                procedure = load_procedure(
+                    pid, config.templates_dir, language, default_language=default
+                )
+            except DischargeError:
+                continue  # a template that does not load is reported where it is used
+            if message := draft_warning(procedure):
+                click.echo(f"warning: {message}", err=True)
 
 
 def read_notes(path: Path) -> str:

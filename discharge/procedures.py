@@ -36,7 +36,7 @@ _KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _TOP_FIELDS = {
     "id", "version", "title", "subtitle", "reviewed", "sources", "intro", "default_variant",
     "variants", "milestones", "sections", "help", "teach_back",
-    "language", "translates", "reviewed_by",
+    "language", "translates", "reviewed_by", "reviewed_version",
 }  # fmt: skip
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _TRANSLATES = re.compile(r"^(?P<id>\S+)\s+(?P<version>\S+)$")
@@ -258,7 +258,15 @@ class Procedure:
     # A translation (a file named ID.LANG.toml) says what it is and where it comes from:
     language: str = ""  # "es"; "" in a file named ID.toml: the clinic's own language
     translates: str = ""  # the template id and version it translates: "hsg 1.2"
-    reviewed_by: str = ""  # who checked the translation ("" until a qualified reviewer has)
+    reviewed_by: str = ""  # who approved this wording ("" until a qualified reviewer has)
+    reviewed_version: str = ""  # the version that review approved ("": the current one)
+
+    @property
+    def approved(self) -> bool:
+        """Signed off: a reviewer is named, and the review was of this version's wording. An
+        unapproved template prints a "Draft" line on every page and a warning on stderr."""
+        current = not self.reviewed_version or self.reviewed_version == self.version
+        return bool(self.reviewed_by) and current
 
     @property
     def translated_version(self) -> str:
@@ -359,6 +367,55 @@ def procedure_languages(
     return tuple(sorted(found, key=lambda language: (language != default_language, language)))
 
 
+def typo_of(text: str, known: list[str]) -> str | None:
+    """The one known id that ``text`` is a near-misspelling of, else None.
+
+    Following a suggestion prints that procedure's instructions, so it is made only for a
+    typing slip, never between two different procedures' names: the same first letter, and
+    one letter changed, added, dropped or two swapped, plus for an id of six letters or more
+    a letter doubled or undoubled (``miscarige``). Two different words differ by more, or by
+    a whole part of the word (``hysteroscopy`` is not a misspelt ``colposcopy``, nor
+    ``colonoscopy`` a misspelt ``colposcopy``). Two equally near ids: no suggestion.
+    """
+    best: list[str] = []
+    allowed = 1.0 if len(text) <= 5 else 1.5
+    least = allowed
+    for name in known:
+        if not text or not name or text[0] != name[0] or abs(len(text) - len(name)) > 2:
+            continue
+        edits = _edits(text, name)
+        if edits < least or (edits == least and not best):
+            best, least = [name], edits
+        elif edits == least:
+            best.append(name)
+    return best[0] if len(best) == 1 else None
+
+
+def _edits(a: str, b: str) -> float:
+    """Letters changed, added, dropped, or two neighbours swapped, to make ``a`` into ``b``
+    (the optimal string alignment distance), a doubled letter added or dropped counting half."""
+
+    def doubled(word: str, at: int) -> bool:  # word[at] has the same letter beside it
+        return (at > 0 and word[at - 1] == word[at]) or (
+            at + 1 < len(word) and word[at + 1] == word[at]
+        )
+
+    rows: list[list[float]] = [[0.0] * (len(b) + 1)]
+    for j in range(1, len(b) + 1):
+        rows[0][j] = rows[0][j - 1] + (0.5 if doubled(b, j - 1) else 1.0)
+    for i in range(1, len(a) + 1):
+        drop = 0.5 if doubled(a, i - 1) else 1.0
+        row = [rows[-1][0] + drop] + [0.0] * len(b)
+        for j in range(1, len(b) + 1):
+            add = 0.5 if doubled(b, j - 1) else 1.0
+            change = 0.0 if a[i - 1] == b[j - 1] else 1.0
+            row[j] = min(rows[-1][j] + drop, row[j - 1] + add, rows[-1][j - 1] + change)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1.0)
+        rows.append(row)
+    return rows[-1][-1]
+
+
 def load_procedure(
     procedure_id: str,
     extra: Path | None = None,
@@ -372,10 +429,8 @@ def load_procedure(
     pid = procedure_id.strip().lower()
     if (pid, "") not in files:
         known = sorted({key for key, lang in files if not lang})
-        import difflib  # only for a mistyped id
-
-        close = difflib.get_close_matches(pid, known, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = typo_of(pid, known)
+        hint = f"did you mean {close!r}? " if close else ""
         # The value itself is not repeated: in a schedule it may be a name in the wrong column.
         raise UnknownProcedureError(f"unknown procedure: {hint}expected one of: {', '.join(known)}")
     wanted = (language or "").strip().lower()
@@ -414,6 +469,23 @@ def language_name(language: str) -> str:
         return str(Locale.parse(language).get_display_name("en"))
     except (UnknownLocaleError, ValueError):
         return language
+
+
+def draft_warning(procedure: Procedure) -> str | None:
+    """Why this template is a draft (its sheets say so on every page), or None if approved."""
+    if procedure.approved:
+        return None
+    if procedure.reviewed_by:
+        why = (
+            f"the review by {procedure.reviewed_by} was of version {procedure.reviewed_version}, "
+            f"the wording is now version {procedure.version}"
+        )
+    else:
+        why = "no clinician has approved its wording (reviewed_by is empty)"
+    return (
+        f"{procedure.path.name} is a draft: {why}; every page it prints says "
+        '"Draft: not yet approved"'
+    )
 
 
 def stale_warning(translation: Procedure, extra: Path | None = None) -> str | None:
@@ -645,6 +717,7 @@ class _Parser:
             title=self.string(data, "title"),
             subtitle=self.string(data, "subtitle", required=False),
             reviewed=self.string(data, "reviewed", required=False),
+            reviewed_version=self.string(data, "reviewed_version", required=False),
             sources=self.sources(data),
             intro=self.optional_text(data, "intro", "intro"),
             milestones=milestones,
@@ -734,16 +807,25 @@ class _Parser:
         """A translation (``ID.LANG.toml``) names its language, the id and version it translates,
         and who reviewed it (``reviewed_by = ""`` until a qualified reviewer has)."""
         if not file_language:
-            for key in ("translates", "reviewed_by"):
-                if key in data:
-                    self.problems.append(
-                        f"{key}: only a translation has this field (name the file ID.LANG.toml, "
-                        "for example hsg.es.toml)"
-                    )
+            if "translates" in data:
+                self.problems.append(
+                    "translates: only a translation has this field (name the file ID.LANG.toml, "
+                    "for example hsg.es.toml)"
+                )
             language = data.get("language", "")
             if language and not (isinstance(language, str) and _LANGUAGE.match(language)):
                 self.problems.append("language: expected a language code such as en or es")
-            return {"language": language if isinstance(language, str) else ""}
+            reviewed_by = data.get("reviewed_by", "")
+            if not isinstance(reviewed_by, str):
+                self.problems.append(
+                    "reviewed_by: expected the name of the clinician who approved this wording "
+                    '(reviewed_by = "" until one has)'
+                )
+                reviewed_by = ""
+            return {
+                "language": language if isinstance(language, str) else "",
+                "reviewed_by": reviewed_by.strip(),
+            }
         if not _LANGUAGE.match(file_language):
             self.problems.append(
                 f"file name: {file_language!r} is not a language code (expected ID.LANG.toml, "

@@ -158,7 +158,8 @@ def _render(document: Document) -> bytes:
     doc.styles = s
     footer = _Footer(document, s)
     try:
-        doc.build(_story(document, doc.width, s), canvasmaker=footer.canvas_class())
+        story = _story(document, doc.width, s, height=doc.height)
+        doc.build(story, canvasmaker=footer.canvas_class())
     except LayoutError:
         # reportlab's message quotes the flowable's text, which may be patient data: drop it.
         raise RenderError(
@@ -380,16 +381,22 @@ def _blocks(blocks: tuple[Block, ...], bullet_mark: str, s: Styles) -> list[Flow
     return out
 
 
-def _story(doc: Document, width: float, s: Styles) -> list[Flowable]:
+def _story(doc: Document, width: float, s: Styles, height: float = 0) -> list[Flowable]:
     labels = doc.labels
     story: list[Flowable] = [_header(doc, width, s), _p(doc.title, s.title, Tag("H1"))]
     if doc.subtitle:
         story.append(_p(doc.subtitle, s.subtitle))
     story.append(_patient_block(doc, width, s))
-    # Page 1 holds what matters most: who, the dates, and when to get help.
-    story.extend(_timeline(doc, width, s))
-    story.append(Spacer(1, 10))
-    story.extend(_help_box(doc, width, s))
+    # Page 1 holds what matters most: who, the dates, and when to get help. The help box is
+    # never split over two pages; on standard print it stays on page 1, before the timeline
+    # when the two do not fit there together (a long timeline then runs on to page 2).
+    timeline = _timeline(doc, width, s)
+    help_box = _help_box(doc, width, s, height)
+    first = [*story, *timeline, Spacer(1, 10), *help_box]
+    if not s.timeline_kept_whole or not height or _fits(first, width, height):
+        story += [*timeline, Spacer(1, 10), *help_box]
+    else:
+        story += [*help_box, Spacer(1, 10), *timeline]
     story.append(Spacer(1, 6))
     story.extend(_blocks(doc.intro, labels.bullet, s))
     for section in doc.sections:
@@ -507,14 +514,15 @@ def _timeline(doc: Document, width: float, s: Styles) -> list[Flowable]:
     return [_HeadedTable(heading, table)]
 
 
-def _help_box(doc: Document, width: float, s: Styles) -> list[Flowable]:
+def _help_box(doc: Document, width: float, s: Styles, height: float = 0) -> list[Flowable]:
     """Two levels in one box: what cannot wait (on red), then when to call the clinic. Each
     level leads with what to do, then the signs, then whom to call, so one glance answers
     "whom do I call for this?".
 
-    Each level is a table of its own, kept together, and the two abut so they read as one box:
-    when the whole box does not fit under the timeline, the urgent level still stays on the
-    first page and the other goes to the next, instead of both leaving half a page empty.
+    Each level is a table of its own (each with its own tags), and the two abut so they read
+    as one box. The box is kept together: a patient never has to turn the page to find out
+    whom to call (issue 19); if it does not fit where it falls, it moves whole. Only a box
+    taller than a whole page (a long translation in large print) is split, between its levels.
     """
     bullet = doc.labels.bullet
     parts: list[Flowable] = []
@@ -547,8 +555,19 @@ def _help_box(doc: Document, width: float, s: Styles) -> list[Flowable]:
                          ("BOTTOMPADDING", (0, first), (-1, first), 5)]  # fmt: skip
         table = TaggedTable(rows, colWidths=[width])
         table.setStyle(TableStyle(commands))
-        parts.append(_KeepTogether([table]))
-    return parts
+        parts.append(table)
+    if height and not _fits(parts, width, height):
+        return [_KeepTogether([part]) for part in parts]
+    return [_KeepTogether(parts)]
+
+
+def _fits(flowables: list[Flowable], width: float, height: float) -> bool:
+    """Whether these flowables fit one after another in a frame ``height`` tall."""
+    content: list[Flowable] = []
+    for flowable in flowables:  # a _KeepTogether measures as "split me": measure its content
+        content += flowable._content if isinstance(flowable, _KeepTogether) else [flowable]
+    _, needed = _listWrapOn(content, width, None)
+    return bool(needed <= height)
 
 
 def _contacts(contacts: tuple[Contact, ...], width: float, s: Styles) -> Flowable:
@@ -783,6 +802,22 @@ def _signature(doc: Document, width: float, s: Styles) -> Flowable:
 # --- page furniture ---------------------------------------------------------------------
 
 
+class _OwnedInfo(pdfdoc.PDFInfo):
+    """The document information dictionary with ``/DischargePatient``: whose PDF this is, as a
+    digest (``Patient.marker``), which ``generate`` reads back before replacing a file. Viewers
+    and file managers do not show a key of this name."""
+
+    def __init__(self, info: Any, owner: str) -> None:
+        self.__dict__.update(info.__dict__)
+        self.owner = owner
+
+    def format(self, document: Any) -> bytes:
+        formatted: bytes = super().format(document)
+        end = formatted.rstrip().rfind(b">>")
+        key = f"/DischargePatient ({self.owner})".encode("ascii")
+        return formatted[:end].rstrip() + b" " + key + b" " + formatted[end:]
+
+
 class _Footer:
     """Draws the footer on every page once the page count is known ("Page X of Y")."""
 
@@ -799,6 +834,8 @@ class _Footer:
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 self._pages: list[dict[str, Any]] = []
+                if footer.document.owner:
+                    self._doc.info = _OwnedInfo(self._doc.info, footer.document.owner)
 
             def showPage(self) -> None:  # noqa: N802 (reportlab's name)
                 self._pages.append(dict(self.__dict__))
@@ -849,12 +886,25 @@ class _Footer:
         else:
             _draw_fitted(canvas, left, y, footer.patient_name, room, size)
         canvas.setFillColor(st.MUTED)
-        canvas.setFont(BODY, size - 1)
-        ref = footer.template
-        ref_w = stringWidth(ref, BODY, size - 1)
-        canvas.drawString(right - ref_w, y - gap, ref)
-        room = max(right - left - ref_w - 8 * mm, (right - left) / 3)
-        _draw_fitted(canvas, left, y - gap, footer.clinic_line, room, size - 1)
+        ref = footer.template  # a code for staff: which template made this sheet
+        if s.footer_ids_own_line:  # large print: the clinic's line (its phone number) whole,
+            _draw_fitted(canvas, left, y - gap, footer.clinic_line, right - left, size)
+            ref_size = 11  # and the staff code under it, small
+            canvas.setFont(BODY, ref_size)
+            canvas.drawString(right - stringWidth(ref, BODY, ref_size), y - gap - 13, ref)
+        else:
+            canvas.setFont(BODY, size)
+            ref_w = stringWidth(ref, BODY, size)
+            canvas.drawString(right - ref_w, y - gap, ref)
+            room = max(right - left - ref_w - 8 * mm, (right - left) / 3)
+            _draw_fitted(canvas, left, y - gap, footer.clinic_line, room, size)
+        if self.document.draft:  # unapproved wording: said at the top of every page
+            _, height = canvas._pagesize
+            canvas.setFillColor(st.ALERT)
+            large = self.document.large_print  # above the body: at body size in large print
+            top = height - (11 if large else 8.5) * mm
+            draft_size = 18 if large else size
+            _draw_fitted(canvas, left, top, self.document.draft, right - left, draft_size)
         canvas.restoreState()
 
 

@@ -44,6 +44,21 @@ class Patient:
     dob: date | None = None
     mrn: str = ""
 
+    @property
+    def marker(self) -> str:
+        """Who the PDF is for, as a digest written into the PDF (``/DischargePatient``), so
+        ``generate`` can tell another patient's file from a regenerated one before replacing
+        it. The hospital number identifies the patient where there is one, else the name and
+        date of birth. It reveals nothing the document does not print."""
+        import hashlib
+
+        if self.mrn:
+            who = "mrn\x1f" + self.mrn.strip().casefold()
+        else:
+            born = self.dob.isoformat() if self.dob else ""
+            who = "name\x1f" + " ".join(self.name.casefold().split()) + "\x1f" + born
+        return hashlib.sha256(("discharge-patient\x1f" + who).encode("utf-8")).hexdigest()[:32]
+
 
 @dataclass(frozen=True)
 class DischargeRequest:

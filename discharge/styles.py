@@ -146,10 +146,10 @@ def build_styles(scale: str) -> Styles:
         timeline_kept_whole=not large,
         margin_bottom=(31 if large else 20) * mm,
         # The one text under 11 pt (18 pt in large print): a patient reads the page, not its
-        # footer.
-        footer_size=12 if large else 8.5,
-        footer_y=(19 if large else 11) * mm,
-        footer_line_gap=14 if large else 10,
+        # footer. But it carries the clinic's number: at least 9 pt, 16 pt in large print.
+        footer_size=16 if large else 9,
+        footer_y=(24 if large else 11) * mm,
+        footer_line_gap=19 if large else 10.5,
         footer_ids_own_line=large,
         tick_box=18 if large else 11,
         tick_column=(12 if large else 9) * mm,

@@ -120,7 +120,7 @@ def test_generate_imports_only_what_it_uses(tmp_path: Path) -> None:
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
     # And a template with a choice between variants ({% if variant == ... %}), its cache warm.
     args = ["--procedure", "miscarriage", "--variant", "surgical", "--date", "2026-11-21",
-            "--patient", "Ann", "--output", out]  # fmt: skip
+            "--patient", "Ann", "--output", tmp_path / "other.pdf"]  # fmt: skip
     run_discharge("generate", *args)
     other = run_discharge("generate", *args, env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert other.code == 0, other.stderr

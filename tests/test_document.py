@@ -99,7 +99,7 @@ def test_footer_identifies_the_patient() -> None:
     doc = _doc(dob="1990-02-01", mrn="RX-1")
     assert doc.patient_name == "Ada Lovelace"
     assert doc.footer.ids == "Born 1 Feb 1990  ·  Hospital number RX-1"
-    assert doc.footer.template == "hsg v1.2 (fertility)"
+    assert doc.footer.template == "hsg v1.3 (fertility)"
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def _custom(tmp_path: Path, body: str) -> Config:
 
 def test_template_typo_names_file_and_field(tmp_path: Path) -> None:
     config = _custom(tmp_path, 'heading = "Results for {{ m.sexx.start }}"')
-    with pytest.raises(TemplateError, match=r"hsg.toml, field sections\[4\].heading"):
+    with pytest.raises(TemplateError, match=r"hsg.toml, field sections\[5\].heading"):
         _doc(config=config)
 
 

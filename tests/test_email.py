@@ -307,9 +307,9 @@ def test_calendar_has_the_milestones_dates(relay: Server, tmp_path: Path) -> Non
 
 def test_calendar_uids_are_stable_across_sends(relay: Server, tmp_path: Path) -> None:
     config = relay_config(tmp_path, relay)
-    for _ in range(2):
+    for again in ([], ["--resend"]):  # the second time on purpose (see test_once_only.py)
         result = run_discharge("email", *HSG, *PATIENT, "--config", config,
-                               "--to", PATIENT_ADDRESS)  # fmt: skip
+                               "--to", PATIENT_ADDRESS, *again)  # fmt: skip
         assert result.code == 0, result.stderr
     other = ["--patient", "Ann Other", "--mrn", "RX-999999"]
     assert run_discharge("email", *HSG, *other, "--config", config,
@@ -319,7 +319,10 @@ def test_calendar_uids_are_stable_across_sends(relay: Server, tmp_path: Path) ->
     assert first == second  # re-importing updates the events already in the calendar
     assert all(uid.endswith("@riverside.example") for uid in first)
     assert not set(first) & set(third)  # another patient never overwrites these
-    assert relay.received[0].message["Message-ID"] != relay.received[1].message["Message-ID"]
+    # The same document to the same address: the same Message-ID, so a mail client can drop
+    # a duplicate; another patient's message has its own.
+    assert relay.received[0].message["Message-ID"] == relay.received[1].message["Message-ID"]
+    assert relay.received[0].message["Message-ID"] != relay.received[2].message["Message-ID"]
 
 
 def test_starttls_with_login(tls_server: Server, ca_file: Path, tmp_path: Path) -> None:
@@ -726,63 +729,6 @@ def test_batch_email_settings_are_checked_before_any_pdf(tmp_path: Path) -> None
     assert result.code == 2
     assert "smtp.host is required" in one_line_error(result.stderr)
     assert not out.exists() or not list(out.glob("*.pdf"))
-
-
-def test_batch_email_survives_a_crash_between_send_and_manifest(
-    relay: Server, tmp_path: Path
-) -> None:
-    config, schedule, out = (
-        relay_config(tmp_path, relay),
-        write_schedule(tmp_path),
-        tmp_path / "out",
-    )
-    assert run_discharge("batch", schedule, "--out-dir", out, "--config", config).code == 0
-    row = manifest(out)["2"]
-    # What a run killed just after sending row 2 leaves: the journal, not yet the manifest.
-    (out / ".manifest.csv.email-journal").write_text(
-        "key,sha256,email_status,email_sent_to,message_id,email_error\n"
-        f"{row['key']},{row['sha256']},sending,{PATIENT_ADDRESS},<earlier@riverside.example>,\n"
-        f"{row['key']},{row['sha256']},sent,{PATIENT_ADDRESS},<earlier@riverside.example>,\n",
-        encoding="utf-8",
-    )
-    result = run_discharge("batch", schedule, "--out-dir", out, "--config", config, "--email")
-    assert result.code == 0, result.stderr
-    assert [r.rcpt_tos for r in relay.received] == [["gone@patient.example"]]
-    assert manifest(out)["2"]["message_id"] == "<earlier@riverside.example>"
-    assert not (out / ".manifest.csv.email-journal").exists()
-
-
-def test_a_send_whose_outcome_is_unknown_is_never_repeated_without_resend(
-    relay: Server, tmp_path: Path
-) -> None:
-    config, schedule, out = (
-        relay_config(tmp_path, relay),
-        write_schedule(tmp_path),
-        tmp_path / "out",
-    )
-    assert run_discharge("batch", schedule, "--out-dir", out, "--config", config).code == 0
-    row = manifest(out)["2"]
-    # A run killed while row 2's message was with the server: the intent, and no outcome.
-    (out / ".manifest.csv.email-journal").write_text(
-        "key,sha256,email_status,email_sent_to,message_id,email_error\n"
-        f"{row['key']},{row['sha256']},sending,{PATIENT_ADDRESS},<maybe@riverside.example>,\n",
-        encoding="utf-8",
-    )
-    args = ["batch", schedule, "--out-dir", out, "--config", config, "--email"]
-    result = run_discharge(*args)
-    assert result.code == 3
-    assert "row 2: email to zoe@patient.example may have been sent" in result.stderr
-    assert "rerun with --resend 2 to send again" in result.stderr
-    assert [r.rcpt_tos for r in relay.received] == [["gone@patient.example"]]
-    assert manifest(out)["2"]["email_status"] == "unknown"
-
-    result = run_discharge(*args)  # still not sent again by itself
-    assert result.code == 3 and len(relay.received) == 1
-
-    result = run_discharge(*args, "--resend", "2")
-    assert result.code == 0, result.stderr
-    assert [r.rcpt_tos for r in relay.received][1:] == [[PATIENT_ADDRESS]]
-    assert manifest(out)["2"]["email_status"] == "sent"
 
 
 def test_a_drop_after_the_message_marks_the_row_unknown_and_the_run_goes_on(

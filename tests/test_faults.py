@@ -261,7 +261,8 @@ def test_message_accepted_then_no_reply_is_unknown_not_resent(
     config = smtp_config(tmp_path, port, timeout=1)
     result = email_batch(tmp_path, config, EMAIL_SCHEDULE)
     assert result.code == 3
-    assert "may have been sent; rerun with --resend 2 to send again" in result.stderr
+    key = manifest(tmp_path / "out")[2]["key"]
+    assert f"may have been sent; rerun with --resend {key} to send again" in result.stderr
     assert manifest(tmp_path / "out")[2]["email_status"] == "unknown"
     assert handler.recipients().count("ann@patient.example") == 1  # not again in the same run
 
@@ -271,7 +272,10 @@ def test_message_accepted_then_no_reply_is_unknown_not_resent(
     assert "may have been sent" in rerun.stderr
 
     first_id = handler.received[0]["Message-ID"]
-    resent = email_batch(tmp_path, config, EMAIL_SCHEDULE, "--resend", "2")
+    refused = email_batch(tmp_path, config, EMAIL_SCHEDULE, "--resend", "2")  # a row number
+    assert refused.code == 2 and "row numbers are not accepted" in refused.stderr
+    assert handler.recipients().count("ann@patient.example") == 1
+    resent = email_batch(tmp_path, config, EMAIL_SCHEDULE, "--resend", "RX-1")
     assert resent.code == 0, resent.stderr
     again = [m for m in handler.received if m["To"] == "ann@patient.example"]
     assert len(again) == 2

@@ -15,14 +15,20 @@ from pypdf import PdfReader
 from discharge.options import DEMO_WARNING
 from tests.helpers import PATIENT, pdf_pages, pdf_text, run_discharge
 
+DRAFT_WARNING = (
+    "warning: hsg.toml is a draft: no clinician has approved its wording (reviewed_by is empty); "
+    'every page it prints says "Draft: not yet approved"'
+)
+
 
 def test_hsg_pdf_has_dates_patient_and_help(generate) -> None:
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--time", "10:30",
                            "--clinician", "Dr Amara Okafor",
                            "--notes", "Tubes open on both sides. Call if any fever.")  # fmt: skip
     assert result.code == 0, result.stderr
-    # The demo clinic's sheet is made, and the nurse is told its numbers are fictional.
-    assert result.stderr.strip() == DEMO_WARNING
+    # The demo clinic's sheet is made, and the nurse is told its numbers are fictional and
+    # that the bundled wording awaits a clinician's approval (issue 19).
+    assert result.stderr.splitlines() == [DRAFT_WARNING, DEMO_WARNING]
     text = pdf_text(out)
     for expected in [
         "Zoë Nguyễn", "RX-104233", "1 Feb 1990", "Dr Amara Okafor",
@@ -50,7 +56,7 @@ def test_footer_on_every_page_of_a_long_document(generate, tmp_path: Path) -> No
     for number, page in enumerate(pages, 1):
         assert f"Page {number} of {len(pages)}" in page
         assert "Zoë Nguyễn" in page and "Hospital number RX-104233" in page
-        assert "miscarriage v1.1 (surgical)" in page
+        assert "miscarriage v2.0 (surgical)" in page
     text = "".join("".join(p.split()) for p in pages)
     assert "Line399:keepthewounddryandrest." in text
     # The unbroken URL is printed whole, across lines (and maybe a page break with its footer).

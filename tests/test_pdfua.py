@@ -105,16 +105,19 @@ def test_every_document_is_tagged_pdf_ua(tmp_path: Path, procedure: str, paper: 
 
     with pikepdf.open(out) as pdf:
         pages = len(pdf.pages)
-        assert pages <= 3 if notes == "short" else pages >= 4
+        # Miscarriage v2 (issue 19) says more for each kind of care: four pages with short notes.
+        limit = 4 if procedure == "miscarriage" else 3
+        assert pages <= limit if notes == "short" else pages >= 4
     if notes == "short":
         # Tagging keeps a typical document small: under 17.5 KB a page, fonts, the structure
         # tree and the support box's QR code included (about 50 KB for three pages).
         assert out.stat().st_size <= 17.5 * 1024 * pages
 
     text = struct_text(out)
-    heading = {"hsg": "What is normal", "miscarriage": "Bleeding"}[procedure]
+    heading = {"hsg": "What is normal", "miscarriage": "Looking after yourself"}[procedure]
     notes_text = SHORT_NOTES if notes == "short" else "Last line of the notes."
-    assert_in_order(text, "After your", "Your recovery timeline", "When to get help", heading,
+    # The help box stays whole on page 1: before the timeline when they do not fit together.
+    assert_in_order(text, "After your", "When to get help", "Your recovery timeline", heading,
                     "Notes from your care team", notes_text, "Before you go home")  # fmt: skip
     # The footer is an artifact: not read out (the name is read once, in the patient block).
     assert "Page 1 of" not in text

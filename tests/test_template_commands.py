@@ -3,6 +3,7 @@ through the real command on real template files."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -19,7 +20,13 @@ HARD = (
 
 
 def bundled(name: str) -> str:
-    return (bundled_dir("templates") / name).read_text(encoding="utf-8")
+    """A bundled template; an English one as a clinician has approved it (issue 19), so the
+    tests below see only the findings they are about, not the bundled draft's warnings."""
+    text = (bundled_dir("templates") / name).read_text(encoding="utf-8")
+    if name.count(".") == 1:
+        text = re.sub(r"(?m)^reviewed_version = .*$", "", text)
+        text = re.sub(r'(?m)^reviewed_by = "".*$', 'reviewed_by = "Dr Test Reviewer"', text)
+    return text
 
 
 def folder_with(tmp_path: Path, **files: str) -> Path:
@@ -38,10 +45,13 @@ def check(*args: str | Path) -> tuple[int, list[str], str]:
 def test_the_bundled_templates_pass() -> None:
     code, lines, stderr = check()
     assert code == 0, lines
-    # The demo's Spanish translations are not reviewed yet (README: a clinic must have them
-    # reviewed before use): warnings, and nothing else.
-    assert lines and all(line.startswith(("hsg.es.toml: ", "miscarriage.es.toml: ")) and
-                         ": warning: " in line for line in lines), lines  # fmt: skip
+    # The demo's templates await review (the Spanish by a qualified translator, the English
+    # v2 wording by a clinician; README): warnings, and nothing else.
+    assert lines and all(": warning: " in line for line in lines), lines
+    assert (
+        "hsg.toml: reviewed: warning: 2026-11-21 approved version 1.2, but the wording is "
+        "now version 1.3" in "\n".join(lines)
+    )
     assert "0 problem(s)" in stderr
 
 
@@ -80,7 +90,7 @@ def test_a_bad_variant_fails_naming_its_field(tmp_path: Path) -> None:
     code, lines, _ = check(folder_with(tmp_path, hsg__toml=text))
     assert code == 1
     assert lines == [
-        "hsg.toml: sections[3].variants: 'sterilisation-chek' is not a variant "
+        "hsg.toml: milestones[4].variants: 'sterilisation-chek' is not a variant "
         "(fertility, sterilisation-check)"
     ]
 
@@ -128,7 +138,7 @@ def test_the_review_interval_comes_from_the_clinic(tmp_path: Path) -> None:
 def translation(version: str, reviewed_by: str = "") -> str:
     """A translation of the miscarriage template (the wording here is the English: the check
     is about provenance, not the words)."""
-    text = bundled("miscarriage.toml")
+    text = re.sub(r"(?m)^reviewed_by = .*\n", "", bundled("miscarriage.toml"))
     current = tomllib.loads(text)["version"]
     header = (
         f'language = "es"\ntranslates = "miscarriage {version}"\nreviewed_by = "{reviewed_by}"\n'
@@ -185,7 +195,7 @@ def test_check_uses_the_clinics_templates_dir(tmp_path: Path) -> None:
 def test_show_prints_the_source(procedure: str) -> None:
     result = run_discharge("templates", "show", procedure)
     assert result.code == 0
-    assert result.stdout == bundled(f"{procedure}.toml")
+    assert result.stdout == (bundled_dir("templates") / f"{procedure}.toml").read_text("utf-8")
 
 
 def test_show_a_copy_is_a_working_template(tmp_path: Path) -> None:
@@ -193,7 +203,8 @@ def test_show_a_copy_is_a_working_template(tmp_path: Path) -> None:
     folder.mkdir()
     shown = run_discharge("templates", "show", "hsg").stdout
     (folder / "hsg.toml").write_text(shown, encoding="utf-8")
-    assert check(folder)[:2] == (0, [])
+    code, lines, _ = check(folder)  # the bundled wording awaits approval: warnings only
+    assert code == 0 and all(": warning: " in line for line in lines), lines
 
 
 def test_show_an_unknown_id_names_the_known_ones() -> None:

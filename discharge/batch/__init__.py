@@ -7,7 +7,7 @@ makes the one print-ready file.
 
 from __future__ import annotations
 
-from discharge.batch.combine import check_combined_path, combine_pdfs
+from discharge.batch.combine import check_combined_path, combine_pdfs, made_files
 from discharge.batch.manifest import (
     EMAIL_FIELDS,
     ERROR,
@@ -39,10 +39,12 @@ from discharge.batch.run import (
 from discharge.batch.schedule import (
     KNOWN_COLUMNS,
     REQUIRED_COLUMNS,
+    DateOrders,
     RowError,
     Schedule,
     ScheduleRecord,
     ScheduleRow,
+    date_order_note,
     normalise_column,
     open_schedule,
     parse_row,
@@ -57,6 +59,7 @@ __all__ = [
     "CheckSummary", "check_combined_path", "ManifestWriter", "QuietReporter", "RowError",
     "Schedule", "ScheduleRecord",
     "ScheduleRow", "check_schedule", "combine_pdfs", "locked", "neutralise", "normalise_column",
+    "made_files", "DateOrders", "date_order_note",
     "open_schedule", "output_name", "parse_row", "read_date", "read_manifest", "read_rows",
     "remove_partial_files", "run_batch",
 ]  # fmt: skip

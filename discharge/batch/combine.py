@@ -35,8 +35,15 @@ def check_combined_path(
         )
 
 
-def combine_pdfs(out_dir: str | os.PathLike[str], destination: str | os.PathLike[str]) -> int:
-    """One PDF of the run's rows (ok and skipped), in row order; return its page count.
+def combine_pdfs(
+    out_dir: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    every_row: bool = False,
+) -> int:
+    """One PDF of the rows made in the last run (with ``every_row``: also those a rerun found
+    done and skipped), in row order; return its page count. A rerun that makes two corrected
+    rows prints those two, not the whole day again.
 
     Each patient starts on the front of a new sheet: a document with an odd number of pages is
     followed by a blank page, so double-sided printing never puts two patients on one sheet.
@@ -48,7 +55,8 @@ def combine_pdfs(out_dir: str | os.PathLike[str], destination: str | os.PathLike
     writer = PdfWriter()
     for entry in read_manifest(out):
         # Only names this module makes: a hand-edited manifest cannot point outside the folder.
-        if entry.get("status") not in (OK, SKIPPED) or not _PDF_NAME.match(entry.get("file", "")):
+        wanted = (OK, SKIPPED) if every_row else (OK,)
+        if entry.get("status") not in wanted or not _PDF_NAME.match(entry.get("file", "")):
             continue
         try:
             reader = PdfReader(out / entry["file"])
@@ -68,3 +76,10 @@ def combine_pdfs(out_dir: str | os.PathLike[str], destination: str | os.PathLike
     with open_atomic(Path(destination)) as handle:
         writer.write(handle)
     return len(writer.pages)
+
+
+def made_files(out_dir: str | os.PathLike[str]) -> list[str]:
+    """The PDFs the last run made (not those it found done), in row order."""
+    return [
+        e["file"] for e in read_manifest(Path(out_dir)) if e.get("status") == OK and e.get("file")
+    ]

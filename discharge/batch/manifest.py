@@ -107,27 +107,41 @@ class PreviousManifest:
         if not source.is_file():
             return
         try:
+            self._db = self._index(source, str(self.path))
+        except (sqlite3.Error, OSError):
+            # A full disk or a file-size limit: the index is a convenience, the rows it holds
+            # fit in memory (a few short cells each), so the run goes on with it there.
+            self._discard()
+            self._db = self._index(source, ":memory:")
+
+    def _index(self, source: Path, where: str) -> sqlite3.Connection | None:
+        try:
             handle = source.open(encoding=MANIFEST_ENCODING, newline="")
         except OSError as exc:
             raise OutputError(f"cannot read {source}: {exc.strerror}") from None
-        self._db = sqlite3.connect(self.path)
-        self._db.execute("PRAGMA journal_mode = OFF")
-        self._db.execute("PRAGMA synchronous = OFF")
-        self._db.execute(
-            "CREATE TABLE previous (position INTEGER PRIMARY KEY, key TEXT UNIQUE, entry TEXT, "
-            "seen INTEGER NOT NULL DEFAULT 0)"
-        )
-        with handle:
-            try:
-                self.fields = next(csv.reader(io.StringIO(handle.readline())), [])
-            except UnicodeDecodeError:  # not ours any more: its rows are simply made again
-                return
-            handle.seek(0)
-            self._db.executemany(
-                "INSERT OR IGNORE INTO previous (key, entry) VALUES (?, ?)",
-                ((e["key"], json.dumps(e)) for e in _manifest_rows(handle) if e.get("key")),
+        db = sqlite3.connect(where)
+        try:
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            db.execute(
+                "CREATE TABLE previous (position INTEGER PRIMARY KEY, key TEXT UNIQUE, "
+                "entry TEXT, seen INTEGER NOT NULL DEFAULT 0)"
             )
-        self._db.commit()
+            with handle:
+                try:
+                    self.fields = next(csv.reader(io.StringIO(handle.readline())), [])
+                except UnicodeDecodeError:  # not ours any more: its rows are simply made again
+                    return db
+                handle.seek(0)
+                db.executemany(
+                    "INSERT OR IGNORE INTO previous (key, entry) VALUES (?, ?)",
+                    ((e["key"], json.dumps(e)) for e in _manifest_rows(handle) if e.get("key")),
+                )
+            db.commit()
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def entry(self, key: str) -> dict[str, str] | None:
         """The previous run's entry for this key, if it had one."""
@@ -151,10 +165,13 @@ class PreviousManifest:
             yield json.loads(entry)
 
     def close(self) -> None:
+        self._discard()
+
+    def _discard(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             self.path.unlink()
 
 
@@ -172,18 +189,27 @@ class ManifestWriter:
         self.fields = list(fields)
         self.previous = previous  # told the keys recorded in this run
         self.journal_path = out_dir / f".{MANIFEST_NAME}.journal.part"
-        self._journal = self.journal_path.open("w+", encoding="utf-8", newline="")
+        try:
+            self._journal = self.journal_path.open("w+", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
         self._writer = csv.DictWriter(self._journal, self.fields, restval="", extrasaction="ignore")
 
     def record(self, entry: Mapping[str, str]) -> None:
-        self._writer.writerow({k: neutralise(str(v)) for k, v in entry.items()})
+        try:
+            self._writer.writerow({k: neutralise(str(v)) for k, v in entry.items()})
+        except OSError as exc:  # a full disk, a file-size limit: a clear error, not a bug
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
         if self.previous is not None and entry.get("key"):
             self.previous.mark_seen(entry["key"])
 
     def checkpoint(self, *, complete: bool = False) -> None:
         """Publish what is known: this run's entries, then (unless the run is complete) the
         previous run's entries for the rows not reached yet, so a rerun can still skip them."""
-        self._journal.flush()
+        try:
+            self._journal.flush()
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
         with open_atomic(self.path) as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             text.write("\ufeff")  # the BOM of MANIFEST_ENCODING, once at the very start
@@ -202,7 +228,8 @@ class ManifestWriter:
         try:
             self.checkpoint(complete=complete)
         finally:
-            self._journal.close()
+            with contextlib.suppress(OSError):  # what it could not flush is reported above
+                self._journal.close()
             with contextlib.suppress(FileNotFoundError):
                 self.journal_path.unlink()
 

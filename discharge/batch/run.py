@@ -41,7 +41,14 @@ from discharge.batch.manifest import (
     PreviousManifest,
     carried_over,
 )
-from discharge.batch.schedule import Recent, RowError, Schedule, ScheduleRow, read_rows
+from discharge.batch.schedule import (
+    DateOrders,
+    Recent,
+    RowError,
+    Schedule,
+    ScheduleRow,
+    read_rows,
+)
 from discharge.config import Clinic, Config
 from discharge.errors import DischargeError, OutputError
 from discharge.output import write_atomic
@@ -338,6 +345,10 @@ class BatchReporter(Protocol):
 
     def row_warning(self, row: int, message: str) -> None: ...  # the message names the row
 
+    # The rows whose only problem is a date like 03/04/2026, reported once, together; say how
+    # to give the order with schedule.date_order_note.
+    def dates_need_order(self, rows: list[int], dates: DateOrders) -> None: ...
+
     def started(self, rows: int) -> None: ...
 
     def row_done(self, entry: Mapping[str, str]) -> None: ...
@@ -348,6 +359,9 @@ class QuietReporter:
         pass
 
     def row_warning(self, row: int, message: str) -> None:
+        pass
+
+    def dates_need_order(self, rows: list[int], dates: DateOrders) -> None:
         pass
 
     def started(self, rows: int) -> None:
@@ -450,7 +464,9 @@ def check_schedule(
     repeats = _Repeats()
     today = date.today()
     valid = errors = 0
-    for item in read_rows(schedule, config, date_order):
+    dates = DateOrders()
+    waiting: list[int] = []  # rows whose only problem is the date order: one note for them all
+    for item in read_rows(schedule, config, date_order, dates):
         if isinstance(item, ScheduleRow):
             problem = _deep_check(item, config) if deep else ""
             repeat = repeats.earlier(item)
@@ -468,9 +484,14 @@ def check_schedule(
                 reporter.row_warning(item.row, f"row {item.row}: {warning}")
         if isinstance(item, RowError):
             errors += 1
-            reporter.row_error(item.row, item.message)
+            if item.needs_date_order:
+                waiting.append(item.row)
+            else:
+                reporter.row_error(item.row, item.message)
         else:
             valid += 1
+    if waiting:
+        reporter.dates_need_order(waiting, dates)
     return CheckSummary(valid, errors)
 
 

@@ -23,10 +23,16 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from discharge.config import DATE_ORDERS, Config
-from discharge.errors import DischargeError, InputError
+from discharge.errors import DischargeError, FieldErrors, InputError
 from discharge.i18n import language_of
 from discharge.procedures import load_procedure
-from discharge.request import DischargeRequest, check_email, parse_request, parse_yes_no
+from discharge.request import (
+    DischargeRequest,
+    check_email,
+    clean_text,
+    parse_request,
+    parse_yes_no,
+)
 
 _T = TypeVar("_T")
 
@@ -383,6 +389,56 @@ class ScheduleRow:
 class RowError:
     row: int
     message: str
+    # Its only problem: a date like 03/04/2026, which the schedule's date order would settle.
+    # Such rows are reported together, once (see DateOrders), not one line each.
+    needs_date_order: bool = False
+
+
+# A date such as 03/04/2026, read without a date order. The message names the column, never
+# the value: in a schedule it may be a name in the wrong column.
+AMBIGUOUS_DATE = "{field} could be day/month or month/day"
+_AMBIGUOUS_TAIL = "could be day/month or month/day"
+
+
+@dataclass
+class DateOrders:
+    """The schedule's dates written with slashes and no date order given, counted over the
+    whole file: one date that can only be day/month (21/11/2026) shows how the others were
+    meant, so the problem is explained once for the file, not on every row."""
+
+    day_first: int = 0  # real only as day/month/year (21/11/2026)
+    month_first: int = 0  # real only as month/day/year (11/21/2026)
+    either: int = 0  # real both ways (03/04/2026): the rows that need the order
+    alike: int = 0  # the same both ways (05/05/2026)
+
+    @property
+    def total(self) -> int:
+        return self.day_first + self.month_first + self.either + self.alike
+
+    def looks_like(self) -> str | None:
+        """``dmy`` or ``mdy`` when every date fits that order (and some fit no other)."""
+        if self.day_first and not self.month_first:
+            return "dmy"
+        if self.month_first and not self.day_first:
+            return "mdy"
+        return None
+
+
+def date_order_note(dates: DateOrders, fix: Callable[[str | None], str]) -> str:
+    """The one note for the rows whose dates need the order. ``fix(order)`` says how to give
+    it in the front end's own words (an option on the command line, a choice on the web page);
+    ``order`` is None when the dates do not tell."""
+    order = dates.looks_like()
+    if order is not None:
+        shape = "DD/MM/YYYY" if order == "dmy" else "MM/DD/YYYY"
+        return f"all {dates.total} dates look like {shape}: {fix(order)}"
+    some = "1 date" if dates.either == 1 else f"{dates.either} dates"
+    if dates.day_first and dates.month_first:
+        return (
+            f"{some} could be day/month or month/day, and the other dates are written both "
+            "ways: write the dates as YYYY-MM-DD"
+        )
+    return f"{some} could be day/month or month/day: {fix(None)}"
 
 
 def normalise_column(name: str) -> str:
@@ -438,9 +494,14 @@ def sniff_delimiter(header_line: str) -> str:
 
 
 def read_rows(
-    schedule: Schedule, config: Config, date_order: str | None = None
+    schedule: Schedule,
+    config: Config,
+    date_order: str | None = None,
+    dates: DateOrders | None = None,
 ) -> Iterator[ScheduleRow | RowError]:
-    """Every row of the schedule, validated, in order: a ScheduleRow or a RowError."""
+    """Every row of the schedule, validated, in order: a ScheduleRow or a RowError.
+
+    ``dates``, if given, counts the dates written with slashes that no order settled."""
     order = date_order or config.clinic.date_order
     language = language_of(config.clinic.locale)
     templates = Recent()
@@ -452,7 +513,11 @@ def read_rows(
                 templates_dir=config.templates_dir,
                 default_language=language,
                 templates=templates,
+                dates=dates,
             )
+        except FieldErrors as exc:  # every problem of the row, at once
+            only_dates = all(_AMBIGUOUS_TAIL in text for text in exc.problems.values())
+            yield RowError(record.row, str(exc), needs_date_order=only_dates)
         except DischargeError as exc:  # bad data, or a broken template for this procedure
             yield RowError(record.row, str(exc))
 
@@ -492,8 +557,13 @@ def parse_row(
     templates_dir: Path | None = None,
     default_language: str = "en",
     templates: Recent,
+    dates: DateOrders | None = None,
 ) -> ScheduleRow:
-    """Validate one row through the same code as ``discharge generate``."""
+    """Validate one row through the same code as ``discharge generate``.
+
+    Every problem of the row is reported at once (a FieldErrors): a bad date does not hide a
+    misspelt procedure, so one correction fixes the row.
+    """
     if record.problem:
         raise InputError(record.problem)
     if record.stray:
@@ -502,58 +572,114 @@ def parse_row(
             "inside a value is in quotes"
         )
     values = record.values
-    dob = values.get("dob", "")
-    # Checked here so the message names the column; empty: the clinic's default.
-    large_print = parse_yes_no(values.get("large_print"), "large_print")
-    request = parse_request(
-        procedure=values.get("procedure", ""),
-        date=read_date(values.get("date", ""), date_order, "date"),
-        patient=values.get("patient_name", ""),
-        time=values.get("time"),
-        dob=read_date(dob, date_order, "date of birth") if dob.strip() else None,
-        mrn=values.get("mrn"),
-        clinician=values.get("clinician"),
-        notes=values.get("notes"),
-        paper=values.get("paper"),
-        variant=values.get("variant"),
-        large_print=large_print,
-        language=values.get("language"),
-    )
-    # An unknown procedure, or a language it is not translated into, is this row's error.
-    procedure = templates.get(
-        (request.procedure, templates_dir, request.language, default_language),
-        lambda: load_procedure(
-            request.procedure, templates_dir, request.language, default_language=default_language
-        ),
-    )
-    procedure.variant(request.variant)  # an unknown variant is this row's error, found now
-    email = check_email(values.get("email", ""))
+    problems: dict[str, str] = {}
+
+    def read(key: str, field: str) -> str:
+        try:
+            return read_date(values.get(key, ""), date_order, field, dates)
+        except InputError as exc:
+            problems[key] = str(exc)
+            return ""
+
+    day = read("date", "date")
+    dob = read("dob", "date of birth") if values.get("dob", "").strip() else None
+    try:  # checked here so the message names the column; empty: the clinic's default
+        large_print = parse_yes_no(values.get("large_print"), "large_print")
+    except InputError as exc:
+        problems["large_print"] = str(exc)
+        large_print = None
+    request = None
+    try:
+        request = parse_request(
+            procedure=values.get("procedure", ""),
+            date=day,
+            patient=values.get("patient_name", ""),
+            time=values.get("time"),
+            dob=dob or None,
+            mrn=values.get("mrn"),
+            clinician=values.get("clinician"),
+            notes=values.get("notes"),
+            paper=values.get("paper"),
+            variant=values.get("variant"),
+            large_print=large_print,
+            language=values.get("language"),
+        )
+    except FieldErrors as exc:
+        for key, text in exc.problems.items():
+            problems.setdefault(key, text)  # a date's own message first
+    procedure = None
+    if request is not None:
+        procedure_id, language = request.procedure, request.language
+    else:
+        procedure_id = clean_text(values.get("procedure")).lower()
+        language = clean_text(values.get("language")).lower()
+    if procedure_id and "procedure" not in problems and "language" not in problems:
+        # An unknown procedure, or a language it is not translated into, is this row's error.
+        try:
+            procedure = templates.get(
+                (procedure_id, templates_dir, language or None, default_language),
+                lambda: load_procedure(
+                    procedure_id, templates_dir, language or None, default_language=default_language
+                ),
+            )
+            # an unknown variant is this row's error, found now
+            procedure.variant(request.variant if request else values.get("variant"))
+        except DischargeError as exc:
+            problems.setdefault("variant" if procedure else "procedure", str(exc))
+    try:
+        email = check_email(values.get("email", ""))
+    except InputError as exc:
+        problems["email"] = str(exc)
+    if problems or request is None or procedure is None:
+        raise FieldErrors(problems)
     return ScheduleRow(record.row, request, email, procedure.path)
 
 
-def read_date(text: str, order: str | None, field: str) -> str:
-    """Turn ``21/11/2026`` into ISO form when the clinic says which order it is in.
+def read_date(text: str, order: str | None, field: str, dates: DateOrders | None = None) -> str:
+    """Turn ``21/11/2026`` into ISO form; ISO dates pass through unchanged.
 
-    Without a configured order it is an error, never a guess: 03/04/2026 is the 3rd of April
-    in London and the 4th of March in New York. ISO dates pass through unchanged.
+    A date that is real in only one order (21/11/2026, 11/21/2026) has one reading. Otherwise
+    it is an error, never a guess, unless the schedule's order is given (``dmy``, ``mdy``):
+    03/04/2026 is the 3rd of April in London and the 4th of March in New York. ``dates``
+    counts what the dates read without an order allow. The value is never repeated.
     """
     match = _SLASH_DATE.match(text or "")
     if not match:
         return text
-    if order not in DATE_ORDERS:
-        raise InputError(
-            f"{field} {text.strip()!r} could be day/month or month/day: write it as YYYY-MM-DD, "
-            "or set the order with --date-order dmy|mdy (or date_order in the clinic config)"
-        )
     first, second, year = map(int, match.groups())
-    day, month = (first, second) if order == "dmy" else (second, first)
-    reading = "day/month/year" if order == "dmy" else "month/day/year"
+    if order in DATE_ORDERS:
+        day, month = (first, second) if order == "dmy" else (second, first)
+        reading = "day/month/year" if order == "dmy" else "month/day/year"
+        try:
+            return date(year, month, day).isoformat()
+        except ValueError:
+            raise InputError(f"{field} is not a real calendar date (read as {reading})") from None
+    as_dmy, as_mdy = _real(year, second, first), _real(year, first, second)
+    if dates is not None and (as_dmy or as_mdy):
+        if as_dmy and as_mdy:
+            if as_dmy == as_mdy:
+                dates.alike += 1
+            else:
+                dates.either += 1
+        elif as_dmy and not as_mdy:
+            dates.day_first += 1
+        elif as_mdy and not as_dmy:
+            dates.month_first += 1
+    if as_dmy and as_mdy and as_dmy != as_mdy:
+        raise InputError(
+            AMBIGUOUS_DATE.format(field=field)
+            + " (write it as YYYY-MM-DD, or give the schedule's date order)"
+        )
+    if as_dmy or as_mdy:
+        return as_dmy or as_mdy
+    raise InputError(f"{field} is not a real calendar date")
+
+
+def _real(year: int, month: int, day: int) -> str:
     try:
         return date(year, month, day).isoformat()
     except ValueError:
-        raise InputError(
-            f"{field} {text.strip()!r} is not a real calendar date (read as {reading})"
-        ) from None
+        return ""
 
 
 def _open_text(path: Path) -> IO[str]:

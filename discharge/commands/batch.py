@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING
 import click
 
 from discharge.errors import ExitStatus
-from discharge.options import config_option, debug_requested, load_clinic_config, warn_if_demo
+from discharge.options import (
+    config_option,
+    debug_requested,
+    load_clinic_config,
+    warn_drafts,
+    warn_if_demo,
+)
 
 if TYPE_CHECKING:
-    from discharge.batch import Schedule
+    from discharge.batch import DateOrders, Schedule
     from discharge.batch_email import BatchEmail, Resend
     from discharge.config import Config
 
@@ -30,29 +36,38 @@ if TYPE_CHECKING:
 @click.option("--force", is_flag=True, help="Make every PDF again, even rows already done.")
 @click.option("--combined", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Also write one print-ready PDF of the whole run; each patient starts on "
-                   "a new sheet when printed double-sided.")  # fmt: skip
+                   "a new sheet when printed double-sided. It holds the rows this run made; "
+                   "a rerun's, only the rows made again.")  # fmt: skip
+@click.option("--combined-all", is_flag=True,
+              help="With --combined: every row's PDF, also those done before.")  # fmt: skip
 @config_option
 @click.option("--check", is_flag=True, help="Only check the schedule and report bad rows.")
 @click.option("--date-order", type=click.Choice(["dmy", "mdy"], case_sensitive=False),
-              help="How to read dates like 21/11/2026. Default: the clinic config; "
-                   "without one such dates are errors.")  # fmt: skip
+              help="How to read dates like 03/04/2026. Default: the clinic config; without "
+                   "one, a date that could be either is an error.")  # fmt: skip
 @click.option("--email", "email_rows", is_flag=True,
               help="Also email each row's PDF to the row's email column ([smtp] and [email] "
                    "settings); a rerun emails only the rows not sent yet.")  # fmt: skip
-@click.option("--resend", metavar="ROWS", is_flag=False, flag_value="all", default=None,
-              help="With --email: email again rows already sent, or whose sending is unknown: "
-                   "--resend 5,7 for those rows, --resend alone for every row.")  # fmt: skip
+@click.option("--resend", metavar="PATIENTS", is_flag=False, flag_value="all", default=None,
+              help="With --email: email these patients again although they were sent, or "
+                   "their sending is unknown: hospital numbers or keys from manifest.csv, "
+                   "comma-separated (not row numbers); --resend alone: every row.")  # fmt: skip
+@click.option("--resend-changed", is_flag=True,
+              help="With --email: send the new version to patients who were emailed an "
+                   "earlier version (a template or clinic setting changed).")  # fmt: skip
 def batch(
     schedule: Path,
     out_dir: Path | None,
     jobs: int | None,
     force: bool,
     combined: Path | None,
+    combined_all: bool,
     config_path: Path | None,
     check: bool,
     date_order: str | None,
     email_rows: bool,
     resend: str | None,
+    resend_changed: bool,
 ) -> None:
     """Make the discharge instructions for every row of a CSV schedule.
 
@@ -67,19 +82,22 @@ def batch(
         check_combined_path,
         check_schedule,
         combine_pdfs,
+        made_files,
         open_schedule,
         run_batch,
     )
     from discharge.batch_email import prepare_batch_email
 
+    if combined_all and combined is None:
+        raise click.UsageError("--combined-all goes with --combined PATH")
     if check and combined:
         raise click.UsageError("--combined makes a PDF; it cannot be used with --check")
     if not check and out_dir is None:
         raise click.UsageError("--out-dir DIR is required: the folder for the PDFs")
-    if resend is not None and not email_rows:
-        raise click.UsageError("--resend goes with --email")
+    if (resend is not None or resend_changed) and not email_rows:
+        raise click.UsageError("--resend and --resend-changed go with --email")
     config = load_clinic_config(config_path)
-    emailer = prepare_batch_email(config, _resend(resend)) if email_rows else None
+    emailer = prepare_batch_email(config, _resend(resend, resend_changed)) if email_rows else None
     if combined is not None and out_dir is not None:
         check_combined_path(out_dir, combined)
     opened = open_schedule(_spool_stdin() if str(schedule) == "-" else schedule)
@@ -110,17 +128,48 @@ def batch(
             )
             sys.exit(ExitStatus.INTERRUPTED)
         click.echo(f"batch: {counts} in {summary.seconds:.1f} s")
+        _list_made(out_dir, made_files(out_dir) if summary.ok else [])
         if summary.ok:
+            warn_drafts(config)
             warn_if_demo(config)
         if combined is not None:
-            pages = combine_pdfs(out_dir, combined)
-            click.echo(f"Wrote {combined} ({pages} pages)" if pages else "No PDFs to combine")
+            pages = combine_pdfs(out_dir, combined, every_row=combined_all)
+            if pages:
+                click.echo(f"Wrote {combined} ({pages} pages)")
+            elif summary.skipped and not combined_all:
+                click.echo("No new PDFs to combine (add --combined-all for every row's PDF)")
+            else:
+                click.echo("No PDFs to combine")
     if emailer is not None and _send_batch_email(emailer, opened, config, out_dir, order):
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
         sys.exit(ExitStatus.DELIVERY)
     if summary.errors:
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
         sys.exit(ExitStatus.ROWS_FAILED)
+
+
+def row_numbers(rows: list[int]) -> str:
+    """``rows 2-5, 9``: the rows (in order) as a spreadsheet user reads them."""
+    spans: list[list[int]] = []
+    for row in rows:
+        if spans and row == spans[-1][1] + 1:
+            spans[-1][1] = row
+        else:
+            spans.append([row, row])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    return f"row {text}" if len(rows) == 1 else f"rows {text}"
+
+
+SHOWN_FILES = 20  # new PDFs listed by name after a run; more are counted
+
+
+def _list_made(out_dir: Path, files: list[str]) -> None:
+    """Name the PDFs this run made, so a rerun's few new files are easy to find."""
+    for name in files[:SHOWN_FILES]:
+        click.echo(f"made {out_dir / name}")
+    if len(files) > SHOWN_FILES:
+        more = len(files) - SHOWN_FILES
+        click.echo(f"made {more} more: the rows with status ok in {out_dir / 'manifest.csv'}")
 
 
 class TerminalReporter:
@@ -141,6 +190,19 @@ class TerminalReporter:
     def row_warning(self, row: int, message: str) -> None:
         self.clear()
         click.echo(f"warning: {message}", err=True)
+
+    def dates_need_order(self, rows: list[int], dates: DateOrders) -> None:
+        from discharge.batch import date_order_note
+
+        def fix(order: str | None) -> str:
+            if order is None:
+                return (
+                    "add --date-order dmy or --date-order mdy, or date_order in the clinic config"
+                )
+            return f"add --date-order {order} or date_order in the clinic config"
+
+        self.clear()
+        click.echo(f"{row_numbers(rows)}: {date_order_note(dates, fix)}", err=True)
 
     def started(self, rows: int) -> None:
         self.total, self.done, self.began = rows, 0, time.monotonic()
@@ -194,10 +256,18 @@ def _send_batch_email(
             date_order=date_order, reporter=_EmailReporter(),
         )  # fmt: skip
     unknown = f" / {summary.unknown} unknown" if summary.unknown else ""
+    changed = f" / {summary.changed} earlier version sent" if summary.changed else ""
     click.echo(
         f"email: {summary.sent} sent / {summary.failed} failed{unknown} / "
-        f"{summary.no_address} no address / {summary.already_sent} already sent"
+        f"{summary.no_address} no address / {summary.already_sent} already sent{changed}"
     )
+    if summary.changed:
+        patients = "1 patient was" if summary.changed == 1 else f"{summary.changed} patients were"
+        click.echo(
+            f"{patients} already emailed an earlier version: use --resend-changed to send "
+            "the new one",
+            err=True,
+        )
     return summary.failed > 0 or summary.unknown > 0
 
 
@@ -208,9 +278,9 @@ class _EmailReporter:
     def email_failed(self, row: int, address: str, message: str) -> None:
         click.echo(f"row {row}: email to {address} not sent: {message}", err=True)
 
-    def email_unknown(self, row: int, address: str, message: str) -> None:
+    def email_unknown(self, row: int, key: str, address: str, message: str) -> None:
         click.echo(
-            f"row {row}: email to {address} may have been sent; rerun with --resend {row} to "
+            f"row {row}: email to {address} may have been sent; rerun with --resend {key} to "
             f"send again ({message})",
             err=True,
         )
@@ -229,19 +299,20 @@ def _spool_stdin() -> Path:
     return path
 
 
-def _resend(value: str | None) -> Resend:
-    """``--resend`` alone: every row; ``--resend 5,7``: those rows (as numbered in the schedule)."""
+def _resend(value: str | None, changed: bool) -> Resend:
+    """``--resend`` alone: every row; ``--resend RX-1,3f9a...``: those patients, by hospital
+    number or manifest key (checked against the schedule before anything is sent)."""
     from discharge.batch_email import Resend
 
     if value is None:
-        return Resend()
+        return Resend(changed=changed)
     if value.strip().lower() == "all":
-        return Resend(every=True)
-    try:
-        rows = frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
-    except ValueError:
+        return Resend(every=True, changed=changed)
+    patients = frozenset(part.strip() for part in value.split(",") if part.strip())
+    if not patients:
         raise click.BadParameter(
-            "expected row numbers such as 5 or 5,7 (or --resend alone for every row)",
+            "expected hospital numbers or keys from manifest.csv, such as RX-104233 "
+            "(or --resend alone for every row)",
             param_hint="--resend",
-        ) from None
-    return Resend(rows=rows)
+        )
+    return Resend(patients=patients, changed=changed)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from discharge.options import config_option
+from discharge.options import config_option, warn_drafts
 
 
 @click.command()
@@ -26,3 +26,4 @@ def procedures(config_path: Path | None) -> None:
         for variant in procedure.variants:
             default = "  (default)" if variant.name == procedure.default_variant else ""
             click.echo(f"  --variant {variant.name:<20} {variant.label}{default}")
+    warn_drafts(config)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from discharge.errors import DischargeError, OutputError
-from discharge.options import config_option, warn_if_demo
+from discharge.options import config_option, warn_drafts, warn_if_demo
 
 THREADS = 8
 
@@ -57,6 +57,7 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
             load_procedure(procedure_id, config.templates_dir)
         except DischargeError as exc:  # the form leaves it out; say why, once, here
             click.echo(f"warning: {exc} (not offered in the form)", err=True)
+    warn_drafts(config)
     proxy: dict[str, Any] = {}
     if settings.tls_proxy:
         proxy = {

@@ -280,6 +280,7 @@ def _parse_smtp(
         path = Path(values["ca_file"]).expanduser()
         if not path.is_absolute() and source is not None:
             path = source.parent / path  # relative to the settings file, not the cwd
+        path = path.absolute()  # as meant here, whatever folder a process is in later
         if not path.is_file():
             problems.append(f"smtp.ca_file: {path} is not a file of PEM certificates")
         values["ca_file"] = path

@@ -24,6 +24,7 @@ from flask import (
 )
 from werkzeug.exceptions import NotFound
 
+from discharge.web.batch_worker import DATE_ORDER_CHOICES
 from discharge.web.jobs import Job, JobManager
 
 bp = Blueprint("batch", __name__, url_prefix="/batch")
@@ -51,24 +52,34 @@ def _job(job_id: str) -> Job:
     return job
 
 
+def _page(problem: str = "", date_order: str | None = None) -> str:
+    if date_order not in DATE_ORDER_CHOICES:  # the clinic's setting, else ISO dates only
+        date_order = current_app.config["CLINIC"].clinic.date_order or "ymd"
+    return render_template(
+        "batch.html", problem=problem, date_orders=DATE_ORDER_CHOICES, date_order=date_order
+    )
+
+
 @bp.get("/")
 def upload_form() -> Any:
-    return render_template("batch.html", problem="")
+    return _page()
 
 
 @bp.post("/")
 def upload() -> Any:
     upload = request.files.get("schedule")
+    date_order = request.form.get("date_order")
     if upload is None or not upload.filename:
-        return render_template("batch.html", problem="Choose the schedule file (CSV)."), 422
+        return _page("Choose the schedule file (CSV).", date_order), 422
     if _jobs().busy():
         problem = (
             "Other schedules are being made right now. Try again in a minute; "
             "the form for one patient works meanwhile."
         )
-        return render_template("batch.html", problem=problem), 503
+        return _page(problem, date_order), 503
     shown_as = re.sub(r"[^\w .()-]", "_", upload.filename.rsplit("/", 1)[-1])[:80] or "schedule"
-    job_id = _jobs().start(upload.stream, shown_as, _owner())
+    order = date_order if date_order in DATE_ORDER_CHOICES else None
+    job_id = _jobs().start(upload.stream, shown_as, _owner(), order)
     return redirect(url_for("batch.job", job_id=job_id), code=303)
 
 

@@ -1,10 +1,10 @@
 """One uploaded schedule, run by ``discharge.batch`` in its own process.
 
 ``discharge serve`` starts this as a separate program (``python -m discharge.web.batch_worker
-JOB_DIR [CONFIG]``), so a long schedule never holds up the form, and the batch's own process
-pool is forked from a process without web-server threads. It runs at a lower priority than
-the form. Progress and the outcome go to small JSON files in the job's private folder, which
-the web page reads.
+JOB_DIR CONFIG SHOWN_AS DATE_ORDER``), so a long schedule never holds up the form, and the batch's
+own process pool is forked from a process without web-server threads. It runs at a lower
+priority than the form. Progress and the outcome go to small JSON files in the job's private
+folder, which the web page reads.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from discharge.batch import DateOrders
 
 SCHEDULE = "schedule.csv"
 OUT = "out"
@@ -32,6 +35,19 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+# The batch page's "Date order" choice: its values, as passed to the worker, and its labels.
+DATE_ORDER_CHOICES = {"ymd": "Year-month-day", "dmy": "Day/month/year", "mdy": "Month/day/year"}
+
+
+def _choose_date_order(order: str | None) -> str:
+    if order is None:
+        return (
+            f'choose "{DATE_ORDER_CHOICES["dmy"]}" or "{DATE_ORDER_CHOICES["mdy"]}" as the '
+            "Date order and upload the schedule again"
+        )
+    return f'choose "{DATE_ORDER_CHOICES[order]}" as the Date order and upload the schedule again'
+
+
 class FileReporter:
     """The CLI's ``row N: ...`` messages and the progress, written for the web page."""
 
@@ -41,6 +57,7 @@ class FileReporter:
         self.total = 0
         self.done = 0
         self.messages: dict[int, str] = {}
+        self.date_note = ""
         self.written = 0.0
 
     def clean(self, message: str) -> str:
@@ -53,6 +70,12 @@ class FileReporter:
     def row_warning(self, row: int, message: str) -> None:
         # "row 19 repeats row 18": shown beside the row, unless the row also has an error.
         self.messages.setdefault(row, "warning: " + self.clean(message))
+
+    def dates_need_order(self, rows: list[int], dates: DateOrders) -> None:
+        # Once, above the rows, naming the page's own choice (it has no --date-order).
+        from discharge.batch import date_order_note
+
+        self.date_note = date_order_note(dates, _choose_date_order)
 
     def started(self, rows: int) -> None:
         self.total = rows
@@ -68,7 +91,9 @@ class FileReporter:
         write_json(self.job / PROGRESS, {"done": self.done, "total": self.total})
 
 
-def run(job: Path, config_path: str | None, shown_as: str) -> dict[str, Any]:
+def run(
+    job: Path, config_path: str | None, shown_as: str, date_order: str | None = None
+) -> dict[str, Any]:
     from discharge.batch import (
         ScheduleRow,
         combine_pdfs,
@@ -85,11 +110,13 @@ def run(job: Path, config_path: str | None, shown_as: str) -> dict[str, Any]:
         config = load_config(config_path)
         schedule = open_schedule(job / SCHEDULE)
         jobs = max(1, (os.cpu_count() or 1) - 1)  # leave a core for the form
-        summary = run_batch(schedule, config, job / OUT, jobs=jobs, reporter=reporter)
+        summary = run_batch(
+            schedule, config, job / OUT, jobs=jobs, date_order=date_order, reporter=reporter
+        )
         pages = combine_pdfs(job / OUT, job / COMBINED)
         names = {
             item.row: (item.request.patient.name, item.request.procedure, item.request.day)
-            for item in read_rows(schedule, config)
+            for item in read_rows(schedule, config, date_order)
             if isinstance(item, ScheduleRow)
         }
     except DischargeError as exc:
@@ -115,6 +142,7 @@ def run(job: Path, config_path: str | None, shown_as: str) -> dict[str, Any]:
         "errors": summary.errors,
         "seconds": round(summary.seconds, 1),
         "pages": pages,
+        "date_note": reporter.date_note,
         "rows": rows,
     }
 
@@ -123,6 +151,7 @@ def main(argv: list[str]) -> int:
     job = Path(argv[0])
     config_path = argv[1] or None
     shown_as = argv[2] if len(argv) > 2 else SCHEDULE
+    date_order = argv[3] if len(argv) > 3 and argv[3] in DATE_ORDER_CHOICES else None
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)  # the form's requests come first
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
@@ -130,7 +159,7 @@ def main(argv: list[str]) -> int:
 
     die_with_parent()  # `discharge serve` killed outright: this schedule stops too
     try:
-        result = run(job, config_path, shown_as)
+        result = run(job, config_path, shown_as, date_order)
     except Exception as exc:  # a bug: say so on the page, never with the patient data
         result = {"state": "failed", "message": f"internal error ({type(exc).__name__})"}
     write_json(job / RESULT, result)

@@ -4,6 +4,12 @@ Shown only when the clinic's settings have an ``[smtp]`` section (checked when t
 starts, like the command checks it before any work). Each form the server hands out carries a
 random send id; a send id is used once, so a double click, a reload or the browser's
 "resend the form?" never emails a patient twice. A failed send frees it for another try.
+
+Across forms, sessions and processes the clinic's record of emails sent decides, as for the
+command line (``delivery/sent.py``): instructions already emailed to this address, an earlier
+version of them, or a send the mail server never confirmed (it may have the message) are not
+sent again from a plain "Email to patient". The page says which, and asks: only its
+"Send again anyway" button sends.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ _KEEP_SECONDS = 24 * 3600
 class Outcome:
     sent: bool
     message: str  # for the nurse
+    ask: bool = False  # not sent, may have been before: offer "Send again anyway"
+    unknown: bool = False  # the mail server may have this very message: keep the send id
 
 
 class FormEmail:
@@ -56,18 +64,54 @@ class FormEmail:
             self._used.pop(send_id, None)
 
     def send(
-        self, request: DischargeRequest, config: Config, address: str, draw: object
+        self,
+        request: DischargeRequest,
+        config: Config,
+        address: str,
+        draw: object,
+        *,
+        resend: bool = False,
     ) -> Outcome:
-        """Make the PDF and the message (``draw`` serialises reportlab), then send it."""
-        from discharge.delivery import email_instructions
+        """Make the PDF and the message (``draw`` serialises reportlab), then send it, unless
+        the clinic's record says it went or may have (``resend``: the nurse confirmed)."""
+        from discharge.delivery import (
+            CHANGED,
+            SENT,
+            EmailResult,
+            OutcomeUnknown,
+            email_instructions,
+        )
         from discharge.errors import DischargeError
 
         assert callable(draw)
         try:  # the same code as `discharge email`, audit record included
-            draw(lambda: email_instructions(request, config, address, channel="web"))
+            result: EmailResult = draw(
+                lambda: email_instructions(request, config, address, channel="web", resend=resend)
+            )
+        except OutcomeUnknown:
+            return Outcome(
+                False,
+                f"The mail server did not confirm the email to {address}: it may already have "
+                "it. Check with the patient before sending it again.",
+                ask=True,
+                unknown=True,
+            )
         except DischargeError as exc:
             return Outcome(False, f"The email was not sent: {exc}")
-        return Outcome(True, f"Emailed to {address}.")
+        held = result.held
+        if held is None:
+            return Outcome(True, f"Emailed to {address}.")
+        when = held.when_text(config.clinic.tz)
+        if held.status == SENT:
+            text = f"These instructions were already emailed to {address} on {when}."
+        elif held.status == CHANGED:
+            text = f"An earlier version of these instructions was emailed to {address} on {when}."
+        else:
+            text = (
+                f"An earlier email of these instructions to {address} ({when}) was never "
+                "confirmed by the mail server: it may already have it. Check with the patient."
+            )
+        return Outcome(False, f"{text} Nothing was sent now.", ask=True)
 
 
 def form_email(config: Config) -> FormEmail | None:

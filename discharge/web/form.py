@@ -156,7 +156,12 @@ def check_form(values: dict[str, str], config: Config) -> tuple[Any, dict[str, s
 
 
 def show_form(
-    values: dict[str, str], problems: dict[str, str], status: int = 200, *, sent: str = ""
+    values: dict[str, str],
+    problems: dict[str, str],
+    status: int = 200,
+    *,
+    sent: str = "",
+    ask: str = "",
 ) -> Any:
     config: Config = current_app.config["CLINIC"]
     emailer = current_app.extensions.get("discharge.email")
@@ -178,6 +183,7 @@ def show_form(
             languages=language_choices(config),
             email=emailer is not None,
             sent=sent,
+            ask=ask,  # a send that may have happened before: asked before sending again
         ),
         status,
     )
@@ -205,8 +211,8 @@ def stale_form(exc: StaleForm) -> Any:
 def make_pdf() -> Any:
     config: Config = current_app.config["CLINIC"]
     values = {field.name: request.form.get(field.name, "") for field in FIELDS}
-    if request.form.get("action") == "email":
-        return send_email(values, config)
+    if request.form.get("action") in ("email", "email-again"):
+        return send_email(values, config, again=request.form.get("action") == "email-again")
     checked, problems = check_form(values, config)
     if checked is None:
         return show_form(values, problems, 422)
@@ -222,7 +228,7 @@ def make_pdf() -> Any:
     )
 
 
-def send_email(values: dict[str, str], config: Config) -> Any:
+def send_email(values: dict[str, str], config: Config, *, again: bool = False) -> Any:
     from discharge.request import check_email
 
     emailer = current_app.extensions.get("discharge.email")
@@ -243,7 +249,14 @@ def send_email(values: dict[str, str], config: Config) -> Any:
         notice = "This form was already emailed. Nothing was sent again."
         return show_form(values, {}, 409, sent=notice)
     renderer = current_app.extensions["discharge.renderer"]
-    outcome = emailer.send(checked, config, address, renderer.in_this_process)
+    outcome = emailer.send(checked, config, address, renderer.in_this_process, resend=again)
+    if outcome.ask:
+        # Not sent now, but it may have been before: the nurse decides, with a fresh send id
+        # (this one stays used when the mail server may have the message).
+        if not outcome.unknown:
+            emailer.release(values["send_id"])
+        values = {**values, "send_id": ""}
+        return show_form(values, {}, 502 if outcome.unknown else 409, ask=outcome.message)
     if not outcome.sent:
         emailer.release(values["send_id"])
         return show_form(values, {"_form": outcome.message}, 502)

@@ -68,7 +68,11 @@ class JobManager:
             running = [job for job in self.jobs.values() if job.process.poll() is None]
         return len(running) >= MAX_RUNNING
 
-    def start(self, upload: IO[bytes], shown_as: str, owner: str) -> str:
+    def start(
+        self, upload: IO[bytes], shown_as: str, owner: str, date_order: str | None = None
+    ) -> str:
+        """Start making a schedule; ``date_order``: ymd, dmy or mdy (the page's choice), or
+        None for the clinic's setting."""
         job_id = secrets.token_urlsafe(16)
         folder = self.root / job_id
         folder.mkdir(mode=0o700)
@@ -77,8 +81,9 @@ class JobManager:
         config_path = str(self.config.source) if self.config.source else ""
         process = subprocess.Popen(
             [sys.executable, "-m", "discharge.web.batch_worker", str(folder), config_path,
-             shown_as],
+             shown_as, date_order or ""],
             cwd=folder,
+            env=worker_environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # nothing it says may reach a log
             stderr=subprocess.DEVNULL,
@@ -182,6 +187,22 @@ def _running(pid: int) -> bool:
     with contextlib.suppress(OSError):
         return b"discharge" in Path(f"/proc/{pid}/cmdline").read_bytes()
     return True
+
+
+def worker_environment() -> dict[str, str]:
+    """This process's environment, with every path in it made absolute: the worker runs in
+    the job's folder, where a relative ``DISCHARGE_AUDIT_DB=audit.sqlite3`` would mean
+    another file."""
+    from discharge.audit import AUDIT_ENV
+    from discharge.cache import CACHE_ENV
+    from discharge.clinic_data import DATA_DIR_ENV
+    from discharge.config import CONFIG_ENV
+
+    env = dict(os.environ)
+    for name in (CONFIG_ENV, AUDIT_ENV, DATA_DIR_ENV, CACHE_ENV):
+        if env.get(name, "").strip():  # empty keeps its meaning (no cache, no file)
+            env[name] = str(Path(env[name]).expanduser().absolute())
+    return env
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
