@@ -1,6 +1,6 @@
 """The long run of the quoting-accident property (issue 18, finding 1).
 
-Run:  python benchmarks/bench_quoting.py                      100,000 rows read, 300 batches
+Run:  python benchmarks/bench_quoting.py        100,000 rows read (+50,000 well-formed), 300 batches
       python benchmarks/bench_quoting.py --rows 1000000 --batches 2000 --seed 7
 
 Every patient's name, hospital number, clinician, notes, email and date of birth carry that
@@ -10,6 +10,8 @@ column of any row. Two levels:
 
   - read: every schedule read as `discharge batch`, `--check` and the web upload read it;
     no row made may hold another row's tag, and no tag may be in two rows;
+  - well-formed: half as many rows again, quoted as a spreadsheet quotes them (notes over
+    lines, with delimiters, quotes and dates in them): none may be stopped for a quote;
   - batches: a smaller number of schedules, with the accidents that swallow rows, made into
     real PDFs by `discharge batch` (in this process, --jobs 1); each PDF's text is searched.
 
@@ -65,10 +67,29 @@ def read_level(rows: int, seed: int, folder: Path) -> None:
         stopped += quoting
         other += len(found.errors) - quoting
     took = time.perf_counter() - began
+    accidents = ", ".join(f"{k} {n:,}" for k, n in sorted(kinds.items()))
     print(f"read: {schedules:,} schedules, {done:,} rows, {sum(kinds.values()):,} accidents "
-          f"({', '.join(f'{k} {n:,}' for k, n in sorted(kinds.items()))})")  # fmt: skip
+          f"({accidents})")  # fmt: skip
     print(f"      {made:,} rows made, {stopped:,} stopped for a quote, {other:,} other errors; "
-          f"0 rows holding another row's details; {took:.1f} s ({done / took:,.0f} rows/s)")  # fmt: skip
+          "0 rows holding another row's details")  # fmt: skip
+    print(f"      {took:.1f} s ({done / took:,.0f} rows/s)")
+
+
+def well_formed(rows: int, seed: int, folder: Path) -> None:
+    """The other side: schedules quoted as a spreadsheet quotes them, notes over lines with
+    delimiters, quotes and dates in them; no row may be taken for a quote."""
+    rnd = random.Random(seed)
+    config = Config()
+    done = stopped = 0
+    began = time.perf_counter()
+    while done < rows:
+        tagged = tagged_schedule(rnd, kinds=(), breaks=True)
+        found = read_back(write(tagged.text, folder / "w.csv"), config)
+        stopped += sum("quote" in message for message in found.errors.values())
+        done += tagged.rows
+    took = time.perf_counter() - began
+    print(f"well-formed: {done:,} rows (notes over lines), {stopped:,} stopped for a quote; "
+          f"{took:.1f} s")  # fmt: skip
 
 
 def batch_level(batches: int, seed: int, folder: Path) -> None:
@@ -80,9 +101,9 @@ def batch_level(batches: int, seed: int, folder: Path) -> None:
         tagged = tagged_schedule(rnd, rows=4, kinds=kinds, breaks=True, hit="notes")
         path = write(tagged.text, folder / f"s{number}.csv")
         out = folder / f"out{number}"
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            with contextlib.suppress(SystemExit):
-                discharge_main(["batch", str(path), "--out-dir", str(out), "--jobs", "1"])
+        quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+        with quiet[0], quiet[1], contextlib.suppress(SystemExit):
+            discharge_main(["batch", str(path), "--out-dir", str(out), "--jobs", "1"])
         with (out / "manifest.csv").open(encoding="utf-8-sig", newline="") as handle:
             entries = list(csv.DictReader(handle))
         in_pdfs = {
@@ -109,6 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="discharge-quoting-") as name:
         read_level(args.rows, args.seed, Path(name))
+        well_formed(args.rows // 2, args.seed, Path(name))
         batch_level(args.batches, args.seed, Path(name))
 
 

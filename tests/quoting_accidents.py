@@ -105,7 +105,8 @@ def tagged_schedule(
     breaks: bool | None = None,
     hit: str = "",
 ) -> Tagged:
-    """A schedule of tagged rows with one to three quoting accidents of these kinds.
+    """A schedule of tagged rows with one to three quoting accidents of these kinds (none:
+    a well-formed schedule, quoted as a spreadsheet would).
 
     ``breaks``: whether rows' notes have line breaks now and then (default: at random);
     ``hit``: the column the accidents fall in (default: any).
@@ -124,7 +125,7 @@ def tagged_schedule(
         values = _row(rnd, n, breaks)
         lines.append([_cell(values[c], delimiter, quote_all) for c in columns])
     tagged = Tagged("", count)
-    for _ in range(rnd.choice([1, 1, 1, 2, 3])):
+    for _ in range(rnd.choice([1, 1, 1, 2, 3]) if kinds else 0):
         n = rnd.randrange(count)
         c = columns.index(hit) if hit else rnd.randrange(len(columns))
         kind, lines[n][c] = _damage(rnd, lines[n][c], kinds)

@@ -16,7 +16,7 @@ import re
 import stat
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import IO, Any, TypeVar
 from discharge.config import DATE_ORDERS, Config
 from discharge.errors import DischargeError, FieldErrors, InputError
 from discharge.i18n import language_of
-from discharge.procedures import load_procedure
+from discharge.procedures import available_procedures, load_procedure
 from discharge.request import (
     DischargeRequest,
     check_email,
@@ -95,14 +95,17 @@ class Schedule:
     header: tuple[str, ...]  # normalised column names, "" for a column without a name
     unknown_columns: tuple[str, ...]
 
-    def records(self) -> Iterator[ScheduleRecord]:
+    def records(self, procedures: Collection[str] = ()) -> Iterator[ScheduleRecord]:
         """Every non-empty record after the header, streamed.
 
         The row number is the record index, not the line number: a quoted note that spans three
         lines is still one row in a spreadsheet, and the coordinator looks the row up there
         (the header is row 1). A record that is not a row (an unclosed quote, a runaway length)
         comes out with its ``problem`` set, and reading goes on with the lines after it.
+        ``procedures``: the procedure ids there are templates for, if known (they make the
+        weakest sign of a row swallowed by a quote a sure one, see ``_a_row_from_here``).
         """
+        known = frozenset(procedures)
         with _open_text(self.path) as handle:
             lines = _Lines(handle)
             row = 1
@@ -121,7 +124,7 @@ class Schedule:
                         continue
                     if cells is None:
                         return
-                    unclosed = self._unclosed_quote(lines.taken, cells)
+                    unclosed = self._unclosed_quote(lines.taken, cells, known)
                     if unclosed:
                         if unclosed in (_UNCLOSED_OVER_ROWS, _CLOSED_MID_CELL, _OWN_ROW_INSIDE):
                             # The lines are read again as the rows they are, each stopped.
@@ -139,7 +142,9 @@ class Schedule:
             except UnicodeDecodeError:
                 raise InputError(_not_utf8(self.path, f" (near row {row})")) from None
 
-    def _unclosed_quote(self, taken: list[str], cells: list[str]) -> str:
+    def _unclosed_quote(
+        self, taken: list[str], cells: list[str], procedures: frozenset[str] = frozenset()
+    ) -> str:
         """The problem if this record's quote runs over lines that are rows, or to the end.
 
         Python's csv module reads on to the end of the file inside an open quote, so one
@@ -150,13 +155,14 @@ class Schedule:
         if '"' not in taken[0]:
             return ""
         if len(taken) > 1:
-            texts, mid_cell, closed = _inside_quotes(taken, self.delimiter)
-            if any(self._looks_like_a_row(text) for text in texts) or any(
-                self._a_row_around_the_close(inside, line) for inside, line in closed
+            texts, mid_cell = _inside_quotes(taken, self.delimiter)
+            if any(self._looks_like_a_row(text, procedures) for text in texts) or any(
+                self._a_row_from_here(taken[line:], procedures)
+                for line in range(1, min(len(taken), 200))
             ):
                 return _UNCLOSED_OVER_ROWS
             opened = _quote_left_open(taken[0], self.delimiter)
-            if opened and self._looks_like_a_row(opened[1], first_column=opened[0]):
+            if opened and self._looks_like_a_row(opened[1], procedures, opened[0]):
                 return _OWN_ROW_INSIDE
             if mid_cell:
                 return _CLOSED_MID_CELL
@@ -179,58 +185,73 @@ class Schedule:
                 return _UNCLOSED_AT_END
         return ""
 
-    def _looks_like_a_row(self, line: str, first_column: int = 0) -> bool:
+    def _looks_like_a_row(
+        self, line: str, procedures: frozenset[str], first_column: int = 0
+    ) -> bool:
         """A line with a procedure id and a date in their columns: someone's row, not notes.
 
         ``first_column``: the column the line's text starts in (the rest of a line after a
-        quote that opens there); the date must then lie in the text, the procedure too if its
-        column is not before the text.
+        quote that opens there); the date must then lie in the text, and the text must run to
+        the last column (the row's own later cells, all taken into the quote).
 
         The line is read both as CSV and split at every delimiter, with stray quotes ignored,
         and the two cells may sit up to two columns further right: a row whose own quoting is
         damaged too (a quote inside its procedure or date, one opening its date cell, a comma
         in a name whose quotes were lost) still reads as a row to the person who typed it.
+        Moved right, the procedure must be one there is a template for (``procedures``, if
+        known): a note's "tablets, 2026-11-21" is not a row.
         """
         try:
             parsed = next(csv.reader([line], delimiter=self.delimiter), [])
         except csv.Error:
             parsed = []
         where = {name: i for i, name in enumerate(self.header)}
-        procedure, day = where["procedure"], where["date"]
-        procedure, day = procedure - first_column, day - first_column
+        procedure, day = where["procedure"] - first_column, where["date"] - first_column
         if day < 0:
             return False
         for cells in (parsed, line.split(self.delimiter)):
+            if first_column and len(cells) < len(self.header) - first_column:
+                continue
             cells = [cell.replace('"', "").strip() for cell in cells]
-            what = cells[procedure : procedure + _SHIFT + 1] if procedure >= 0 else ["id"]
-            when = cells[day : day + _SHIFT + 1]
-            if any(_ID_LIKE.match(cell) for cell in what) and any(
-                _ISO_LIKE.match(cell) or _SLASH_DATE.match(cell) for cell in when
+            if procedure < 0:
+                found = True
+            else:
+                found = any(
+                    _ID_LIKE.match(cell)
+                    and not _ISO_LIKE.match(cell)
+                    and (not shift or not procedures or cell.lower() in procedures)
+                    for shift, cell in enumerate(cells[procedure : procedure + _SHIFT + 1])
+                )
+            if found and any(
+                _ISO_LIKE.match(cell) or _SLASH_DATE.match(cell)
+                for cell in cells[day : day + _SHIFT + 1]
             ):
                 return True
         return False
 
-    def _a_row_around_the_close(self, inside: str, line: str) -> bool:
-        """A line whose quote closes properly, but which is a whole row: its date inside the
-        quote (before the close), its procedure after it, and as many cells as the header.
+    def _a_row_from_here(self, lines: list[str], procedures: frozenset[str]) -> bool:
+        """Read from the start of a later line of the record to its end, as someone's row:
+        a procedure id and a date in their columns, one of them inside the quote.
 
-        Another row whose own opening quote was lost: its first cells went into the open
-        quote, its last ones follow as if they were this record's. (A real multi-line note
-        ends with this row's own later cells: fewer than the header has.)
+        Another row whose own quoting is damaged too (its notes lost their opening quote, so
+        its line break is now inside this record's quote) has its first cells inside the quote
+        and its last ones after it, as if they were this record's own; no one line of it reads
+        as a row. (A real multi-line cell is followed by this record's own later cells only:
+        neither the procedure nor the date is then inside the quote.)
         """
+        text = "".join(lines)
+        close = _closing_quote(text)
+        inside = text[:close].count(self.delimiter)  # cells that end before the quote does
+        cells = [cell.replace('"', "").strip() for cell in text.split(self.delimiter)]
         where = {name: i for i, name in enumerate(self.header)}
         procedure, day = where["procedure"], where["date"]
-        before = inside.split(self.delimiter)
-        try:
-            whole = next(csv.reader([line], delimiter=self.delimiter), [])
-        except csv.Error:
+        if max(procedure, day) >= len(cells) or min(procedure, day) >= inside:
             return False
-        if not (day < len(before) - 1 < procedure < len(whole) == len(self.header)):
-            return False
-        when = before[day].replace('"', "").strip()
-        return bool(_ISO_LIKE.match(when) or _SLASH_DATE.match(when)) and bool(
-            _ID_LIKE.match(whole[procedure].replace('"', "").strip())
-        )
+        what, when = cells[procedure], cells[day]
+        # Only one cell of it is inside the quote: the procedure must be one there is a
+        # template for, not any word (a note's "a;b" would move its own date into place).
+        known = what.lower() in procedures if procedures else _ID_LIKE.match(what)
+        return bool(known) and bool(_ISO_LIKE.match(when) or _SLASH_DATE.match(when))
 
     def _record(self, row: int, cells: list[str]) -> ScheduleRecord:
         values: dict[str, str] = {}
@@ -244,9 +265,7 @@ class Schedule:
         return ScheduleRecord(row, values, stray)
 
 
-def _inside_quotes(
-    taken: list[str], delimiter: str
-) -> tuple[list[str], bool, list[tuple[str, str]]]:
+def _inside_quotes(taken: list[str], delimiter: str) -> tuple[list[str], bool]:
     """The text of the record's later lines that lies inside the quoted cell they start in,
     and whether one of those cells closed in the middle of a cell.
 
@@ -256,9 +275,9 @@ def _inside_quotes(
     delimiter or the line's end, it is not the cell's real end but another row's opening
     quote or a stray one: the whole line is given too, and the record is not one row. (A line
     ending a cell properly goes on with the record's own later cells, which of course look
-    like a row.) Such lines come back a third time, as (text inside the quote, whole line).
+    like a row.)
     """
-    texts, mid_cell, closed = [], False, []
+    texts, mid_cell = [], False
     for line in taken[1:]:
         at, text = 0, []
         while True:
@@ -275,11 +294,22 @@ def _inside_quotes(
             if after not in ("", delimiter, "\n", "\r"):
                 texts.append(line)
                 mid_cell = True
-            else:
-                closed.append(("".join(text), line))
             break
         texts.append("".join(text))
-    return texts, mid_cell, closed
+    return texts, mid_cell
+
+
+def _closing_quote(text: str) -> int:
+    """Where the quoted cell that ``text`` starts inside ends (a doubled quote is a quote
+    mark, not an end); the length of the text if it does not."""
+    at = 0
+    while True:
+        quote = text.find('"', at)
+        if quote < 0:
+            return len(text)
+        if not text.startswith('""', quote):
+            return quote
+        at = quote + 2
 
 
 def _quote_left_open(line: str, delimiter: str) -> tuple[int, str] | None:
@@ -505,7 +535,7 @@ def read_rows(
     order = date_order or config.clinic.date_order
     language = language_of(config.clinic.locale)
     templates = Recent()
-    for record in schedule.records():
+    for record in schedule.records(available_procedures(config.templates_dir)):
         try:
             yield parse_row(
                 record,
