@@ -210,7 +210,10 @@ class Schedule:
         if day < 0:
             return False
         for cells in (parsed, line.split(self.delimiter)):
-            if first_column and len(cells) < len(self.header) - first_column:
+            # Taken into its own quote, a row's later cells are all there, and at least two
+            # of them: ", 2026-11-21" ending a note's first line is not a row.
+            later = len(self.header) - first_column
+            if first_column and (later < 3 or len(cells) < later):
                 continue
             cells = [cell.replace('"', "").strip() for cell in cells]
             if procedure < 0:
