@@ -121,7 +121,8 @@ def run(rows: int, jobs: int, keep: bool) -> Result:
         write_schedule(schedule, rows)
         command = [sys.executable, "-m", "discharge", "batch", str(schedule),
                    "--out-dir", str(tmp / "out"), "--jobs", str(jobs)]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
+        env = {k: v for k, v in os.environ.items()  # DISCHARGE_SPEEDUPS=0: the plain path
+               if not k.startswith("DISCHARGE_") or k == "DISCHARGE_SPEEDUPS"}  # fmt: skip
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
         load_before = os.getloadavg()[0]

@@ -59,7 +59,9 @@ SCHEMA_VERSION = 1
 MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED = (
     "made", "emailed", "email-failed", "email-unknown", "pruned",
 )  # fmt: skip
-ACTIONS = (MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED)
+# A sheet sent to a printer (discharge.printing): its ``detail`` holds the printer and job.
+PRINTED, PRINT_FAILED, PRINT_UNKNOWN = "printed", "print-failed", "print-unknown"
+ACTIONS = (MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED, PRINTED, PRINT_FAILED, PRINT_UNKNOWN)
 CHANNELS = ("cli", "batch", "web")
 
 _SETTINGS_KEYS = {"path", "enabled"}
@@ -135,15 +137,6 @@ def _content_hash(values: Mapping[str, Any]) -> str:
         ["v1", *[values[name] for name in _CONTENT]], ensure_ascii=False, separators=(",", ":")
     )
     return hashlib.sha256((values["prev_hash"] + content).encode("utf-8")).hexdigest()
-
-
-def _evolve(record: AuditRecord, **changes: Any) -> AuditRecord:
-    """``dataclasses.replace`` for the log's hot paths (a batch makes thousands a minute):
-    the same record, made without calling ``__init__`` field by field. AuditRecord has no
-    ``__post_init__`` and no slots, so its fields are exactly its ``__dict__``."""
-    evolved = object.__new__(AuditRecord)
-    evolved.__dict__.update(vars(record), **changes)
-    return evolved
 
 
 def count_pages(pdf: bytes) -> int:
@@ -379,7 +372,7 @@ class AuditLog:
                 prev_hash=prev,
             )
             values["hash"] = prev = _content_hash(values)
-            stored.append(_evolve(entry, **values))
+            stored.append(replace(entry, **values))
             next_id += 1
         conn.executemany(_INSERT, [tuple(vars(r)[c] for c in COLUMNS) for r in stored])
         return stored
@@ -770,7 +763,7 @@ class BatchAudit:
         facts = self.facts.pop(int(entry["row"]), None)
         if facts is None or not self.log.enabled or entry.get("status") != "ok":
             return None
-        return _evolve(
+        return replace(
             facts, channel="batch", batch_file=self.schedule, batch_row=int(entry["row"])
         )
 

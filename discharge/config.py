@@ -83,7 +83,7 @@ class Clinic:
 class Config:
     clinic: Clinic = field(default_factory=Clinic)
     source: Path | None = None  # the file it came from, for messages
-    extra: dict[str, Any] = field(default_factory=dict)  # other sections ([smtp], [email], [audit])
+    extra: dict[str, Any] = field(default_factory=dict)  # other sections ([smtp], [print], ...)
 
     @property
     def templates_dir(self) -> Path | None:
@@ -93,7 +93,7 @@ class Config:
 _CLINIC_FIELDS = {f.name for f in fields(Clinic)}
 REQUIRED_IN_FILE = ("name", "phone", "emergency_number")
 _NOT_INHERITED: dict[str, Any] = {"address": (), "after_hours_phone": ""}
-_KNOWN_SECTIONS = {"clinic", "smtp", "email", "audit", "serve", "resources"}
+_KNOWN_SECTIONS = {"clinic", "smtp", "email", "audit", "serve", "resources", "print"}
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -133,7 +133,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
     problems: list[str] = []
     for key in data:
         if key not in _KNOWN_SECTIONS:
-            known = "clinic, smtp, email, audit, serve, [[resources]]"
+            known = "clinic, smtp, email, audit, serve, print, [[resources]]"
             problems.append(f"unknown section [{key}] (expected one of: {known})")
     raw = data.get("clinic", {})
     if not isinstance(raw, dict):

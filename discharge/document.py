@@ -71,6 +71,14 @@ class Labels:
     # Translators: what the patient block's "Procedure" row drops from the template's title
     # ("After your HSG" -> "HSG"); keep the trailing space.
     title_prefix: str = N_("After your ")
+    # The follow-up appointment: a row of the timeline, and a box of its own by the help box.
+    next_appointment: str = N_("Your next appointment")
+    where: str = N_("Where")
+    # The medicines to take at home: a table, each row exactly as the clinician wrote it.
+    medicines: str = N_("Your medicines")
+    medicine: str = N_("Medicine")
+    medicine_how: str = N_("How to take it")
+    medicine_how_long: str = N_("For how long")
     page_format: str = N_("Page {number} of {total}")
     # Translators: on every page of a sheet whose wording no clinician has approved yet.
     draft: str = N_("Draft: not yet approved by {clinic}")
@@ -169,6 +177,24 @@ class TeachBack:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class FollowUp:
+    """The patient's next appointment, as printed; ``start`` is for the calendar file."""
+
+    start: date | datetime  # a datetime (aware, clinic time zone) when the time is known
+    when: str  # as printed: "Monday 14 December 2026, 10:00"
+    place: str  # as the clinician wrote it; "" when not given
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class MedicineRow:
+    """One medicine, its three cells exactly as written (never read or converted)."""
+
+    name: str
+    how: str
+    how_long: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class Footer:
     """What every page's footer says; the renderer adds the page numbers."""
 
@@ -209,6 +235,8 @@ class Document:
     variant_label: str = ""
     date_label: str = ""  # the patient block's label for the date the timeline counts from
     large_print: bool = False  # the large-print layout (body text at least 18 pt)
+    follow_up: FollowUp | None = None  # also a row of ``timeline``
+    medicines: tuple[MedicineRow, ...] = ()
     owner: str = ""  # Patient.marker: not printed, written in the PDF's metadata
     draft: str = ""  # "Draft: not yet approved by ...", on every page; "" once approved
 
@@ -289,6 +317,14 @@ def build_document(
         sources += "."
 
     dated = tuple(_milestone(d, render(d.spec.label, values), labels) for d in context.milestones)
+    timeline = group_timeline(dated)
+    follow_up = None
+    if request.follow_up is not None:
+        start: date | datetime = request.follow_up
+        if request.follow_up_at is not None:
+            start = datetime.combine(request.follow_up, request.follow_up_at, tzinfo=clinic.tz)
+        follow_up = FollowUp(start, format_moment(start, locale), request.follow_up_place)
+        timeline = _with_follow_up(timeline, dated, follow_up, labels)
     return Document(
         paper=request.paper or clinic.paper,
         labels=labels,
@@ -301,7 +337,7 @@ def build_document(
         patient_rows=tuple(rows),
         intro=parse_blocks(render(intro, values)) if intro else (),
         milestones=dated,
-        timeline=group_timeline(dated),
+        timeline=timeline,
         help_heading=labels.help,
         help_urgent=level(procedure.help_urgent, emergency),
         help_clinic=level(procedure.help_clinic, tuple(clinic_contacts)),
@@ -325,6 +361,8 @@ def build_document(
         variant_label=variant.label if variant else "",
         date_label=date_label,
         large_print=clinic.large_print if request.large_print is None else request.large_print,
+        follow_up=follow_up,
+        medicines=tuple(MedicineRow(m.name, m.how, m.how_long) for m in request.medicines),
         owner=patient.marker,
         draft="" if procedure.approved else labels.draft.format(clinic=clinic.name),
     )
@@ -365,6 +403,26 @@ def group_timeline(milestones: tuple[Milestone, ...]) -> tuple[TimelineRow, ...]
     return tuple(
         TimelineRow(group[0].when_lines, tuple(m.label for m in group)) for group in rows.values()
     )
+
+
+def _with_follow_up(
+    timeline: tuple[TimelineRow, ...],
+    milestones: tuple[Milestone, ...],
+    follow_up: FollowUp,
+    labels: Labels,
+) -> tuple[TimelineRow, ...]:
+    """The timeline with the follow-up appointment as a row of its own, in date order (after
+    the milestones that start the same day)."""
+
+    def day(value: date | datetime) -> date:
+        return value.date() if isinstance(value, datetime) else value
+
+    starts = list(dict.fromkeys((m.start, m.end) for m in milestones))  # group_timeline's rows
+    when = day(follow_up.start)
+    index = next((i for i, (start, _) in enumerate(starts) if day(start) > when), len(starts))
+    what = (labels.next_appointment, follow_up.place)
+    row = TimelineRow((follow_up.when,), what if follow_up.place else what[:1])
+    return (*timeline[:index], row, *timeline[index:])
 
 
 def parse_blocks(text: str) -> tuple[Block, ...]:

@@ -15,7 +15,7 @@ class ExitStatus(IntEnum):
     OK = 0
     ROWS_FAILED = 1  # batch: some rows failed, the others were produced
     USAGE = 2  # bad input, config or template: nothing was produced
-    DELIVERY = 3  # email could not be sent (the PDFs are kept)
+    DELIVERY = 3  # email could not be sent, or a sheet not printed (the PDFs are kept)
     AUDIT = 4  # the audit record could not be written: the document was not handed out
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
     INTERNAL = 70  # a bug: please report it (run with DISCHARGE_DEBUG=1 for the traceback)
@@ -70,6 +70,30 @@ class DeliveryError(DischargeError):
     """An email could not be sent."""
 
     exit_status = ExitStatus.DELIVERY
+
+
+class PrintError(DischargeError):
+    """A sheet was not printed, or its printing was not confirmed (``discharge.printing``).
+
+    ``job`` names the print job when one was queued; ``unknown`` is True when the sheet may
+    still come out (the printer stopped, or the time ran out, while it was printing).
+    """
+
+    exit_status = ExitStatus.DELIVERY
+
+    def __init__(self, message: str, *, job: str = "", unknown: bool = False) -> None:
+        super().__init__(message)
+        self.job = job
+        self.unknown = unknown
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_print_error, (type(self), str(self), self.job, self.unknown))
+
+
+def _rebuild_print_error(
+    kind: type[PrintError], message: str, job: str, unknown: bool
+) -> PrintError:
+    return kind(message, job=job, unknown=unknown)
 
 
 def reason(exc: BaseException) -> str:

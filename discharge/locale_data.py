@@ -19,6 +19,7 @@ import babel
 from babel import Locale, localedata
 
 from discharge import cache as install_cache
+from discharge import speedups
 
 
 class _Subset(dict[str, Any]):
@@ -54,10 +55,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _identifier(loc: Locale) -> str:
-    return str(getattr(loc, "_Locale__data_identifier", str(loc)))
-
-
 @cache
 def locale(name: str, sample: FunctionType) -> Locale:
     """The Babel locale ``name``, its data limited to what ``sample(locale)`` reads.
@@ -66,15 +63,17 @@ def locale(name: str, sample: FunctionType) -> Locale:
     the entries it reads are the ones kept.
     """
     loc = Locale.parse(name)
-    identifier = _identifier(loc)
+    if not speedups.usable("babel-locale"):
+        return loc
+    identifier = speedups.locale_identifier(loc)
     made_by = install_cache.source_digest(__file__, sample.__code__.co_filename)
     key = (identifier, babel.__version__, sample.__qualname__, made_by)
     entries = install_cache.fetch("locale", key)
     if not isinstance(entries, dict):
         recorder = _Recorder(localedata.load(identifier))
-        loc._Locale__data = recorder  # type: ignore[attr-defined]
+        speedups.set_locale_data(loc, recorder)
         sample(loc)
         entries = {k: _plain(recorder[k]) for k in sorted(recorder.read)}
         install_cache.store("locale", key, entries)
-    loc._Locale__data = _Subset(identifier, entries)  # type: ignore[attr-defined]
+    speedups.set_locale_data(loc, _Subset(identifier, entries))
     return loc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,6 +18,7 @@ import click
 
 from discharge.config import Config
 from discharge.errors import InputError
+from discharge.fields import PATIENT_FIELDS, PatientField
 
 if TYPE_CHECKING:
     from discharge.config import Config
@@ -33,31 +35,29 @@ config_option = click.option(
     help="Clinic settings file (TOML). Default: $DISCHARGE_CONFIG, else the demo clinic.",
 )
 
-_PATIENT_OPTIONS = [
-    click.option("--procedure", required=True, metavar="ID",
-                 help="Procedure id, e.g. hsg or miscarriage."),
-    click.option("--date", "day", required=True, metavar="YYYY-MM-DD",
-                 help="Date of the procedure."),
-    click.option("--time", "at", metavar="HH:MM", help="Time of the procedure (24-hour clock)."),
-    click.option("--patient", required=True, metavar="NAME", help="Patient's full name."),
-    click.option("--dob", metavar="YYYY-MM-DD", help="Patient's date of birth."),
-    click.option("--mrn", metavar="ID", help="Hospital number (MRN)."),
-    click.option("--clinician", metavar="NAME", help="Clinician responsible for the discharge."),
-    click.option("--notes", metavar="TEXT", help="Clinician's notes, printed as written."),
-    click.option("--notes-file", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
-                 help="Read the notes from a UTF-8 text file ('-' for standard input)."),
-    click.option("--paper", type=click.Choice(["a4", "letter"], case_sensitive=False),
-                 help="Paper size. Default: the clinic's setting."),
-    click.option("--variant", metavar="NAME",
-                 help="The template's variant, e.g. medical (see: discharge procedures)."),
-    click.option("--large-print/--no-large-print", "large_print", default=None,
-                 help="Large print for low vision (body text 18 pt or more). "
-                      "Default: the clinic's setting."),
-    click.option("--language", metavar="CODE",
-                 help="Language of the instructions, e.g. es (see: discharge procedures). "
-                      "Default: the clinic's."),
-    config_option,
-]  # fmt: skip
+
+def _option(field: PatientField) -> Callable[[F], F]:
+    """The click option for one patient field (``discharge.fields`` declares them all)."""
+    if field.flag:
+        negative = field.option.replace("--", "--no-", 1)
+        return click.option(f"{field.option}/{negative}", field.dest, default=None,
+                            help=field.help)  # fmt: skip
+    kind = click.Choice(field.choices, case_sensitive=False) if field.choices else None
+    return click.option(field.option, field.dest, required=field.required, type=kind,
+                        metavar=field.metavar or None, multiple=field.repeat,
+                        help=field.help)  # fmt: skip
+
+
+_NOTES_FILE = click.option(
+    "--notes-file", type=click.Path(path_type=Path, allow_dash=True), metavar="PATH",
+    help="Read the notes from a UTF-8 text file ('-' for standard input).",
+)  # fmt: skip
+_PATIENT_OPTIONS = []
+for _field in PATIENT_FIELDS:
+    _PATIENT_OPTIONS.append(_option(_field))
+    if _field.name == "notes":
+        _PATIENT_OPTIONS.append(_NOTES_FILE)
+_PATIENT_OPTIONS.append(config_option)
 
 
 DEMO_WARNING = (
@@ -102,6 +102,9 @@ def request_from_options(
     variant: str | None = None,
     large_print: bool | None = None,
     language: str | None = None,
+    follow_up: str | None = None,
+    follow_up_place: str | None = None,
+    medicines: tuple[str, ...] = (),
 ) -> DischargeRequest:
     """The validated request for the values of ``patient_options``."""
     if notes is not None and notes_file is not None:
@@ -111,7 +114,8 @@ def request_from_options(
     return parse_request(
         procedure=procedure, date=day, time=at, patient=patient, dob=dob, mrn=mrn,
         clinician=clinician, notes=notes, paper=paper, variant=variant, large_print=large_print,
-        language=language,
+        language=language, follow_up=follow_up, follow_up_place=follow_up_place,
+        medicines=medicines,
     )  # fmt: skip
 
 
@@ -187,3 +191,57 @@ def read_notes(path: Path) -> str:
 def debug_requested() -> bool:
     """Show tracebacks instead of one-line messages (``DISCHARGE_DEBUG=1``)."""
     return bool(os.environ.get(DEBUG_ENV))
+
+
+# --- printing (generate --print, batch --print, print FILE) -------------------------------
+
+_PRINT_OPTIONS = [
+    click.option("--printer", metavar="NAME",
+                 help="The printer, as the print system names it. Default: the first of the "
+                      "clinic's [print] printer setting."),
+    click.option("--copies", type=click.IntRange(min=1), metavar="N",
+                 help="Copies to print. Default: the clinic's [print] copies, else 1."),
+]  # fmt: skip
+
+
+def print_options(command: F) -> F:
+    """Add --printer and --copies (the commands add their own --print switch)."""
+    for option in reversed(_PRINT_OPTIONS):
+        command = option(command)
+    return command
+
+
+@dataclass(frozen=True)
+class PrintChoice:
+    """Where and how to print, from the options and the clinic's ``[print]`` settings."""
+
+    printer: str
+    copies: int
+    timeout: float
+
+
+def print_choice(config: Config, printer: str | None, copies: int | None) -> PrintChoice:
+    """Checked before any work: a wrong setting stops the command before anything is made."""
+    from discharge.printing import check_copies, check_printer_name, load_print_settings
+
+    settings = load_print_settings(config)
+    name = check_printer_name(printer) if printer is not None else settings.default_printer
+    if name is None:
+        raise InputError(
+            'say which printer with --printer NAME, or set printer = "NAME" in the [print] '
+            "section of the clinic's settings (lpstat -e lists the printers)"
+        )
+    return PrintChoice(
+        printer=name,
+        copies=check_copies(copies) if copies is not None else settings.copies,
+        timeout=settings.timeout,
+    )
+
+
+def report_printed(result: Any) -> None:
+    """One line on standard output for a confirmed print (and a note on stderr, if any)."""
+    copies = f", {result.copies} copies" if result.copies > 1 else ""
+    two = ", two-sided" if result.sides == "two-sided-long-edge" else ""
+    click.echo(f"Printed on {result.printer} (job {result.job}, {result.pages} pages{copies}{two})")
+    if result.note:
+        click.echo(f"warning: {result.note}", err=True)

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
-import re
-import threading
-import zlib
-from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
 from discharge import lazy_imports  # before reportlab: see that module
 
 # isort: split
 import reportlab
-from reportlab import rl_config
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfdoc
-from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
@@ -33,9 +26,10 @@ from reportlab.platypus import (
     TableStyle,
 )
 from reportlab.platypus.doctemplate import LayoutError
-from reportlab.platypus.flowables import _listWrapOn
+from reportlab.platypus.flowables import _listWrapOn  # layout, not speed: tests/test_speedups.py
 
 from discharge import cache as install_cache
+from discharge import speedups
 from discharge import styles as st
 from discharge.document import Block, Contact, Document
 from discharge.errors import RenderError
@@ -56,77 +50,9 @@ from discharge.tagging import (
 PAGE_SIZES = {"a4": A4, "letter": LETTER}
 
 
-class _FastDeflate(pdfdoc.PDFStreamFilterZCompress):
-    # reportlab deflates every stream at zlib's default level 6. Our streams are small page
-    # contents and font subsets: level 1 renders a document about 9% faster for about 4% more
-    # bytes (measured: 10.0 -> 9.1 ms, 33.9 -> 35.2 KB), which a batch of thousands notices.
-    #
-    # The font programs (bytes: each subset is made once per process, see fonts.py) and their
-    # character maps (text beginning "/CIDInit") repeat from document to document: each is
-    # deflated once per process too (0.5 ms a document). Page contents (other text) never
-    # repeat and are not kept.
-    def encode(self, text: str | bytes) -> bytes:
-        if isinstance(text, bytes) or text.startswith("/CIDInit"):
-            found: bytes | None = _DEFLATED.get(text)
-            if found is None:
-                data = text.encode("utf8") if isinstance(text, str) else text
-                found = _DEFLATED.put(text, zlib.compress(data, 1))
-            return found
-        return zlib.compress(text.encode("utf8"), 1)
-
-
-_FAST_DEFLATE = _FastDeflate()
-_deflate_lock = threading.Lock()
-_deflate_users = 0
-_deflate_saved: Any = None
-_NOT_PDFDOC = re.compile("[\x18-\x1f]")  # ASCII that PDFDocEncoding does not have
-
-
-def _pdfdoc_encode(value: str | bytes) -> bytes:
-    # reportlab's pdfdocEnc, which writes every name, number and keyword of a PDF (about 800
-    # a document) through a Python-level codec. PDFDocEncoding is ASCII for every ASCII
-    # character it has, so plain ASCII takes the built-in codec: the same bytes, 10x faster.
-    if isinstance(value, str):
-        if value.isascii() and not _NOT_PDFDOC.search(value):
-            return value.encode("ascii")
-        encoded: bytes = value.encode("extpdfdoc")
-        return encoded
-    return value
-
-
-@contextlib.contextmanager
-def _fast_deflate() -> Iterator[None]:
-    """Use level-1 deflate, no ASCII85 and a faster PDFDocEncoding while our documents are
-    drawn, and only then.
-
-    reportlab also writes page contents in ASCII85 on top of deflate (a quarter bigger, for
-    7-bit channels that PDF files no longer go through).
-
-    reportlab looks its one shared filter object (``pdfdoc.PDFZCompress``) and its encoder
-    (``pdfdoc.pdfdocEnc``) up each time it uses them, so they are swapped for the duration of
-    our renders (counted, so concurrent renders in threads all keep them) and put back
-    afterwards: other reportlab users in the same process are not affected, and importing this
-    module changes nothing.
-    """
-    global _deflate_users, _deflate_saved
-    with _deflate_lock:
-        if _deflate_users == 0:
-            _deflate_saved = pdfdoc.PDFZCompress, rl_config.useA85, pdfdoc.pdfdocEnc
-            pdfdoc.PDFZCompress, rl_config.useA85 = _FAST_DEFLATE, 0
-            pdfdoc.pdfdocEnc = _pdfdoc_encode
-        _deflate_users += 1
-    try:
-        yield
-    finally:
-        with _deflate_lock:
-            _deflate_users -= 1
-            if _deflate_users == 0:
-                pdfdoc.PDFZCompress, rl_config.useA85, pdfdoc.pdfdocEnc = _deflate_saved
-
-
 def render_pdf(document: Document) -> bytes:
     """Render the document to PDF bytes (deterministic: same document, same bytes)."""
-    with _fast_deflate():
+    with speedups.pdf_writing():  # zlib level 1, no ASCII85: see there
         return _render(document)
 
 
@@ -205,33 +131,6 @@ class _RunningHeading(Paragraph):
 # --- the story --------------------------------------------------------------------------
 
 
-class _Memo(OrderedDict[Any, Any]):
-    """A small LRU map: bounded, so a batch of 100,000 patients keeps flat memory."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key: Any, value: Any) -> Any:
-        self[key] = value
-        if len(self) > self.size:
-            self.popitem(last=False)
-        return value
-
-
-_MEMO_MAX_CHARS = 1000  # so the memos stay small (4,096 short paragraphs each at most)
-_PARSED = _Memo(4096)
-_BROKEN = _Memo(4096)
-_DRAWN = _Memo(4096)
-_DEFLATED = _Memo(256)  # a few dozen subsets of two fonts, and their maps: a few MB at most
-_FONT_USE = re.compile(r"/(F\d+)\+0 ")  # a subset-0 font selected in drawn text: "/F1+0 11 Tf"
-
-
-def _subset_name(font: str, doc: Any) -> str:
-    name: str = getFont(font).getSubsetInternalName(0, doc)
-    return name
-
-
 class _Para(TaggedFlowable, Paragraph):
     """A Paragraph that reuses parsing and line breaking across paragraphs and documents.
 
@@ -249,78 +148,15 @@ class _Para(TaggedFlowable, Paragraph):
 
     def __init__(self, text: Any, style: Any = None, bulletText: Any = None, frags: Any = None,
                  **kw: Any) -> None:  # fmt: skip
-        # reportlab's own split() passes frags: no caching there; nor for long paragraphs (a
-        # patient's notes), which do not repeat and would only fill the memos.
-        if frags is not None or kw or len(text) > _MEMO_MAX_CHARS:
-            super().__init__(text, style, bulletText, frags, **kw)
-            self._memo_key = None
-            return
-        key = (text, style.name, bulletText)
-        hit = _PARSED.get(key)
-        if hit is None:
-            super().__init__(text, style, bulletText)
-            _PARSED.put(key, (self.frags, self.bulletText, self.style, self.text))
-        else:
-            self.caseSensitive = 1
-            self.encoding = "utf8"
-            self.frags, self.bulletText, self.style, self.text = hit
-            self.debug = 0
-        self._memo_key = key
+        init = super().__init__
+        self._memo_key = speedups.init_paragraph(self, init, text, style, bulletText, frags, kw)
 
     def breakLines(self, width: Any) -> Any:  # noqa: N802 (reportlab's name)
-        if self._memo_key is None:
-            return super().breakLines(width)
-        key = (self._memo_key, tuple(width))
-        hit = _BROKEN.get(key)
-        return hit if hit is not None else _BROKEN.put(key, super().breakLines(width))
+        return speedups.break_lines(self._memo_key, width, super().breakLines)
 
     def draw(self) -> None:
-        """Draw as reportlab does, or repeat what it drew for the same paragraph before.
-
-        A paragraph's drawing is PDF operators relative to its own origin (the frame moves
-        the canvas there first), made from its broken lines, its style and the names the
-        document gives its fonts: nothing else. So when the same lines (the same memoised
-        object) are drawn again in a document that names the fonts the same, the operators
-        are the same, and are reused (a fifth of a document's time). Only paragraphs whose
-        text is printable ASCII qualify, which every document encodes alike (see fonts.py);
-        not a list item's (its bullet is tagged separately) nor one with links or underlines.
-        """
-        key = self._draw_key()
-        if key is None:
-            super().draw()
-            return
-        canvas = self.canv
-        doc = canvas._doc
-        hit = _DRAWN.get(key)
-        # Naming a font in a document registers it there, as drawing would have.
-        if (
-            hit is not None
-            and hit[0] is self.blPara
-            and all(_subset_name(name, doc) == internal for name, internal in hit[1])
-        ):
-            canvas._code.extend(hit[2])
-            return
-        start = len(canvas._code)
-        super().draw()
-        code = canvas._code[start:]
-        used = {m.group(1) for m in _FONT_USE.finditer(" ".join(code))}
-        fonts = tuple(
-            (name, f"{internal}+0")
-            for name, internal in doc.fontMapping.items()
-            if internal.lstrip("/") in used
-        )
-        _DRAWN.put(key, (self.blPara, fonts, tuple(code)))
-
-    def _draw_key(self) -> tuple[Any, ...] | None:
-        if self._memo_key is None or self.bulletText:
-            return None
-        for frag in self.frags:
-            text = getattr(frag, "text", "")
-            if not (isinstance(text, str) and text.isascii() and text.isprintable()):
-                return None
-            if getattr(frag, "link", None) or getattr(frag, "us_lines", None):
-                return None
-        return (self._memo_key, self.width, self.height)
+        """Draw as reportlab does, or repeat what it drew for the same paragraph before."""
+        speedups.draw_paragraph(self, self._memo_key, super().draw)
 
 
 class _HeadedTable(Flowable):
@@ -355,12 +191,8 @@ class _KeepTogether(KeepTogether):
     """
 
     def wrap(self, aW: float, aH: float) -> tuple[float, float]:
-        dims: list[tuple[float, float]] = []
-        width, height = _listWrapOn(self._content, aW, None, dims=dims)
-        self._H = height
-        self._H0 = dims[0][1] if dims else 0
-        self._wrapInfo = aW, aH
-        return width, 0xFFFFFF  # as KeepTogether: always asks to be split into its content
+        wrapped = speedups.wrap_together(self, aW, aH)
+        return wrapped if wrapped is not None else super().wrap(aW, aH)
 
 
 def _p(text: str, style: Any, tag: Tag | None = None, **kw: Any) -> Paragraph:
@@ -387,18 +219,25 @@ def _story(doc: Document, width: float, s: Styles, height: float = 0) -> list[Fl
     if doc.subtitle:
         story.append(_p(doc.subtitle, s.subtitle))
     story.append(_patient_block(doc, width, s))
-    # Page 1 holds what matters most: who, the dates, and when to get help. The help box is
-    # never split over two pages; on standard print it stays on page 1, before the timeline
-    # when the two do not fit there together (a long timeline then runs on to page 2).
+    # The sheet opens with its few kind words (after a loss, before any warning sign), then
+    # page 1 holds what matters most: the dates and when to get help. The help box is never
+    # split over two pages; on standard print it stays on page 1, before the timeline when the
+    # two do not fit there together (the timeline then starts under it and runs on, its header
+    # row repeated, rather than leaving the rest of page 1 empty).
+    if doc.intro:
+        story.append(Spacer(1, 6))
+        story.extend(_blocks(doc.intro, labels.bullet, s))
+        story.append(Spacer(1, 4))
     timeline = _timeline(doc, width, s)
     help_box = _help_box(doc, width, s, height)
     first = [*story, *timeline, Spacer(1, 10), *help_box]
     if not s.timeline_kept_whole or not height or _fits(first, width, height):
         story += [*timeline, Spacer(1, 10), *help_box]
     else:
-        story += [*help_box, Spacer(1, 10), *timeline]
+        story += [*help_box, Spacer(1, 10), *_timeline(doc, width, s, kept_whole=False)]
     story.append(Spacer(1, 6))
-    story.extend(_blocks(doc.intro, labels.bullet, s))
+    story.extend(_follow_up(doc, width, s))
+    story.extend(_medicines(doc, width, s))
     for section in doc.sections:
         blocks = _blocks(section.blocks, labels.bullet, s)
         story.append(_KeepTogether([_p(section.heading, s.heading, Tag("H2")), *blocks[:1]]))
@@ -484,7 +323,9 @@ def _patient_block(doc: Document, width: float, s: Styles) -> Flowable:
     return table
 
 
-def _timeline(doc: Document, width: float, s: Styles) -> list[Flowable]:
+def _timeline(
+    doc: Document, width: float, s: Styles, kept_whole: bool | None = None
+) -> list[Flowable]:
     labels = doc.labels
     tags = TableTags(header_rows=1)
     head = [_p(labels.timeline_when, s.table_head, tags.cell(0, 0)),
@@ -507,7 +348,7 @@ def _timeline(doc: Document, width: float, s: Styles) -> list[Flowable]:
     commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, len(rows), 2)]
     table.setStyle(TableStyle(commands))
     heading = _p(labels.timeline, s.heading, Tag("H2"))
-    if s.timeline_kept_whole:
+    if s.timeline_kept_whole if kept_whole is None else kept_whole:
         return [_KeepTogether([heading, table])]
     # Large print: the table is most of a page; start it on this page if its heading and first
     # row fit, and let it run on (its header row repeats).
@@ -568,6 +409,57 @@ def _fits(flowables: list[Flowable], width: float, height: float) -> bool:
         content += flowable._content if isinstance(flowable, _KeepTogether) else [flowable]
     _, needed = _listWrapOn(content, width, None)
     return bool(needed <= height)
+
+
+def _follow_up(doc: Document, width: float, s: Styles) -> list[Flowable]:
+    """The next appointment, by the help box: when and where, read as row headers and values."""
+    if doc.follow_up is None:
+        return []
+    labels = doc.labels
+    pairs = [(labels.timeline_when, doc.follow_up.when)]
+    if doc.follow_up.place:
+        pairs.append((labels.where, doc.follow_up.place))
+    tags = TableTags(header_cols=1)
+    rows = [[_p(label, s.label, tags.cell(i, 0)), _p(value, s.value, tags.cell(i, 1))]
+            for i, (label, value) in enumerate(pairs)]  # fmt: skip
+    label_w = max(s.patient_label_width, width * 0.2)
+    table = TaggedTable(rows, colWidths=[label_w, width - label_w])
+    table.setStyle(
+        TableStyle([
+            ("BACKGROUND", (0, 0), (-1, -1), st.ACCENT_TINT),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("TOPPADDING", (0, 0), (-1, -1), 4),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+        ])
+    )  # fmt: skip
+    heading = _p(labels.next_appointment, s.heading, Tag("H2"))
+    return [_KeepTogether([heading, table]), Spacer(1, 6)]
+
+
+def _medicines(doc: Document, width: float, s: Styles) -> list[Flowable]:
+    """The medicines as a table with column headers, each cell exactly as written."""
+    if not doc.medicines:
+        return []
+    labels = doc.labels
+    tags = TableTags(header_rows=1)
+    heads = (labels.medicine, labels.medicine_how, labels.medicine_how_long)
+    rows: list[list[Any]] = [[_p(h, s.table_head, tags.cell(0, c)) for c, h in enumerate(heads)]]
+    for r, medicine in enumerate(doc.medicines, 1):
+        cells = (medicine.name, medicine.how, medicine.how_long)
+        rows.append([_p(text, s.what, tags.cell(r, c)) for c, text in enumerate(cells)])
+    shares = (0.38, 0.37, 0.25)
+    table = TaggedTable(rows, colWidths=[width * share for share in shares], repeatRows=1)
+    commands: list[tuple[Any, ...]] = [
+        ("BACKGROUND", (0, 0), (-1, 0), st.ACCENT),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LINEBELOW", (0, 1), (-1, -1), 0.5, st.RULE),
+        ("TOPPADDING", (0, 0), (-1, -1), 5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+    ]
+    commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, len(rows), 2)]
+    table.setStyle(TableStyle(commands))
+    heading = _p(labels.medicines, s.heading, Tag("H2"))
+    return [_HeadedTable(heading, table), Spacer(1, 6)]
 
 
 def _contacts(contacts: tuple[Contact, ...], width: float, s: Styles) -> Flowable:

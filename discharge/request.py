@@ -25,9 +25,14 @@ _T = TypeVar("_T")
 # pasted document (or a runaway cell) from making a PDF of hundreds of pages, and rendering
 # time stays linear below it (render._notes breaks long paragraphs into bounded pieces).
 MAX_NOTES = 20_000
+# Medicines: one line each, "medicine | how to take it | for how long", printed as written.
+MAX_MEDICINES = 30
+MAX_MEDICINE_LINE = 300
+MAX_PLACE = 300
 _ISO_DATE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*$")
 _LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
 _CLOCK = re.compile(r"^\s*(\d{1,2})[:.](\d{2})\s*$")
+_MOMENT = re.compile(r"^\s*(\S+?)(?:[T\s]+(\S+))?\s*$")
 # Control characters would print as boxes or confuse the PDF; keep only line breaks and tabs.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
 # Deliberately plain: one mailbox, no display name, no comments, no quoting. A typo should be
@@ -61,6 +66,15 @@ class Patient:
 
 
 @dataclass(frozen=True)
+class Medicine:
+    """One medicine to take at home, in the clinician's words: printed exactly as written."""
+
+    name: str
+    how: str = ""  # how to take it: "3 times a day with food"
+    how_long: str = ""  # for how long: "for 3 days"
+
+
+@dataclass(frozen=True)
 class DischargeRequest:
     """One patient's discharge, validated: what `generate` and each batch row produce."""
 
@@ -74,6 +88,10 @@ class DischargeRequest:
     variant: str = ""  # the template's variant ("medical", "sterilisation-check"); "": its default
     large_print: bool | None = None  # None: the clinic's default
     language: str = ""  # the language to print in ("es"); "": the clinic's own
+    follow_up: date | None = None  # the next appointment's day
+    follow_up_at: time | None = None  # and its time, when known
+    follow_up_place: str = ""
+    medicines: tuple[Medicine, ...] = ()
 
 
 def parse_date(text: str, field: str = "date") -> date:
@@ -96,6 +114,52 @@ def parse_time(text: str, field: str = "time") -> time:
         if hour < 24 and minute < 60:
             return time(hour, minute)
     raise InputError(f"{field} is not a time of day in the form HH:MM (24-hour clock)")
+
+
+def parse_moment(text: str, field: str) -> tuple[date, time | None]:
+    """``2026-12-14 10:00`` (or ``2026-12-14T10:00``, as a browser sends it), or a day alone."""
+    match = _MOMENT.match(text or "")
+    if not match:
+        raise InputError(f"{field} is not a date in the form YYYY-MM-DD or YYYY-MM-DD HH:MM")
+    day_text, clock = match.groups()
+    try:
+        day = parse_date(day_text, field)
+        at = parse_time(clock, field) if clock else None
+    except InputError:
+        raise InputError(
+            f"{field} is not a date and time in the form YYYY-MM-DD HH:MM "
+            "(the time may be left out)"
+        ) from None
+    return day, at
+
+
+def parse_medicines(text: str | list[str] | tuple[str, ...] | None) -> tuple[Medicine, ...]:
+    """One medicine a line (or a list of lines): ``medicine | how to take it | for how long``.
+
+    Each part is kept exactly as written (only spaces around the bars are dropped): a dose is
+    never read, converted or checked, so what prints is what the clinician wrote.
+    """
+    lines = text.split("\n") if isinstance(text, str) else list(text or ())
+    medicines = []
+    for number, raw in enumerate(lines, 1):  # a line's number, blank lines counted
+        line = clean_text(raw)
+        if not line:
+            continue
+        where = f"medicine {number}"
+        if len(line) > MAX_MEDICINE_LINE:
+            raise InputError(
+                f"{where} is {len(line)} characters long (expected at most {MAX_MEDICINE_LINE})"
+            )
+        parts = [part.strip() for part in line.split("|")]
+        if len(parts) > 3 or not parts[0]:
+            raise InputError(
+                f"{where} is not in the form 'medicine | how to take it | for how long' "
+                "(at most two | marks, the medicine's name first)"
+            )
+        medicines.append(Medicine(*parts))
+    if len(medicines) > MAX_MEDICINES:
+        raise InputError(f"there are {len(medicines)} medicines (expected at most {MAX_MEDICINES})")
+    return tuple(medicines)
 
 
 def clean_text(text: str | None, *, multiline: bool = False) -> str:
@@ -137,6 +201,9 @@ def parse_request(
     variant: str | None = None,
     large_print: str | bool | None = None,
     language: str | None = None,
+    follow_up: str | None = None,
+    follow_up_place: str | None = None,
+    medicines: str | list[str] | tuple[str, ...] | None = None,
 ) -> DischargeRequest:
     """Validate raw text fields (from options, a CSV row or a form) into a DischargeRequest.
 
@@ -189,6 +256,23 @@ def parse_request(
     if language_code and not _LANGUAGE_CODE.match(language_code):
         # Whether the procedure has this language is the template's question (procedures.py).
         problems["language"] = "language is not a language code (expected a code such as en or es)"
+    follow_day, follow_at = None, None
+    if follow_up and follow_up.strip():
+        moment = check("follow_up", lambda: parse_moment(follow_up or "", "follow-up appointment"))
+        if moment:
+            follow_day, follow_at = moment
+            if day and follow_day < day:
+                problems["follow_up"] = "follow-up appointment is before the procedure date"
+    place = clean_text(follow_up_place)
+    if len(place) > MAX_PLACE:
+        problems["follow_up_place"] = (
+            f"follow-up place is {len(place)} characters long (expected at most {MAX_PLACE})"
+        )
+    elif place and follow_day is None and "follow_up" not in problems:
+        problems["follow_up_place"] = (
+            "follow-up place is given without its appointment (expected a follow-up date too)"
+        )
+    pills = check("medicines", lambda: parse_medicines(medicines)) or ()
     if problems or day is None:
         raise FieldErrors(problems)
     return DischargeRequest(
@@ -202,6 +286,10 @@ def parse_request(
         variant=clean_text(variant).lower(),
         large_print=large,
         language=language_code,
+        follow_up=follow_day,
+        follow_up_at=follow_at,
+        follow_up_place=place,
+        medicines=pills,
     )
 
 

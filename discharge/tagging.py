@@ -34,6 +34,8 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.pdfgen.textobject import PDFTextObject
 from reportlab.platypus import Image, Table
 
+from discharge import speedups
+
 __all__ = [
     "Tag",
     "TableTags",
@@ -172,21 +174,9 @@ class TaggedTable(Table):
     Empty string cells (reportlab draws an empty text object for them) are not drawn; other
     string cells are read as a ``P``. Use Paragraphs with :class:`TableTags` tags for cells."""
 
-    _measured: tuple[float, float] | None = None  # (width offered, height) of a full measure
-
     def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:  # noqa: N803
-        # reportlab measures a table again on every wrap (a page's layout asks two or three
-        # times), and the answer only depends on the width offered once every row has been
-        # measured and fits in the height offered. Repeat that answer instead: half of all
-        # wraps, about 4% of a document's time.
-        measured = self._measured
-        if measured is not None and measured[0] == availWidth and availHeight >= measured[1]:
-            self.availWidth = availWidth
-            return self._width, self._height
-        width, height = super().wrap(availWidth, availHeight)
-        complete = self._hmax == len(self._argH)
-        self._measured = (availWidth, height) if complete else None
-        return width, height
+        # Measured once per width where it can be: see speedups.wrap_table.
+        return speedups.wrap_table(self, availWidth, availHeight, super().wrap)
 
     def _drawBkgrnd(self) -> None:  # noqa: N802 (reportlab's name)
         with artifact(self.canv):

@@ -56,3 +56,12 @@ def generate(tmp_path: Path):
         return run_discharge("generate", *PATIENT, *args, "--output", out, **kw), out
 
     return _generate
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that drive a real browser (Playwright's ``page``) are marked ``browser``: the rest
+    is the suite's fast part, which CI also runs against the lowest declared versions
+    (``pytest -m "not browser"``, see .ci/run)."""
+    for item in items:
+        if "page" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)

@@ -182,3 +182,16 @@ def test_unapproved_wording_says_draft_on_every_page() -> None:
         assert all("Draft: not yet approved by Riverside Demo Clinic" in page
                    or "Borrador: aún no aprobado por Riverside Demo Clinic" in page
                    for page in sheet)  # fmt: skip
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+@pytest.mark.parametrize("variant", MISCARRIAGE)
+def test_a_miscarriage_sheet_opens_with_kind_words_before_any_warning_sign(
+    variant: str, language: str
+) -> None:
+    kind, box = {"en": ("We are so sorry for your loss", "When to get help"),
+                 "es": ("Sentimos mucho su pérdida", "Cuándo pedir ayuda")}[language]  # fmt: skip
+    first = pages("miscarriage", variant, language)[0]
+    assert kind in first and box in first
+    assert first.index(kind) < first.index(box)
+    assert "pregnant again" not in first[: first.index(kind)]

@@ -831,6 +831,8 @@ def _png(width: int, height: int, data: bytes | None = None) -> bytes:
         ("garbled.png", _png(40, 40, data=b"\x78\x9c" + b"\xff" * 30), "damaged image"),
         ("bomb.png", _png(12_000, 12_000), "too large for a logo"),
     ],
+    ids=["bad.png", "bad.jpg", "cut.png", "garbled.png", "bomb.png"],  # not the bytes: pytest
+    # before 9.2 puts them in the test's id, and so in PYTEST_CURRENT_TEST (too long for exec)
 )
 def test_a_bad_logo_is_a_settings_error(
     generate, tmp_path: Path, name: str, content: bytes, expected: str

@@ -291,3 +291,26 @@ def test_long_words_stay_inside_the_timeline_and_help_box(tmp_path: Path, paper:
             body = [c for c in printed(page) if not is_footer(c, page, LARGE.margin_bottom)]
             assert max(body, key=lambda c: c["bottom"])["size"] < LARGE.heading.fontSize - EPS
     assert "Electroencefalográficamente" in pdf_text(path)
+
+
+def test_the_next_appointment_and_medicines_in_large_print(tmp_path: Path) -> None:
+    """The follow-up appointment's box and the medicines' table keep the large print (18 pt
+    or more), inside the page (Letter in large print: tests/test_pdfua.py)."""
+    paper = "a4"
+    medicines = [f"--medicine=Medicine number {i} 500 mg | twice a day with a glass of water | "
+                 f"for {i} days, then stop" for i in range(1, 9)]  # fmt: skip
+    path = make(tmp_path, "miscarriage", "medical", paper, "--large-print",
+                "--follow-up", "2026-12-02 09:15",
+                "--follow-up-place", "Early pregnancy assessment unit, Ward 12, Level 3",
+                *medicines)  # fmt: skip
+    with pdfplumber.open(path) as pdf:
+        for number, page in enumerate(pdf.pages, 1):
+            body = [c for c in printed(page) if not is_footer(c, page, LARGE.margin_bottom)]
+            small = sorted({round(c["size"], 1) for c in body if c["size"] < LARGE_PRINT_MIN - EPS})
+            assert not small, f"page {number}: body text at {small} pt (at least 18)"
+    assert_inside_the_page(path, LARGE.margin_bottom)
+    text = pdf_text(path)
+    assert "Your next appointment" in text and "Ward 12, Level 3" in text
+    for i in range(1, 9):
+        assert f"Medicine number {i} 500 mg" in text
+        assert f"for {i} days, then stop" in text

@@ -275,3 +275,30 @@ def test_a_table_split_over_pages_repeats_its_header_as_an_artifact(tmp_path: Pa
         assert len(pdf.pages) >= 3
         page2 = pikepdf.unparse_content_stream(pikepdf.parse_content_stream(pdf.pages[1]))
         assert page2.index(b"/Artifact BMC") < page2.index(b"(When")
+
+
+@pytest.mark.parametrize("extra", [("a4",), ("letter", "--language", "es", "--large-print")],
+                         ids=["a4", "letter-es-large"])  # fmt: skip
+def test_follow_up_and_medicines_are_tagged(tmp_path: Path, extra: tuple[str, ...]) -> None:
+    """The next appointment reads as row headers and values, the medicines as a table with
+    column headers; the document stays PDF/UA, in Spanish and large print too."""
+    out = make(tmp_path, "miscarriage", extra[0], SHORT_NOTES, *extra[1:],
+               "--follow-up", "2026-11-28 10:00", "--follow-up-place", "Ward 5",
+               "--medicine", "Ibuprofen 400 mg | 3 times a day | for 3 days")  # fmt: skip
+    check = pdfua_check(out)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "PASS (no findings)" in check.stdout
+    assert_all_content_marked(out)
+    text = struct_text(out)
+    spanish = "--language" in extra
+    appointment, where, medicines, medicine = (
+        ("Su próxima cita", "Dónde", "Sus medicamentos", "Medicamento")
+        if spanish
+        else ("Your next appointment", "Where", "Your medicines", "Medicine")
+    )
+    assert re.search(rf'H2 \(block\)\n\s+"{appointment}"', text)
+    assert re.search(rf'TH:\n\s+/Scope /Row\n\s+"{where}"\n\s+TD\n\s+"Ward 5"', text)
+    assert re.search(rf'H2 \(block\)\n\s+"{medicines}"', text)
+    assert re.search(rf'TH:\n\s+/Scope /Column\n\s+"{medicine}"', text)
+    assert re.search(r'TD\n\s+"Ibuprofen 400 mg"\n\s+TD\n\s+"3 times a day"', text)
+    assert_in_order(text, appointment, medicines, "Ibuprofen 400 mg")

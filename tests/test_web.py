@@ -657,3 +657,83 @@ def test_browser_batch_page(server: Server, page, tmp_path: Path) -> None:  # ty
     assert "Łucja Wróbel-Şahin" in pdf_text(combined.body())
     one = page.get_by_role("link", name="PDF for Zoë Nguyễn").get_attribute("href")
     assert "Zoë Nguyễn" in pdf_text(page.request.get(urllib.parse.urljoin(page.url, one)).body())
+
+
+def _pdf_from_the_browser(page) -> bytes:  # type: ignore[no-untyped-def]
+    """Press Make PDF and take the server's answer on its way to Chromium's PDF viewer."""
+    answers: list[tuple[int, bytes]] = []
+
+    def keep(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        answer = route.fetch()
+        answers.append((answer.status, answer.body()))
+        route.fulfill(response=answer)
+
+    page.route("**/*", keep)
+    page.get_by_role("button", name="Make PDF").click()
+    deadline = time.monotonic() + 30
+    while not answers and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    page.unroute("**/*")
+    status, body = answers[0]
+    assert status == 200, body[:2000]
+    return body
+
+
+def test_browser_makes_each_variants_sheet(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    """Every variant of every procedure, chosen by its words in the grouped list: the sheet
+    counts from the variant's own date (its label in the patient block) and says which
+    variant it is (the footer's template line)."""
+    from discharge.procedures import available_procedures, load_procedure
+
+    made = 0
+    for procedure_id in available_procedures():
+        procedure = load_procedure(procedure_id)
+        for variant in procedure.variants:
+            page.goto(server.url)
+            page.get_by_label("Procedure", exact=True).select_option(label=procedure.title)
+            variant_list = page.get_by_label("Variant")
+            option = variant_list.locator(f'optgroup[label="{procedure.title}"] option',
+                                          has_text=variant.label)  # fmt: skip
+            variant_list.select_option(label=option.inner_text())
+            page.get_by_label("Date of procedure").fill("2026-11-21")
+            page.get_by_label("Patient name").fill("Zoë Nguyễn")
+            text = pdf_text(_pdf_from_the_browser(page))
+            date_label = variant.date_label or "Date"
+            assert f"{date_label} Saturday 21 November 2026" in text, (procedure_id, variant.name)
+            assert f"{procedure_id} v{procedure.version} ({variant.name})" in text
+            made += 1
+    assert made == 5  # hsg: fertility, sterilisation-check; miscarriage: three managements
+
+
+def test_browser_back_from_the_pdf_gives_a_clean_form(server: Server, page) -> None:  # type: ignore[no-untyped-def]
+    """Back from the PDF: never half a form (the lists kept, the names lost), which would mix
+    two patients; the whole form starts again, as "New patient" does."""
+    page.goto(server.url)
+    fill_form(page, **BROWSER_FORM)
+    page.get_by_label("Variant").select_option(value="hsg:sterilisation-check")
+    page.get_by_label("Medicines").fill("Ibuprofen | 3 times a day | 3 days")
+    page.get_by_label("Large print").check()
+    _pdf_from_the_browser(page)
+    page.wait_for_timeout(500)
+    page.go_back()
+    page.wait_for_load_state()
+    today = datetime.now(ZoneInfo("Europe/London")).date().isoformat()
+    kept = {label: page.get_by_label(label, exact=True).input_value()
+            for label in ("Procedure", "Variant", "Time of procedure", "Patient name",
+                          "Date of birth", "Hospital number", "Clinician", "Medicines", "Notes")}  # fmt: skip
+    assert kept == dict.fromkeys(kept, ""), kept
+    assert page.get_by_label("Date of procedure").input_value() == today
+    assert page.get_by_label("Paper size").input_value() == "a4"  # the clinic's
+    assert not page.get_by_label("Large print").is_checked()
+    # After a form error everything typed is kept; "New patient" clears it on purpose.
+    fill_form(page, **{**BROWSER_FORM, "dob": "2030-05-06"})
+    page.get_by_role("button", name="Make PDF").click()
+    page.wait_for_load_state()
+    assert page.get_by_label("Patient name").input_value() == "Zoë Nguyễn"
+    page.get_by_role("link", name="New patient").click()
+    page.wait_for_load_state()
+    assert page.get_by_label("Patient name").input_value() == ""
+    assert page.get_by_label("Procedure", exact=True).input_value() == ""

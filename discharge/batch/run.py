@@ -28,7 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from discharge import __version__
+from discharge import __version__, speedups
 from discharge.audit import AuditLog, AuditRecord, BatchAudit, describe_pdf
 from discharge.batch.manifest import (
     DUPLICATE,
@@ -271,26 +271,6 @@ def render_row(task: RenderTask) -> RenderResult:
         message = f"internal error while making this PDF ({type(exc).__name__}); please report it"
         return RenderResult(task.row, task.file, "", message)
     return RenderResult(task.row, task.file, audit.pdf_sha256, "", audit)
-
-
-@cache
-def _pool_class() -> type[Any]:
-    """multiprocessing's Pool, without its worker-minding thread's spin on every result.
-
-    That thread (which replaces workers that exit) also waits on the results pipe, which stays
-    readable until the result thread has read the result: each row's result made it loop,
-    taking the GIL from the parent's main thread, about 0.3 ms of the parent's CPU a row. It
-    still wakes when a worker exits or the pool changes state, which is all it acts on.
-    """
-    from multiprocessing.pool import Pool
-
-    class QuietPool(Pool):
-        def _get_sentinels(self) -> list[Any]:
-            return [self._change_notifier._reader]  # type: ignore[attr-defined]
-
-    if not hasattr(Pool, "_get_sentinels"):  # another Python's pool: nothing to change
-        return Pool
-    return QuietPool
 
 
 def render_rows(tasks: list[RenderTask]) -> list[RenderResult]:
@@ -682,7 +662,7 @@ class _Runner:
             # fork where there is one: workers start at once and share the parent's imports.
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
             context = multiprocessing.get_context(method)
-            self.pool = _pool_class()(
+            self.pool = speedups.pool_class()(
                 self.jobs,
                 initializer=_init_pool_worker,
                 initargs=(self.config, self.out_dir, self.debug),

@@ -4,7 +4,8 @@ A schedule is read as a stream, so memory stays flat however long it is. Each ro
 through the same request layer as ``discharge generate`` and comes out as a ``ScheduleRow``
 (ready to render) or a ``RowError`` (reported with the row number a spreadsheet shows).
 
-To add a column: name it in ``OPTIONAL_COLUMNS`` and read it in ``parse_row``; the manifest's
+The patient's columns are declared with the other front ends' fields in ``discharge/fields.py``
+(a new one is read in ``parse_row``; tests/test_fields.py fails until it is); the manifest's
 own columns are in ``manifest.py``.
 """
 
@@ -24,6 +25,7 @@ from typing import IO, Any, TypeVar
 
 from discharge.config import DATE_ORDERS, Config
 from discharge.errors import DischargeError, FieldErrors, InputError
+from discharge.fields import schedule_columns
 from discharge.i18n import language_of
 from discharge.procedures import available_procedures, load_procedure
 from discharge.request import (
@@ -37,10 +39,8 @@ from discharge.request import (
 _T = TypeVar("_T")
 
 REQUIRED_COLUMNS = ("patient_name", "procedure", "date")
-OPTIONAL_COLUMNS = (
-    "time", "dob", "mrn", "clinician", "notes", "email", "paper", "variant", "large_print",
-    "language",
-)  # fmt: skip
+# Every optional patient field's column (discharge/fields.py), and whom to email the PDF to.
+OPTIONAL_COLUMNS = (*schedule_columns()[1], "email")
 KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 # A row longer than this is an export accident or a quote that never closes: far above any
@@ -72,8 +72,8 @@ _INSIDE_QUOTE = (
     "quote in row {row} and run again"
 )
 _LINE_BREAK = (
-    "the {column} cell runs over several lines (only the notes may); check for a quote that "
-    "opens in this row and closes rows later"
+    "the {column} cell runs over several lines (only the notes and medicines may); check for a "
+    "quote that opens in this row and closes rows later"
 )
 _UNCLOSED_AT_END = (
     "a quote opened here is never closed (it runs to the end of the file); add the closing "
@@ -84,6 +84,7 @@ _TOO_LONG = (
     "check for a quote that is never closed"
 )
 _DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+_MULTILINE = ("notes", "medicines")  # the cells that may run over lines: one medicine a line
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,9 @@ class Schedule:
             broken = [
                 name
                 for name, cell in zip(self.header, cells, strict=False)
-                if name in KNOWN_COLUMNS and name != "notes" and ("\n" in cell or "\r" in cell)
+                if name in KNOWN_COLUMNS
+                and name not in _MULTILINE
+                and ("\n" in cell or "\r" in cell)
             ]
             if broken:
                 return _LINE_BREAK.format(column=broken[0])
@@ -616,6 +619,11 @@ def parse_row(
 
     day = read("date", "date")
     dob = read("dob", "date of birth") if values.get("dob", "").strip() else None
+    try:
+        follow_up = read_follow_up(values.get("follow_up", ""), date_order, dates)
+    except InputError as exc:
+        problems["follow_up"] = str(exc)
+        follow_up = ""
     try:  # checked here so the message names the column; empty: the clinic's default
         large_print = parse_yes_no(values.get("large_print"), "large_print")
     except InputError as exc:
@@ -636,6 +644,9 @@ def parse_row(
             variant=values.get("variant"),
             large_print=large_print,
             language=values.get("language"),
+            follow_up=follow_up,
+            follow_up_place=values.get("follow_up_place"),
+            medicines=values.get("medicines"),
         )
     except FieldErrors as exc:
         for key, text in exc.problems.items():
@@ -713,6 +724,14 @@ def _real(year: int, month: int, day: int) -> str:
         return date(year, month, day).isoformat()
     except ValueError:
         return ""
+
+
+def read_follow_up(text: str, order: str | None, dates: DateOrders | None = None) -> str:
+    """The follow-up's day read as the schedule's other dates are (``14/12/2026 10:00``)."""
+    day, _, clock = text.strip().partition(" ")
+    if not day:
+        return text
+    return f"{read_date(day, order, 'follow-up appointment', dates)} {clock}".strip()
 
 
 def _open_text(path: Path) -> IO[str]:

@@ -17,6 +17,9 @@ from discharge.options import (
     config_option,
     debug_requested,
     load_clinic_config,
+    print_choice,
+    print_options,
+    report_printed,
     warn_drafts,
     warn_if_demo,
 )
@@ -25,12 +28,14 @@ if TYPE_CHECKING:
     from discharge.batch import DateOrders, Schedule
     from discharge.batch_email import BatchEmail, Resend
     from discharge.config import Config
+    from discharge.options import PrintChoice
 
 
 @click.command()
 @click.argument("schedule", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-              help="Folder for the PDFs and manifest.csv (created if missing).")  # fmt: skip
+              help="Folder for the PDFs and manifest.csv (created if missing).  "
+                   "[required unless --check]")  # fmt: skip
 @click.option("--jobs", "-j", type=click.IntRange(min=1), metavar="N",
               help="Documents made at once. Default: the number of CPU cores.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Make every PDF again, even rows already done.")
@@ -40,6 +45,11 @@ if TYPE_CHECKING:
                    "a rerun's, only the rows made again.")  # fmt: skip
 @click.option("--combined-all", is_flag=True,
               help="With --combined: every row's PDF, also those done before.")  # fmt: skip
+@click.option("--print", "to_printer", is_flag=True,
+              help="Print the combined PDF (--combined, default DIR/print-all.pdf) "
+                   "two-sided where the printer can, and wait until it has printed "
+                   "(exit 3 if not).")  # fmt: skip
+@print_options
 @config_option
 @click.option("--check", is_flag=True, help="Only check the schedule and report bad rows.")
 @click.option("--date-order", type=click.Choice(["dmy", "mdy"], case_sensitive=False),
@@ -68,15 +78,20 @@ def batch(
     email_rows: bool,
     resend: str | None,
     resend_changed: bool,
+    to_printer: bool = False,
+    printer: str | None = None,
+    copies: int | None = None,
 ) -> None:
     """Make the discharge instructions for every row of a CSV schedule.
 
-    Columns: patient_name, procedure, date (required); time, dob, mrn, clinician, notes,
-    email, paper, variant. Each row's outcome is recorded in DIR/manifest.csv; running the same
+    Columns: patient_name, procedure, date (required); variant, time, dob, mrn, clinician,
+    follow_up, follow_up_place, medicines, notes, paper, language, large_print, email. Each
+    row's outcome is recorded in DIR/manifest.csv; running the same
     command again skips the rows already done and makes the rest.
 
     Exit status: 0 every row done, 1 some rows failed (the others were made), 2 the run could
-    not start, 3 with --email: an email was not sent (the PDFs are kept), 130 interrupted.
+    not start, 3 with --email: an email was not sent, or with --print: not printed (the PDFs are
+    kept), 130 interrupted.
     """
     from discharge.batch import (
         check_combined_path,
@@ -88,7 +103,7 @@ def batch(
     )
     from discharge.batch_email import prepare_batch_email
 
-    if combined_all and combined is None:
+    if combined_all and combined is None and not to_printer:
         raise click.UsageError("--combined-all goes with --combined PATH")
     if check and combined:
         raise click.UsageError("--combined makes a PDF; it cannot be used with --check")
@@ -96,7 +111,14 @@ def batch(
         raise click.UsageError("--out-dir DIR is required: the folder for the PDFs")
     if (resend is not None or resend_changed) and not email_rows:
         raise click.UsageError("--resend and --resend-changed go with --email")
+    if to_printer and check:
+        raise click.UsageError("--print prints the PDFs made; it cannot be used with --check")
+    if not to_printer and (printer is not None or copies is not None):
+        raise click.UsageError("--printer and --copies go with --print")
     config = load_clinic_config(config_path)
+    choice = print_choice(config, printer, copies) if to_printer else None
+    if choice is not None and combined is None and out_dir is not None:
+        combined = out_dir / "print-all.pdf"
     emailer = prepare_batch_email(config, _resend(resend, resend_changed)) if email_rows else None
     if combined is not None and out_dir is not None:
         check_combined_path(out_dir, combined)
@@ -112,6 +134,7 @@ def batch(
         sys.exit(ExitStatus.ROWS_FAILED if result.errors else ExitStatus.OK)
 
     assert out_dir is not None
+    not_printed = False
     with _sigterm_as_interrupt():
         summary = run_batch(
             opened, config, out_dir, jobs=jobs, force=force, date_order=order, reporter=reporter,
@@ -140,8 +163,12 @@ def batch(
                 click.echo("No new PDFs to combine (add --combined-all for every row's PDF)")
             else:
                 click.echo("No PDFs to combine")
+            if choice is not None and pages:
+                not_printed = not _print_combined(combined, out_dir, config, choice, combined_all)
     if emailer is not None and _send_batch_email(emailer, opened, config, out_dir, order):
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
+        sys.exit(ExitStatus.DELIVERY)
+    if not_printed:
         sys.exit(ExitStatus.DELIVERY)
     if summary.errors:
         click.echo(f"see {summary.manifest} for every row's outcome", err=True)
@@ -316,3 +343,33 @@ def _resend(value: str | None, changed: bool) -> Resend:
             param_hint="--resend",
         )
     return Resend(patients=patients, changed=changed)
+
+
+def _print_combined(
+    combined: Path, out_dir: Path, config: Config, choice: PrintChoice, every_row: bool
+) -> bool:
+    """Print the run's combined PDF two-sided, each patient's sheet in it recorded (the rows
+    ``combine_pdfs`` puts in it); True if printed."""
+    from discharge.audit import AuditLog, AuditRecord
+    from discharge.batch import OK, SKIPPED, read_manifest
+    from discharge.printing import PrintError, job_title, print_recorded
+
+    sheets: list[AuditRecord] = []
+    wanted = (OK, SKIPPED) if every_row else (OK,)
+    with AuditLog.open(config) as audit:
+        for entry in read_manifest(out_dir):
+            if entry.get("status") in wanted and entry.get("file") and entry.get("sha256"):
+                made = [r for r in audit.query(pdf_sha256=entry["sha256"]) if r.action == "made"]
+                sheets.extend(made[-1:])
+    title = job_title(f"batch of {len(sheets)}")
+    try:
+        result = print_recorded(
+            combined.read_bytes(), config, sheets, printer=choice.printer, copies=choice.copies,
+            title=title, two_sided=True, timeout=choice.timeout, channel="batch",
+            file=combined.name,
+        )  # fmt: skip
+    except PrintError as exc:
+        click.echo(f"discharge: error: {exc} (the PDFs are kept: {combined})", err=True)
+        return False
+    report_printed(result)
+    return True

@@ -10,6 +10,9 @@ import click
 from discharge.options import (
     load_clinic_config,
     patient_options,
+    print_choice,
+    print_options,
+    report_printed,
     request_from_options,
     warn_if_demo,
     warn_stale_translation,
@@ -23,17 +26,43 @@ from discharge.options import (
                    "the date of birth when there is no hospital number).")  # fmt: skip
 @click.option("--force", is_flag=True,
               help="Replace the output file even if it is not this patient's PDF.")  # fmt: skip
-def generate(config_path: Path | None, output: Path | None, force: bool, **patient: Any) -> None:
-    """Make one patient's discharge instructions as a PDF.
+@click.option("--print", "to_printer", is_flag=True,
+              help="Also print it, and wait until the printer has printed it "
+                   "(exit 3 if it did not).")  # fmt: skip
+@print_options
+def generate(
+    config_path: Path | None,
+    output: Path | None,
+    force: bool,
+    to_printer: bool,
+    printer: str | None,
+    copies: int | None,
+    **patient: Any,
+) -> None:
+    """Make one patient's discharge instructions as a PDF (and print it, with --print).
 
     An existing file is replaced only if it is this patient's PDF (or with --force).
     """
     from discharge.generate import default_output_name, generate_pdf
 
+    if not to_printer and (printer is not None or copies is not None):
+        raise click.UsageError("--printer and --copies go with --print")
     config = load_clinic_config(config_path)
     request = request_from_options(**patient)
+    choice = print_choice(config, printer, copies) if to_printer else None
     output = output or Path(default_output_name(request))
-    generate_pdf(request, config, output, force=force)
+    document = generate_pdf(request, config, output, force=force)
     warn_stale_translation(request, config)
     click.echo(f"Wrote {output}")
     warn_if_demo(config)
+    if choice is not None:
+        from discharge.audit import describe_pdf
+        from discharge.printing import job_title, print_recorded
+
+        pdf = output.read_bytes()
+        result = print_recorded(
+            pdf, config, [describe_pdf(request, document, pdf)], printer=choice.printer,
+            copies=choice.copies, title=job_title(request.patient.mrn), timeout=choice.timeout,
+            file=output.name,
+        )  # fmt: skip
+        report_printed(result)

@@ -31,6 +31,7 @@ _TABLE: list[tuple[str, Callable[[AuditRecord], str], int]] = [
     ("by", lambda r: f"{r.operator}@{r.workstation}" if r.operator else "", 24),
     ("via", lambda r: f"batch row {r.batch_row}" if r.batch_row else r.channel, 14),
     ("email", lambda r: r.email_address, 28),
+    ("printer", lambda r: _printed_on(r), 28),
     ("pdf sha256", lambda r: r.pdf_sha256[:12], 12),
 ]
 
@@ -68,7 +69,7 @@ def log(
     prune_before: str | None,
     config_path: Path | None,
 ) -> None:
-    """Show the audit log: every PDF made or emailed, for whom, by whom, from which template.
+    """Show the audit log: every PDF made, emailed or printed, for whom, by whom, and how.
 
     The log is the clinic settings' [audit] path, else $DISCHARGE_AUDIT_DB, else audit.sqlite3
     in your data folder. Dates are the clinic's local days.
@@ -193,6 +194,22 @@ def _write_table(records: Iterable[AuditRecord], out: TextIO) -> None:
     for line in lines:
         cells = (cell.ljust(widths[i]) for i, cell in zip(keep, line, strict=True))
         out.write("  ".join(cells).rstrip() + "\n")
+
+
+def _printed_on(record: AuditRecord) -> str:
+    """'Ward3-Laser job 12' for a print record (its detail is JSON written by printing)."""
+    if not record.action.startswith("print"):
+        return ""
+    import json
+
+    try:
+        detail = json.loads(record.detail)
+    except ValueError:
+        return ""
+    if not isinstance(detail, dict):
+        return ""
+    printer, job = str(detail.get("printer", "")), str(detail.get("job", ""))
+    return f"{printer} job {job.removeprefix(printer + '-')}" if job else printer
 
 
 def _cell(text: str, width: int) -> str:

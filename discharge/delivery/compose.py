@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from discharge.config import Config
 from discharge.dates import format_day
-from discharge.delivery.ics import build_calendar, milestone_events
+from discharge.delivery.ics import build_calendar, follow_up_event, milestone_events
 from discharge.delivery.settings import EmailSettings, SmtpSettings, split_address
 from discharge.document import Document, Milestone
 from discharge.errors import InputError, TemplateError
@@ -89,6 +89,14 @@ def compose_email(
             m, "event_description", translated(settings.event_description)
         ),
     )
+    if document.follow_up is not None:
+        appointment = document.follow_up
+        summary = document.labels.next_appointment
+        milestone = Milestone("follow-up", appointment.start, None, appointment.when, summary)
+        description = event_text(
+            milestone, "event_description", translated(settings.event_description)
+        )
+        events.append(follow_up_event(request, appointment, smtp.domain, summary, description))
     ics = build_calendar(request, events)
     pdf = protect_pdf(pdf, request, settings)
 
@@ -202,6 +210,10 @@ def _context(
         if settings.pdf_password_rule
         else "",
         "labels": {"after_hours": document.labels.after_hours},
+        # For a clinic's own texts: the next appointment, when there is one.
+        "follow_up": {"when": document.follow_up.when, "place": document.follow_up.place}
+        if document.follow_up
+        else None,
     }
 
 

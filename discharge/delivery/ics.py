@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from discharge.document import Milestone
+from discharge.document import FollowUp, Milestone
 from discharge.request import DischargeRequest
 
 PRODID = "-//discharge//after-care instructions//EN"
@@ -26,6 +26,8 @@ class CalendarEvent:
     end: date | datetime | None  # exclusive; None for an instant
     summary: str
     description: str
+    location: str = ""
+    busy: bool = False  # an appointment the patient goes to; a milestone only marks a date
 
 
 def milestone_uid(request: DischargeRequest, milestone_key: str, domain: str) -> str:
@@ -76,6 +78,20 @@ def milestone_events(
     return events
 
 
+def follow_up_event(
+    request: DischargeRequest, follow_up: FollowUp, domain: str, summary: str, description: str
+) -> CalendarEvent:
+    """The follow-up appointment: at its time (or all day), where it is, the patient busy.
+
+    Its UID is made as a milestone's, so a corrected appointment replaces the one sent before.
+    """
+    start, end = _span(follow_up.start, None)
+    if isinstance(start, datetime):
+        end = None  # its length is not known: an event at the appointment's time
+    uid = milestone_uid(request, "follow-up", domain)
+    return CalendarEvent(uid, start, end, summary, description, follow_up.place, busy=True)
+
+
 def build_calendar(request: DischargeRequest, events: Iterable[CalendarEvent]) -> bytes:
     """The events as an iCalendar file (METHOD:PUBLISH: for adding, not an invitation)."""
     from icalendar import Calendar, Event
@@ -98,7 +114,10 @@ def build_calendar(request: DischargeRequest, events: Iterable[CalendarEvent]) -
         event.add("summary", item.summary)
         if item.description:
             event.add("description", item.description)
-        event.add("transp", "TRANSPARENT")  # a milestone does not make the patient "busy"
+        if item.location:
+            event.add("location", item.location)
+        # A milestone does not make the patient "busy"; an appointment does.
+        event.add("transp", "OPAQUE" if item.busy else "TRANSPARENT")
         calendar.add_component(event)
         for moment in (item.start, item.end):
             if moment is not None:

@@ -65,6 +65,9 @@ The calendar file attached with them holds the dates from your instructions: ope
 them to the calendar on your phone or computer.
 {% if pdf_password_rule %}
 The PDF is protected with a password. The password is {{ pdf_password_rule }}.
+{% endif %}{% if follow_up %}
+Your next appointment: {{ follow_up.when }}\
+{%- if follow_up.place %}, {{ follow_up.place }}{% endif %}.
 {% endif %}
 If you have a question, or are worried about how you feel, call us on {{ clinic.phone }}.
 {%- if clinic.after_hours_phone %} {{ labels.after_hours }}, \

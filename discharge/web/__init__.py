@@ -36,6 +36,7 @@ def create_app(
     from discharge.web import batch, form, security
     from discharge.web.emailing import form_email
     from discharge.web.jobs import JobManager
+    from discharge.web.printing import form_print
     from discharge.web.rendering import Renderer
 
     config = config or Config()
@@ -60,6 +61,7 @@ def create_app(
 
     app.extensions["discharge.renderer"] = Renderer(config)
     app.extensions["discharge.email"] = form_email(config)  # None without [smtp]
+    app.extensions["discharge.print"] = form_print(config)  # None without [print] printer
     app.extensions["discharge.jobs"] = JobManager(config, keep_minutes=settings.keep_minutes)
     security.init_app(app)
     app.register_blueprint(form.bp)

@@ -53,11 +53,16 @@ def _job(job_id: str) -> Job:
 
 
 def _page(problem: str = "", date_order: str | None = None) -> str:
+    """The upload page; its hint names every column the schedule reads (batch/schedule.py)."""
+    from discharge.batch import KNOWN_COLUMNS, REQUIRED_COLUMNS
+
     if date_order not in DATE_ORDER_CHOICES:  # the clinic's setting, else ISO dates only
         date_order = current_app.config["CLINIC"].clinic.date_order or "ymd"
+    optional = [name for name in KNOWN_COLUMNS if name not in REQUIRED_COLUMNS]
     return render_template(
-        "batch.html", problem=problem, date_orders=DATE_ORDER_CHOICES, date_order=date_order
-    )
+        "batch.html", problem=problem, date_orders=DATE_ORDER_CHOICES, date_order=date_order,
+        required=REQUIRED_COLUMNS, optional=optional,
+    )  # fmt: skip
 
 
 @bp.get("/")

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 
 from discharge.config import Config
 from discharge.errors import DischargeError, FieldErrors, InputError
+from discharge.fields import PATIENT_FIELDS
 from discharge.i18n import language_of
 from discharge.procedures import available_procedures, available_templates, load_procedure
 from discharge.request import parse_request
@@ -23,26 +24,9 @@ from discharge.web.security import StaleForm
 bp = Blueprint("form", __name__)
 
 
-@dataclass(frozen=True)
-class Field:
-    name: str  # parse_request's parameter name
-    label: str  # exact text: tests and screen readers find the field by it
-    hint: str = ""
-
-
-FIELDS = (
-    Field("procedure", "Procedure"),
-    Field("date", "Date of procedure"),
-    Field("time", "Time of procedure", "Optional. 24-hour clock, for the hour-by-hour advice."),
-    Field("patient", "Patient name", "Full name, as it should be printed."),
-    Field("dob", "Date of birth", "Optional."),
-    Field("mrn", "Hospital number", "Optional."),
-    Field("clinician", "Clinician", "Optional."),
-    Field("notes", "Notes", "Optional. Printed exactly as typed, line breaks kept."),
-    Field("paper", "Paper size"),
-    Field("language", "Language", "The language the patient reads."),
-    Field("large_print", "Large print", "For low vision: text 18 pt or larger."),
-)
+# Every patient field, with its label, hint and control, as discharge/fields.py declares it
+# for every front end.
+FIELDS = PATIENT_FIELDS
 # "Email to patient" follows them when the clinic has email settings (see emailing.py).
 _LABELS = {**{field.name: field.label for field in FIELDS}, "email": "Email to patient"}
 
@@ -56,6 +40,37 @@ def procedure_choices(config: Config) -> list[tuple[str, str]]:
         except DischargeError:
             continue
     return sorted(choices, key=lambda choice: choice[1].lower())
+
+
+@dataclass(frozen=True)
+class VariantGroup:
+    """One procedure's variants for the form's grouped list: (value, text) each."""
+
+    title: str  # the procedure's title, as in the Procedure list
+    options: tuple[tuple[str, str], ...]  # value "procedure:variant"; text "Medical: ..."
+
+
+def variant_choices(config: Config) -> list[VariantGroup]:
+    """A group per procedure with variants, each variant with its one-line meaning.
+
+    The value names the procedure too, so the form can say when the variant chosen belongs to
+    another procedure than the one chosen (the page has no script to hide the others).
+    """
+    groups = []
+    for procedure_id, title in procedure_choices(config):
+        procedure = load_procedure(procedure_id, config.templates_dir)
+        if not procedure.variants:
+            continue
+        options = []
+        for spec in procedure.variants:
+            usual = " (usual)" if spec.name == procedure.default_variant else ""
+            name = spec.name.replace("-", " ").capitalize()
+            # "Medical management (...)" says its name already; "HSG to look for..." does not.
+            said = spec.label.lower().startswith(name.lower())
+            text = f"{spec.label}{usual}" if said else f"{name}: {spec.label}{usual}"
+            options.append((f"{procedure_id}:{spec.name}", text))
+        groups.append(VariantGroup(title, tuple(options)))
+    return groups
 
 
 def language_choices(config: Config) -> list[tuple[str, str]]:
@@ -94,10 +109,24 @@ _NURSE_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"is not a real calendar date", "This date does not exist. Check the day and month."),
         (r"is after the procedure date", "This is after the date of the procedure. Check both."),
         (r"is not a time of day", "Enter a time such as 09:30 or 14:00, or leave it empty."),
+        (r"^medicine (\d+) is (\d+) characters long \(expected at most (\d+)\)",
+         r"Line \1 is \2 characters long. A medicine's line can be at most \3."),
+        (r"^medicine (\d+) is not in the form",
+         r"Line \1: write it as medicine | how to take it | for how long (the name first, "
+         r"at most two | marks)."),
         (r"is (\d+) characters long \(expected at most (\d+)\)",
          r"This is \1 characters long. It can be at most \2."),
         (r"is not a paper size", "Choose A4 or Letter."),
         (r"^unknown procedure", "Choose a procedure from the list."),
+        (r"^unknown variant|has no variants", "Choose a variant from the list."),
+        (r"^variant of another procedure", "This variant is for another procedure. Choose one "
+         "listed under the procedure chosen, or leave it for the usual one."),
+        (r"appointment is before the procedure date",
+         "This is before the date of the procedure. Check both."),
+        (r"^follow-up appointment is not a date",
+         "Enter the date (and time) of the appointment, or leave it empty."),
+        (r"given without its appointment",
+         "Enter the date of the follow-up appointment too, or leave this empty."),
         (r"^choose the procedure", "Choose the procedure."),
         (r"^cannot print the character '(.+)' \(U\+[0-9A-F]+ [^)]*\): no bundled font",
          r"The character “\1” cannot be printed: no font here has it. Type it another way."),
@@ -121,10 +150,15 @@ def check_form(values: dict[str, str], config: Config) -> tuple[Any, dict[str, s
 
     problems: dict[str, str] = {}
     request_ = None
+    fields = {field.name: values[field.name] for field in FIELDS}
+    # A checkbox sends nothing when cleared: that is "no", not the clinic's default.
+    fields["large_print"] = "yes" if values["large_print"] else "no"
+    # The variant list's values are "procedure:variant": the variant must be the procedure's.
+    for_procedure, _, fields["variant"] = values["variant"].rpartition(":")
+    chosen = values["procedure"].strip().lower()
+    if for_procedure and chosen and for_procedure != chosen:
+        problems["variant"] = "variant of another procedure than the one chosen"
     try:
-        fields = {field.name: values[field.name] for field in FIELDS}
-        # A checkbox sends nothing when cleared: that is "no", not the clinic's default.
-        fields["large_print"] = "yes" if values["large_print"] else "no"
         request_ = parse_request(**fields)
     except FieldErrors as exc:
         problems.update(exc.problems)
@@ -132,10 +166,15 @@ def check_form(values: dict[str, str], config: Config) -> tuple[Any, dict[str, s
         problems["procedure"] = "choose the procedure"
     else:
         try:
-            load_procedure(values["procedure"], config.templates_dir)
+            procedure = load_procedure(values["procedure"], config.templates_dir)
         except DischargeError as exc:
             problems["procedure"] = str(exc)
         else:
+            if "variant" not in problems:
+                try:
+                    procedure.variant(fields["variant"])
+                except DischargeError as exc:
+                    problems["variant"] = str(exc)
             if request_ is not None and request_.language:
                 try:
                     load_procedure(
@@ -146,7 +185,7 @@ def check_form(values: dict[str, str], config: Config) -> tuple[Any, dict[str, s
                     )
                 except DischargeError as exc:
                     problems["language"] = str(exc)
-    for name in ("patient", "mrn", "clinician", "notes"):
+    for name in ("patient", "mrn", "clinician", "follow_up_place", "medicines", "notes"):
         if name not in problems:
             try:  # the fonts' own check: a character none of them can print
                 segments(values[name])
@@ -167,6 +206,7 @@ def show_form(
     emailer = current_app.extensions.get("discharge.email")
     if emailer is not None and not values.get("send_id"):
         values = {**values, "send_id": emailer.new_send_id()}
+    printing = current_app.extensions.get("discharge.print")
     return (
         render_template(
             "form.html",
@@ -181,7 +221,9 @@ def show_form(
             procedures=procedure_choices(config),
             papers=(("a4", "A4"), ("letter", "Letter")),
             languages=language_choices(config),
+            variants=variant_choices(config),
             email=emailer is not None,
+            printers=printing.printers if printing is not None else (),
             sent=sent,
             ask=ask,  # a send that may have happened before: asked before sending again
         ),
@@ -213,6 +255,8 @@ def make_pdf() -> Any:
     values = {field.name: request.form.get(field.name, "") for field in FIELDS}
     if request.form.get("action") in ("email", "email-again"):
         return send_email(values, config, again=request.form.get("action") == "email-again")
+    if request.form.get("action") == "print":
+        return print_sheet(values, config)
     checked, problems = check_form(values, config)
     if checked is None:
         return show_form(values, problems, 422)
@@ -259,5 +303,28 @@ def send_email(values: dict[str, str], config: Config, *, again: bool = False) -
         return show_form(values, {}, 502 if outcome.unknown else 409, ask=outcome.message)
     if not outcome.sent:
         emailer.release(values["send_id"])
+        return show_form(values, {"_form": outcome.message}, 502)
+    return show_form(values, {}, 200, sent=outcome.message)
+
+
+def print_sheet(values: dict[str, str], config: Config) -> Any:
+    """The **Print** button: make the PDF, print it, and say on the page whether it printed."""
+    printing = current_app.extensions.get("discharge.print")
+    if printing is None:
+        return show_form(values, {"_form": "printing is not set up for this desk"}, 422)
+    values = {**values, "printer": request.form.get("printer", "")}
+    checked, problems = check_form(values, config)
+    printer = printing.choose(values["printer"])
+    if printer is None:
+        problems["_form"] = "choose one of the printers in the list"
+    if checked is None or printer is None:
+        return show_form(values, problems, 422)
+    renderer = current_app.extensions["discharge.renderer"]
+    try:
+        pdf, sheet = renderer.render_recorded(checked)
+    except DischargeError as exc:
+        return show_form(values, {"_form": str(exc)}, 422)
+    outcome = printing.print_sheet(pdf, config, sheet, printer)
+    if not outcome.printed:
         return show_form(values, {"_form": outcome.message}, 502)
     return show_form(values, {}, 200, sent=outcome.message)

@@ -108,6 +108,13 @@ class Renderer:
             audit.record(record)
         return pdf
 
+    def render_recorded(self, request: DischargeRequest) -> tuple[bytes, AuditRecord]:
+        """``render``, with the record of the PDF made (to record what is done with it)."""
+        pdf, record = self._make(request)
+        with AuditLog.open(self.config) as audit:
+            audit.record(record)
+        return pdf, record
+
     def _make(self, request: DischargeRequest) -> tuple[bytes, AuditRecord]:
         pool = self._pool
         if pool is None:
