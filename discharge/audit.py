@@ -33,6 +33,7 @@ import json
 import os
 import re
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, fields, replace
@@ -604,6 +605,7 @@ def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
     try:
         if create:
             _create_private(path)
+        _keep_private(path)
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
     except OSError as exc:
         raise AuditError(f"cannot create the audit log {path}: {exc.strerror}") from None
@@ -669,6 +671,32 @@ def _create_private(path: Path) -> None:
             os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+
+
+def _keep_private(path: Path) -> None:
+    """An existing log (and its -wal and -shm files) that others can read is made 0600.
+
+    A log copied in, restored from a backup or made by an older version may be readable by
+    every user of the computer: it names patients. If it cannot be tightened (it belongs to
+    another user), nothing is read or written until someone does.
+    """
+    if not hasattr(os, "fchmod"):  # Windows: no such modes
+        return
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = file.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode) or not mode & 0o077:
+            continue
+        try:
+            os.chmod(file, 0o600)
+        except OSError as exc:
+            raise AuditError(
+                f"the audit log {file} can be read by other users (mode "
+                f"{stat.S_IMODE(mode):04o}) and cannot be made private ({exc.strerror}); its "
+                "owner should run: chmod 600 " + str(file)
+            ) from None
 
 
 # --- a batch: many records per transaction, written by the parent process ----------------

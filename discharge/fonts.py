@@ -41,9 +41,33 @@ _ALWAYS_OK = frozenset("\n")
 
 def _register(name: str) -> frozenset[str]:
     font, chars = _load(name, bundled_dir("fonts") / _FILES[name])
+    _utf16_text_map()  # before speedups keeps the maps it makes
     speedups.speed_up_font(font)  # reuse what it makes between documents: see there
     pdfmetrics.registerFont(font)
     return chars
+
+
+def _utf16_text_map() -> None:
+    """Characters beyond U+FFFF (𝔸, 😀) in a subset's ToUnicode map as the UTF-16 pairs a
+    PDF reader expects: reportlab writes their code point as it is (<1D538>), which text
+    extraction, copy and paste and screen readers cannot read. A fix, not a speed trick: on
+    whatever DISCHARGE_SPEEDUPS says. (reportlab looks ``makeToUnicodeCMap`` up each time.)"""
+    from reportlab.pdfbase import ttfonts
+
+    make = ttfonts.makeToUnicodeCMap
+    if getattr(make, "utf16", False):
+        return
+
+    def make_cmap(fontname: str, subset: list[int]) -> str:
+        cmap: str = make(fontname, subset)
+        for index, code in enumerate(subset):
+            if code > 0xFFFF:
+                pair = chr(code).encode("utf-16-be").hex().upper()
+                cmap = cmap.replace(f"<{index:02X}> <{code:04X}>\n", f"<{index:02X}> <{pair}>\n")
+        return cmap
+
+    make_cmap.utf16 = True  # type: ignore[attr-defined]
+    ttfonts.makeToUnicodeCMap = make_cmap
 
 
 def _load(name: str, path: Path) -> tuple[TTFont, frozenset[str]]:

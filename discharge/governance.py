@@ -20,9 +20,11 @@ from discharge.document import Document, build_document
 from discharge.errors import DischargeError, InputError
 from discharge.procedures import (
     Procedure,
+    load_translations,
     parse_template_file,
     stale_translations,
     text_problems,
+    translation_differences,
 )
 from discharge.readability import GRADE_LIMIT, flesch_kincaid_grade
 from discharge.request import DischargeRequest, Patient
@@ -78,6 +80,15 @@ def check_templates(
         if file.parent == where:
             message = why.removeprefix("translates: ")
             findings.append(Finding("fail", file.name, "translates", message))
+    # A translation keeps its original's warning signs, timeline rows and sections.
+    try:
+        translations = load_translations(folder)
+    except DischargeError:  # reported above, by file
+        translations = []
+    for translation in translations:
+        if translation.path.parent == where:
+            for problem in translation_differences(translation, folder):
+                findings.append(_finding("fail", translation.path, problem))
     return findings
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import stat
+import time as clock
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -41,6 +43,11 @@ _TRANSLATES = re.compile(r"^(?P<id>\S+)\s+(?P<version>\S+)$")
 _SOURCE_FIELDS = ("title", "publisher", "author", "url", "reviewed", "note")
 _VARIANT_FIELDS = ("label", "date_label", "intro")
 _MAX_QUESTIONS = 6
+# A template is a few pages of text (the bundled ones are about 8,000 bytes). Larger is refused
+# before it is read, and checking one has a time budget: a file of a thousand long sections
+# once took minutes, a 3 GB one ran out of memory.
+MAX_TEMPLATE_BYTES = 1_000_000
+LOAD_SECONDS = 10.0
 # Translators: a range of dates: "Monday 23 November 2026 to Friday 27 November 2026".
 RANGE = N_("{start} to {end}")
 
@@ -504,6 +511,75 @@ def stale_warning(translation: Procedure, extra: Path | None = None) -> str | No
     )
 
 
+def translation_differences(translation: Procedure, extra: Path | None = None) -> list[str]:
+    """How a translation's structure differs from its original's, as "field: what" each.
+
+    A translation says the same things in another language: the same warning signs at each
+    level of the help box, the same timeline rows (keys and when they start and end) and the
+    same sections, each for the same variants. A sign or a row left out is advice a patient
+    reading that language never sees, so ``discharge templates check`` fails on it.
+    """
+    original_path = available_procedures(extra).get(translation.id)
+    if not translation.language or original_path is None:
+        return []  # not a translation, or one of nothing (stale_warning says so)
+    original = _load_file(original_path, original_path.stat().st_mtime_ns)
+    theirs = f"the {language_name(original.language or 'en')} template"
+    problems = []
+    names = sorted({v.name for v in original.variants} | {v.name for v in translation.variants})
+    variant_names: list[str | None] = [*names] or [None]
+    for level in ("urgent", "clinic"):
+        ours_signs = getattr(translation, f"help_{level}").signs
+        their_signs = getattr(original, f"help_{level}").signs
+        for name in variant_names:
+            ours, want = len(items_for(ours_signs, name)), len(items_for(their_signs, name))
+            if ours != want:
+                where = f" (variant {name})" if name else ""
+                problems.append(
+                    f"help.{level}.signs: {ours} warning sign(s){where}, but {theirs} has "
+                    f"{want}; a translation must keep every sign"
+                )
+    ours_rows = [_row_shape(m) for m in translation.milestones]
+    their_rows = [_row_shape(m) for m in original.milestones]
+    if ours_rows != their_rows:
+        ours_keys, their_keys = [r[0] for r in ours_rows], [r[0] for r in their_rows]
+        missing = [key for key in their_keys if key not in ours_keys]
+        added = [key for key in ours_keys if key not in their_keys]
+        moved = [mine[0] for mine, want in zip(ours_rows, their_rows, strict=False) if mine != want]
+        if missing or added:
+            detail = "; ".join(
+                part
+                for part in (
+                    f"missing: {', '.join(missing)}" if missing else "",
+                    f"not in the original: {', '.join(added)}" if added else "",
+                )
+                if part
+            )
+        else:
+            detail = f"other times, order or variants: {', '.join(moved)}"
+        problems.append(
+            f"milestones: {len(ours_rows)} timeline row(s), {theirs} has {len(their_rows)} "
+            f"({detail}); a translation must keep the same rows, in the same order"
+        )
+    ours_sections = [_variants_text(s.variants) for s in translation.sections]
+    their_sections = [_variants_text(s.variants) for s in original.sections]
+    if ours_sections != their_sections:
+        problems.append(
+            f"sections: {len(ours_sections)} section(s), {theirs} has {len(their_sections)}"
+            + ("" if len(ours_sections) != len(their_sections) else " (for other variants)")
+            + "; a translation must keep every section, in the same order"
+        )
+    return problems
+
+
+def _row_shape(milestone: MilestoneSpec) -> tuple[str, str, str, str]:
+    end = str(milestone.end) if milestone.end else ""
+    return milestone.key, str(milestone.start), end, _variants_text(milestone.variants)
+
+
+def _variants_text(variants: Variants) -> str:
+    return ",".join(sorted(variants)) if variants is not None else "*"
+
+
 def stale_translations(extra: Path | None = None) -> list[tuple[Path, str]]:
     """Every translated template that is out of date, as (file, message): for
     ``discharge templates check``, which fails on them, and ``generate``, which warns."""
@@ -515,12 +591,33 @@ def stale_translations(extra: Path | None = None) -> list[tuple[Path, str]]:
     return out
 
 
-@cache
-def _load_file(file: Path, _mtime: int) -> Procedure:
+def read_template(file: Path) -> bytes:
+    """A template file's bytes; a TemplateError, before reading, if it cannot be a template."""
     try:
-        raw = file.read_bytes()
+        info = file.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise TemplateError(f"template {file.name} is not a regular file")
+        if info.st_size > MAX_TEMPLATE_BYTES:
+            raise TemplateError(_too_large(file))
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_TEMPLATE_BYTES + 1)  # it may have grown since
     except OSError as exc:
         raise TemplateError(f"cannot read template {file}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_TEMPLATE_BYTES:
+        raise TemplateError(_too_large(file))
+    return raw
+
+
+def _too_large(file: Path) -> str:
+    return (
+        f"template {file.name} is larger than {MAX_TEMPLATE_BYTES:,} bytes (a template is a few "
+        "pages of text, about 8,000 bytes); split it, or check it is the right file"
+    )
+
+
+@cache
+def _load_file(file: Path, _mtime: int) -> Procedure:
+    raw = read_template(file)
     # Checked and compiled once per installation: the same file, the same program, the same
     # Procedure (see discharge/cache.py). The key holds everything the result depends on.
     key = (str(file), install_cache.file_digest(raw), _code_digest(), _jinja_version())
@@ -573,6 +670,18 @@ class _Parser:
         self.file = file
         self.problems: list[str] = []
         self.variant_names: set[str] = set()
+        self.deadline = clock.monotonic() + LOAD_SECONDS
+        self.timed_out = ""
+
+    def check_time(self) -> None:
+        """Stop a template that takes longer than LOAD_SECONDS to check (every text is
+        compiled, then rendered once per variant: each is bounded, their number is not)."""
+        if clock.monotonic() > self.deadline:
+            self.timed_out = (
+                f"template {self.file.name}: checking it took longer than {LOAD_SECONDS:g} s "
+                "(expected well under a second); it has too many or too long texts"
+            )
+            raise TemplateError(self.timed_out)
 
     def parse(self, data: dict[str, Any], *, placeholders: bool = True) -> Procedure:
         for key in data:
@@ -677,6 +786,7 @@ class _Parser:
 
         from discharge import templating
 
+        self.check_time()
         try:
             template, code = templating.compile_text(source.strip())
         except JinjaTemplateError as exc:
@@ -932,6 +1042,7 @@ class _Parser:
             name = spec.name if spec else None
             context = template_context(procedure, date(2026, 1, 1), None, Clinic(), name).values
             for text in _texts(procedure, name):
+                self.check_time()
                 procedure.render(text, context)
 
 
@@ -1043,11 +1154,11 @@ def parse_template_file(file: Path) -> tuple[Procedure | None, dict[str, Any], l
     import tomllib
 
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8-sig"))
+        data = tomllib.loads(read_template(file).decode("utf-8-sig"))
     except UnicodeDecodeError:
         return None, {}, ["(file): is not UTF-8 text"]
-    except OSError as exc:
-        return None, {}, [f"(file): cannot be read: {exc.strerror or exc}"]
+    except TemplateError as exc:
+        return None, {}, [f"(file): {exc}"]
     except tomllib.TOMLDecodeError as exc:
         return None, {}, [f"(file): is not valid TOML: {exc}"]
     except RecursionError:
@@ -1056,6 +1167,8 @@ def parse_template_file(file: Path) -> tuple[Procedure | None, dict[str, Any], l
     try:
         return parser.parse(data, placeholders=False), data, []
     except TemplateError as exc:
+        if parser.timed_out:
+            return None, data, [f"(file): {parser.timed_out}"]
         return None, data, parser.problems or [str(exc)]
 
 

@@ -80,12 +80,87 @@ def _step() -> None:
     budget.step()
 
 
+def _too_long() -> TemplateLimitError:
+    return TemplateLimitError(f"the text makes a value longer than {MAX_OUTPUT:,} characters")
+
+
+def _printed_size(value: Any) -> int:
+    """Roughly how long ``value`` is when printed, counted only up to just past MAX_OUTPUT.
+
+    A list can hold the same long string many times over (``["y" * 90000] * 1000``): short
+    by ``len``, yet 90 million characters once joined or printed. Counting what it holds
+    stops it being made at all, so no join, filter or print of it can build that string.
+    """
+    total, stack = 0, [value]
+    while stack and total <= MAX_OUTPUT:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) + 2  # the quotes of a string printed inside a list
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += 2 + 2 * len(item)
+            stack.extend(item)
+        elif isinstance(item, dict):
+            total += 2 + 4 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, int) and not isinstance(item, bool):
+            total += item.bit_length() // 3 + 2
+        else:
+            total += 24  # a float, None, a date: a short word
+    return total
+
+
 def _check_size(value: Any) -> Any:
     if isinstance(value, str | list | tuple | dict | set | frozenset) and len(value) > MAX_OUTPUT:
-        raise TemplateLimitError(f"the text makes a value longer than {MAX_OUTPUT:,} characters")
+        raise _too_long()
+    if isinstance(value, list | tuple | dict | set | frozenset) and _printed_size(value) > (
+        MAX_OUTPUT
+    ):
+        raise _too_long()
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise TemplateLimitError("the text makes a number too large to print")
     return value
+
+
+def _check_result(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Before a string operation runs: the length of what it would make, if it can grow.
+
+    ``replace``, ``join``, ``format``, ``indent``, ``wordwrap`` and ``expandtabs`` make a
+    string that can be many times longer than any of their arguments (one ``replace`` of a
+    90,000-character text made 8 GB): the result's length is worked out from the arguments
+    first, so it is never built. ``args`` start with the string (or list) worked on.
+    """
+    if not args:
+        return
+    subject, rest = args[0], args[1:]
+    size = 0
+    if name == "replace" and isinstance(subject, str) and len(rest) >= 2:
+        old, new = str(rest[0]), str(rest[1])
+        count = rest[2] if len(rest) > 2 else kwargs.get("count", -1)
+        times = subject.count(old) if old else len(subject) + 1
+        if isinstance(count, int) and 0 <= count < times:
+            times = count
+        size = len(subject) + max(0, len(new) - len(old)) * times
+    elif name == "join" and not isinstance(subject, str):
+        between = rest[0] if rest else kwargs.get("d", "")
+        items = list(subject) if isinstance(subject, Iterable) else []
+        size = _printed_size(items) + len(str(between)) * len(items)
+    elif name in ("format", "format_map", "%") and isinstance(subject, str):
+        values = [*rest, *kwargs.values()]
+        fields = subject.count("{") + subject.count("%")
+        size = len(subject) + fields * max((_printed_size(v) for v in values), default=0)
+    elif name == "indent" and isinstance(subject, str):
+        width = rest[0] if rest else kwargs.get("width", 4)
+        width = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+        size = len(subject) + (subject.count("\n") + 1) * width
+    elif name == "wordwrap" and isinstance(subject, str):
+        wrap = rest[2] if len(rest) > 2 else kwargs.get("wrapstring") or "\n"
+        size = len(subject) * (1 + len(str(wrap)))
+    elif name == "expandtabs" and isinstance(subject, str):
+        tab = rest[0] if rest else kwargs.get("tabsize", 8)
+        size = len(subject) + subject.count("\t") * (tab if isinstance(tab, int) else 8)
+    if size > MAX_OUTPUT:
+        raise _too_long()
 
 
 def _check_args(args: Iterable[Any], kwargs: Mapping[str, Any]) -> None:
@@ -126,9 +201,12 @@ def _limited_filter(function: Callable[..., Any]) -> Callable[..., Any]:
     # one; only the arguments after it are counts and widths.
     skip = 2 if getattr(function, "jinja_pass_arg", None) else 1
 
+    name = function.__name__.removeprefix("do_")
+
     @functools.wraps(function)  # keeps jinja's pass_context / pass_environment marks
     def limited(*args: Any, **kwargs: Any) -> Any:
         _check_args(args[skip:], kwargs)
+        _check_result(name, args[skip - 1 :], kwargs)
         return _check_size(function(*args, **kwargs))
 
     return limited
@@ -197,10 +275,15 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
             _check_args(args, {k: v for k, v in kwargs.items() if not k.startswith("_")})
         # The sandbox hands out str.format wrapped; the string is the wrapped method's __self__.
         method = getattr(__obj, "__wrapped__", __obj)
-        if getattr(method, "__name__", "") in ("format", "format_map"):
-            owner = getattr(method, "__self__", None)
-            if isinstance(owner, str):
+        owner = getattr(method, "__self__", None)
+        if isinstance(owner, str):  # a string's own method: "...".replace(...), .join(...)
+            name = getattr(method, "__name__", "")
+            if name in ("format", "format_map"):
                 _check_format(owner)
+            if name == "join":
+                _check_result("join", (*args[:1], owner), {})
+            else:
+                _check_result(name, (owner, *args), kwargs)
         return _check_size(super().call(__context, __obj, *args, **kwargs))
 
     def call_binop(self, context: Context, operator_: str, left: Any, right: Any) -> Any:
@@ -209,7 +292,10 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
             if (
                 isinstance(sized, str | list | tuple)
                 and isinstance(count, int)
-                and len(sized) * count > MAX_OUTPUT
+                and (
+                    len(sized) * count > MAX_OUTPUT
+                    or (not isinstance(sized, str) and _printed_size(sized) * count > MAX_OUTPUT)
+                )
             ):
                 raise TemplateLimitError(
                     f"the text makes a value longer than {MAX_OUTPUT:,} characters"
@@ -219,6 +305,7 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
                 raise TemplateLimitError("the text makes a number too large to print")
         elif operator_ == "%" and isinstance(left, str):
             _check_format(left)
+            _check_result("%", (left, *(right if isinstance(right, tuple) else (right,))), {})
         return _check_size(_BINOPS[operator_](left, right))
 
 

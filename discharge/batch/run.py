@@ -247,10 +247,13 @@ def _init_pool_worker(
 ) -> None:
     import signal
 
+    from discharge.batch.lifeline import die_with_parent
+
     # The parent decides when to stop (Ctrl-C reaches the whole process group): a worker
     # killed mid-write leaves only a temporary file, which the parent removes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent()  # a batch killed outright (kill -9) leaves no workers behind
     prepare_renderer(config, out_dir, debug, formats)
 
 

@@ -17,7 +17,7 @@ import re
 import stat
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -27,7 +27,7 @@ from discharge.config import DATE_ORDERS, Config
 from discharge.errors import DischargeError, FieldErrors, InputError
 from discharge.fields import schedule_columns
 from discharge.i18n import language_of
-from discharge.procedures import load_procedure
+from discharge.procedures import available_procedures, load_procedure
 from discharge.request import (
     DischargeRequest,
     check_email,
@@ -49,9 +49,27 @@ MAX_ROW_CHARS = 100_000
 _SLASH_DATE = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*$")
 _ISO_LIKE = re.compile(r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$")
 _ID_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")
+# How many columns to the right a row swallowed by a quote may have its procedure and date
+# (a comma in its name or notes whose quotes were lost moves them on).
+_SHIFT = 2
 _UNCLOSED_OVER_ROWS = (
-    "a quote opened here is never closed: the lines after it look like other patients' rows "
-    "and were read as rows of their own; add the closing quote at the end of this row's notes"
+    "a quote opened here is never closed: the lines after it look like other patients' rows, "
+    "so this row and those rows are stopped; add the closing quote where this row's cell "
+    "ends, or remove the stray quote"
+)
+_CLOSED_MID_CELL = (
+    "a quote opened here closes only on a later line, in the middle of a cell (at another "
+    "row's quote or a stray one), so this row and the lines after it are stopped; add the "
+    "closing quote where this row's cell ends, or remove the stray quote"
+)
+_OWN_ROW_INSIDE = (
+    "a quote opened here is never closed: it takes in the rest of this row (its date) and "
+    "the lines after it, so this row and those lines are stopped; add the closing quote where "
+    "this row's cell ends, or remove the stray quote"
+)
+_INSIDE_QUOTE = (
+    "this row was read inside the quote opened in row {row}, so it is stopped too; fix the "
+    "quote in row {row} and run again"
 )
 _LINE_BREAK = (
     "the {column} cell runs over several lines (only the notes and medicines may); check for a "
@@ -78,14 +96,17 @@ class Schedule:
     header: tuple[str, ...]  # normalised column names, "" for a column without a name
     unknown_columns: tuple[str, ...]
 
-    def records(self) -> Iterator[ScheduleRecord]:
+    def records(self, procedures: Collection[str] = ()) -> Iterator[ScheduleRecord]:
         """Every non-empty record after the header, streamed.
 
         The row number is the record index, not the line number: a quoted note that spans three
         lines is still one row in a spreadsheet, and the coordinator looks the row up there
         (the header is row 1). A record that is not a row (an unclosed quote, a runaway length)
         comes out with its ``problem`` set, and reading goes on with the lines after it.
+        ``procedures``: the procedure ids there are templates for, if known (they make the
+        weakest sign of a row swallowed by a quote a sure one, see ``_a_row_from_here``).
         """
+        known = frozenset(procedures)
         with _open_text(self.path) as handle:
             lines = _Lines(handle)
             row = 1
@@ -93,7 +114,7 @@ class Schedule:
                 next(csv.reader(lines, delimiter=self.delimiter), None)  # the header
                 reader = csv.reader(lines, delimiter=self.delimiter)
                 while True:
-                    lines.start_record()
+                    opened_in = lines.start_record()
                     row += 1
                     try:
                         cells = next(reader, None)
@@ -104,12 +125,17 @@ class Schedule:
                         continue
                     if cells is None:
                         return
-                    unclosed = self._unclosed_quote(lines.taken, cells)
+                    unclosed = self._unclosed_quote(lines.taken, cells, known)
                     if unclosed:
-                        if unclosed == _UNCLOSED_OVER_ROWS:
-                            lines.give_back()
+                        if unclosed in (_UNCLOSED_OVER_ROWS, _CLOSED_MID_CELL, _OWN_ROW_INSIDE):
+                            # The lines are read again as the rows they are, each stopped.
+                            lines.give_back(opened_in=opened_in or row)
                         reader = csv.reader(lines, delimiter=self.delimiter)
                         yield ScheduleRecord(row, {}, problem=unclosed)
+                    elif opened_in:
+                        if any(cell.strip() for cell in cells):
+                            problem = _INSIDE_QUOTE.format(row=opened_in)
+                            yield ScheduleRecord(row, {}, problem=problem)
                     elif any(cell.strip() for cell in cells):
                         yield self._record(row, cells)
             except csv.Error as exc:
@@ -117,7 +143,9 @@ class Schedule:
             except UnicodeDecodeError:
                 raise InputError(_not_utf8(self.path, f" (near row {row})")) from None
 
-    def _unclosed_quote(self, taken: list[str], cells: list[str]) -> str:
+    def _unclosed_quote(
+        self, taken: list[str], cells: list[str], procedures: frozenset[str] = frozenset()
+    ) -> str:
         """The problem if this record's quote runs over lines that are rows, or to the end.
 
         Python's csv module reads on to the end of the file inside an open quote, so one
@@ -128,8 +156,17 @@ class Schedule:
         if '"' not in taken[0]:
             return ""
         if len(taken) > 1:
-            if any(self._looks_like_a_row(line) for line in _inside_quotes(taken)):
+            texts, mid_cell = _inside_quotes(taken, self.delimiter)
+            if any(self._looks_like_a_row(text, procedures) for text in texts) or any(
+                self._a_row_from_here(taken[line:], procedures)
+                for line in range(1, min(len(taken), 200))
+            ):
                 return _UNCLOSED_OVER_ROWS
+            opened = _quote_left_open(taken[0], self.delimiter)
+            if opened and self._looks_like_a_row(opened[1], procedures, opened[0]):
+                return _OWN_ROW_INSIDE
+            if mid_cell:
+                return _CLOSED_MID_CELL
             broken = [
                 name
                 for name, cell in zip(self.header, cells, strict=False)
@@ -151,19 +188,76 @@ class Schedule:
                 return _UNCLOSED_AT_END
         return ""
 
-    def _looks_like_a_row(self, line: str) -> bool:
-        """A line with a procedure id and a date in their columns: someone's row, not notes."""
+    def _looks_like_a_row(
+        self, line: str, procedures: frozenset[str], first_column: int = 0
+    ) -> bool:
+        """A line with a procedure id and a date in their columns: someone's row, not notes.
+
+        ``first_column``: the column the line's text starts in (the rest of a line after a
+        quote that opens there); the date must then lie in the text, and the text must run to
+        the last column (the row's own later cells, all taken into the quote).
+
+        The line is read both as CSV and split at every delimiter, with stray quotes ignored,
+        and the two cells may sit up to two columns further right: a row whose own quoting is
+        damaged too (a quote inside its procedure or date, one opening its date cell, a comma
+        in a name whose quotes were lost) still reads as a row to the person who typed it.
+        Moved right, the procedure must be one there is a template for (``procedures``, if
+        known): a note's "tablets, 2026-11-21" is not a row.
+        """
         try:
-            cells = next(csv.reader([line], delimiter=self.delimiter), [])
+            parsed = next(csv.reader([line], delimiter=self.delimiter), [])
         except csv.Error:
+            parsed = []
+        where = {name: i for i, name in enumerate(self.header)}
+        procedure, day = where["procedure"] - first_column, where["date"] - first_column
+        if day < 0:
             return False
+        for cells in (parsed, line.split(self.delimiter)):
+            # Taken into its own quote, a row's later cells are all there, and at least two
+            # of them: ", 2026-11-21" ending a note's first line is not a row.
+            later = len(self.header) - first_column
+            if first_column and (later < 3 or len(cells) < later):
+                continue
+            cells = [cell.replace('"', "").strip() for cell in cells]
+            if procedure < 0:
+                found = True
+            else:
+                found = any(
+                    _ID_LIKE.match(cell)
+                    and not _ISO_LIKE.match(cell)
+                    and (not shift or not procedures or cell.lower() in procedures)
+                    for shift, cell in enumerate(cells[procedure : procedure + _SHIFT + 1])
+                )
+            if found and any(
+                _ISO_LIKE.match(cell) or _SLASH_DATE.match(cell)
+                for cell in cells[day : day + _SHIFT + 1]
+            ):
+                return True
+        return False
+
+    def _a_row_from_here(self, lines: list[str], procedures: frozenset[str]) -> bool:
+        """Read from the start of a later line of the record to its end, as someone's row:
+        a procedure id and a date in their columns, one of them inside the quote.
+
+        Another row whose own quoting is damaged too (its notes lost their opening quote, so
+        its line break is now inside this record's quote) has its first cells inside the quote
+        and its last ones after it, as if they were this record's own; no one line of it reads
+        as a row. (A real multi-line cell is followed by this record's own later cells only:
+        neither the procedure nor the date is then inside the quote.)
+        """
+        text = "".join(lines)
+        close = _closing_quote(text)
+        inside = text[:close].count(self.delimiter)  # cells that end before the quote does
+        cells = [cell.replace('"', "").strip() for cell in text.split(self.delimiter)]
         where = {name: i for i, name in enumerate(self.header)}
         procedure, day = where["procedure"], where["date"]
-        if len(cells) <= max(procedure, day):
+        if max(procedure, day) >= len(cells) or min(procedure, day) >= inside:
             return False
-        return bool(_ID_LIKE.match(cells[procedure].strip())) and bool(
-            _ISO_LIKE.match(cells[day]) or _SLASH_DATE.match(cells[day])
-        )
+        what, when = cells[procedure], cells[day]
+        # Only one cell of it is inside the quote: the procedure must be one there is a
+        # template for, not any word (a note's "a;b" would move its own date into place).
+        known = what.lower() in procedures if procedures else _ID_LIKE.match(what)
+        return bool(known) and bool(_ISO_LIKE.match(when) or _SLASH_DATE.match(when))
 
     def _record(self, row: int, cells: list[str]) -> ScheduleRecord:
         values: dict[str, str] = {}
@@ -177,16 +271,79 @@ class Schedule:
         return ScheduleRecord(row, values, stray)
 
 
-def _inside_quotes(taken: list[str]) -> list[str]:
-    """The record's lines that lie wholly inside one quoted cell: they start inside the quote
-    and hold no quote mark. (The last line holds the closing quote and the rest of the row's
-    own cells, which of course look like a row.)"""
-    inside, lines = False, []
-    for number, line in enumerate(taken):
-        if number and inside and '"' not in line:
-            lines.append(line)
-        inside ^= line.count('"') % 2 == 1
-    return lines
+def _inside_quotes(taken: list[str], delimiter: str) -> tuple[list[str], bool]:
+    """The text of the record's later lines that lies inside the quoted cell they start in,
+    and whether one of those cells closed in the middle of a cell.
+
+    A record runs on to its next line only inside a quote, so each later line starts inside
+    one: its text up to the quote that closes the cell (a doubled quote is a quote mark, not
+    an end) was typed as part of that cell. If that quote is followed by anything but a
+    delimiter or the line's end, it is not the cell's real end but another row's opening
+    quote or a stray one: the whole line is given too, and the record is not one row. (A line
+    ending a cell properly goes on with the record's own later cells, which of course look
+    like a row.)
+    """
+    texts, mid_cell = [], False
+    for line in taken[1:]:
+        at, text = 0, []
+        while True:
+            quote = line.find('"', at)
+            if quote < 0:
+                text.append(line[at:])
+                break
+            text.append(line[at:quote])
+            if line.startswith('""', quote):
+                text.append('"')
+                at = quote + 2
+                continue
+            after = line[quote + 1 : quote + 2]
+            if after not in ("", delimiter, "\n", "\r"):
+                texts.append(line)
+                mid_cell = True
+            break
+        texts.append("".join(text))
+    return texts, mid_cell
+
+
+def _closing_quote(text: str) -> int:
+    """Where the quoted cell that ``text`` starts inside ends (a doubled quote is a quote
+    mark, not an end); the length of the text if it does not."""
+    at = 0
+    while True:
+        quote = text.find('"', at)
+        if quote < 0:
+            return len(text)
+        if not text.startswith('""', quote):
+            return quote
+        at = quote + 2
+
+
+def _quote_left_open(line: str, delimiter: str) -> tuple[int, str] | None:
+    """The column of the quoted cell this line ends inside, and the line's text after that
+    cell's opening quote; None if the line ends outside quotes. (Read as the csv module reads:
+    a quote opens a cell only at its start; a quote that closes one may be followed by text.)
+    """
+    column, inside, start, at = 0, False, 0, 0
+    cell_start = True
+    while at < len(line):
+        char = line[at]
+        if inside:
+            if char == '"':
+                if line.startswith('""', at):
+                    at += 1
+                else:
+                    inside = False
+        elif char == delimiter:
+            column, cell_start = column + 1, True
+            at += 1
+            continue
+        elif char == '"' and cell_start:
+            inside, start = True, at + 1
+        elif char in "\r\n":
+            return None
+        cell_start = False
+        at += 1
+    return (column, line[start:].rstrip("\r\n")) if inside else None
 
 
 class _RowTooLong(Exception):
@@ -203,7 +360,7 @@ class _Lines:
 
     def __init__(self, handle: IO[str]) -> None:
         self.handle = handle
-        self.pending: deque[str] = deque()
+        self.pending: deque[tuple[str, int]] = deque()
         self.taken: list[str] = []
         self.chars = 0
 
@@ -211,7 +368,9 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
-        line = self.pending.popleft() if self.pending else self.handle.readline(MAX_ROW_CHARS + 1)
+        line = (
+            self.pending.popleft()[0] if self.pending else self.handle.readline(MAX_ROW_CHARS + 1)
+        )
         if not line:
             raise StopIteration
         self.taken.append(line)
@@ -228,12 +387,17 @@ class _Lines:
             if not part or part.endswith("\n"):
                 return
 
-    def start_record(self) -> None:
+    def start_record(self) -> int:
+        """Begin a record; the row whose unclosed quote held its first line, or 0."""
         self.taken = []
         self.chars = 0
+        return self.pending[0][1] if self.pending else 0
 
-    def give_back(self) -> None:
-        self.pending.extendleft(reversed(self.taken[1:]))
+    def give_back(self, opened_in: int = 0) -> None:
+        """Read the record's lines again, all but its first; ``opened_in``: the row whose
+        unclosed quote took them in, so the records read from them are stopped."""
+        again = [(line, opened_in) for line in self.taken[1:]]
+        self.pending.extendleft(reversed(again))
         self.taken = []
 
 
@@ -377,7 +541,7 @@ def read_rows(
     order = date_order or config.clinic.date_order
     language = language_of(config.clinic.locale)
     templates = Recent()
-    for record in schedule.records():
+    for record in schedule.records(available_procedures(config.templates_dir)):
         try:
             yield parse_row(
                 record,

@@ -228,8 +228,14 @@ def _day_start(text: str, config: Config, option: str, *, next_day: bool = False
 
 def _file_sha256(path: Path) -> str:
     import hashlib
+    import stat
 
     try:
+        # A pipe or a device would never end (or block until something writes to it).
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise InputError(
+                f"{path} is not a regular file (a pipe, a device or a folder): give the PDF file"
+            )
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except FileNotFoundError:
         raise InputError(f"{path} does not exist") from None

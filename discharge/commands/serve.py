@@ -37,6 +37,7 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
     from discharge.config import load_config
     from discharge.procedures import available_procedures, load_procedure
     from discharge.web import create_app
+    from discharge.web.jobs import remove_leftovers
     from discharge.web.rendering import Renderer
     from discharge.web.settings import check_bind, is_loopback, load_serve_settings
 
@@ -44,6 +45,7 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
     config = load_config(config_path)
     settings = load_serve_settings(config)
     check_bind(host, settings)  # before anything listens
+    remove_leftovers()  # uploads and PDFs of a server that was killed (kill -9) before it could
     overrides = {}
     if is_loopback(host):
         # A page on another site that re-points its own name at 127.0.0.1 (DNS rebinding)

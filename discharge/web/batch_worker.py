@@ -155,6 +155,9 @@ def main(argv: list[str]) -> int:
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)  # the form's requests come first
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
+    from discharge.batch.lifeline import die_with_parent
+
+    die_with_parent()  # `discharge serve` killed outright: this schedule stops too
     try:
         result = run(job, config_path, shown_as, date_order)
     except Exception as exc:  # a bug: say so on the page, never with the patient data

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -24,6 +25,8 @@ from typing import IO, Any
 from discharge.config import Config
 from discharge.web.batch_worker import COMBINED, OUT, PROGRESS, RESULT, SCHEDULE
 
+ROOT_PREFIX = "discharge-serve-"
+_OWNER = re.compile(re.escape(ROOT_PREFIX) + r"(\d+)-")
 AFTER_DOWNLOAD_MINUTES = 5.0
 MAX_RUNNING = 2  # schedules made at once; more would starve the form of CPU
 MAX_RUN_MINUTES = 60.0
@@ -52,7 +55,10 @@ class JobManager:
     @property
     def root(self) -> Path:
         if self._root is None:
-            self._root = Path(tempfile.mkdtemp(prefix="discharge-serve-"))  # 0700
+            # Named with whose folder it is: a server killed outright (kill -9) cannot remove
+            # it, so the next one to start does, once this process is gone (remove_leftovers).
+            prefix = f"{ROOT_PREFIX}{os.getpid()}-"
+            self._root = Path(tempfile.mkdtemp(prefix=prefix))  # 0700
             self._janitor = threading.Thread(target=self._sweep_loop, daemon=True)
             self._janitor.start()
         return self._root
@@ -150,6 +156,37 @@ class JobManager:
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
+
+
+def remove_leftovers() -> int:
+    """Remove the job folders of servers that were killed before they could (uploaded
+    schedules and their PDFs); the number removed. Only folders whose server is gone:
+    another server may be running on this computer."""
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob(ROOT_PREFIX + "*"):
+        owner = _OWNER.match(folder.name)
+        try:
+            if not owner or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue  # not a folder of ours (or one of an earlier version's servers)
+        except OSError:
+            continue
+        if not _running(int(owner.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    # A reused pid: on Linux, check it is still a discharge server.
+    with contextlib.suppress(OSError):
+        return b"discharge" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return True
 
 
 def worker_environment() -> dict[str, str]:

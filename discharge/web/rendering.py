@@ -35,6 +35,9 @@ _worker_config: list[Config] = []
 def _init_worker(config: Config) -> None:
     # Ctrl-C reaches the whole process group: the server decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from discharge.batch.lifeline import die_with_parent
+
+    die_with_parent()  # the server killed outright (kill -9): no worker is left running
     _worker_config[:] = [config]
     _warm(config, lambda request: make_pdf(request, config)[1])
 
@@ -86,6 +89,10 @@ class Renderer:
     def _new_pool(self) -> ProcessPoolExecutor:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if context.get_start_method() == "forkserver":
+            # The fork server ends with this process, even killed with kill -9 (its workers
+            # end with it); set before it starts, as it starts once per process.
+            context.set_forkserver_preload(["__main__", "discharge.web.forkserver_lifeline"])
         pool = ProcessPoolExecutor(
             self.processes, mp_context=context, initializer=_init_worker, initargs=(self.config,)
         )
