@@ -7,6 +7,7 @@ use them are in ``conftest.py``, which is never imported as a module.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -70,10 +71,23 @@ AXE_JS = Path(__file__).parent / "axe" / "node_modules" / "axe-core" / "axe.min.
 WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
+def ensure_axe() -> Path:
+    """axe-core's script, installed from the lock file on first use (`npm ci`), so the README's
+    test command is enough on a fresh checkout. No npm, or a failed install, is a failure."""
+    if not AXE_JS.is_file():
+        npm = shutil.which("npm")
+        assert npm, "npm is missing: the accessibility tests install axe-core with it"
+        folder = AXE_JS.parents[2]
+        subprocess.run([npm, "ci", "--prefix", str(folder), "--no-audit", "--no-fund"],
+                       check=True, capture_output=True, timeout=600)  # fmt: skip
+    assert AXE_JS.is_file(), f"{AXE_JS} is missing: run `npm ci --prefix tests/axe`"
+    return AXE_JS
+
+
 def axe_violations(page, tags: list[str] = WCAG_21_AA) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
     """Run axe-core on the page open in a Playwright ``page``: its WCAG 2.1 AA violations,
     each with its rule, impact and the elements found. A missing axe is a failure."""
-    assert AXE_JS.is_file(), f"{AXE_JS} is missing: run `npm ci --prefix tests/axe`"
+    ensure_axe()
     # Evaluated through the DevTools protocol, so a page's CSP (no script) does not stop it.
     page.evaluate(AXE_JS.read_text(encoding="utf-8") + "\n;0")
     result = page.evaluate(

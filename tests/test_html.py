@@ -20,11 +20,11 @@ from discharge.render_html import render_html
 from discharge.render_text import render_text
 from discharge.request import parse_request
 from tests.helpers import (
-    AXE_JS,
     CHROMIUM,
     PATIENT,
     WCAG_21_AA,
     axe_violations,
+    ensure_axe,
     pdf_text,
     run_discharge,
 )
@@ -320,7 +320,7 @@ def browser_type_launch_args() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def axe_page(browser):  # type: ignore[no-untyped-def]
-    assert AXE_JS.is_file(), f"{AXE_JS} is missing: run `npm ci --prefix tests/axe`"
+    ensure_axe()
     page = browser.new_page()
     yield page
     page.close()
