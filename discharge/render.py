@@ -9,7 +9,6 @@ from typing import Any
 from discharge import lazy_imports  # before reportlab: see that module
 
 # isort: split
-import reportlab
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfdoc
@@ -28,12 +27,12 @@ from reportlab.platypus import (
 from reportlab.platypus.doctemplate import LayoutError
 from reportlab.platypus.flowables import _listWrapOn  # layout, not speed: tests/test_speedups.py
 
-from discharge import cache as install_cache
 from discharge import speedups
 from discharge import styles as st
 from discharge.document import Block, Contact, Document
 from discharge.errors import RenderError
 from discharge.fonts import BODY, FALLBACK, main_coverage, markup, segments
+from discharge.qr import qr_runs
 from discharge.styles import Styles, styles_for
 from discharge.tagging import (
     ListTags,
@@ -559,45 +558,12 @@ class _QRCode(TaggedFlowable, Flowable):
 @functools.lru_cache(maxsize=32)
 def _qr_path(url: str) -> tuple[int, str]:
     """The QR code of ``url`` as its number of modules a side and one PDF path that fills its
-    dark modules, in module units with row 0 at the top. The addresses are the clinic's, the
-    same on every sheet, so each is encoded once per installation (the install cache) and
-    once per process: encoding takes about 1 ms, and importing the encoder 6–10 ms."""
-    key = (url, reportlab.Version, install_cache.source_digest(__file__))
-    entry = install_cache.fetch("qr", key)
-    if (
-        isinstance(entry, tuple)
-        and len(entry) == 2
-        and isinstance(entry[0], int)
-        and isinstance(entry[1], str)
-    ):
-        return entry
-    made = _encode_qr(url)
-    install_cache.store("qr", key, made)
-    return made
-
-
-def _encode_qr(url: str) -> tuple[int, str]:
-    """See ``_qr_path``. A run of dark modules in a row is one rectangle. Drawn as a path, not
-    reportlab's QR widget, which goes through its graphics renderer and names a non-embedded
-    font."""
-    from reportlab.graphics.barcode import qrencoder
-
-    qr = qrencoder.QRCode(None, qrencoder.QRErrorCorrectLevel.M)  # None: the smallest that fits
-    qr.addData(url)
-    qr.make()
-    count = qr.getModuleCount()
-    rects = []
-    for row in range(count):
-        col = 0
-        while col < count:
-            if not qr.isDark(row, col):
-                col += 1
-                continue
-            start = col
-            while col < count and qr.isDark(row, col):
-                col += 1
-            rects.append(f"{start} {row} {col - start} 1 re")
-    return count, "\n".join(rects) + "\nf"
+    dark modules, in module units with row 0 at the top: each run of dark modules in a row is
+    one rectangle. Drawn as a path, not reportlab's QR widget, which goes through its graphics
+    renderer and names a non-embedded font. The runs are the web page's too (``discharge.qr``,
+    encoded once per installation and once per process)."""
+    count, runs = qr_runs(url)
+    return count, "\n".join(f"{col} {row} {length} 1 re" for col, row, length in runs) + "\nf"
 
 
 def _teach_back(doc: Document, width: float, s: Styles) -> Flowable | None:
