@@ -88,3 +88,25 @@ def test_a_file_that_is_not_a_discharge_pdf_needs_force(tmp_path: Path) -> None:
     code, _, err = generate(tmp_path, "--patient", "Ann Alpha", "-o", out)
     assert code == 2 and "is a file that is not a discharge PDF for this patient" in err
     assert out.read_bytes() == b"%PDF-1.4 someone else's report"
+
+
+def test_email_keeps_its_copy_only_in_place_of_this_patients_pdf(tmp_path: Path) -> None:
+    # `discharge email --output` keeps the clinic's copy: the same guard as generate's.
+    out = tmp_path / "copy.pdf"
+    assert generate(tmp_path, "--patient", "Ann Alpha", "--mrn", "RX-1", "-o", out)[0] == 0
+    before = out.read_bytes()
+    eml = tmp_path / "message.eml"
+
+    def email(*extra: str | Path) -> tuple[int, str]:
+        result = run_discharge("email", *DAY, "--patient", "Bea Beta", "--mrn", "RX-2",
+                               "--to", "bea@example.org", "--eml", eml, "-o", out, *extra,
+                               cwd=tmp_path)  # fmt: skip
+        return result.code, result.stderr
+
+    code, err = email()
+    assert code == 2 and "is another patient's discharge PDF" in err, err
+    assert out.read_bytes() == before and not eml.exists()  # nothing made, nothing written
+
+    code, err = email("--force")
+    assert code == 0, err
+    assert "Bea Beta" in pdf_text(out) and eml.exists()

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
               help="Write the complete message to PATH (.eml) instead of sending it.")  # fmt: skip
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Also keep the clinic's copy of the PDF at PATH.")  # fmt: skip
+@click.option("--force", is_flag=True,
+              help="Replace the --output file even if it is not this patient's PDF.")  # fmt: skip
 @click.option("--resend", is_flag=True,
               help="Send even if these instructions were already emailed to this address, an "
                    "earlier version was, or a send's outcome is unknown.")  # fmt: skip
@@ -35,6 +37,7 @@ def email(
     recipient: str | None,
     eml: Path | None,
     output: Path | None,
+    force: bool,
     resend: bool,
     **patient: Any,
 ) -> None:
@@ -54,7 +57,8 @@ def email(
     recipient = check_email(recipient, "--to") or None
     request = request_from_options(**patient)
     config = load_clinic_config(config_path)
-    result = email_instructions(request, config, recipient, eml=eml, output=output, resend=resend)
+    result = email_instructions(request, config, recipient, eml=eml, output=output, resend=resend,
+                                force=force)  # fmt: skip
     warn_stale_translation(request, config)
     if output is not None:
         click.echo(f"Wrote {output}")

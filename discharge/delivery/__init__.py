@@ -29,7 +29,7 @@ from discharge.delivery.settings import EmailSettings, SmtpSettings, load_email_
 from discharge.delivery.smtp import Mailer, MessageRejected, OutcomeUnknown
 from discharge.document import Document
 from discharge.errors import DischargeError
-from discharge.generate import make_pdf
+from discharge.generate import check_replace, make_pdf
 from discharge.output import write_atomic
 from discharge.request import DischargeRequest, check_email
 
@@ -60,15 +60,19 @@ def email_instructions(
     output: Path | None = None,
     channel: str = "cli",
     resend: bool = False,
+    force: bool = False,
 ) -> EmailResult:
     """Make the patient's PDF and email it to ``recipient`` (or write the message to ``eml``).
 
-    ``output`` also keeps the clinic's copy of the PDF. Settings problems and a missing SMTP
+    ``output`` also keeps the clinic's copy of the PDF (an existing file there is replaced only
+    if it is this patient's PDF, or with ``force``). Settings problems and a missing SMTP
     password are found before any work is done; faults raise ``DeliveryError`` (an outcome
     that is not known, ``OutcomeUnknown``). A message the clinic's record (``sent.py``) says
     went already, or may have, is not sent unless ``resend``: the result says why (``held``).
     """
     recipient = check_email(recipient, "--to") or None
+    if output is not None and not force:
+        check_replace(output, request.patient.marker)
     smtp, settings = load_email_settings(config, sending=eml is None)
     mailer = Mailer(smtp) if eml is None else None  # checks the password variable now
     audit = AuditLog.open(config)  # every copy handed out is recorded
