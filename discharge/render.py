@@ -330,6 +330,20 @@ def _patient_block(doc: Document, width: float, s: Styles) -> Flowable:
     return table
 
 
+def _striped(rows: int) -> TableStyle:
+    """A table with a header row on the accent colour, a rule under each row and every other
+    row tinted (the timeline, the medicines)."""
+    commands: list[tuple[Any, ...]] = [
+        ("BACKGROUND", (0, 0), (-1, 0), st.ACCENT),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LINEBELOW", (0, 1), (-1, -1), 0.5, st.RULE),
+        ("TOPPADDING", (0, 0), (-1, -1), 5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+    ]
+    commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, rows, 2)]
+    return TableStyle(commands)
+
+
 def _timeline(
     doc: Document, width: float, s: Styles, kept_whole: bool | None = None
 ) -> list[Flowable]:
@@ -345,15 +359,7 @@ def _timeline(
         rows.append([when, [_p(label, s.what, what) for label in row.labels]])
     table = TaggedTable(rows, colWidths=[width * s.when_share, width * (1 - s.when_share)],
                         repeatRows=1)  # fmt: skip
-    commands: list[tuple[Any, ...]] = [
-        ("BACKGROUND", (0, 0), (-1, 0), st.ACCENT),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LINEBELOW", (0, 1), (-1, -1), 0.5, st.RULE),
-        ("TOPPADDING", (0, 0), (-1, -1), 5),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
-    ]
-    commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, len(rows), 2)]
-    table.setStyle(TableStyle(commands))
+    table.setStyle(_striped(len(rows)))
     heading = _p(labels.timeline, s.heading, Tag("H2"))
     if s.timeline_kept_whole if kept_whole is None else kept_whole:
         return [_KeepTogether([heading, table])]
@@ -460,15 +466,7 @@ def _medicines(doc: Document, width: float, s: Styles) -> list[Flowable]:
         rows.append([_p(text, s.what, tags.cell(r, c)) for c, text in enumerate(cells)])
     shares = (0.38, 0.37, 0.25)
     table = TaggedTable(rows, colWidths=[width * share for share in shares], repeatRows=1)
-    commands: list[tuple[Any, ...]] = [
-        ("BACKGROUND", (0, 0), (-1, 0), st.ACCENT),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LINEBELOW", (0, 1), (-1, -1), 0.5, st.RULE),
-        ("TOPPADDING", (0, 0), (-1, -1), 5),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
-    ]
-    commands += [("BACKGROUND", (0, r), (-1, r), st.ROW_TINT) for r in range(2, len(rows), 2)]
-    table.setStyle(TableStyle(commands))
+    table.setStyle(_striped(len(rows)))
     heading = _p(labels.medicines, s.heading, Tag("H2"))
     return [_HeadedTable(heading, table), Spacer(1, 6)]
 
