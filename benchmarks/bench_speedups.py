@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+# The instruction counter is bench_instructions.py's (this folder is on sys.path when a script
+# in it runs).
+from bench_instructions import instructions
 
 ARGS = ["--procedure", "hsg", "--date", "2026-11-21", "--time", "10:30",
         "--patient", "Zoë Nguyễn", "--dob", "1990-02-01", "--mrn", "RX-104233",
@@ -83,17 +86,6 @@ def cold_s(trick: str, colds: int, out: Path, env: dict[str, str]) -> float:
         cpus.append(end.children_user + end.children_system
                     - start.children_user - start.children_system)  # fmt: skip
     return statistics.median(cpus)
-
-
-def instructions(command: list[str], env: dict[str, str]) -> int:
-    proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
-        capture_output=True, text=True, env=env, check=True,
-    )  # fmt: skip
-    match = re.search(r"Collected : (\d+)", proc.stderr)
-    if not match:
-        raise SystemExit(f"no instruction count from valgrind:\n{proc.stderr[-2000:]}")
-    return int(match.group(1))
 
 
 def count(settings: list[str], base: dict[str, str], out: Path) -> None:

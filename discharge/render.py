@@ -319,15 +319,18 @@ def _patient_block(doc: Document, width: float, s: Styles) -> Flowable:
     label_w = min(max(s.patient_label_width, longest + padding), width / per_row * 0.45)
     value_w = width / per_row - label_w
     table = TaggedTable(rows, colWidths=[label_w, value_w] * per_row)
-    table.setStyle(
-        TableStyle([
-            ("BACKGROUND", (0, 0), (-1, -1), st.ACCENT_TINT),
-            ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ("TOPPADDING", (0, 0), (-1, -1), 4),
-            ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
-        ])
-    )  # fmt: skip
+    table.setStyle(_tinted())
     return table
+
+
+def _tinted() -> TableStyle:
+    """Label and value pairs on a light tint (the patient block, the next appointment)."""
+    return TableStyle([
+        ("BACKGROUND", (0, 0), (-1, -1), st.ACCENT_TINT),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("TOPPADDING", (0, 0), (-1, -1), 4),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+    ])  # fmt: skip
 
 
 def _striped(rows: int) -> TableStyle:
@@ -441,14 +444,7 @@ def _follow_up(doc: Document, width: float, s: Styles) -> list[Flowable]:
             for i, (label, value) in enumerate(pairs)]  # fmt: skip
     label_w = max(s.patient_label_width, width * 0.2)
     table = TaggedTable(rows, colWidths=[label_w, width - label_w])
-    table.setStyle(
-        TableStyle([
-            ("BACKGROUND", (0, 0), (-1, -1), st.ACCENT_TINT),
-            ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ("TOPPADDING", (0, 0), (-1, -1), 4),
-            ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
-        ])
-    )  # fmt: skip
+    table.setStyle(_tinted())
     heading = _p(labels.next_appointment, s.heading, Tag("H2"))
     return [_KeepTogether([heading, table]), Spacer(1, 6)]
 

@@ -6,32 +6,18 @@ from __future__ import annotations
 
 import http.cookiejar
 import os
-import re
 import secrets
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.test_web import Server, token
+from tests.test_web import Server, start_server, token
 
 
 def start(tmp: Path) -> Server:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
-    env["TMPDIR"] = str(tmp)  # the server's job folders, where this test can see them
-    process = subprocess.Popen(
-        [sys.executable, "-m", "discharge", "serve", "--port", "0", "--workers", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.match(r"Serving on (http://127\.0\.0\.1:\d+/)$", line.strip())
-    if not match:
-        process.kill()
-        raise AssertionError(f"server did not start: {line!r}")
-    return Server(process, match.group(1))
+    # TMPDIR: the server's job folders, where this test can see them.
+    return start_server("--workers", "1", extra_env={"TMPDIR": str(tmp)})
 
 
 def upload(url: str, data: bytes) -> None:

@@ -427,8 +427,9 @@ class Server:
         return self.process.returncode, "".join(self.output) + out + err
 
 
-def start_server(*args: str) -> Server:
+def start_server(*args: str, extra_env: dict[str, str] | None = None) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
+    env.update(extra_env or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "discharge", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
