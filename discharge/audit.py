@@ -61,8 +61,13 @@ MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED = (
 )  # fmt: skip
 # A sheet sent to a printer (discharge.printing): its ``detail`` holds the printer and job.
 PRINTED, PRINT_FAILED, PRINT_UNKNOWN = "printed", "print-failed", "print-unknown"
-ACTIONS = (MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED, PRINTED, PRINT_FAILED, PRINT_UNKNOWN)
-CHANNELS = ("cli", "batch", "web")
+# A sheet `discharge listen` removed from its ready folder (the appointment was cancelled).
+WITHDRAWN = "withdrawn"
+ACTIONS = (
+    MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED, PRINTED, PRINT_FAILED, PRINT_UNKNOWN,
+    WITHDRAWN,
+)  # fmt: skip
+CHANNELS = ("cli", "batch", "web", "hl7")
 
 _SETTINGS_KEYS = {"path", "enabled"}
 # reportlab writes one "/Type /Page" dictionary per page (and "/Type /Pages" for the tree); it

@@ -93,7 +93,7 @@ class Config:
 _CLINIC_FIELDS = {f.name for f in fields(Clinic)}
 REQUIRED_IN_FILE = ("name", "phone", "emergency_number")
 _NOT_INHERITED: dict[str, Any] = {"address": (), "after_hours_phone": ""}
-_KNOWN_SECTIONS = {"clinic", "smtp", "email", "audit", "serve", "resources", "print"}
+_KNOWN_SECTIONS = {"clinic", "smtp", "email", "audit", "serve", "resources", "print", "hl7"}
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -133,7 +133,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
     problems: list[str] = []
     for key in data:
         if key not in _KNOWN_SECTIONS:
-            known = "clinic, smtp, email, audit, serve, print, [[resources]]"
+            known = "clinic, smtp, email, audit, serve, print, hl7, [[resources]]"
             problems.append(f"unknown section [{key}] (expected one of: {known})")
     raw = data.get("clinic", {})
     if not isinstance(raw, dict):

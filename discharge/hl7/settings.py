@@ -1,0 +1,98 @@
+"""The ``[hl7]`` settings: which patient identifier is the hospital number, which appointment
+types make which sheet, and where to file the made sheets.
+
+```toml
+[hl7]
+patient_id_type = "MR"        # PID-3's identifier type code (CX.5) of the hospital number
+file_to = "ris.example:2576"  # optional: file each made sheet back as MDM^T02 there
+
+[hl7.procedures]              # appointment reason (SCH-7) or service (AIS-3) code -> sheet
+"HSG" = "hsg"
+"MISC-MED" = "miscarriage:medical"   # procedure:variant
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from discharge.config import Config
+from discharge.errors import ConfigError, DischargeError
+
+_KEYS = {"patient_id_type", "procedures", "file_to"}
+
+
+@dataclass(frozen=True)
+class Hl7Settings:
+    patient_id_type: str = ""  # "": the first identifier of PID-3
+    # code (upper case) -> (procedure id, variant or "")
+    procedures: dict[str, tuple[str, str]] = field(default_factory=dict)
+    file_to: tuple[str, int] | None = None  # (host, port) to file made sheets to
+
+    def sheet_for(self, code: str) -> tuple[str, str] | None:
+        return self.procedures.get(code.strip().upper()) if code.strip() else None
+
+
+def load_hl7_settings(config: Config) -> Hl7Settings:
+    """The clinic's ``[hl7]`` section, every problem reported at once (a ConfigError)."""
+    where = str(config.source) if config.source else "config"
+    raw = config.extra.get("hl7", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [hl7] must be a table of settings")
+    problems = [f"hl7.{key} is not a known setting" for key in raw if key not in _KEYS]
+    id_type = raw.get("patient_id_type", "")
+    if not isinstance(id_type, str) or len(id_type.strip()) > 10:
+        problems.append(
+            'hl7.patient_id_type must be an identifier type code in quotes, such as "MR"'
+        )
+        id_type = ""
+    procedures = _procedures(raw.get("procedures", {}), config, problems)
+    file_to = None
+    if "file_to" in raw:
+        file_to = parse_host_port(raw["file_to"], problems)
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
+    return Hl7Settings(id_type.strip().upper(), procedures, file_to)
+
+
+def parse_host_port(value: Any, problems: list[str]) -> tuple[str, int] | None:
+    expected = 'hl7.file_to must be "host:port", such as "ris.example:2576" or "[::1]:2576"'
+    if not isinstance(value, str):
+        problems.append(expected)
+        return None
+    host, sep, port = value.strip().rpartition(":")
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        problems.append(expected)
+        return None
+    return host, int(port)
+
+
+def _procedures(raw: Any, config: Config, problems: list[str]) -> dict[str, tuple[str, str]]:
+    from discharge.procedures import load_procedure
+
+    if not isinstance(raw, dict):
+        problems.append('[hl7.procedures] must be a table such as "HSG" = "hsg"')
+        return {}
+    table: dict[str, tuple[str, str]] = {}
+    for code, target in raw.items():
+        name = f"hl7.procedures.{code}"
+        if not isinstance(target, str) or not target.strip():
+            problems.append(f'{name} must be a procedure id in quotes, such as "hsg" or '
+                            '"miscarriage:medical"')  # fmt: skip
+            continue
+        procedure, _, variant = (part.strip().lower() for part in target.partition(":"))
+        try:
+            load_procedure(procedure, config.templates_dir).variant(variant or None)
+        except DischargeError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        key = code.strip().upper()
+        if key in table:
+            problems.append(f"{name}: the code is in the table twice (codes ignore case)")
+            continue
+        table[key] = (procedure, variant)
+    return table
