@@ -23,9 +23,17 @@ from discharge.options import config_option, load_clinic_config, warn_drafts, wa
               help="Listen on an address other computers reach: patient data then crosses "
                    "the network unencrypted (only for the interface engine's own host or a "
                    "VPN).")  # fmt: skip
+@click.option("--jobs", "-j", type=click.IntRange(min=1), metavar="N",
+              help="PDFs made at once (for messages on several connections). Default: the "
+                   "number of CPU cores.")  # fmt: skip
 @config_option
 def listen(
-    host: str, port: int, out_dir: Path, allow_network: bool, config_path: Path | None
+    host: str,
+    port: int,
+    out_dir: Path,
+    allow_network: bool,
+    config_path: Path | None,
+    jobs: int | None = None,
 ) -> None:
     """Take the scheduling system's bookings (HL7 v2 SIU^S12-S15 over MLLP) and keep a folder
     of each booked patient's ready PDF, as `discharge batch` makes them.
@@ -63,7 +71,7 @@ def listen(
         click.echo(line)
 
     try:
-        serve_mllp(folder, host.strip("[]"), port, started=started, report=report)
+        serve_mllp(folder, host.strip("[]"), port, jobs=jobs, started=started, report=report)
     except OSError as exc:
         raise OutputError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
     click.echo("Stopped.")

@@ -1,8 +1,10 @@
-"""The MLLP server of ``discharge listen``: python-hl7's asyncio streams, one message at a time.
+"""The MLLP server of ``discharge listen``: python-hl7's asyncio streams.
 
-Each connection is read frame by frame (VT ... FS CR); every frame is handed to the ready
-folder in one worker thread (so messages are done in the order they came, and the event loop
-keeps accepting other connections meanwhile) and its acknowledgement written back. A frame
+Each connection is read frame by frame (VT ... FS CR), one message at a time, as MLLP sends
+them: the acknowledgement to one goes back before the next is read. The ready folder reads and
+records messages in one thread, in the order they come; their PDFs are rendered by the batch's
+worker processes, so several connections (an engine with several outbound threads) keep every
+core busy. A frame
 that is not HL7 is answered with AR; a client that disconnects mid-frame or sends an
 oversized frame loses only its own connection; nothing a client sends stops the listener.
 """
@@ -11,17 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from hl7.mllp import InvalidBlockError, start_hl7_server
 
 from discharge.hl7.sheets import ReadyFolder
 from discharge.hl7.siu import REJECT, SEGMENT_SEQUENCE, Problem, decode_frame, make_ack
 
-LOG = logging.getLogger("discharge.listen")
 # Far above any scheduling message (a few kilobytes): a frame that never ends is cut here.
 FRAME_LIMIT = 1024 * 1024
 # A connection that sends nothing for this long is closed (the engine reconnects).
@@ -33,18 +35,31 @@ def listen(
     host: str,
     port: int,
     *,
+    jobs: int | None = None,
     started: Callable[[int], None] | None = None,
     report: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM; ``started`` is told the port once it listens, ``report``
-    one line per message (event, control id, acknowledgement: never patient data)."""
-    asyncio.run(_serve(folder, host, port, started, report))
+    one line per message (event, control id, acknowledgement: never patient data). ``jobs``
+    worker processes render the PDFs (default: the number of cores; 1: this process)."""
+    from discharge.batch.run import render_pool
+
+    jobs = jobs or os.cpu_count() or 1
+    # Started before the event loop and its threads, so the workers fork from one thread.
+    pool = render_pool(folder.config, folder.out, jobs) if jobs > 1 else None
+    try:
+        asyncio.run(_serve(folder, host, port, pool, started, report))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
 
 
 async def _serve(
     folder: ReadyFolder,
     host: str,
     port: int,
+    pool: Any,
     started: Callable[[int], None] | None,
     report: Callable[[str], None] | None,
 ) -> None:
@@ -68,7 +83,7 @@ async def _serve(
                     continue
                 except (asyncio.IncompleteReadError, ValueError, TimeoutError):
                     break  # disconnected (mid-frame or not), a frame over the limit, or idle
-                reply = await loop.run_in_executor(worker, folder.handle, frame)
+                reply = await _handle(loop, worker, pool, folder, frame)
                 if report is not None:
                     report(_summary(frame, reply))
                 writer.writeblock(reply)
@@ -99,6 +114,47 @@ async def _serve(
         await loop.run_in_executor(worker, folder.close)
         worker.shutdown(wait=True)
         await server.wait_closed()
+
+
+async def _handle(
+    loop: asyncio.AbstractEventLoop,
+    worker: ThreadPoolExecutor,
+    pool: Any,
+    folder: ReadyFolder,
+    frame: bytes,
+) -> bytes:
+    if pool is None:
+        return await loop.run_in_executor(worker, folder.handle, frame)
+    from discharge.batch.run import render_rows
+
+    step = await loop.run_in_executor(worker, folder.begin, frame)
+    if step.task is None:
+        return step.reply
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def set_result(result: Any) -> None:
+        if not done.done():
+            done.set_result(result)
+
+    def set_exception(exc: BaseException) -> None:
+        if not done.done():
+            done.set_exception(exc)
+
+    # Called in the pool's result thread: handed over to the event loop's.
+    def settle(result: Any) -> None:
+        loop.call_soon_threadsafe(set_result, result)
+
+    def fail(exc: BaseException) -> None:
+        loop.call_soon_threadsafe(set_exception, exc)
+
+    pool.apply_async(render_rows, ([step.task],), callback=settle, error_callback=fail)
+    try:
+        (result,) = await done
+    except Exception as exc:  # noqa: BLE001 - a worker died: this message is not done
+        from discharge.batch.run import RenderResult
+
+        result = RenderResult(step.task.row, step.task.file, "", f"not made ({type(exc).__name__})")
+    return await loop.run_in_executor(worker, folder.finish, step, result)
 
 
 def _not_a_frame() -> bytes:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import hl7
 
-from discharge.audit import MADE, WITHDRAWN, AuditLog, AuditRecord, describe_pdf
+from discharge.audit import MADE, WITHDRAWN, AuditLog, AuditRecord
 from discharge.batch import (
     ERROR,
     MANIFEST_FIELDS,
@@ -43,7 +43,13 @@ from discharge.batch import (
     record_key,
     remove_partial_files,
 )
-from discharge.batch.run import input_fingerprint
+from discharge.batch.run import (
+    RenderResult,
+    RenderTask,
+    input_fingerprint,
+    prepare_renderer,
+    render_row,
+)
 from discharge.batch.schedule import Recent
 from discharge.clinic_data import data_dir
 from discharge.config import Config
@@ -64,7 +70,7 @@ from discharge.hl7.siu import (
     make_ack,
     read_booking,
 )
-from discharge.output import open_atomic, write_atomic
+from discharge.output import open_atomic
 
 JOURNAL_NAME = "hl7-journal.sqlite3"
 WITHDRAWN_STATUS = "withdrawn"
@@ -86,6 +92,20 @@ CREATE TABLE IF NOT EXISTS appointments (
     input_sha256 TEXT NOT NULL, error TEXT NOT NULL, updated_utc TEXT NOT NULL,
     PRIMARY KEY (folder, appointment));
 """
+
+
+@dataclass(frozen=True)
+class Step:
+    """The first half of a message: its acknowledgement already (``reply``), or the PDF to
+    render (``task``) before ``ReadyFolder.finish`` records it."""
+
+    received: Received
+    reply: bytes = b""
+    task: RenderTask | None = None
+    booking: Booking | None = None
+    current: dict[str, str] | None = None
+    key: str = ""
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +140,8 @@ class ReadyFolder:
         self.templates = Recent()
         self.lock = threading.Lock()
         self.filer = filer
+        self.in_flight: set[tuple[str, str]] = set()  # (sender, control id) being rendered
+        self.renderer_ready = False
         self.write_manifest()
 
     @property
@@ -139,43 +161,124 @@ class ReadyFolder:
     # --- one message -------------------------------------------------------------------
 
     def handle(self, frame: bytes) -> bytes:
-        """The acknowledgement to one frame, as bytes to send back. Never raises."""
+        """The acknowledgement to one frame, as bytes to send back, its PDF rendered in this
+        process. Never raises."""
+        step = self.begin(frame)
+        if step.task is None:
+            return step.reply
+        if not self.renderer_ready:
+            prepare_renderer(self.config, self.out)
+            self.renderer_ready = True
+        return self.finish(step, render_row(step.task))
+
+    def begin(self, frame: bytes) -> Step:
+        """Read a frame; answer it at once, or say which PDF to render (in a worker process:
+        the batch's ``render_row``, which writes it whole into the folder). Never raises."""
         with self.lock:
             received = decode_frame(frame)
             try:
-                text = self._handle(received)
+                return self._begin(received)
             except Exception as exc:  # noqa: BLE001 - a bug must not stop the listener
-                problem = Problem("MSH", 10, INTERNAL, f"internal error ({type(exc).__name__}); "
-                                  "the message was not done: send it again")  # fmt: skip
-                text = make_ack(received, REJECT, [problem], problem.text, _ack_id())
-            return text.encode(received.codec, "replace")
+                return Step(received, self._internal(received, exc))
 
-    def _handle(self, received: Received) -> str:
+    def finish(self, step: Step, result: RenderResult) -> bytes:
+        """Record a rendered PDF (flushed to disk, audit record, journal) and acknowledge it.
+        Never raises."""
+        with self.lock:
+            received = step.received
+            try:
+                return self._finish(step, result)
+            except DischargeError as exc:
+                return self._not_done(received, exc)
+            except Exception as exc:  # noqa: BLE001
+                return self._internal(received, exc)
+            finally:
+                self.in_flight.discard((received.sender, received.control_id))
+
+    def _internal(self, received: Received, exc: Exception) -> bytes:
+        problem = Problem("MSH", 10, INTERNAL, f"internal error ({type(exc).__name__}); the "
+                          "message was not done: send it again")  # fmt: skip
+        text = make_ack(received, REJECT, [problem], problem.text, _ack_id())
+        return text.encode(received.codec, "replace")
+
+    def _not_done(self, received: Received, exc: DischargeError) -> bytes:
+        # Our side failed (a full disk, the audit log): not the sender's fault, and not
+        # journaled, so the engine's retry gets another go.
+        problem = Problem("MSH", 10, INTERNAL, f"not done: {exc}")
+        text = make_ack(received, REJECT, [problem], problem.text, _ack_id())
+        return text.encode(received.codec, "replace")
+
+    def _reply(self, received: Received, text: str) -> Step:
+        return Step(received, text.encode(received.codec, "replace"))
+
+    def _begin(self, received: Received) -> Step:
         if received.message is None:
             assert received.problem is not None
             problems = received.problem.problems
-            return make_ack(received, REJECT, problems, problems[0].text, _ack_id())
+            return self._reply(
+                received, make_ack(received, REJECT, problems, problems[0].text, _ack_id())
+            )
         before = self._seen(received)
         if before is not None:
-            return before
+            return self._reply(received, before)
+        ident = (received.sender, received.control_id)
+        if ident in self.in_flight:
+            problem = Problem("MSH", 10, INTERNAL, "this message is being done now (sent twice "
+                              "at once): send it again for its acknowledgement")  # fmt: skip
+            return self._reply(
+                received, make_ack(received, REJECT, [problem], problem.text, _ack_id())
+            )
         event = _field(received, "MSH", 9, 2)
         try:
             booking = read_booking(received, self.settings, self.config)
-            done = self._apply(booking, received)
+            step = self._plan(booking, received)
         except MessageError as exc:
             self._note_error(received, exc)
             outcome = REJECTED if exc.ack == REJECT else FAILED
             text = "; ".join(f"{p.where}: {p.text}" for p in exc.problems)
             self._journal_message(received, event, outcome, exc.ack, text, exc.problems)
-            return make_ack(received, exc.ack, exc.problems, text, _ack_id())
+            return self._reply(received, make_ack(received, exc.ack, exc.problems, text,
+                                                  _ack_id()))  # fmt: skip
         except DischargeError as exc:
-            # Our side failed (a full disk, the audit log): not the sender's fault, and not
-            # journaled, so the engine's retry gets another go.
-            problem = Problem("MSH", 10, INTERNAL, f"not done: {exc}")
-            return make_ack(received, REJECT, [problem], problem.text, _ack_id())
-        self._journal_message(received, event, done.outcome, ACCEPT, done.text, [])
+            return Step(received, self._not_done(received, exc))
+        if isinstance(step, Outcome):
+            self._journal_message(received, event, step.outcome, ACCEPT, step.text, [])
+            self.write_manifest()
+            return self._reply(received, make_ack(received, ACCEPT, [], step.text, _ack_id()))
+        self.in_flight.add(ident)
+        return step
+
+    def _finish(self, step: Step, result: RenderResult) -> bytes:
+        received, booking, current = step.received, step.booking, step.current
+        assert booking is not None and booking.request is not None and step.task is not None
+        if result.error or result.audit is None:
+            raise DischargeError(result.error or "the PDF was not made")
+        file = step.task.file
+        path = self.out / file
+        _fsync(path)  # whole and on disk before it is recorded
+        record = replace(
+            result.audit,
+            channel=CHANNEL,
+            batch_file=f"hl7:{self.folder}",
+            batch_row=step.task.row,
+            detail=_detail(received, booking, current),
+        )
+        self.audit.record_or_remove(record, path)
+        outcome = REMADE if current is not None and current["status"] == OK else MADE_OUTCOME
+        done = Outcome(outcome, f"{outcome}: the sheet is ready")
+        event = _field(received, "MSH", 9, 2)
+        with self.journal:
+            self._store(booking, step.task.row, step.key, OK, file, result.sha256,
+                        booking.request, booking.email, step.fingerprint, "",
+                        commit=False)  # fmt: skip
+            self._journal_message(received, event, done.outcome, ACCEPT, done.text, [],
+                                  commit=False)  # fmt: skip
+        if current is not None and current["file"] and current["file"] != file:
+            with contextlib.suppress(OSError):  # the old date's sheet: replaced by this one
+                (self.out / current["file"]).unlink()
         self.write_manifest()
-        return make_ack(received, ACCEPT, [], done.text, _ack_id())
+        text = make_ack(received, ACCEPT, [], done.text, _ack_id())
+        return text.encode(received.codec, "replace")
 
     def _seen(self, received: Received) -> str | None:
         found = self.journal.execute(
@@ -196,8 +299,10 @@ class ReadyFolder:
         ack: str,
         text: str,
         problems: list[Problem],
+        *,
+        commit: bool = True,
     ) -> None:
-        with self.journal:
+        with self.journal if commit else contextlib.nullcontext():
             self.journal.execute(
                 "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (received.sender, received.control_id, _now(), event, outcome, ack, text,
@@ -206,7 +311,7 @@ class ReadyFolder:
 
     # --- what a booking does -------------------------------------------------------------
 
-    def _apply(self, booking: Booking, received: Received) -> Outcome:
+    def _plan(self, booking: Booking, received: Received) -> Outcome | Step:
         current = self._appointment(booking)
         if booking.request is None:
             if current is not None and current["status"] == OK:
@@ -219,7 +324,7 @@ class ReadyFolder:
 
     def _make(
         self, booking: Booking, current: dict[str, str] | None, received: Received
-    ) -> Outcome:
+    ) -> Outcome | Step:
         request = booking.request
         assert request is not None and booking.template is not None
         row = int(current["row"]) if current else self._next_row()
@@ -234,28 +339,10 @@ class ReadyFolder:
             and current["file"] == file
             and _digest(self.out / file) == current["sha256"]
         ):
-            self._store(booking, row, key, OK, file, current["sha256"], request, booking.email,
-                        fingerprint, "")  # fmt: skip
             return Outcome(UNCHANGED, "unchanged: the sheet already made is still right")
-        from discharge.generate import make_pdf
-
-        document, pdf = make_pdf(request, self.config)
-        path = self.out / file
-        write_atomic(path, pdf)  # whole, and flushed to disk, before it is recorded
-        record = replace(
-            describe_pdf(request, document, pdf, channel=CHANNEL),
-            batch_file=f"hl7:{self.folder}",
-            batch_row=row,
-            detail=_detail(received, booking, current),
-        )
-        stored = self.audit.record_or_remove(record, path)
-        sha = stored.pdf_sha256 or hashlib.sha256(pdf).hexdigest()
-        self._store(booking, row, key, OK, file, sha, request, booking.email, fingerprint, "")
-        if current is not None and current["file"] and current["file"] != file:
-            with contextlib.suppress(OSError):  # the old date's sheet: replaced by this one
-                (self.out / current["file"]).unlink()
-        outcome = REMADE if current is not None and current["status"] == OK else MADE_OUTCOME
-        return Outcome(outcome, f"{outcome}: the sheet is ready")
+        task = RenderTask(row, file, request)
+        return Step(received, task=task, booking=booking, current=current, key=key,
+                    fingerprint=fingerprint)  # fmt: skip
 
     def _withdraw(self, booking: Booking, current: dict[str, str], received: Received) -> Outcome:
         made = self._made_record(current["sha256"])
@@ -352,13 +439,14 @@ class ReadyFolder:
         *,
         procedure: str = "",
         day: str = "",
+        commit: bool = True,
     ) -> None:
         if request is not None:
             procedure = request.procedure  # type: ignore[attr-defined]
             day = request.day.isoformat()  # type: ignore[attr-defined]
         current = self._appointment(booking)
         appointment = current["appointment"] if current else booking.appointment
-        with self.journal:
+        with self.journal if commit else contextlib.nullcontext():
             self.journal.execute(
                 "INSERT OR REPLACE INTO appointments VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -410,11 +498,28 @@ def _open_journal(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode = WAL")
+        # The journal is flushed with the next commit, not each one: what a power cut loses
+        # is only that a message was done, and its retry is then done again (its PDF and
+        # audit record are already on disk).
+        db.execute("PRAGMA synchronous = NORMAL")
         db.executescript(_SCHEMA)
     except (OSError, sqlite3.Error) as exc:
         raise OutputError(f"cannot open the HL7 journal {path}: {exc}") from None
     db.isolation_level = "DEFERRED"
     return db
+
+
+def _fsync(path: Path) -> None:
+    """Flush one PDF to disk (the batch's syncfs would flush everything on the file system,
+    others' writes too: slower for one file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def _digest(path: Path) -> str:
