@@ -265,8 +265,13 @@ def test_a_modification_on_the_same_day_replaces_the_file_in_place(listener: Lis
     listener.send(siu("S12", "MOD-1", appointment="A400", start="202612100900"))
     before = listener.row("2026-12-10")
     (ack,) = listener.send(
-        siu("S14", "MOD-2", appointment="A400", start="202612100900",
-            clinician="4712^Reyes^Lena^^^Dr")  # fmt: skip
+        siu(
+            "S14",
+            "MOD-2",
+            appointment="A400",
+            start="202612100900",
+            clinician="4712^Reyes^Lena^^^Dr",
+        )  # fmt: skip
     )
     assert msa(ack)[1] == "AA"
     after = listener.row("2026-12-10")
@@ -275,8 +280,13 @@ def test_a_modification_on_the_same_day_replaces_the_file_in_place(listener: Lis
     assert "Dr Lena Reyes" in text and "Okafor" not in text
     # Nothing changed: nothing made again.
     (ack,) = listener.send(
-        siu("S14", "MOD-3", appointment="A400", start="202612100900",
-            clinician="4712^Reyes^Lena^^^Dr")  # fmt: skip
+        siu(
+            "S14",
+            "MOD-3",
+            appointment="A400",
+            start="202612100900",
+            clinician="4712^Reyes^Lena^^^Dr",
+        )  # fmt: skip
     )
     assert msa(ack)[1] == "AA" and "unchanged" in msa(ack)[3]
     assert listener.row("2026-12-10")["sha256"] == after["sha256"]
@@ -347,8 +357,15 @@ def test_an_unmapped_appointment_type_is_acknowledged_and_ignored(listener: List
 
 def test_bad_data_gets_ae_naming_segment_and_field_never_the_value(listener: Listener) -> None:
     (ack,) = listener.send(
-        siu("S12", "BAD-1", appointment="A700", family="Secretname", dob="1990-02-30",
-            start="2026X12", email="not-an-address")  # fmt: skip
+        siu(
+            "S12",
+            "BAD-1",
+            appointment="A700",
+            family="Secretname",
+            dob="1990-02-30",
+            start="2026X12",
+            email="not-an-address",
+        )  # fmt: skip
     )
     assert msa(ack)[1:3] == ["AE", "BAD-1"]
     found = {(e[2], e[3].split("^")[0]) for e in errs(ack)}
@@ -373,9 +390,7 @@ def test_errors_in_a_version_2_3_message_use_err_1(listener: Listener) -> None:
 
 
 def test_a_message_type_it_does_not_take_gets_ar(listener: Listener) -> None:
-    adt, s17 = listener.send(
-        siu("A01", "AR-1", kind="ADT"), siu("S17", "AR-2", appointment="A703")
-    )
+    adt, s17 = listener.send(siu("A01", "AR-1", kind="ADT"), siu("S17", "AR-2", appointment="A703"))
     assert msa(adt)[1:3] == ["AR", "AR-1"]
     assert errs(adt)[0][2:4] == ["MSH^1^9^1^1", "200^Unsupported message type^HL70357"]
     assert msa(s17)[1:3] == ["AR", "AR-2"]
@@ -416,12 +431,19 @@ def test_each_hl7_version_makes_the_sheet(
     listener: Listener, version: str, timing: str, day: str
 ) -> None:
     (ack,) = listener.send(
-        siu("S12", f"V-{version}", appointment=f"V{version}", version=version, timing=timing,
-            start=f"202612{day}1100", mrn=f"RX-V{day}")  # fmt: skip
+        siu(
+            "S12",
+            f"V-{version}",
+            appointment=f"V{version}",
+            version=version,
+            timing=timing,
+            start=f"202612{day}1100",
+            mrn=f"RX-V{day}",
+        )  # fmt: skip
     )
     assert msa(ack)[1] == "AA", ack
     text = pdftotext(listener.out / listener.row(f"2026-12-{day}")["file"])
-    assert f"December 2026" in text and f"RX-V{day}" in text and "11:00" in text
+    assert f"{day} December 2026" in text and f"RX-V{day}" in text and "11:00" in text
 
 
 def test_non_ascii_names_in_8859_1_and_utf_8(listener: Listener) -> None:
@@ -438,8 +460,9 @@ def test_non_ascii_names_in_8859_1_and_utf_8(listener: Listener) -> None:
     # UTF-8 bytes in a message that says 8859/1 are read as 8859/1 (mojibake, not a crash);
     # bytes that are not UTF-8 in one that says UTF-8 are an AE on MSH-18.
     (ack,) = listener.send(
-        siu("S12", "U8-2", appointment="A802", family="Müller", start="202612240930")
-        .encode("iso8859-1"),
+        siu("S12", "U8-2", appointment="A802", family="Müller", start="202612240930").encode(
+            "iso8859-1"
+        ),
         codec="iso8859-1",
     )
     assert msa(ack)[1] == "AE" and errs(ack)[0][2] == "MSH^1^18^1"
@@ -458,8 +481,14 @@ def test_escape_sequences_crlf_segment_ends_and_repeated_identifiers(listener: L
 
 def test_a_thousand_bookings(listener: Listener) -> None:
     messages = [
-        siu("S12", f"K-{n}", appointment=f"K{n}", mrn=f"RX-K{n}", family=f"Kay{n}",
-            start=f"2027{1 + n % 12:02d}{1 + n % 28:02d}{8 + n % 9:02d}30")  # fmt: skip
+        siu(
+            "S12",
+            f"K-{n}",
+            appointment=f"K{n}",
+            mrn=f"RX-K{n}",
+            family=f"Kay{n}",
+            start=f"2027{1 + n % 12:02d}{1 + n % 28:02d}{8 + n % 9:02d}30",
+        )  # fmt: skip
         for n in range(1000)
     ]
     began = time.monotonic()
@@ -501,3 +530,31 @@ def test_bad_hl7_settings_are_all_reported_at_once(tmp_path: Path) -> None:
     for expected in ("hl7.file_to", "hl7.colour", "hl7.procedures.X", "hl7.procedures.Y"):
         assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_second_listener_or_a_batch_into_the_same_folder_is_refused(listener: Listener) -> None:
+    result = run_discharge("listen", "--port", "0", "--out-dir", listener.out)
+    assert result.code == 2 and "is writing to" in result.stderr
+    assert listener.process.poll() is None
+
+
+def test_a_day_replayed_with_mllp_send_makes_nothing_twice(
+    listener: Listener, tmp_path: Path
+) -> None:
+    day = tmp_path / "day.hl7"
+    messages = [siu("S12", f"DAY-{n}", appointment=f"D{n}", mrn=f"RX-D{n}",
+                    start=f"2027020{n + 1}0900", end="\n") for n in range(3)]  # fmt: skip
+    day.write_text("".join(messages), encoding="utf-8")
+    send = [str(Path(sys.executable).parent / "mllp_send"), "--loose", "--file", str(day),
+            "--port", str(listener.port), "127.0.0.1"]  # fmt: skip
+    first = subprocess.run(send, capture_output=True, text=True, timeout=120, check=True)
+    assert first.stdout.count("MSA|AA|DAY-") == 3
+    made = {r["file"]: r["sha256"] for r in listener.manifest() if r["file"].startswith("rx-d")}
+    assert len(made) == 3
+    again = subprocess.run(send, capture_output=True, text=True, timeout=120, check=True)
+    assert again.stdout.count("MSA|AA|DAY-") == 3
+    assert {
+        r["file"]: r["sha256"] for r in listener.manifest() if r["file"].startswith("rx-d")
+    } == made
+    for sha in made.values():
+        assert len(listener.audit_records(pdf_sha256=sha)) == 1

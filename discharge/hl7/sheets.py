@@ -8,9 +8,10 @@ committed, the message's control id in the journal. A message whose control id t
 already has (the interface engine's retry) is acknowledged again as it was the first time,
 and makes nothing.
 
-The journal (``hl7-journal.sqlite3`` in the clinic's data folder) keeps each message's control
-id and acknowledgement, and each appointment's sheet; it holds no names, only appointment ids,
-file names and digests.
+The journal (``hl7-journal.sqlite3`` in the clinic's data folder) keeps, for each ready folder,
+each message's control id and acknowledgement, and each appointment's sheet; it holds no
+names, only appointment ids, file names and digests. (Per folder: a day replayed into a new
+folder is made again there.)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from discharge.batch import (
     OK,
     ScheduleRow,
     folder_salt,
+    locked,
     neutralise,
     output_name,
     record_key,
@@ -84,7 +86,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     sender TEXT NOT NULL, control_id TEXT NOT NULL, received_utc TEXT NOT NULL,
     event TEXT NOT NULL, outcome TEXT NOT NULL, ack TEXT NOT NULL, ack_text TEXT NOT NULL,
-    problems TEXT NOT NULL, folder TEXT NOT NULL, PRIMARY KEY (sender, control_id));
+    problems TEXT NOT NULL, folder TEXT NOT NULL, PRIMARY KEY (folder, sender, control_id));
 CREATE TABLE IF NOT EXISTS appointments (
     folder TEXT NOT NULL, appointment TEXT NOT NULL, placer TEXT NOT NULL, filler TEXT NOT NULL,
     row INTEGER NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, file TEXT NOT NULL,
@@ -132,6 +134,10 @@ class ReadyFolder:
         self.settings = settings
         self.out = _prepare(out_dir)
         self.folder = str(self.out.resolve())
+        # The batch's lock on the folder, held while listening: a batch into the same folder
+        # (or a second listener) would rewrite the manifest under it.
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(locked(self.out))
         remove_partial_files(self.out)
         self.salt = folder_salt(self.out)
         AuditLog.open(config).close()  # a broken [audit] setting stops it now
@@ -157,6 +163,7 @@ class ReadyFolder:
                 self._audit.close()
                 self._audit = None
             self.journal.close()
+            self._lock.close()
 
     # --- one message -------------------------------------------------------------------
 
@@ -282,8 +289,9 @@ class ReadyFolder:
 
     def _seen(self, received: Received) -> str | None:
         found = self.journal.execute(
-            "SELECT ack, ack_text, problems FROM messages WHERE sender = ? AND control_id = ?",
-            (received.sender, received.control_id),
+            "SELECT ack, ack_text, problems FROM messages "
+            "WHERE folder = ? AND sender = ? AND control_id = ?",
+            (self.folder, received.sender, received.control_id),
         ).fetchone()
         if found is None:
             return None
