@@ -404,6 +404,11 @@ def test_malformed_frames_get_ar_and_never_stop_the_listener(listener: Listener)
     assert msa(garbage)[1] == "AR" and errs(garbage)[0][3].startswith("100^")
     assert msa(empty)[1] == "AR"
     assert msa(no_control)[1] == "AR" and errs(no_control)[0][2] == "MSH^1^10^1"
+    # A header cut short, and one with another field separator: still acknowledged.
+    other_separator = siu("S12", "SEP-1", appointment="A707", start="202612290900")
+    short, other = listener.send(b"MSH|^~\\&|A", other_separator.replace("|", "#").encode())
+    assert msa(short)[1] == "AR"
+    assert other.startswith("MSH#") and "\nMSA#AA#SEP-1#" in other
     # A client that disconnects mid-frame, one that sends bytes outside a frame, one that
     # declares a character set the listener does not read, and a frame of random bytes.
     with socket.create_connection(("127.0.0.1", listener.port)) as raw:

@@ -146,7 +146,8 @@ class ReadyFolder:
         self.templates = Recent()
         self.lock = threading.Lock()
         self.filer = filer
-        self.in_flight: set[tuple[str, str]] = set()  # (sender, control id) being rendered
+        # (sender, control id) -> the PDF being rendered for it, until it is recorded
+        self.in_flight: dict[tuple[str, str], str] = {}
         self.renderer_ready = False
         self.write_manifest()
 
@@ -159,6 +160,12 @@ class ReadyFolder:
     def close(self) -> None:
         """Close the audit log and the journal (in the thread that handled the messages)."""
         with self.lock:
+            # PDFs rendered for messages that were not finished (the listener stopped): in
+            # neither the audit log nor the journal, so not handed out; the retry remakes them.
+            for file in self.in_flight.values():
+                with contextlib.suppress(OSError):
+                    (self.out / file).unlink()
+            self.in_flight.clear()
             if self._audit is not None:
                 self._audit.close()
                 self._audit = None
@@ -200,7 +207,7 @@ class ReadyFolder:
             except Exception as exc:  # noqa: BLE001
                 return self._internal(received, exc)
             finally:
-                self.in_flight.discard((received.sender, received.control_id))
+                self.in_flight.pop((received.sender, received.control_id), None)
 
     def _internal(self, received: Received, exc: Exception) -> bytes:
         problem = Problem("MSH", 10, INTERNAL, f"internal error ({type(exc).__name__}); the "
@@ -252,7 +259,8 @@ class ReadyFolder:
             self._journal_message(received, event, step.outcome, ACCEPT, step.text, [])
             self.write_manifest()
             return self._reply(received, make_ack(received, ACCEPT, [], step.text, _ack_id()))
-        self.in_flight.add(ident)
+        assert step.task is not None
+        self.in_flight[ident] = step.task.file
         return step
 
     def _finish(self, step: Step, result: RenderResult) -> bytes:

@@ -328,6 +328,8 @@ def _with_request(
         )
     except FieldErrors as exc:
         for key, text in exc.problems.items():
+            if key == "dob" and not day:
+                continue  # "after the procedure date": the start's own problem is reported
             base = fields.get(key, Problem("PID", 5, DATA_TYPE, ""))
             code = REQUIRED_MISSING if "is empty" in text else base.code
             problems.append(Problem(base.segment, base.field, code, text, component=base.component))
@@ -480,23 +482,48 @@ def _repetitions(message: hl7.Message, segment: str, number: int) -> int:
 def make_ack(received: Received, ack: str, problems: list[Problem], text: str, ack_id: str) -> str:
     """The acknowledgement (original mode): MSH, MSA with ``ack`` and ``text`` (MSA-3), and one
     ERR per problem: ERR-2 the location and ERR-3 the code for version 2.5 and later, ERR-1
-    before (where ERR-2 and ERR-3 do not exist yet)."""
+    before (where ERR-2 and ERR-3 do not exist yet). Never raises, whatever the message."""
     message = received.message
     if message is None:
         head = f"MSH|^~\\&|DISCHARGE||||{_now()}||ACK|{ack_id}|P|2.5.1"
         lines = [head, f"MSA|{ack}||{_plain(text)}"]
-        for problem in problems:
-            lines.append(_err(problem, "2.5.1", "|", "^", "&", _plain))
+        lines += [_err(problem, "2.5.1", "|", "^", "&", _plain) for problem in problems]
         return "\r".join(lines) + "\r"
-    reply = message.create_ack(ack, message_id=ack_id)
-    separators = message.separators  # segment, field, repetition, component, subcomponent
-    field_mark, component, sub = separators[1], separators[3], separators[4]
-    lines = [str(reply).rstrip("\r")]
+    # The message's own separators (segment, field, repetition, component, subcomponent).
+    separators = message.separators
+    f, c, s = separators[1], separators[3], separators[4]
+    msh = _raw_fields(message)
+    event = field_text(message, "MSH", 9, 1, 2)
+    head = f.join([
+        "MSH", msh[2] or "^~\\&", msh[5], msh[6], msh[3], msh[4], _now(), "",
+        c.join(part for part in ("ACK", _escape(message, event), "ACK") if part), ack_id,
+        msh[11] or "P", msh[12] or "2.5.1",
+    ])  # fmt: skip
+    status = [ack, _escape(message, received.control_id)]
     if text:
-        lines[-1] += field_mark + message.escape(text)
-    for problem in problems:
-        lines.append(_err(problem, received.version, field_mark, component, sub, message.escape))
+        status.append(_escape(message, text))
+    lines = [head, f.join(["MSA", *status])]
+    escape = lambda value: _escape(message, value)  # noqa: E731
+    lines += [_err(problem, received.version, f, c, s, escape) for problem in problems]
     return "\r".join(lines) + "\r"
+
+
+def _raw_fields(message: hl7.Message) -> list[str]:
+    """MSH-0 to MSH-12 as sent (components and escapes kept), "" for those missing."""
+    try:
+        msh = message.segment("MSH")
+        found = [str(msh[n]) if n < len(msh) else "" for n in range(13)]
+    except Exception:  # noqa: BLE001 - a damaged header: answer without its values
+        found = ["MSH", "|"] + [""] * 11
+    # A value with the segment separator (a damaged message) must not end the segment early.
+    return [value.replace("\r", " ").replace("\n", " ") for value in found]
+
+
+def _escape(message: hl7.Message, value: str) -> str:
+    try:
+        return str(message.escape(value))
+    except Exception:  # noqa: BLE001
+        return _plain(value)
 
 
 def _err(problem: Problem, version: str, f: str, c: str, s: str, escape: Any) -> str:
