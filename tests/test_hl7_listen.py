@@ -563,3 +563,67 @@ def test_a_day_replayed_with_mllp_send_makes_nothing_twice(
     } == made
     for sha in made.values():
         assert len(listener.audit_records(pdf_sha256=sha)) == 1
+
+
+# --- --email: each sheet made is emailed, once ---------------------------------------------
+
+
+def test_with_email_each_sheet_made_is_emailed_once(tmp_path: Path) -> None:
+    from tests.test_email import Recorder as SmtpRecorder
+    from tests.test_email import _start
+
+    handler = SmtpRecorder()
+    smtp = _start(handler)
+    settings = (
+        SETTINGS + f'\n[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\n'
+        'sender = "Riverside Clinic <aftercare@riverside.example>"\ntimeout = 5\n'
+    )
+    running = start_listener(tmp_path / "listen", settings, "--email")
+    try:
+
+        def wait_for(line: str) -> None:
+            deadline = time.monotonic() + 60
+            while not any(line in seen for seen in running.lines):
+                assert time.monotonic() < deadline, running.output()
+                time.sleep(0.1)
+
+        (ack,) = running.send(siu("S12", "EM-1", appointment="E1", start="202612070930"))
+        assert msa(ack)[1] == "AA"
+        wait_for("row 1: emailed")
+        (message,) = handler.received
+        assert message.rcpt_tos == ["zoe@example.org"]
+        attachment = next(message.message.iter_attachments())
+        row = running.row("2026-12-07")
+        pdf = attachment.get_content()
+        assert pdf == (running.out / row["file"]).read_bytes()
+        emailed = running.audit_records(action="emailed")
+        assert len(emailed) == 1 and emailed[0]["channel"] == "hl7"
+        assert emailed[0]["email_address"] == "zoe@example.org"
+        # The same booking again (a new control id, nothing changed): nothing made or sent.
+        (ack,) = running.send(siu("S14", "EM-2", appointment="E1", start="202612070930"))
+        assert "unchanged" in msa(ack)[3]
+        # A change: the new sheet is made, and held back from the patient (an earlier version
+        # went), as batch --email holds it.
+        (ack,) = running.send(
+            siu(
+                "S14",
+                "EM-3",
+                appointment="E1",
+                start="202612070930",
+                clinician="4712^Reyes^Lena^^^Dr",
+            )  # fmt: skip
+        )
+        assert "remade" in msa(ack)[3]
+        wait_for("row 1: not emailed: an earlier version was emailed")
+        # No address: said, nothing sent.
+        running.send(siu("S12", "EM-4", appointment="E2", start="202612080930", email="",
+                         mrn="RX-E2"))  # fmt: skip
+        wait_for("row 2: not emailed: the booking has no email address")
+        assert len(handler.received) == 1
+        # Cancelled after it was emailed: the acknowledgement says so.
+        (ack,) = running.send(siu("S15", "EM-5", appointment="E1"))
+        assert "already emailed to the patient" in msa(ack)[3]
+        assert "zoe@example.org" not in running.output()
+    finally:
+        assert stop_listener(running) == 0
+        smtp.stop()

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from discharge.options import config_option, load_clinic_config, warn_drafts, warn_if_demo
+from discharge.options import (
+    config_option,
+    load_clinic_config,
+    print_choice,
+    print_options,
+    warn_drafts,
+    warn_if_demo,
+)
 
 
 @click.command()
@@ -26,6 +33,12 @@ from discharge.options import config_option, load_clinic_config, warn_drafts, wa
 @click.option("--jobs", "-j", type=click.IntRange(min=1), metavar="N",
               help="PDFs made at once (for messages on several connections). Default: the "
                    "number of CPU cores.")  # fmt: skip
+@click.option("--email", "email_sheets", is_flag=True,
+              help="Also email each sheet made to the booking's address (PID-13), once "
+                   "([smtp] and [email] settings), as batch --email does.")  # fmt: skip
+@click.option("--print", "to_printer", is_flag=True,
+              help="Also print each sheet made on the clinic's printer.")  # fmt: skip
+@print_options
 @config_option
 def listen(
     host: str,
@@ -34,6 +47,10 @@ def listen(
     allow_network: bool,
     config_path: Path | None,
     jobs: int | None = None,
+    email_sheets: bool = False,
+    to_printer: bool = False,
+    printer: str | None = None,
+    copies: int | None = None,
 ) -> None:
     """Take the scheduling system's bookings (HL7 v2 SIU^S12-S15 over MLLP) and keep a folder
     of each booked patient's ready PDF, as `discharge batch` makes them.
@@ -42,6 +59,7 @@ def listen(
     cannot be used.
     """
     from discharge.errors import ConfigError, OutputError
+    from discharge.hl7.handouts import Handouts, Printing
     from discharge.hl7.listener import listen as serve_mllp
     from discharge.hl7.settings import load_hl7_settings
     from discharge.hl7.sheets import ReadyFolder
@@ -53,12 +71,21 @@ def listen(
             "unencrypted (MLLP has no TLS); add --allow-network if the interface engine is "
             "on a trusted network path (the same host or a VPN)"
         )
+    if not to_printer and (printer is not None or copies is not None):
+        raise click.UsageError("--printer and --copies go with --print")
     config = load_clinic_config(config_path)
     settings = load_hl7_settings(config)
+    choice = print_choice(config, printer, copies) if to_printer else None
     if not settings.procedures:
         click.echo("warning: [hl7.procedures] maps no appointment type: every booking will be "
                    "ignored", err=True)  # fmt: skip
-    folder = ReadyFolder(config, settings, out_dir)
+    handouts = None
+    if email_sheets or choice is not None:
+        printing = Printing(choice.printer, choice.copies, choice.timeout) if choice else None
+        handouts = Handouts(
+            config, out_dir, email=email_sheets, printing=printing, report=_report
+        )  # the settings and the password's variable are checked now, before listening
+    folder = ReadyFolder(config, settings, out_dir, handouts=handouts)
     warn_drafts(config)
 
     def started(bound: int) -> None:
@@ -67,11 +94,13 @@ def listen(
         warn_if_demo(config)
         sys.stdout.flush()
 
-    def report(line: str) -> None:
-        click.echo(line)
-
     try:
-        serve_mllp(folder, host.strip("[]"), port, jobs=jobs, started=started, report=report)
+        serve_mllp(folder, host.strip("[]"), port, jobs=jobs, started=started, report=_report)
     except OSError as exc:
         raise OutputError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
     click.echo("Stopped.")
+
+
+def _report(line: str) -> None:
+    """One line a message or a hand-out, from any thread: never a patient's details."""
+    click.echo(line)

@@ -56,6 +56,7 @@ from discharge.batch.schedule import Recent
 from discharge.clinic_data import data_dir
 from discharge.config import Config
 from discharge.errors import DischargeError, OutputError
+from discharge.hl7.handouts import Handouts, Made
 from discharge.hl7.settings import Hl7Settings
 from discharge.hl7.siu import (
     ACCEPT,
@@ -93,6 +94,9 @@ CREATE TABLE IF NOT EXISTS appointments (
     sha256 TEXT NOT NULL, procedure TEXT NOT NULL, date TEXT NOT NULL, email TEXT NOT NULL,
     input_sha256 TEXT NOT NULL, error TEXT NOT NULL, updated_utc TEXT NOT NULL,
     PRIMARY KEY (folder, appointment));
+CREATE TABLE IF NOT EXISTS versions (
+    folder TEXT NOT NULL, appointment TEXT NOT NULL, sha256 TEXT NOT NULL,
+    made_utc TEXT NOT NULL);
 """
 
 
@@ -129,6 +133,7 @@ class ReadyFolder:
         *,
         journal: Path | None = None,
         filer: object | None = None,
+        handouts: Handouts | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
@@ -146,6 +151,7 @@ class ReadyFolder:
         self.templates = Recent()
         self.lock = threading.Lock()
         self.filer = filer
+        self.handouts = handouts  # --email, --print
         # (sender, control id) -> the PDF being rendered for it, until it is recorded
         self.in_flight: dict[tuple[str, str], str] = {}
         self.renderer_ready = False
@@ -170,6 +176,8 @@ class ReadyFolder:
                 self._audit.close()
                 self._audit = None
             self.journal.close()
+            if self.handouts is not None:
+                self.handouts.close()  # what was made is handed out before it stops
             self._lock.close()
 
     # --- one message -------------------------------------------------------------------
@@ -288,10 +296,21 @@ class ReadyFolder:
                         commit=False)  # fmt: skip
             self._journal_message(received, event, done.outcome, ACCEPT, done.text, [],
                                   commit=False)  # fmt: skip
+            # Every version made for the appointment: a withdrawal reports any that went out.
+            stored = self._appointment(booking)
+            assert stored is not None
+            self.journal.execute(
+                "INSERT INTO versions VALUES (?, ?, ?, ?)",
+                (self.folder, stored["appointment"], result.sha256, _now()),
+            )
         if current is not None and current["file"] and current["file"] != file:
             with contextlib.suppress(OSError):  # the old date's sheet: replaced by this one
                 (self.out / current["file"]).unlink()
         self.write_manifest()
+        if self.handouts is not None:
+            self.handouts.submit(
+                Made(step.task.row, file, result.sha256, booking.request, booking.email)
+            )
         text = make_ack(received, ACCEPT, [], done.text, _ack_id())
         return text.encode(received.codec, "replace")
 
@@ -363,7 +382,7 @@ class ReadyFolder:
     def _withdraw(self, booking: Booking, current: dict[str, str], received: Received) -> Outcome:
         made = self._made_record(current["sha256"])
         notes = []
-        emailed = self._emailed(current["sha256"])
+        emailed = self._emailed(current["appointment"])
         if emailed:
             notes.append(f"it was already emailed to the patient on {emailed}")
         filed = self._filed(current)
@@ -391,10 +410,24 @@ class ReadyFolder:
         made = [r for r in self.audit.query(pdf_sha256=sha) if r.action == MADE]
         return made[-1] if made else None
 
-    def _emailed(self, sha: str) -> str:
-        """The day the sheet with this digest was emailed, "" if it never was."""
-        sent = [r for r in self.audit.query(pdf_sha256=sha) if r.action == "emailed"]
-        return sent[-1].time_local[:10] if sent else ""
+    def _emailed(self, appointment: str) -> str:
+        """The last day a version of this appointment's sheet was emailed, "" if none was."""
+        days = []
+        for (sha,) in self.journal.execute(
+            "SELECT sha256 FROM versions WHERE folder = ? AND appointment = ?",
+            (self.folder, appointment),
+        ).fetchall():
+            sent = [r for r in self.audit.query(pdf_sha256=sha) if r.action == "emailed"]
+            made = self._made_record(sha)
+            if made is not None:
+                # A protected PDF is attached with other bytes: --email's record names the
+                # sheet it was made from in its detail.
+                sent += [
+                    r for r in self.audit.query(mrn=made.mrn, procedure=made.procedure)
+                    if r.action == "emailed" and f"sheet {sha}" in r.detail
+                ]  # fmt: skip
+            days += [r.time_local[:10] for r in sent]
+        return max(days) if days else ""
 
     def _filed(self, current: dict[str, str]) -> str:
         return ""
