@@ -128,7 +128,9 @@ class Listener:
         return "\n".join(self.lines)
 
 
-def start_listener(folder: Path, settings: str = SETTINGS, *extra: str) -> Listener:
+def start_listener(
+    folder: Path, settings: str = SETTINGS, *extra: str, env_extra: dict[str, str] | None = None
+) -> Listener:
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "clinic.toml"
     config.write_text(settings, encoding="utf-8")
@@ -138,6 +140,7 @@ def start_listener(folder: Path, settings: str = SETTINGS, *extra: str) -> Liste
         DATA_DIR_ENV: str(folder / "data"),
         CACHE_ENV: os.environ.get(CACHE_ENV, str(folder / "cache")),
         "PYTHONUNBUFFERED": "1",
+        **(env_extra or {}),
     })  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "discharge", "listen", "--port", "0", "--out-dir",
@@ -627,3 +630,30 @@ def test_with_email_each_sheet_made_is_emailed_once(tmp_path: Path) -> None:
     finally:
         assert stop_listener(running) == 0
         smtp.stop()
+
+
+def test_with_print_each_sheet_made_comes_out_of_the_printer(tmp_path: Path) -> None:
+    from tests.cups_server import PDF_PRINTER, cups_server
+
+    with cups_server() as cups:
+        running = start_listener(
+            tmp_path / "listen", SETTINGS, "--print", "--printer", PDF_PRINTER,
+            env_extra={"CUPS_SERVER": cups.env["CUPS_SERVER"]},
+        )  # fmt: skip
+        try:
+            (ack,) = running.send(siu("S12", "PR-1", appointment="PR1", start="202612070930"))
+            assert msa(ack)[1] == "AA"
+            deadline = time.monotonic() + 120
+            while not any("row 1: printed" in line for line in running.lines):
+                assert time.monotonic() < deadline, running.output()
+                time.sleep(0.2)
+            (printed,) = running.audit_records(action="printed")
+            assert printed["channel"] == "hl7" and printed["mrn"] == "RX-104233"
+            (out,) = list(cups.out.glob("*.pdf"))
+            text = pdftotext(out)  # as the printer drew it (Ghostscript re-encodes the fonts)
+            assert "RX-104233" in text and "HSG" in text and "Dr Amara Okafor" in text
+            # The print queue shows the hospital number, never the name.
+            assert "RX-104233" in "".join(cups.page_log_lines())
+            assert "Nguy" not in "".join(cups.page_log_lines())
+        finally:
+            assert stop_listener(running) == 0
