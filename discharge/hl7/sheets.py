@@ -24,6 +24,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -76,6 +77,7 @@ from discharge.hl7.siu import (
 from discharge.output import open_atomic
 
 JOURNAL_NAME = "hl7-journal.sqlite3"
+MANIFEST_EVERY = 1.0  # seconds: while many messages are being made, the manifest waits this long
 WITHDRAWN_STATUS = "withdrawn"
 # What the journal says a message did.
 MADE_OUTCOME, REMADE, UNCHANGED, WITHDRAWN_OUTCOME, IGNORED, FAILED, REJECTED = (
@@ -154,6 +156,8 @@ class ReadyFolder:
         self.handouts = handouts  # --email, --print
         # (sender, control id) -> the PDF being rendered for it, until it is recorded
         self.in_flight: dict[tuple[str, str], str] = {}
+        self.manifest_written = 0.0  # time.monotonic() of the last write
+        self.manifest_due = False  # a change is not in manifest.csv yet
         self.renderer_ready = False
         self.write_manifest()
 
@@ -172,6 +176,9 @@ class ReadyFolder:
                 with contextlib.suppress(OSError):
                     (self.out / file).unlink()
             self.in_flight.clear()
+            if self.manifest_due:
+                with contextlib.suppress(DischargeError):
+                    self.write_manifest()
             if self._audit is not None:
                 self._audit.close()
                 self._audit = None
@@ -216,6 +223,9 @@ class ReadyFolder:
                 return self._internal(received, exc)
             finally:
                 self.in_flight.pop((received.sender, received.control_id), None)
+                if self.manifest_due and not self.in_flight:
+                    with contextlib.suppress(DischargeError):  # said at the next change
+                        self.write_manifest()
 
     def _internal(self, received: Received, exc: Exception) -> bytes:
         problem = Problem("MSH", 10, INTERNAL, f"internal error ({type(exc).__name__}); the "
@@ -306,7 +316,7 @@ class ReadyFolder:
         if current is not None and current["file"] and current["file"] != file:
             with contextlib.suppress(OSError):  # the old date's sheet: replaced by this one
                 (self.out / current["file"]).unlink()
-        self.write_manifest()
+        self.write_manifest(busy=len(self.in_flight) > 1)
         if self.handouts is not None:
             self.handouts.submit(
                 Made(step.task.row, file, result.sha256, booking.request, booking.email)
@@ -512,9 +522,16 @@ class ReadyFolder:
             entry = {name: str(found[name]) for name in MANIFEST_FIELDS}
             yield entry
 
-    def write_manifest(self) -> None:
+    def write_manifest(self, *, busy: bool = False) -> None:
         """``manifest.csv`` as the batch writes it (the same columns; ``withdrawn`` a status of
-        its own), republished whole after every change."""
+        its own), republished whole after every change. ``busy``: more PDFs are being made,
+        so it may wait for them (at most a second): a long manifest is not rewritten for every
+        one of many messages at once."""
+        now = time.monotonic()
+        if busy and now - self.manifest_written < MANIFEST_EVERY:
+            self.manifest_due = True
+            return
+        self.manifest_written, self.manifest_due = now, False
         path = self.out / MANIFEST_NAME
         buffer = io.StringIO()
         buffer.write("\ufeff")  # the BOM of the batch's manifest: Excel reads it as UTF-8
