@@ -204,8 +204,8 @@ def test_a_job_that_never_starts_is_cancelled_and_one_stuck_printing_is_unknown(
         PrintJobFailed,
         PrintTimeout,
         print_pdf,
-        print_recorded,
     )
+    from discharge.channels.print import print_recorded
     from discharge.printing.cups import job_state
 
     pdf = b"%PDF-1.4\n% a raw queue sends these bytes as they are\n%%EOF\n"
