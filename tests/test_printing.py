@@ -198,6 +198,7 @@ def test_a_job_that_never_starts_is_cancelled_and_one_stuck_printing_is_unknown(
     cups: CupsServer, tmp_path: Path
 ) -> None:
     from discharge.audit import AuditRecord
+    from discharge.channels.print import print_recorded
     from discharge.config import load_config
     from discharge.printing import (
         PrinterStopped,
@@ -205,7 +206,6 @@ def test_a_job_that_never_starts_is_cancelled_and_one_stuck_printing_is_unknown(
         PrintTimeout,
         print_pdf,
     )
-    from discharge.channels.print import print_recorded
     from discharge.printing.cups import job_state
 
     pdf = b"%PDF-1.4\n% a raw queue sends these bytes as they are\n%%EOF\n"
