@@ -61,7 +61,13 @@ MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED = (
 )  # fmt: skip
 # A sheet sent to a printer (discharge.printing): its ``detail`` holds the printer and job.
 PRINTED, PRINT_FAILED, PRINT_UNKNOWN = "printed", "print-failed", "print-unknown"
-ACTIONS = (MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED, PRINTED, PRINT_FAILED, PRINT_UNKNOWN)
+# A sheet filed into the patient's record over HL7 (discharge.hl7.filing): ``detail`` holds the
+# destination, the document number, the acknowledgement and the reason.
+FILED, FILE_FAILED, FILE_UNKNOWN = "filed", "file-failed", "file-unknown"
+ACTIONS = (
+    MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED, PRINTED, PRINT_FAILED, PRINT_UNKNOWN,
+    FILED, FILE_FAILED, FILE_UNKNOWN,
+)  # fmt: skip
 CHANNELS = ("cli", "batch", "web")
 
 _SETTINGS_KEYS = {"path", "enabled"}
