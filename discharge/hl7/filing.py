@@ -150,7 +150,7 @@ CREATE TABLE IF NOT EXISTS filings (
     key TEXT PRIMARY KEY,          -- the appointment (keyed digest of Sheet.key)
     version TEXT NOT NULL,         -- the latest attempt's sheet (keyed digest of PDF and text)
     number INTEGER NOT NULL,       -- the latest attempt's version number (TXA-12)
-    tries INTEGER NOT NULL,        -- calls that sent a message for this appointment
+    tries INTEGER NOT NULL,        -- 1 + the refusals: part of the MSH-10
     state TEXT NOT NULL,           -- the latest attempt: filing, filed, refused, failed, unknown
     control_id TEXT NOT NULL,      -- the latest attempt's MSH-10
     time_utc TEXT NOT NULL,
@@ -238,7 +238,9 @@ class FilingJournal:
                     else:
                         number = max(last_number, filed_number) + 1
                     parent = filed_number if filed and filed != version else 0
-                    tries += 1
+                    # A new MSH-10 only after a refusal (the receiver keeps its answer to an
+                    # id); a message that never arrived, or may have, is sent as it was.
+                    tries += state == REFUSED
                 self._conn.execute(
                     "INSERT INTO filings (key, version, number, tries, state, control_id, "
                     "time_utc, filed, filed_number, filed_state, filed_utc) "
