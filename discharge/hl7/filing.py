@@ -448,23 +448,25 @@ def _read_ack(block: bytes, control_id: str) -> tuple[str, str, bool]:
             return "", "", False
         code = str(ack["MSA.1"]).strip().upper()
         parts = [str(ack["MSA.3"])]
-        for err in ack.segments("ERR") if _has(ack, "ERR") else []:
+        for n in range(1, len(ack.segments("ERR")) + 1 if _has(ack, "ERR") else 1):
             # v2.5's ERR-2 (segment^sequence^field) and ERR-3 (code^text); v2.3's ERR-1
-            where = "-".join(p for p in (_part(err, 2, 1), _part(err, 2, 3)) if p)
-            where = where or _part(err, 1, 1)
-            error = " ".join(p for p in (_part(err, 3, 1), _part(err, 3, 2)) if p)
-            parts += [f"at {where}" if where else "", error, _part(err, 8, 1)]
+            where = "-".join(p for p in (_part(ack, n, 2, 1), _part(ack, n, 2, 3)) if p)
+            where = where or _part(ack, n, 1, 1)
+            error = " ".join(p for p in (_part(ack, n, 3, 1), _part(ack, n, 3, 2)) if p)
+            parts += [f"at {where}" if where else "", error, _part(ack, n, 8, 1)]
     except Exception:  # a malformed acknowledgement is no answer; the parser's errors vary
         return "", "", False
     said = "; ".join(" ".join(p.split()) for p in parts if p.strip())
     return code, f": {said}" if said else "", True
 
 
-def _part(segment: object, field: int, component: int) -> str:
+def _part(message: object, n: int, field: int, component: int) -> str:
+    """ERR segment ``n``'s field and component, unescaped; "" when it is not there."""
     try:
-        return str(segment.extract_field(1, field, 1, component))  # type: ignore[attr-defined]
-    except IndexError:  # not there
+        value = message.extract_field("ERR", n, field, 1, component)  # type: ignore[attr-defined]
+    except IndexError:
         return ""
+    return str(value)
 
 
 def _has(message: object, segment: str) -> bool:
