@@ -27,9 +27,15 @@ def free_port() -> int:
 
 
 class MllpReceiver:
-    def __init__(self, answer: str = "AA", port: int | None = None, error_text: str = "") -> None:
+    def __init__(
+        self, answer: str = "AA", port: int | None = None, error_text: str = "",
+        err: str | None = None,
+    ) -> None:  # fmt: skip
         self.answer = answer
         self.error_text = error_text
+        # v2.5's ERR: location (segment^sequence^field), code^text^table, severity, ERR-8 the
+        # user message; ``err`` replaces it (e.g. v2.3's "ERR|PID^1^3^204&Unknown key")
+        self.err = err or f"ERR||PID^1^5|103^Table value not found^HL70357|E||||{error_text}"
         self.port = port or free_port()
         self.messages: list[str] = []
         self._loop = asyncio.new_event_loop()
@@ -84,12 +90,8 @@ class MllpReceiver:
                 if self.answer == "stall":
                     await asyncio.sleep(3600)
                 ack = str(hl7.parse(text).create_ack(self.answer, message_id="ACK1"))
-                if self.answer != "AA":  # MSA-3's text, then a v2.5 ERR: location
-                    # (segment^sequence^field), code^text^table, severity, ERR-8 user message
-                    ack = ack.rstrip("\r") + f"|{self.error_text}\r"
-                    ack += (
-                        f"ERR||PID^1^5|103^Table value not found^HL70357|E||||{self.error_text}\r"
-                    )
+                if self.answer != "AA":  # MSA-3's text, then the ERR segment
+                    ack = ack.rstrip("\r") + f"|{self.error_text}\r{self.err}\r"
                 writer.writeblock(ack.encode("utf-8"))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):

@@ -265,6 +265,14 @@ def test_a_refusal_is_recorded_without_patient_values_and_filed_on_the_next_call
         assert value.casefold() not in failed.detail.casefold()
 
 
+def test_a_v23_rejection_names_its_segment_field_and_code(made) -> None:
+    with MllpReceiver("AR", err="ERR|PID^1^3^204&Unknown key identifier") as receiver:
+        result = _file(_sheet(made), _settings(receiver))
+    assert result.outcome == REFUSED and result.ack_code == "AR" and result.attempts == 1
+    assert result.reason.endswith("refused it (AR): at PID-3; 204 Unknown key identifier")
+    assert [r.action for r in _records()] == ["file-failed"]
+
+
 @pytest.mark.parametrize("answer", ["stall", "drop"])
 def test_no_answer_is_unknown_and_never_sent_again_unasked(made, answer: str) -> None:
     with MllpReceiver(answer) as receiver:

@@ -451,8 +451,12 @@ def _read_ack(block: bytes, control_id: str) -> tuple[str, str, bool]:
         for n in range(1, len(ack.segments("ERR")) + 1 if _has(ack, "ERR") else 1):
             # v2.5's ERR-2 (segment^sequence^field) and ERR-3 (code^text); v2.3's ERR-1
             where = "-".join(p for p in (_part(ack, n, 2, 1), _part(ack, n, 2, 3)) if p)
-            where = where or _part(ack, n, 1, 1)
             error = " ".join(p for p in (_part(ack, n, 3, 1), _part(ack, n, 3, 2)) if p)
+            if not where:  # v2.3: ERR-1 is segment^sequence^field^code&text
+                where = "-".join(p for p in (_part(ack, n, 1, 1), _part(ack, n, 1, 3)) if p)
+                error = error or " ".join(
+                    p for p in (_part(ack, n, 1, 4, 1), _part(ack, n, 1, 4, 2)) if p
+                )
             parts += [f"at {where}" if where else "", error, _part(ack, n, 8, 1)]
     except Exception:  # a malformed acknowledgement is no answer; the parser's errors vary
         return "", "", False
@@ -460,10 +464,10 @@ def _read_ack(block: bytes, control_id: str) -> tuple[str, str, bool]:
     return code, f": {said}" if said else "", True
 
 
-def _part(message: object, n: int, field: int, component: int) -> str:
+def _part(message: object, n: int, field: int, component: int, sub: int = 1) -> str:
     """ERR segment ``n``'s field and component, unescaped; "" when it is not there."""
     try:
-        value = message.extract_field("ERR", n, field, 1, component)  # type: ignore[attr-defined]
+        value = message.extract_field("ERR", n, field, 1, component, sub)  # type: ignore[attr-defined]
     except IndexError:
         return ""
     return str(value)
