@@ -1,2 +1,2 @@
-"""HL7 v2 with the clinic's systems: the scheduling feed in, the made sheet filed back
-(``mdm.py`` builds the MDM^T02 message, ``filing.py`` sends it once over MLLP)."""
+"""HL7 v2 with the clinic's systems: scheduling messages in (``discharge listen``), the made
+sheets filed back to the patient's record."""
