@@ -34,6 +34,7 @@ from discharge.hl7.filing import (
     JOURNAL_NAME,
     REFUSED,
     UNKNOWN,
+    Filer,
     FilingSettings,
     Sheet,
     file_sheet,
@@ -328,6 +329,28 @@ def test_the_journal_is_checked_before_anything_is_sent(made, clinic_data_dir: P
             db.execute("UPDATE filings SET state = 'filing', filed = '', filed_state = ''")
         held = _file(_sheet(made, key="SCH-2:other"), _settings(receiver))
     assert held.outcome == HELD and len(receiver.messages) == 1
+
+
+def test_the_filer_files_in_its_own_thread_and_reports_each_outcome(made) -> None:
+    reported: list[tuple[str, object]] = []
+    with MllpReceiver("stall") as receiver:
+        filer = Filer(
+            _settings(receiver, timeout=0.3, attempts=1), load_config(),
+            report=lambda sheet, outcome: reported.append((sheet.key, outcome)),
+        )  # fmt: skip
+        for key in ("APPT-1", "APPT-2"):
+            filer.submit(_sheet(made, key=key))
+        assert len(reported) < 2  # submit does not wait for the record system
+        filer.wait()
+        receiver.answer = "AA"
+        filer.submit(_sheet(made, key="APPT-3"))
+        filer.submit(_sheet(made, key="APPT-3"))
+        filer.close()
+    assert [(key, o.outcome) for key, o in reported] == [  # type: ignore[attr-defined]
+        ("APPT-1", UNKNOWN), ("APPT-2", UNKNOWN), ("APPT-3", FILED), ("APPT-3", ALREADY_FILED),
+    ]  # fmt: skip
+    assert len(receiver.messages) == 3
+    assert [r.action for r in _records()] == ["file-unknown", "file-unknown", "filed"]
 
 
 @pytest.mark.parametrize(

@@ -34,8 +34,10 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -50,6 +52,7 @@ from discharge.audit import (
     count_pages,
 )
 from discharge.clinic_data import data_dir, keyed_digest
+from discharge.config import Config
 from discharge.errors import ConfigError, DeliveryError, InputError
 from discharge.hl7.mdm import (
     COMPLETION_STATUS,
@@ -62,7 +65,7 @@ from discharge.hl7.mdm import (
 )
 
 __all__ = [
-    "ALREADY_FILED", "FAILED", "FILED", "HELD", "REFUSED", "UNKNOWN", "FilingJournal",
+    "ALREADY_FILED", "FAILED", "FILED", "HELD", "REFUSED", "UNKNOWN", "Filer", "FilingJournal",
     "FilingResult", "FilingSettings", "Sheet", "file_sheet", "file_sheet_async",
     "parse_destination",
 ]  # fmt: skip
@@ -296,6 +299,57 @@ def _now() -> str:
 
 
 # --- filing -------------------------------------------------------------------------------
+
+
+Report = Callable[["Sheet", "FilingResult | Exception"], None]
+
+
+class Filer:
+    """Files sheets one after another in a thread of its own, so whoever makes them (the
+    listener) never waits for the record system: ``submit`` returns at once, ``report`` is
+    called (in the filing thread) with each sheet's FilingResult, or the error that stopped it
+    (AuditError, DeliveryError; another exception is a bug, reported the same way). The thread
+    opens its own audit log and record (an SQLite connection belongs to the thread that opened
+    it). ``close`` files what was submitted, then stops; a sheet submitted but not yet sent when
+    the process dies is simply not in the record, so it is filed the next time it is made."""
+
+    def __init__(
+        self, settings: FilingSettings, config: Config, *, report: Report | None = None,
+        channel: str = "hl7",
+    ) -> None:  # fmt: skip
+        AuditLog.open(config).close()  # a broken [audit] setting or record stops us now
+        FilingJournal.open().close()
+        self.settings, self._config, self._report, self._channel = settings, config, report, channel
+        self._queue: queue.Queue[Sheet | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="discharge-filing", daemon=True)
+        self._thread.start()
+
+    def submit(self, sheet: Sheet) -> None:
+        self._queue.put(sheet)
+
+    def wait(self) -> None:
+        """Until every sheet submitted so far has its outcome."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        with AuditLog.open(self._config) as audit, FilingJournal.open() as journal:
+            while (sheet := self._queue.get()) is not None:
+                outcome: FilingResult | Exception
+                try:
+                    outcome = file_sheet(
+                        sheet, self.settings, audit=audit, journal=journal, channel=self._channel
+                    )
+                except Exception as exc:  # reported, and the next sheet still goes
+                    outcome = exc
+                if self._report is not None:
+                    with contextlib.suppress(Exception):
+                        self._report(sheet, outcome)
+                self._queue.task_done()
+            self._queue.task_done()
 
 
 def file_sheet(
