@@ -311,6 +311,7 @@ def test_a_cancellation_withdraws_the_sheet_and_reports_one_already_emailed(
     db.close()
     from dataclasses import replace
 
+    import discharge.channels.email  # noqa: F401 - registers the "emailed" action
     from discharge.audit import AuditLog, AuditRecord
     from discharge.config import Config
 

@@ -61,7 +61,7 @@ def listen(
     from discharge.errors import ConfigError, OutputError
     from discharge.hl7.handouts import Handouts, Printing
     from discharge.hl7.listener import listen as serve_mllp
-    from discharge.hl7.settings import load_hl7_settings
+    from discharge.hl7.settings import filing_settings, load_hl7_settings
     from discharge.hl7.sheets import ReadyFolder
     from discharge.web.settings import is_loopback
 
@@ -80,11 +80,13 @@ def listen(
         click.echo("warning: [hl7.procedures] maps no appointment type: every booking will be "
                    "ignored", err=True)  # fmt: skip
     handouts = None
-    if email_sheets or choice is not None:
+    filing = filing_settings(settings)
+    if email_sheets or choice is not None or filing is not None:
         printing = Printing(choice.printer, choice.copies, choice.timeout) if choice else None
+        # The settings, and the SMTP password's variable, are checked now, before listening.
         handouts = Handouts(
-            config, out_dir, email=email_sheets, printing=printing, report=_report
-        )  # the settings and the password's variable are checked now, before listening
+            config, out_dir, filing=filing, email=email_sheets, printing=printing, report=_report
+        )
     folder = ReadyFolder(config, settings, out_dir, handouts=handouts)
     warn_drafts(config)
 

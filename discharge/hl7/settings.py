@@ -15,10 +15,13 @@ file_to = "ris.example:2576"  # optional: file each made sheet back as MDM^T02 t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from discharge.config import Config
 from discharge.errors import ConfigError, DischargeError
+
+if TYPE_CHECKING:
+    from discharge.hl7.filing import FilingSettings
 
 _KEYS = {"patient_id_type", "procedures", "file_to"}
 
@@ -57,18 +60,25 @@ def load_hl7_settings(config: Config) -> Hl7Settings:
 
 
 def parse_host_port(value: Any, problems: list[str]) -> tuple[str, int] | None:
-    expected = 'hl7.file_to must be "host:port", such as "ris.example:2576" or "[::1]:2576"'
-    if not isinstance(value, str):
-        problems.append(expected)
+    from discharge.hl7.filing import parse_destination
+
+    try:
+        if not isinstance(value, str):
+            raise ConfigError('hl7.file_to must be host:port (e.g. "interface-engine:2576")')
+        return parse_destination(value, "hl7.file_to")
+    except ConfigError as exc:
+        problems.append(str(exc))
         return None
-    host, sep, port = value.strip().rpartition(":")
-    host = host.strip()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        problems.append(expected)
+
+
+def filing_settings(settings: Hl7Settings) -> FilingSettings | None:
+    """Where to file the sheets made (``file_to``), None when they are not filed."""
+    from discharge.hl7.filing import FilingSettings
+
+    if settings.file_to is None:
         return None
-    return host, int(port)
+    host, port = settings.file_to
+    return FilingSettings(host, port)
 
 
 def _procedures(raw: Any, config: Config, problems: list[str]) -> dict[str, tuple[str, str]]:

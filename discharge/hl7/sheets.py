@@ -319,7 +319,16 @@ class ReadyFolder:
         self.write_manifest(busy=len(self.in_flight) > 1)
         if self.handouts is not None:
             self.handouts.submit(
-                Made(step.task.row, file, result.sha256, booking.request, booking.email)
+                Made(
+                    step.task.row,
+                    file,
+                    result.sha256,
+                    booking.request,
+                    booking.email,
+                    booking.appointment,
+                    booking.patient,
+                    booking.start,
+                )  # fmt: skip
             )
         text = make_ack(received, ACCEPT, [], done.text, _ack_id())
         return text.encode(received.codec, "replace")
@@ -395,9 +404,8 @@ class ReadyFolder:
         emailed = self._emailed(current["appointment"])
         if emailed:
             notes.append(f"it was already emailed to the patient on {emailed}")
-        filed = self._filed(current)
-        if filed:
-            notes.append(filed)
+        if self._version_with(current["appointment"], "filed"):
+            notes.append("it was already filed to the patient's record")
         record = replace(
             made or AuditRecord(action=WITHDRAWN, procedure=current["procedure"]),
             action=WITHDRAWN, channel=CHANNEL, batch_file=f"hl7:{self.folder}",
@@ -423,10 +431,7 @@ class ReadyFolder:
     def _emailed(self, appointment: str) -> str:
         """The last day a version of this appointment's sheet was emailed, "" if none was."""
         days = []
-        for (sha,) in self.journal.execute(
-            "SELECT sha256 FROM versions WHERE folder = ? AND appointment = ?",
-            (self.folder, appointment),
-        ).fetchall():
+        for sha in self._versions(appointment):
             sent = [r for r in self.audit.query(pdf_sha256=sha) if r.action == "emailed"]
             made = self._made_record(sha)
             if made is not None:
@@ -439,8 +444,20 @@ class ReadyFolder:
             days += [r.time_local[:10] for r in sent]
         return max(days) if days else ""
 
-    def _filed(self, current: dict[str, str]) -> str:
-        return ""
+    def _version_with(self, appointment: str, action: str) -> bool:
+        """Whether a version of this appointment's sheet has a record of ``action``."""
+        return any(
+            r.action == action
+            for sha in self._versions(appointment)
+            for r in self.audit.query(pdf_sha256=sha)
+        )
+
+    def _versions(self, appointment: str) -> list[str]:
+        found = self.journal.execute(
+            "SELECT sha256 FROM versions WHERE folder = ? AND appointment = ?",
+            (self.folder, appointment),
+        ).fetchall()
+        return [sha for (sha,) in found]
 
     def _note_error(self, received: Received, exc: MessageError) -> None:
         """An AE for a known appointment: its manifest row says what could not be done (the

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import hl7
 
 from discharge.config import Config
 from discharge.errors import DischargeError, FieldErrors, InputError
+from discharge.hl7.mdm import Identifier, PatientIdentity
 from discharge.hl7.settings import Hl7Settings
 from discharge.i18n import language_of
 from discharge.request import DischargeRequest, check_email, parse_request
@@ -141,7 +142,9 @@ class Booking:
     request: DischargeRequest | None = None  # None: cancelled, or a type the table does not map
     email: str = ""
     template: Path | None = None
-    languages: tuple[str, ...] = field(default=())
+    # Who, as the message names them (every PID-3 identifier as sent): for filing back.
+    patient: PatientIdentity | None = None
+    start: datetime | None = None  # the appointment's start (a date alone: midnight)
 
     @property
     def appointment(self) -> str:
@@ -348,8 +351,30 @@ def _with_request(
             problems.append(Problem("PID", 15, TABLE_VALUE, str(exc)))
     if problems or request is None:
         raise MessageError(APP_ERROR, problems)
+    start_at = datetime.combine(request.day, request.at) if request.at else None
     return Booking(
-        booking.event, booking.placer, booking.filler, booking.code, request, email, template
+        booking.event, booking.placer, booking.filler, booking.code, request, email, template,
+        _identity(message, request.patient.dob), start_at,
+    )  # fmt: skip
+
+
+def _identity(message: hl7.Message, born: date | None) -> PatientIdentity:
+    identifiers = tuple(
+        Identifier(
+            field_text(message, "PID", 3, repetition, 1),
+            field_text(message, "PID", 3, repetition, 4),
+            field_text(message, "PID", 3, repetition, 5),
+        )
+        for repetition in range(1, _repetitions(message, "PID", 3) + 1)
+        if field_text(message, "PID", 3, repetition, 1)
+    )
+    return PatientIdentity(
+        identifiers=identifiers,
+        family_name=field_text(message, "PID", 5, 1, 1),
+        given_name=field_text(message, "PID", 5, 1, 2),
+        birth_date=born,
+        sex=field_text(message, "PID", 8, 1, 1),
+        visit_number=field_text(message, "PV1", 19, 1, 1),
     )
 
 
