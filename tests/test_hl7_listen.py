@@ -658,3 +658,61 @@ def test_with_print_each_sheet_made_comes_out_of_the_printer(tmp_path: Path) -> 
             assert "Nguy" not in "".join(cups.page_log_lines())
         finally:
             assert stop_listener(running) == 0
+
+
+# --- [hl7] file_to: each sheet made is filed back as MDM^T02 -----------------------------------
+
+
+def test_with_file_to_each_sheet_made_is_filed_as_mdm_t02(tmp_path: Path) -> None:
+    import base64
+
+    import hl7
+
+    from tests.mllp_receiver import MllpReceiver
+
+    with MllpReceiver("AA") as record:
+        settings = SETTINGS.replace("[hl7]\n", f'[hl7]\nfile_to = "127.0.0.1:{record.port}"\n')
+        running = start_listener(tmp_path / "listen", settings)
+        try:
+
+            def wait_for(line: str) -> None:
+                deadline = time.monotonic() + 60
+                while not any(line in seen for seen in running.lines):
+                    assert time.monotonic() < deadline, running.output()
+                    time.sleep(0.1)
+
+            (ack,) = running.send(siu("S12", "FI-1", appointment="FI1", start="202612070930"))
+            assert msa(ack)[1] == "AA"
+            wait_for("row 1: filed")
+            (message,) = [hl7.parse(m) for m in record.messages]
+            assert str(message.segment("MSH")(9)) == "MDM^T02^MDM_T02"
+            pid = message.segment("PID")
+            assert "RX-104233" in str(pid(3)) and "998877" in str(pid(3))  # every identifier
+            assert str(pid(5)) == "Nguyễn^Zoë" and str(pid(7)) == "19900201"
+            txa = message.segment("TXA")
+            assert str(txa(4)).startswith("202612070930")  # the appointment's start
+            obx = message.segments("OBX")[0]
+            pdf = base64.b64decode(str(obx(5)).split("^")[-1])
+            row = running.row("2026-12-07")
+            assert pdf == (running.out / row["file"]).read_bytes()
+            filed = running.audit_records(action="filed")
+            assert len(filed) == 1 and filed[0]["pdf_sha256"] == row["sha256"]
+            assert filed[0]["channel"] == "hl7"
+            # The engine's retry of the same message files nothing again.
+            running.send(siu("S12", "FI-1", appointment="FI1", start="202612070930"))
+            # A reschedule: the new version is filed, naming the one it replaces (TXA-13).
+            (ack,) = running.send(siu("S13", "FI-2", appointment="FI1", start="202612081000"))
+            assert "remade" in msa(ack)[3]
+            wait_for("row 1: filed")
+            deadline = time.monotonic() + 60
+            while len(record.messages) < 2:
+                assert time.monotonic() < deadline, running.output()
+                time.sleep(0.1)
+            assert len(record.messages) == 2
+            second = hl7.parse(record.messages[1]).segment("TXA")
+            assert str(second(13)) == str(txa(12)) and str(second(12)) != str(txa(12))
+            # Cancelled after it was filed: the acknowledgement says so.
+            (ack,) = running.send(siu("S15", "FI-3", appointment="FI1"))
+            assert "already filed to the patient's record" in msa(ack)[3]
+        finally:
+            assert stop_listener(running) == 0
