@@ -671,7 +671,11 @@ def test_with_file_to_each_sheet_made_is_filed_as_mdm_t02(tmp_path: Path) -> Non
     from tests.mllp_receiver import MllpReceiver
 
     with MllpReceiver("AA") as record:
-        settings = SETTINGS.replace("[hl7]\n", f'[hl7]\nfile_to = "127.0.0.1:{record.port}"\n')
+        settings = SETTINGS.replace(
+            "[hl7]\n",
+            f'[hl7]\nfile_to = "127.0.0.1:{record.port}"\ndocument_type = "PN"\n'
+            'receiving_application = "EPR"\n',
+        )
         running = start_listener(tmp_path / "listen", settings)
         try:
 
@@ -689,7 +693,9 @@ def test_with_file_to_each_sheet_made_is_filed_as_mdm_t02(tmp_path: Path) -> Non
             pid = message.segment("PID")
             assert "RX-104233" in str(pid(3)) and "998877" in str(pid(3))  # every identifier
             assert str(pid(5)) == "Nguyễn^Zoë" and str(pid(7)) == "19900201"
+            assert str(message.segment("MSH")(5)) == "EPR"
             txa = message.segment("TXA")
+            assert str(txa(2)) == "PN"
             assert str(txa(4)).startswith("202612070930")  # the appointment's start
             obx = message.segments("OBX")[0]
             pdf = base64.b64decode(str(obx(5)).split("^")[-1])

@@ -5,6 +5,8 @@ types make which sheet, and where to file the made sheets.
 [hl7]
 patient_id_type = "MR"        # PID-3's identifier type code (CX.5) of the hospital number
 file_to = "ris.example:2576"  # optional: file each made sheet back as MDM^T02 there
+document_type = "DS"          # optional, for the filed MDM^T02: TXA-2 (the site's table 0270),
+receiving_application = "EPR" # MSH-5, receiving_facility MSH-6, sending_facility MSH-4
 
 [hl7.procedures]              # appointment reason (SCH-7) or service (AIS-3) code -> sheet
 "HSG" = "hsg"
@@ -23,7 +25,9 @@ from discharge.errors import ConfigError, DischargeError
 if TYPE_CHECKING:
     from discharge.hl7.filing import FilingSettings
 
-_KEYS = {"patient_id_type", "procedures", "file_to"}
+# What the filed MDM^T02 says, for the record system's interface (FilingSettings' names).
+_FILING_TEXT = ("document_type", "sending_facility", "receiving_application", "receiving_facility")
+_KEYS = {"patient_id_type", "procedures", "file_to", *_FILING_TEXT}
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Hl7Settings:
     # code (upper case) -> (procedure id, variant or "")
     procedures: dict[str, tuple[str, str]] = field(default_factory=dict)
     file_to: tuple[str, int] | None = None  # (host, port) to file made sheets to
+    filing: dict[str, str] = field(default_factory=dict)  # document_type, ... (if given)
 
     def sheet_for(self, code: str) -> tuple[str, str] | None:
         return self.procedures.get(code.strip().upper()) if code.strip() else None
@@ -54,9 +59,17 @@ def load_hl7_settings(config: Config) -> Hl7Settings:
     file_to = None
     if "file_to" in raw:
         file_to = parse_host_port(raw["file_to"], problems)
+    filing = {}
+    for key in _FILING_TEXT:
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, str) or not value.strip() or len(value) > 60:
+                problems.append(f'hl7.{key} must be text in quotes, such as "DS"')
+            else:
+                filing[key] = value.strip()
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))
-    return Hl7Settings(id_type.strip().upper(), procedures, file_to)
+    return Hl7Settings(id_type.strip().upper(), procedures, file_to, filing)
 
 
 def parse_host_port(value: Any, problems: list[str]) -> tuple[str, int] | None:
@@ -78,7 +91,9 @@ def filing_settings(settings: Hl7Settings) -> FilingSettings | None:
     if settings.file_to is None:
         return None
     host, port = settings.file_to
-    return FilingSettings(host, port)
+    from dataclasses import replace
+
+    return replace(FilingSettings(host, port), **settings.filing)
 
 
 def _procedures(raw: Any, config: Config, problems: list[str]) -> dict[str, tuple[str, str]]:
