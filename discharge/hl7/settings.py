@@ -91,9 +91,16 @@ def filing_settings(settings: Hl7Settings) -> FilingSettings | None:
     if settings.file_to is None:
         return None
     host, port = settings.file_to
-    from dataclasses import replace
-
-    return replace(FilingSettings(host, port), **settings.filing)
+    default = FilingSettings(host, port)
+    given = settings.filing
+    return FilingSettings(
+        host,
+        port,
+        document_type=given.get("document_type", default.document_type),
+        sending_facility=given.get("sending_facility", default.sending_facility),
+        receiving_application=given.get("receiving_application", default.receiving_application),
+        receiving_facility=given.get("receiving_facility", default.receiving_facility),
+    )
 
 
 def _procedures(raw: Any, config: Config, problems: list[str]) -> dict[str, tuple[str, str]]:
