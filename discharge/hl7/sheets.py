@@ -2,7 +2,9 @@
 withdrawn as the scheduling messages come, with the batch's file names, manifest and audit
 records.
 
-``ReadyFolder.handle`` takes one MLLP frame and returns the acknowledgement to send. It
+``ReadyFolder.handle`` takes one MLLP frame and returns the acknowledgement to send (the
+listener calls its two halves: ``begin``, then, once a worker process has rendered the PDF,
+``finish``). It
 acknowledges only what is done: the PDF written whole and flushed to disk, its audit record
 committed, the message's control id in the journal. A message whose control id the journal
 already has (the interface engine's retry) is acknowledged again as it was the first time,
@@ -134,7 +136,6 @@ class ReadyFolder:
         out_dir: Path,
         *,
         journal: Path | None = None,
-        filer: object | None = None,
         handouts: Handouts | None = None,
     ) -> None:
         self.config = config
@@ -152,8 +153,7 @@ class ReadyFolder:
         self.journal = _open_journal(journal or data_dir() / JOURNAL_NAME)
         self.templates = Recent()
         self.lock = threading.Lock()
-        self.filer = filer
-        self.handouts = handouts  # --email, --print
+        self.handouts = handouts  # filing ([hl7] file_to), --email, --print
         # (sender, control id) -> the PDF being rendered for it, until it is recorded
         self.in_flight: dict[tuple[str, str], str] = {}
         self.manifest_written = 0.0  # time.monotonic() of the last write
