@@ -18,7 +18,7 @@ from discharge.request import DischargeRequest
 
 
 def make_pdf(request: DischargeRequest, config: Config) -> tuple[Document, bytes]:
-    from discharge.render import render_pdf  # reportlab is heavy: import it only when drawing
+    from discharge.pdf.render import render_pdf  # reportlab is heavy: import it only when drawing
 
     document = build_document(request, config)
     return document, render_pdf(document)
@@ -38,7 +38,7 @@ def render_as(document: Document, fmt: str) -> bytes:
         from discharge.render_text import render_text
 
         return render_text(document)
-    from discharge.render import render_pdf
+    from discharge.pdf.render import render_pdf
 
     return render_pdf(document)
 

@@ -17,7 +17,7 @@ from html import escape
 from pathlib import Path
 
 from discharge.document import Block, Contact, Document, HelpLevel
-from discharge.qr import qr_svg_path
+from discharge.pdf.qr import qr_svg_path
 
 _STYLE = """
 :root{--ink:#1a1a1a;--muted:#555;--accent:#0b5563;--accent-tint:#e6f0f2;--row:#f5f7f8;
