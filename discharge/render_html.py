@@ -186,7 +186,7 @@ def _page(doc: Document, preface: str = "") -> list[str]:
 
 
 def _header(doc: Document) -> list[str]:
-    clinic = doc.clinic
+    clinic = doc.letterhead
     out = ['<header class="clinic">\n']
     if doc.draft:  # unapproved wording: said first, as at the top of every printed page
         out.append(f'<p class="draft"><strong>{_e(doc.draft)}</strong></p>\n')

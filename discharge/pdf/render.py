@@ -54,7 +54,7 @@ def _render(document: Document) -> bytes:
         # a screen reader announce; the subject says what kind of document it is.
         title=document.sheet_title,
         subject=document.labels.metadata_title,
-        author=document.clinic.name,
+        author=document.letterhead.name,
         creator="discharge",
         invariant=1,
         initialFontName=BODY,
@@ -145,7 +145,7 @@ def _story(doc: Document, width: float, s: Styles, height: float = 0) -> list[Fl
 
 
 def _header(doc: Document, width: float, s: Styles) -> Flowable:
-    clinic = doc.clinic
+    clinic = doc.letterhead
     left: list[Flowable] = []
     if clinic.logo:
         lazy_imports.load_images()
