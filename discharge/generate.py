@@ -74,7 +74,7 @@ def generate_pdf(
     return document
 
 
-# The marker render.py writes in the document information dictionary (Patient.marker), and
+# The marker pdf/furniture.py writes in the document information dictionary (Patient.marker), and
 # render_html.py in the page's head.
 _OWNER = re.compile(
     rb"/DischargePatient \(([0-9a-f]{32})\)"

@@ -244,7 +244,7 @@ def test_tagged_output_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_a_table_split_over_pages_repeats_its_header_as_an_artifact(tmp_path: Path) -> None:
-    """tagging.py on its own: a long table with a repeated header row, drawn by reportlab."""
+    """pdf/tagging.py on its own: a long table with a repeated header row, drawn by reportlab."""
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.platypus import Paragraph, SimpleDocTemplate
 
