@@ -293,7 +293,9 @@ def test_email_formats_in_the_body_cannot_be_password_protected(tmp_path: Path) 
                           '[email]\nformats = ["pdf", "html"]\npdf_password = "dob:DDMMYYYY"\n')  # fmt: skip
     result = run_discharge("email", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,
                            "--config", config, "--eml", tmp_path / "m.eml")  # fmt: skip
-    assert result.code == 2 and "[email] formats:" in result.stderr and "pdf_password" in result.stderr
+    assert (
+        result.code == 2 and "[email] formats:" in result.stderr and "pdf_password" in result.stderr
+    )
     assert not (tmp_path / "m.eml").exists()
     bad = write_config(tmp_path, {"sender": SENDER}, '[email]\nformats = ["pdf", "docx"]\n')
     result = run_discharge("email", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,

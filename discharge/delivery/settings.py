@@ -171,18 +171,20 @@ class SmtpSettings(Section):
         if not self.port:  # the usual port of the way it is encrypted
             object.__setattr__(self, "port", DEFAULT_PORTS[self.security])
 
-    def problems(self, where: Where) -> Iterator[tuple[str, str]]:
-        if self.host is not None and self.security == "none" and not is_loopback(self.host):
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
+        host = values["host"]
+        if host is not None and values["security"] == "none" and not is_loopback(host):
             yield (
                 "security",
                 (
                     '"none" sends patient data unencrypted, so it is only allowed for a relay on '
-                    f"this machine (localhost, 127.0.0.1 or ::1), not {self.host!r}; "
+                    f"this machine (localhost, 127.0.0.1 or ::1), not {host!r}; "
                     'use "starttls" or "tls"'
                 ),
             )
-        if (self.username is None) != (self.password_env is None):
-            yield "username", "and smtp.password_env must be given together"
+        if (values["username"] is None) != (values["password_env"] is None):
+            yield "", "username and password_env must be given together"
 
     @property
     def sender_address(self) -> str:
