@@ -263,7 +263,8 @@ class Section:
     @classmethod
     def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
         """Rules between keys: (key, problem) pairs, key "" for the section. ``values`` maps
-        each field's name to its checked value (or its default, when it was not valid)."""
+        each field's name to its checked value, or its default when not given (a key whose value
+        is wrong is left out: its problem is already named)."""
         return iter(())
 
 
@@ -327,8 +328,11 @@ def check_section(section: type[S], raw: Any, where: Where, problems: Problems) 
             values[f.name] = wanted.absent
     # Rules between keys see every valid key (a default for the others), so a file's problems
     # are all found at once; the record is made only when there are none.
+    wrong = {fields[key].name for key in raw if key in fields} - values.keys()
     seen = {
-        f.name: f.default for f in fields.values() if f.default is not dataclasses.MISSING
+        f.name: f.default
+        for f in fields.values()
+        if f.default is not dataclasses.MISSING and f.name not in wrong
     } | values
     for key, problem in section.relations(seen, where):
         problems.add(label, key, problem)

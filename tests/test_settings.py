@@ -86,8 +86,7 @@ def test_secrets_come_only_from_the_environment_and_are_never_repeated(tmp_path:
     ))  # fmt: skip
     assert result.code == 2 and "hunter" not in result.stderr
     assert [line.split(": ")[1] for line in lines] == [
-        "[smtp] password", "[smtp] password_env", "[smtp] username and password_env must be "
-        "given together", "[serve] password_env",
+        "[smtp] password", "[smtp] password_env", "[serve] password_env",
     ]  # fmt: skip
     assert "put it in an environment variable" in lines[0]
     assert "the NAME of an environment variable, in capital letters" in lines[1]

@@ -173,8 +173,8 @@ class SmtpSettings(Section):
 
     @classmethod
     def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
-        host = values["host"]
-        if host is not None and values["security"] == "none" and not is_loopback(host):
+        host = values.get("host")
+        if host is not None and values.get("security") == "none" and not is_loopback(host):
             yield (
                 "security",
                 (
@@ -183,7 +183,9 @@ class SmtpSettings(Section):
                     'use "starttls" or "tls"'
                 ),
             )
-        if (values["username"] is None) != (values["password_env"] is None):
+        if {"username", "password_env"} <= values.keys() and (values["username"] is None) != (
+            values["password_env"] is None
+        ):
             yield "", "username and password_env must be given together"
 
     @property
@@ -265,8 +267,8 @@ class EmailSettings(Section):
 
     @classmethod
     def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
-        in_body = {"html", "text"} & set(values["formats"])
-        if in_body and values["pdf_password"] != "none":
+        in_body = {"html", "text"} & set(values.get("formats", ()))
+        if in_body and values.get("pdf_password", "none") != "none":
             yield (
                 "formats",
                 (
