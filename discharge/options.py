@@ -122,8 +122,10 @@ def request_from_options(
 def warn_stale_translation(request: DischargeRequest, config: Config) -> None:
     """On stderr: the template this request uses is a draft (not approved by a clinician), or
     a translation older than its original."""
+    from discharge.guidance.loading import load_procedure
+    from discharge.guidance.model import draft_warning
+    from discharge.guidance.translations import stale_warning
     from discharge.i18n import language_of
-    from discharge.procedures import draft_warning, load_procedure, stale_warning
 
     default = language_of(config.clinic.locale)
     procedure = load_procedure(
@@ -137,13 +139,9 @@ def warn_stale_translation(request: DischargeRequest, config: Config) -> None:
 def warn_drafts(config: Config) -> None:
     """On stderr: every template (in every language) that is a draft, one line each."""
     from discharge.errors import DischargeError
+    from discharge.guidance.loading import available_procedures, load_procedure, procedure_languages
+    from discharge.guidance.model import draft_warning
     from discharge.i18n import language_of
-    from discharge.procedures import (
-        available_procedures,
-        draft_warning,
-        load_procedure,
-        procedure_languages,
-    )
 
     default = language_of(config.clinic.locale)
     for pid in available_procedures(config.templates_dir):

@@ -233,7 +233,7 @@ def prepare_renderer(
     before starting the workers, which then begin with them loaded). ``formats``: besides
     each row's PDF, its web page (``html``) and plain text (``text``), beside it."""
     from discharge.fonts import main_coverage
-    from discharge.procedures import load_all
+    from discharge.guidance.loading import load_all
 
     _worker.update(config=config, out_dir=out_dir, debug=debug, durable=_syncfs() is None,
                    formats=formats)  # fmt: skip

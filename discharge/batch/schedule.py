@@ -26,8 +26,8 @@ from typing import IO, Any, TypeVar
 from discharge.config import DATE_ORDERS, Config
 from discharge.errors import DischargeError, FieldErrors, InputError
 from discharge.fields import schedule_columns
+from discharge.guidance.loading import available_procedures, load_procedure
 from discharge.i18n import language_of
-from discharge.procedures import available_procedures, load_procedure
 from discharge.request import (
     DischargeRequest,
     check_email,
