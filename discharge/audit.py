@@ -62,7 +62,6 @@ MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED = (
 # A sheet sent to a printer (discharge.printing): its ``detail`` holds the printer and job.
 PRINTED, PRINT_FAILED, PRINT_UNKNOWN = "printed", "print-failed", "print-unknown"
 ACTIONS = (MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED, PRINTED, PRINT_FAILED, PRINT_UNKNOWN)
-CHANNELS = ("cli", "batch", "web")
 
 _SETTINGS_KEYS = {"path", "enabled"}
 # reportlab writes one "/Type /Page" dictionary per page (and "/Type /Pages" for the tree); it
