@@ -13,7 +13,6 @@ from typing import Any
 from discharge import cache as install_cache
 from discharge.errors import InputError, TemplateError, UnknownProcedureError
 from discharge.guidance.model import Procedure, template_key
-from discharge.guidance.parser import Parser
 from discharge.resources import bundled_dir
 
 # A template is a few pages of text (the bundled ones are about 8,000 bytes). Larger is refused
@@ -226,6 +225,8 @@ def _jinja_version() -> str:
 def _parse_file(file: Path, raw: bytes) -> Procedure:
     import tomllib  # only when the cache has no entry: the parsed result is cached
 
+    from discharge.guidance.parser import Parser
+
     try:
         # utf-8-sig: Windows Notepad starts a UTF-8 file with a byte order mark; allow it.
         data = tomllib.loads(raw.decode("utf-8-sig"))
@@ -251,6 +252,8 @@ def parse_template_file(file: Path) -> tuple[Procedure | None, dict[str, Any], l
     for every text, so each bad placeholder is reported, not only the first.
     """
     import tomllib
+
+    from discharge.guidance.parser import Parser
 
     try:
         data = tomllib.loads(read_template(file).decode("utf-8-sig"))
