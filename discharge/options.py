@@ -124,14 +124,18 @@ def warn_stale_translation(request: DischargeRequest, config: Config) -> None:
     a translation older than its original."""
     from discharge.guidance.loading import load_procedure
     from discharge.guidance.model import draft_warning
-    from discharge.guidance.translations import stale_warning
     from discharge.i18n import language_of
 
     default = language_of(config.clinic.locale)
     procedure = load_procedure(
         request.procedure, config.templates_dir, request.language, default_language=default
     )
-    for message in (draft_warning(procedure), stale_warning(procedure, config.templates_dir)):
+    messages = [draft_warning(procedure)]
+    if procedure.language:  # only a translation can be stale (its module is not needed else)
+        from discharge.guidance.translations import stale_warning
+
+        messages.append(stale_warning(procedure, config.templates_dir))
+    for message in messages:
         if message:
             click.echo(f"warning: {message}", err=True)
 
