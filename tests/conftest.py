@@ -3,11 +3,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import AUDIT_ENV, CACHE_ENV, DATA_DIR_ENV, PATIENT, Result, run_discharge
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_real_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The fixtures below are per test; a module's fixture (a server started once, documents
+    made once) runs before them. It too writes its audit log, data and cache in tmp, never in
+    the user's real folders (where another version's audit log stops every command)."""
+    root = tmp_path_factory.mktemp("session-folders")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(root / "xdg-data"))
+        patch.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import AUDIT_ENV, CACHE_ENV, DATA_DIR_ENV, run_discharge
+from tests.helpers import run_discharge
 
 # Varied on purpose: ASCII and non-ASCII names (fonts are numbered and subset per document),
 # a name in the fallback font, both procedures and their variants, Spanish, large print, US
@@ -33,14 +33,10 @@ REQUESTS = [
 def cold(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
     """Each document made by a new process (its own first document)."""
     folder = tmp_path_factory.mktemp("cold")
-    # Made before the autouse fixtures point the audit log, data folder and cache at a test's
-    # tmp: its own, so that no run writes to the user's real folders.
-    env = {AUDIT_ENV: str(folder / "audit.sqlite3"), DATA_DIR_ENV: str(folder / "data"),
-           CACHE_ENV: str(folder / "cache")}  # fmt: skip
     made = []
     for i, args in enumerate(REQUESTS):
         out = folder / f"{i}.pdf"
-        result = run_discharge("generate", *args, "--output", out, env=env)
+        result = run_discharge("generate", *args, "--output", out)
         assert result.code == 0, result.stderr
         made.append(out.read_bytes())
     return made
