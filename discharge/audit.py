@@ -61,7 +61,6 @@ MADE, PRUNED = "made", "pruned"
 # (e.g. "emailed", "email-failed", "email-unknown") when it is registered.
 ACTIONS = (MADE, PRUNED)
 _actions = set(ACTIONS)
-CHANNELS = ("cli", "batch", "web")
 
 _SETTINGS_KEYS = {"path", "enabled"}
 # reportlab writes one "/Type /Page" dictionary per page (and "/Type /Pages" for the tree); it

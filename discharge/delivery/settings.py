@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 from discharge.config import Config
 from discharge.errors import ConfigError, InputError, TemplateError
+from discharge.guidance.filling import fill
+from discharge.guidance.sandbox import environment
 from discharge.i18n import N_
 from discharge.request import check_email
-from discharge.templating import environment, render
 
 Security = Literal["starttls", "tls", "none"]
 SECURITY_MODES: tuple[Security, ...] = ("starttls", "tls", "none")
@@ -328,7 +329,7 @@ def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
                 )
                 continue
             try:  # once with sample values, so a mistake stops the program before any email
-                render(template, sample_context(event=key.startswith("event_")))
+                fill(template, sample_context(event=key.startswith("event_")))
             except TemplateError as exc:
                 problems.append(f"email.{key} is not a valid template: {exc}")
                 continue
