@@ -62,7 +62,6 @@ MADE, PRUNED = "made", "pruned"
 # (e.g. "emailed", "email-failed", "email-unknown") when it is registered.
 ACTIONS = (MADE, PRUNED)
 _actions = set(ACTIONS)
-CHANNELS = ("cli", "batch", "web")
 
 # reportlab writes one "/Type /Page" dictionary per page (and "/Type /Pages" for the tree); it
 # uses no object streams, so counting them is exact for our PDFs and takes microseconds.

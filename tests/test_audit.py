@@ -24,7 +24,7 @@ from pypdf import PdfReader
 
 from discharge.audit import AuditLog, AuditRecord, audit_settings, count_pages
 from discharge.config import Config, parse_config
-from discharge.procedures import load_procedure
+from discharge.guidance.loading import load_procedure
 from tests.helpers import PATIENT, run_discharge
 from tests.test_email import (  # noqa: F401  (relay is a fixture)
     PATIENT_ADDRESS,

@@ -542,7 +542,7 @@ def test_template_mistakes_stop_the_command(generate, tmp_path: Path, name: str)
 @pytest.mark.parametrize("mistake", RUNTIME_MISTAKES.values(), ids=RUNTIME_MISTAKES.keys())
 def test_template_mistakes_are_found_on_load(tmp_path: Path, mistake: str) -> None:
     from discharge.errors import TemplateError
-    from discharge.procedures import load_procedure
+    from discharge.guidance.loading import load_procedure
 
     folder = template_folder(tmp_path, {"{{ procedure_date }}": _toml_string(mistake) + " x"})
     began = time.monotonic()

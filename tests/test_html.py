@@ -14,8 +14,8 @@ import pytest
 
 from discharge.config import load_config
 from discharge.document import Document, build_document
+from discharge.guidance.loading import available_procedures, load_procedure, procedure_languages
 from discharge.i18n import language_of
-from discharge.procedures import available_procedures, load_procedure, procedure_languages
 from discharge.render_html import render_html
 from discharge.render_text import render_text
 from discharge.request import parse_request

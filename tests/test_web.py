@@ -774,7 +774,7 @@ def test_browser_makes_each_variants_sheet(server: Server, page) -> None:  # typ
     """Every variant of every procedure, chosen by its words in the grouped list: the sheet
     counts from the variant's own date (its label in the patient block) and says which
     variant it is (the footer's template line)."""
-    from discharge.procedures import available_procedures, load_procedure
+    from discharge.guidance.loading import available_procedures, load_procedure
 
     made = 0
     for procedure_id in available_procedures():

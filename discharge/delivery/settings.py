@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Literal
 
 from discharge.config import Config
 from discharge.errors import ConfigError, InputError, TemplateError
+from discharge.guidance.filling import fill
+from discharge.guidance.sandbox import environment
 from discharge.i18n import N_
 from discharge.request import check_email
 from discharge.settings_schema import (
@@ -37,7 +39,6 @@ from discharge.settings_schema import (
     declared,
     setting,
 )
-from discharge.templating import environment, render
 
 Security = Literal["starttls", "tls", "none"]
 SECURITY_MODES: tuple[Security, ...] = ("starttls", "tls", "none")
@@ -218,7 +219,7 @@ def _template(value: Any, where: Where, *, key: str) -> str:
     except TemplateSyntaxError as exc:
         raise Invalid(f"is not a valid template: {exc.message} (line {exc.lineno})") from None
     try:  # once with sample values, so a mistake stops the program before any email
-        render(template, sample_context(event=key.startswith("event_")))
+        fill(template, sample_context(event=key.startswith("event_")))
     except TemplateError as exc:
         raise Invalid(f"is not a valid template: {exc}") from None
     return str(value)
