@@ -536,9 +536,17 @@ def test_bad_hl7_settings_are_all_reported_at_once(tmp_path: Path) -> None:
     )
     result = run_discharge("listen", "--config", config, "--out-dir", tmp_path / "out")
     assert result.code == 2
-    for expected in ("hl7.file_to", "hl7.colour", "hl7.procedures.X", "hl7.procedures.Y"):
+    for expected in ("[hl7] file_to", "[hl7] colour"):
         assert expected in result.stderr
     assert "Traceback" not in result.stderr
+    # A table the file reads well, naming a procedure and a variant the templates lack.
+    config.write_text(
+        '[hl7.procedures]\n"X" = "nosuch"\n"Y" = "hsg:nosuchvariant"\n', encoding="utf-8"
+    )
+    result = run_discharge("listen", "--config", config, "--out-dir", tmp_path / "out")
+    assert result.code == 2
+    assert "[hl7.procedures] X" in result.stderr and "[hl7.procedures] Y" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_second_listener_or_a_batch_into_the_same_folder_is_refused(listener: Listener) -> None:

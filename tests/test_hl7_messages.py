@@ -96,21 +96,29 @@ def test_the_ack_names_each_problem_without_its_value() -> None:
 
 
 def test_hl7_settings_name_every_problem() -> None:
+    # The file's own mistakes, when it is loaded (the settings schema)...
     with pytest.raises(ConfigError) as caught:
-        load_hl7_settings(
-            parse_config(
-                {
-                    "hl7": {
-                        "file_to": "host-without-port",
-                        "patient_id_type": 5,
-                        "procedures": {"A": "nosuch", "B": 3},
-                    }
+        parse_config(
+            {
+                "hl7": {
+                    "file_to": "host-without-port",
+                    "patient_id_type": 5,
+                    "procedures": {"B": 3},
+                    "document_type": "D S",
                 }
-            )
+            }
         )
     text = str(caught.value)
-    for part in ("hl7.file_to", "hl7.patient_id_type", "hl7.procedures.A", "hl7.procedures.B"):
+    for part in ("[hl7] file_to", "[hl7] patient_id_type", "[hl7] procedures: B",
+                 "[hl7] document_type"):  # fmt: skip
         assert part in text
+    # ...and a procedure or variant the templates do not have, when the listener starts.
+    with pytest.raises(ConfigError) as caught:
+        load_hl7_settings(
+            parse_config({"hl7": {"procedures": {"A": "nosuch", "C": "hsg:nosuchvariant"}}})
+        )
+    assert "[hl7.procedures] A" in str(caught.value)
+    assert "[hl7.procedures] C" in str(caught.value)
     assert load_hl7_settings(parse_config({"hl7": {"file_to": "[::1]:2576"}})).file_to == (
         "::1",
         2576,

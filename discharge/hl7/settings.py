@@ -12,22 +12,91 @@ receiving_application = "EPR" # MSH-5, receiving_facility MSH-6, sending_facilit
 "HSG" = "hsg"
 "MISC-MED" = "miscarriage:medical"   # procedure:variant
 ```
+
+The section is declared for the settings schema (``Hl7Section``: every problem of the file at
+once, when it is loaded); whether each procedure and variant of the table exists is checked
+when the listener starts (``load_hl7_settings``), since the clinic's own templates folder is
+part of the answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from discharge.config import Config
 from discharge.errors import ConfigError, DischargeError
+from discharge.settings_schema import Check, Invalid, Section, Text, Where, setting
 
 if TYPE_CHECKING:
     from discharge.hl7.filing import FilingSettings
 
-# What the filed MDM^T02 says, for the record system's interface (FilingSettings' names).
-_FILING_TEXT = ("document_type", "sending_facility", "receiving_application", "receiving_facility")
-_KEYS = {"patient_id_type", "procedures", "file_to", *_FILING_TEXT}
+_ONE_WORD = r"[^\s|^~\\&]{1,60}"  # a code as the record system has it: no HL7 separators
+
+
+def _id_type(value: Any, where: Where) -> str:
+    if not isinstance(value, str) or len(value.strip()) > 10:
+        raise ValueError
+    return value.strip().upper()
+
+
+def _destination(value: Any, where: Where) -> tuple[str, int]:
+    from discharge.hl7.filing import parse_destination
+
+    if not isinstance(value, str):
+        raise ValueError
+    try:
+        return parse_destination(value, "hl7.file_to")
+    except ConfigError:
+        raise ValueError from None
+
+
+def _table(value: Any, where: Where) -> tuple[tuple[str, str, str], ...]:
+    """``"HSG" = "hsg"``, ``"MISC-MED" = "miscarriage:medical"``: (CODE, procedure, variant)."""
+    if not isinstance(value, dict):
+        raise ValueError
+    rows: list[tuple[str, str, str]] = []
+    for code, target in value.items():
+        if not isinstance(target, str) or not target.strip():
+            raise Invalid(
+                f'{code}: must be a procedure id in quotes, such as "hsg" or "miscarriage:medical"'
+            )
+        key = code.strip().upper()
+        if any(key == row[0] for row in rows):
+            raise Invalid(f"{code}: the code is in the table twice (codes ignore case)")
+        procedure, _, variant = (part.strip().lower() for part in target.partition(":"))
+        rows.append((key, procedure, variant))
+    return tuple(rows)
+
+
+_CODE = Text(
+    strip=True,
+    empty=False,
+    pattern=_ONE_WORD,
+    problem='must be a code in quotes, such as "DS" (no spaces or | ^ ~ \\ &)',
+)
+
+
+@dataclass(frozen=True)
+class Hl7Section(Section):
+    """The ``[hl7]`` section of the clinic's settings."""
+
+    NAME: ClassVar[str] = "hl7"
+
+    patient_id_type: str = setting(
+        Check(_id_type, 'must be an identifier type code in quotes, such as "MR"'), default=""
+    )
+    procedures: tuple[tuple[str, str, str], ...] = setting(
+        Check(_table, 'must be a table such as "HSG" = "hsg"'), default=()
+    )
+    file_to: tuple[str, int] | None = setting(
+        Check(_destination, 'must be host:port (e.g. "interface-engine:2576")'), default=None
+    )
+    # What the filed MDM^T02 says, for the record system's interface ("": the filing default).
+    document_type: str = setting(_CODE, default="")
+    sending_facility: str = setting(_CODE, default="")
+    receiving_application: str = setting(_CODE, default="")
+    receiving_facility: str = setting(_CODE, default="")
 
 
 @dataclass(frozen=True)
@@ -43,45 +112,28 @@ class Hl7Settings:
 
 
 def load_hl7_settings(config: Config) -> Hl7Settings:
-    """The clinic's ``[hl7]`` section, every problem reported at once (a ConfigError)."""
-    where = str(config.source) if config.source else "config"
-    raw = config.extra.get("hl7", {})
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: [hl7] must be a table of settings")
-    problems = [f"hl7.{key} is not a known setting" for key in raw if key not in _KEYS]
-    id_type = raw.get("patient_id_type", "")
-    if not isinstance(id_type, str) or len(id_type.strip()) > 10:
-        problems.append(
-            'hl7.patient_id_type must be an identifier type code in quotes, such as "MR"'
-        )
-        id_type = ""
-    procedures = _procedures(raw.get("procedures", {}), config, problems)
-    file_to = None
-    if "file_to" in raw:
-        file_to = parse_host_port(raw["file_to"], problems)
-    filing = {}
-    for key in _FILING_TEXT:
-        if key in raw:
-            value = raw[key]
-            if not isinstance(value, str) or not value.strip() or len(value) > 60:
-                problems.append(f'hl7.{key} must be text in quotes, such as "DS"')
-            else:
-                filing[key] = value.strip()
+    """The clinic's ``[hl7]`` section (checked when the settings were loaded), with every
+    procedure and variant of its table checked against the templates: every problem at once
+    (a ConfigError, a line each)."""
+    from discharge.guidance.loading import load_procedure
+
+    section = config.section(Hl7Section) or Hl7Section()
+    problems = []
+    for code, procedure, variant in section.procedures:
+        try:
+            load_procedure(procedure, config.templates_dir).variant(variant or None)
+        except DischargeError as exc:
+            problems.append(f"{config.where()}: [hl7.procedures] {code}: {exc}")
     if problems:
-        raise ConfigError(f"{where}: " + "; ".join(problems))
-    return Hl7Settings(id_type.strip().upper(), procedures, file_to, filing)
-
-
-def parse_host_port(value: Any, problems: list[str]) -> tuple[str, int] | None:
-    from discharge.hl7.filing import parse_destination
-
-    try:
-        if not isinstance(value, str):
-            raise ConfigError('hl7.file_to must be host:port (e.g. "interface-engine:2576")')
-        return parse_destination(value, "hl7.file_to")
-    except ConfigError as exc:
-        problems.append(str(exc))
-        return None
+        raise ConfigError("\n".join(problems))
+    filing = {
+        key: getattr(section, key)
+        for key in ("document_type", "sending_facility", "receiving_application",
+                    "receiving_facility")
+        if getattr(section, key)
+    }  # fmt: skip
+    table = {code: (procedure, variant) for code, procedure, variant in section.procedures}
+    return Hl7Settings(section.patient_id_type, table, section.file_to, filing)
 
 
 def filing_settings(settings: Hl7Settings) -> FilingSettings | None:
@@ -101,30 +153,3 @@ def filing_settings(settings: Hl7Settings) -> FilingSettings | None:
         receiving_application=given.get("receiving_application", default.receiving_application),
         receiving_facility=given.get("receiving_facility", default.receiving_facility),
     )
-
-
-def _procedures(raw: Any, config: Config, problems: list[str]) -> dict[str, tuple[str, str]]:
-    from discharge.procedures import load_procedure
-
-    if not isinstance(raw, dict):
-        problems.append('[hl7.procedures] must be a table such as "HSG" = "hsg"')
-        return {}
-    table: dict[str, tuple[str, str]] = {}
-    for code, target in raw.items():
-        name = f"hl7.procedures.{code}"
-        if not isinstance(target, str) or not target.strip():
-            problems.append(f'{name} must be a procedure id in quotes, such as "hsg" or '
-                            '"miscarriage:medical"')  # fmt: skip
-            continue
-        procedure, _, variant = (part.strip().lower() for part in target.partition(":"))
-        try:
-            load_procedure(procedure, config.templates_dir).variant(variant or None)
-        except DischargeError as exc:
-            problems.append(f"{name}: {exc}")
-            continue
-        key = code.strip().upper()
-        if key in table:
-            problems.append(f"{name}: the code is in the table twice (codes ignore case)")
-            continue
-        table[key] = (procedure, variant)
-    return table

@@ -338,7 +338,7 @@ def _with_request(
             problems.append(Problem(base.segment, base.field, code, text, component=base.component))
     template = None
     if request is not None and not problems:
-        from discharge.procedures import load_procedure
+        from discharge.guidance.loading import load_procedure
 
         try:
             loaded = load_procedure(
