@@ -265,6 +265,6 @@ def _as_printed(
     # A sheet found in the log carries its own id, times and hashes: the new record gets its own.
     return replace(
         sheet, action=action, channel=channel, detail=json.dumps(detail, ensure_ascii=False),
-        id=0, time_utc="", time_local="", operator="", workstation="", prev_hash="", hash="",
-        email_address="", message_id="",
+        id=0, time_utc="", time_local="", user="", operator="", workstation="", prev_hash="",
+        hash="", email_address="", message_id="",
     )  # fmt: skip
