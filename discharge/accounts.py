@@ -99,8 +99,7 @@ def check_name(name: str) -> str:
     name = normalise_name(name)
     if name == SHARED_USER:
         raise InputError(
-            f"'{SHARED_USER}' is the user the shared ward password signs in as; choose "
-            "another name"
+            f"'{SHARED_USER}' is the user the shared ward password signs in as; choose another name"
         )
     if not _NAME.match(name):
         raise InputError(

@@ -98,4 +98,3 @@ def _new_password(from_stdin: bool) -> str:
 
 def _when(text: str) -> str:
     return text[:16].replace("T", " ") + " UTC" if text else ""
-

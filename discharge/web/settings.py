@@ -2,7 +2,7 @@
 
 Like ``[smtp]``, the table stays raw in ``Config.extra`` until ``discharge serve`` reads it; every
 problem is reported at once. The login password never lives in the file: ``password_env`` names
-the environment variable that holds it.
+the environment variable that holds it. ``sign_in`` chooses how nurses sign in (see ``SIGN_IN``).
 
 Waitress, the server used here, does not encrypt connections itself. A page reachable from
 other computers must be encrypted, so listening on anything but this computer (loopback)
@@ -21,8 +21,16 @@ from typing import Any
 from discharge.config import Config
 from discharge.errors import ConfigError
 
-_KEYS = {"password_env", "tls_proxy", "max_upload_mb", "keep_minutes", "session_hours"}
+_KEYS = {
+    "password_env", "tls_proxy", "max_upload_mb", "keep_minutes", "session_hours", "sign_in",
+    "user_header",
+}  # fmt: skip
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# How nurses sign in (README "Signing in"): the shared ward password (password_env; none at
+# all on loopback), each her own local account (discharge users), or the hospital's single
+# sign-on, whose TLS proxy names the nurse in user_header.
+SIGN_IN = ("password", "accounts", "proxy")
 _NO_TLS_HERE = (
     "this server does not encrypt by itself: put a TLS-terminating proxy in front and give its "
     "address as tls_proxy"
@@ -36,6 +44,12 @@ class ServeSettings:
     max_upload_mb: float = 5.0  # the largest schedule a nurse may upload
     keep_minutes: float = 30.0  # a batch's files are deleted this long after it finished
     session_hours: float = 12.0  # a login lasts one shift
+    sign_in: str = "password"  # one of SIGN_IN
+    user_header: str | None = None  # sign_in "proxy": the header naming the signed-in nurse
+
+    @property
+    def login_required(self) -> bool:
+        return self.sign_in != "password" or self.password_env is not None
 
     def read_password(self) -> str | None:
         """The login password from the environment (None: no login required)."""
@@ -68,6 +82,19 @@ def load_serve_settings(config: Config) -> ServeSettings:
                 problems.append("serve.password_env must be the name of an environment variable")
             else:
                 values[key] = value
+        elif key == "sign_in":
+            if value not in SIGN_IN:
+                choices = ", ".join(f'"{c}"' for c in SIGN_IN)
+                problems.append(f"serve.sign_in must be one of {choices}")
+            else:
+                values[key] = value
+        elif key == "user_header":
+            if not isinstance(value, str) or not _HEADER_NAME.match(value):
+                problems.append(
+                    'serve.user_header must be the name of an HTTP header, e.g. "X-Remote-User"'
+                )
+            else:
+                values[key] = value
         elif key == "tls_proxy":
             try:
                 values[key] = str(ipaddress.ip_address(str(value)))
@@ -77,9 +104,31 @@ def load_serve_settings(config: Config) -> ServeSettings:
             problems.append(f"serve.{key} must be a positive number")
         else:
             values[key] = float(value)
+    problems.extend(_sign_in_problems(raw, values))
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))
     return ServeSettings(**values)
+
+
+def _sign_in_problems(raw: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """The settings of one way to sign in, and none of another's."""
+    if "user_header" in values and "sign_in" not in raw:
+        values["sign_in"] = "proxy"  # user_header alone says it
+    way = values.get("sign_in", "password")
+    problems = []
+    if way == "proxy":
+        if "user_header" not in raw:  # (a bad one is reported already)
+            problems.append('sign_in = "proxy" needs serve.user_header (e.g. "X-Remote-User")')
+        if "tls_proxy" not in raw:
+            problems.append(
+                'sign_in = "proxy" needs serve.tls_proxy: the user header is trusted only from '
+                "the proxy's address"
+            )
+    elif "user_header" in raw:
+        problems.append(f'serve.user_header is only read with sign_in = "proxy" (not "{way}")')
+    if way != "password" and "password_env" in raw:
+        problems.append(f'serve.password_env is only read with sign_in = "password" (not "{way}")')
+    return problems
 
 
 def is_loopback(host: str) -> bool:
@@ -96,7 +145,7 @@ def check_bind(host: str, settings: ServeSettings) -> None:
     if is_loopback(host):
         return
     missing = []
-    if settings.password_env is None:
+    if not settings.login_required:
         missing.append("password_env (the environment variable holding the login password)")
     if settings.tls_proxy is None:
         missing.append(f"tls_proxy ({_NO_TLS_HERE})")
