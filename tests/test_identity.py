@@ -39,7 +39,7 @@ from discharge.config import Config, parse_config
 from discharge.errors import ConfigError
 from discharge.web import create_app
 from discharge.web.settings import ServeSettings, check_bind, load_serve_settings
-from tests.helpers import run_discharge
+from tests.helpers import axe_violations, run_discharge
 from tests.test_web import (  # noqa: F401  (browser_type_launch_args: Debian's Chromium)
     FORM,
     Server,
@@ -61,6 +61,11 @@ def audit_rows(db: Path) -> list[dict[str, object]]:
 
 
 def add_user(name: str, password: str) -> None:
+    """As `discharge users add` does (tested through the command below), without its start-up."""
+    Accounts().add(name, password)
+
+
+def add_user_by_command(name: str, password: str) -> None:
     result = run_discharge("users", "add", name, "--password-stdin", stdin=password + "\n")
     assert result.code == 0, result.stderr
 
@@ -90,7 +95,7 @@ def test_a_password_hash_is_scrypt_with_its_parameters_and_a_salt_of_its_own() -
 def test_the_accounts_file_is_private_and_a_readable_one_is_made_private(
     clinic_data_dir: Path,
 ) -> None:
-    add_user("alice", ALICE_PW)
+    add_user_by_command("alice", ALICE_PW)
     path = clinic_data_dir / "users.sqlite3"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert ALICE_PW.encode() not in path.read_bytes()
@@ -103,7 +108,7 @@ def test_the_accounts_file_is_private_and_a_readable_one_is_made_private(
 
 
 def test_users_add_list_disable_reset_from_the_command_line(clinic_data_dir: Path) -> None:
-    add_user("Alice", ALICE_PW)  # names are kept in lower case
+    add_user_by_command("Alice", ALICE_PW)  # names are kept in lower case
     listed = run_discharge("users", "list")
     assert listed.code == 0
     lines = listed.stdout.splitlines()
@@ -480,13 +485,24 @@ def test_sign_out_ends_the_session_a_cookie_copied_before_opens_nothing_after(
     assert _signed_out(thief.get())  # refused after it
     assert _signed_out(thief.post("", **FORM, csrf_token=token(page)))
     assert _signed_out(thief.get("batch/"))
-    # Only a hash of the session id is on the server: the file gives no one a cookie.
-    (cookie,) = [c.value for c in thief.jar.cookiejar if c.name == "discharge_session"]
     with sqlite3.connect(clinic_data_dir / "users.sqlite3") as conn:
         assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
     actions = [(r["action"], r["user"]) for r in audit_rows(audit_db)]
     assert actions == [("signed-in", "alice"), ("signed-out", "alice")]
-    assert cookie
+
+
+def test_the_server_keeps_only_a_hash_of_the_session_id(
+    accounts_server: Server, clinic_data_dir: Path
+) -> None:
+    nurse = Browser(accounts_server.url)
+    nurse.sign_in("alice", ALICE_PW)
+    (cookie,) = [c.value for c in nurse.jar.cookiejar if c.name == "discharge_session"]
+    # The cookie is signed with a key derived from the clinic's secret (this test's data folder).
+    app = _app(ServeSettings(sign_in="accounts"))
+    session_id = app.session_interface.get_signing_serializer(app).loads(cookie)["sid"]  # type: ignore[attr-defined]
+    stored = b"".join(p.read_bytes() for p in clinic_data_dir.glob("users.sqlite3*"))
+    assert session_id.encode() not in stored
+    assert hashlib.sha256(session_id.encode()).hexdigest().encode() in stored
 
 
 def test_a_disabled_user_cannot_sign_in_and_her_open_sessions_end(
@@ -589,6 +605,7 @@ def test_browser_two_nurses_sign_in_each_as_herself(  # type: ignore[no-untyped-
         page = context.new_page()
         page.goto(accounts_server.url)
         assert page.url.endswith("/login")
+        assert axe_violations(page) == []  # the name field too
         page.get_by_label("Your user name").fill(name)
         page.get_by_label("Password").fill(password)
         page.get_by_role("button", name="Sign in").click()

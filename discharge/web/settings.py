@@ -146,7 +146,10 @@ def check_bind(host: str, settings: ServeSettings) -> None:
         return
     missing = []
     if not settings.login_required:
-        missing.append("password_env (the environment variable holding the login password)")
+        missing.append(
+            "a sign-in: password_env (the environment variable holding the shared password), "
+            'or sign_in = "accounts" or "proxy"'
+        )
     if settings.tls_proxy is None:
         missing.append(f"tls_proxy ({_NO_TLS_HERE})")
     if missing:
