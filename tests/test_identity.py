@@ -48,6 +48,8 @@ from tests.test_web import (  # noqa: F401  (browser_type_launch_args: Debian's 
     pdf_text,
     start_server,
     token,
+    upload,
+    wait_for_batch,
 )
 
 ALICE_PW = "alice's ward three passphrase"
@@ -352,6 +354,21 @@ def test_each_nurse_signs_in_as_herself_and_her_sheet_says_so(audit_db: Path) ->
     assert made == {"Ann Patient": "alice", "Ben Patient": "bob"}
     signed_in = [r["user"] for r in audit_rows(audit_db) if r["action"] == "signed-in"]
     assert signed_in == ["alice", "bob"]
+
+
+def test_a_nurses_schedule_is_recorded_under_her_name(audit_db: Path) -> None:
+    # The schedule is made by its own worker process: her name goes with it.
+    add_user("alice", ALICE_PW)
+    app = _app(ServeSettings(sign_in="accounts"))
+    try:
+        client = app.test_client()
+        _sign_in(client, "alice", ALICE_PW)
+        started = upload(client, b"patient_name,procedure,date\nAda Example,hsg,2026-11-23\n")
+        assert "1 PDF made" in wait_for_batch(client, started.headers["Location"])
+    finally:
+        app.extensions["discharge.jobs"].close()
+    made = [(r["channel"], r["user"]) for r in audit_rows(audit_db) if r["action"] == "made"]
+    assert made == [("batch", "alice")]
 
 
 def test_a_failed_sign_in_is_recorded_with_the_name_and_address_never_the_password(
