@@ -411,7 +411,7 @@ def test_the_proxys_user_header_is_trusted_from_its_address_only(audit_db: Path)
     made = client.post("/", data=data, headers=headers, environ_base=proxied)
     assert made.mimetype == "application/pdf"
     # The same header from anywhere else is refused, and recorded; no header from the proxy too.
-    forged = client.get("/", headers={"X-Remote-User": "carol"},
+    forged = client.get("/", headers={"X-Remote-User": "carol", "X-Forwarded-For": "10.0.0.2"},
                         environ_base={"REMOTE_ADDR": "10.9.9.9"})  # fmt: skip
     assert forged.status_code == 403 and "sign-on only" in forged.get_data(as_text=True)
     assert client.get("/", environ_base={"REMOTE_ADDR": "10.9.9.9"}).status_code == 403
@@ -419,7 +419,7 @@ def test_the_proxys_user_header_is_trusted_from_its_address_only(audit_db: Path)
     rows = audit_rows(audit_db)
     assert [(r["action"], r["user"]) for r in rows] == [("made", "carol"),
                                                         ("sign-in-failed", "carol")]  # fmt: skip
-    assert json.loads(str(rows[1]["detail"]))["address"] == "10.9.9.9"
+    assert json.loads(str(rows[1]["detail"]))["address"] == "10.9.9.9"  # its X-Forwarded-For: not
 
 
 # --- the real server: sessions held on it --------------------------------------------------

@@ -58,6 +58,12 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
         except DischargeError as exc:  # the form leaves it out; say why, once, here
             click.echo(f"warning: {exc} (not offered in the form)", err=True)
     warn_drafts(config)
+    if settings.sign_in == "accounts" and not app.extensions["discharge.accounts"].users():
+        click.echo(
+            'warning: sign_in = "accounts" and there are no users yet: no one can sign in '
+            "(add one: discharge users add NAME)",
+            err=True,
+        )
     # The proxy's forwarded headers are read by the app itself (web/__init__.py), which keeps
     # the address each connection came from: the user header is trusted from the proxy only.
     try:
