@@ -18,6 +18,7 @@ import select
 import sqlite3
 import stat
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -356,8 +357,13 @@ def test_each_nurse_signs_in_as_herself_and_her_sheet_says_so(audit_db: Path) ->
     assert signed_in == ["alice", "bob"]
 
 
-def test_a_nurses_schedule_is_recorded_under_her_name(audit_db: Path) -> None:
-    # The schedule is made by its own worker process: her name goes with it.
+def test_a_nurses_schedule_is_recorded_under_her_name(
+    audit_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The schedule is made by its own worker process: her name goes with it. (Its job folder
+    # in this test's own temporary folder: a `discharge serve` starting elsewhere on this
+    # computer removes the job folders of processes it does not take for a server.)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     add_user("alice", ALICE_PW)
     app = _app(ServeSettings(sign_in="accounts"))
     try:
