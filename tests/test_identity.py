@@ -23,6 +23,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -485,61 +487,97 @@ def _signed_out(answer: tuple[int, str, str]) -> bool:
     return answer[0] == 302 and answer[1].endswith("/login")
 
 
-@pytest.fixture
-def accounts_server(tmp_path: Path, clinic_data_dir: Path, audit_db: Path):  # type: ignore[no-untyped-def]
-    add_user("alice", ALICE_PW)
-    settings = _settings_file(tmp_path, 'sign_in = "accounts"')
+@dataclass
+class AccountsServer:
+    """One real server for the tests below, with its own data folder and audit log; each test
+    signs in as a nurse of its own, so they do not see each other's sessions or records."""
+
+    server: Server
+    data: Path
+    audit: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def records(self, *users: str) -> list[tuple[object, ...]]:
+        rows = audit_rows(self.audit)
+        return [(r["action"], r["user"], r["patient_name"]) for r in rows if r["user"] in users]
+
+    def sessions(self, user: str) -> int:
+        with sqlite3.connect(self.data / "users.sqlite3") as conn:
+            query = "SELECT count(*) FROM sessions WHERE user = ?"
+            return int(conn.execute(query, (user,)).fetchone()[0])
+
+
+NURSES = {"olive": "olive's ward three passphrase", "hana": "hana's ward three passphrase",
+          "dora": "dora's ward three passphrase", "alice": ALICE_PW, "bob": BOB_PW}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def accounts_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccountsServer]:
+    folder = tmp_path_factory.mktemp("accounts-server")
+    data, audit = folder / "data", folder / "audit" / "audit.sqlite3"
+    accounts = Accounts(data / "users.sqlite3")
+    for name, password in NURSES.items():
+        accounts.add(name, password)
+    settings = _settings_file(folder, 'sign_in = "accounts"')
     running = start_server("--workers", "0", "--config", str(settings),
-                           extra_env=_env(clinic_data_dir, audit_db))  # fmt: skip
-    yield running
-    running.stop()
+                           extra_env=_env(data, audit))  # fmt: skip
+    yield AccountsServer(running, data, audit)
+    code, output = running.stop()
+    assert code == 0, output
+    for password in NURSES.values():  # nothing typed reaches the server's output
+        assert password not in output
 
 
 def test_sign_out_ends_the_session_a_cookie_copied_before_opens_nothing_after(
-    accounts_server: Server, clinic_data_dir: Path, audit_db: Path
+    accounts_server: AccountsServer,
 ) -> None:
     nurse = Browser(accounts_server.url)
-    nurse.sign_in("alice", ALICE_PW)
+    nurse.sign_in("olive", NURSES["olive"])
     thief = nurse.copy()  # the cookie, copied while she is signed in
     status, _, page = thief.get()
-    assert status == 200 and "Signed in as alice" in page  # the copy works until she signs out
+    assert status == 200 and "Signed in as olive" in page  # the copy works until she signs out
     _, _, page = nurse.get()
     assert _signed_out(nurse.post("logout", csrf_token=token(page)))
     assert _signed_out(thief.get())  # refused after it
     assert _signed_out(thief.post("", **FORM, csrf_token=token(page)))
     assert _signed_out(thief.get("batch/"))
-    with sqlite3.connect(clinic_data_dir / "users.sqlite3") as conn:
-        assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
-    actions = [(r["action"], r["user"]) for r in audit_rows(audit_db)]
-    assert actions == [("signed-in", "alice"), ("signed-out", "alice")]
+    assert accounts_server.sessions("olive") == 0
+    assert accounts_server.records("olive") == [("signed-in", "olive", ""),
+                                                ("signed-out", "olive", "")]  # fmt: skip
 
 
 def test_the_server_keeps_only_a_hash_of_the_session_id(
-    accounts_server: Server, clinic_data_dir: Path
+    accounts_server: AccountsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     nurse = Browser(accounts_server.url)
-    nurse.sign_in("alice", ALICE_PW)
+    nurse.sign_in("hana", NURSES["hana"])
     (cookie,) = [c.value for c in nurse.jar.cookiejar if c.name == "discharge_session"]
-    # The cookie is signed with a key derived from the clinic's secret (this test's data folder).
+    # The cookie is signed with a key derived from the clinic's secret (the server's folder).
+    monkeypatch.setenv("DISCHARGE_DATA_DIR", str(accounts_server.data))
     app = _app(ServeSettings(sign_in="accounts"))
     session_id = app.session_interface.get_signing_serializer(app).loads(cookie)["sid"]  # type: ignore[attr-defined]
-    stored = b"".join(p.read_bytes() for p in clinic_data_dir.glob("users.sqlite3*"))
+    stored = b"".join(p.read_bytes() for p in accounts_server.data.glob("users.sqlite3*"))
     assert session_id.encode() not in stored
     assert hashlib.sha256(session_id.encode()).hexdigest().encode() in stored
 
 
 def test_a_disabled_user_cannot_sign_in_and_her_open_sessions_end(
-    accounts_server: Server,
+    accounts_server: AccountsServer,
 ) -> None:
     nurse = Browser(accounts_server.url)
-    nurse.sign_in("alice", ALICE_PW)
+    nurse.sign_in("dora", NURSES["dora"])
     assert nurse.get()[0] == 200
-    result = run_discharge("users", "disable", "alice")
+    result = run_discharge("users", "disable", "dora",
+                           env={"DISCHARGE_DATA_DIR": str(accounts_server.data)})  # fmt: skip
     assert result.code == 0 and "1 open session(s) ended" in result.stdout
     assert _signed_out(nurse.get())
     again = Browser(accounts_server.url)
     _, _, page = again.get("login")
-    status, _, page = again.post("login", name="alice", password=ALICE_PW, csrf_token=token(page))
+    status, _, page = again.post("login", name="dora", password=NURSES["dora"],
+                                 csrf_token=token(page))  # fmt: skip
     assert status == 401 and "do not match an account" in page
 
 
@@ -619,9 +657,8 @@ def test_the_user_header_signs_in_from_the_proxys_address_only(
 
 
 def test_browser_two_nurses_sign_in_each_as_herself(  # type: ignore[no-untyped-def]
-    accounts_server: Server, browser, audit_db: Path
+    accounts_server: AccountsServer, browser
 ) -> None:
-    add_user("bob", BOB_PW)
     for name, password, patient in (("alice", ALICE_PW, "Ann Patient"),
                                     ("bob", BOB_PW, "Ben Patient")):  # fmt: skip
         context = browser.new_context()
@@ -640,5 +677,6 @@ def test_browser_two_nurses_sign_in_each_as_herself(  # type: ignore[no-untyped-
             page.get_by_role("button", name="Make PDF").click()
         assert answer.value.status == 200
         context.close()
-    made = {r["patient_name"]: r["user"] for r in audit_rows(audit_db) if r["action"] == "made"}
-    assert made == {"Ann Patient": "alice", "Ben Patient": "bob"}
+    made = [(user, patient) for action, user, patient in accounts_server.records("alice", "bob")
+            if action == "made"]  # fmt: skip
+    assert made == [("alice", "Ann Patient"), ("bob", "Ben Patient")]
