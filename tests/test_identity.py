@@ -195,24 +195,25 @@ def test_users_add_asks_twice_without_echo_and_refuses_passwords_that_differ() -
 
 
 def test_sign_in_settings_report_every_problem_at_once() -> None:
-    config = parse_config(
-        {"serve": {"sign_in": "kerberos", "user_header": "X Remote", "password_env": "PW"}}
-    )
     with pytest.raises(ConfigError) as caught:
-        load_serve_settings(config)
+        parse_config({"serve": {"sign_in": "kerberos", "user_header": "X Remote"}})
     message = str(caught.value)
-    assert 'sign_in must be one of "password", "accounts", "proxy"' in message
-    assert "user_header must be the name of an HTTP header" in message
-    proxy = parse_config({"serve": {"user_header": "X-Remote-User"}})
-    with pytest.raises(ConfigError, match="needs serve.tls_proxy"):
-        load_serve_settings(proxy)
-    both = parse_config({"serve": {"sign_in": "accounts", "password_env": "PW"}})
-    with pytest.raises(ConfigError, match='password_env is only read with sign_in = "password"'):
-        load_serve_settings(both)
+    assert "[serve] sign_in: is 'kerberos', expected password, accounts or proxy" in message
+    assert "[serve] user_header: must be the name of an HTTP header" in message
+    with pytest.raises(ConfigError, match=r"\[serve\] sign_in: \"proxy\" needs tls_proxy"):
+        parse_config({"serve": {"user_header": "X-Remote-User"}})
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"serve": {"sign_in": "accounts", "password_env": "PW",
+                                "user_header": "X-Remote-User"}})  # fmt: skip
+    message = str(caught.value)
+    assert '[serve] password_env: is only read with sign_in = "password"' in message
+    assert '[serve] user_header: is only read with sign_in = "proxy"' in message
+    with pytest.raises(ConfigError, match='"proxy" needs user_header'):
+        parse_config({"serve": {"sign_in": "proxy", "tls_proxy": "10.0.0.2"}})
     settings = load_serve_settings(
         parse_config({"serve": {"user_header": "X-Remote-User", "tls_proxy": "10.0.0.2"}})
     )
-    assert (settings.sign_in, settings.user_header) == ("proxy", "X-Remote-User")
+    assert (settings.way, settings.user_header) == ("proxy", "X-Remote-User")
     check_bind("0.0.0.0", settings)  # a sign-in and a TLS proxy: may listen on the network
     check_bind("0.0.0.0", ServeSettings(sign_in="accounts", tls_proxy="10.0.0.2"))
     with pytest.raises(ConfigError, match="password_env"):

@@ -35,7 +35,7 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
     from waitress.server import create_server
 
     from discharge.config import load_config
-    from discharge.procedures import available_procedures, load_procedure
+    from discharge.guidance.loading import available_procedures, load_procedure
     from discharge.web import create_app
     from discharge.web.jobs import remove_leftovers
     from discharge.web.rendering import Renderer
@@ -58,7 +58,7 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
         except DischargeError as exc:  # the form leaves it out; say why, once, here
             click.echo(f"warning: {exc} (not offered in the form)", err=True)
     warn_drafts(config)
-    if settings.sign_in == "accounts" and not app.extensions["discharge.accounts"].users():
+    if settings.way == "accounts" and not app.extensions["discharge.accounts"].users():
         click.echo(
             'warning: sign_in = "accounts" and there are no users yet: no one can sign in '
             "(add one: discharge users add NAME)",

@@ -10,13 +10,16 @@ import logging
 import secrets
 import time
 from datetime import timedelta
-from typing import Any
-
-from flask import Flask, Response, g, render_template
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
+from typing import TYPE_CHECKING, Any
 
 from discharge.config import Config
 from discharge.web.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+
+# Flask is imported where it is used, not here: loading the clinic's settings imports
+# discharge.web.settings (the [serve] section), and `discharge generate` must not pay for Flask.
 
 log = logging.getLogger("discharge.web")
 
@@ -33,6 +36,8 @@ def create_app(
     ``password``: the shared login password (None: no login, only for loopback), for
     ``[serve] sign_in = "password"``. ``overrides``: Flask settings, e.g. ``{"TESTING": True}``.
     """
+    from flask import Flask
+
     from discharge.web import batch, form, security
     from discharge.web.emailing import form_email
     from discharge.web.jobs import JobManager
@@ -80,7 +85,7 @@ def _cookie_key(settings: ServeSettings, password: str | None) -> bytes:
     With a sign-in, derived from the clinic's secret (a restart keeps everyone signed in: the
     sessions themselves are on the server) and the shared password, if any (a new password signs
     everyone out). Without one, random: a restart starts afresh, nothing to keep."""
-    if settings.sign_in == "proxy" or (settings.sign_in == "password" and password is None):
+    if settings.way == "proxy" or (settings.way == "password" and password is None):
         return secrets.token_bytes(32)
     from discharge.clinic_data import keyed_digest
 
@@ -110,11 +115,15 @@ def _behind_proxy(app: Any, proxy: str) -> Any:
 
 
 def _start_clock() -> None:
+    from flask import g
+
     g.started = time.perf_counter()
 
 
 def _server_timing(response: Response) -> Response:
     # The time spent in the application (benchmarks/bench_serve.py reads it): no patient data.
+    from flask import g
+
     started = g.get("started")
     if started is not None:
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
@@ -123,6 +132,9 @@ def _server_timing(response: Response) -> Response:
 
 def _error_page(exc: Exception) -> Any:
     """Every error as a calm page; logged by its type only (messages may quote patient data)."""
+    from flask import Response, render_template
+    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
+
     if isinstance(exc, SecurityError):  # a Host that is not this server's: no page, no links
         return Response("Bad request\n", 400, mimetype="text/plain")
     if isinstance(exc, RequestEntityTooLarge):

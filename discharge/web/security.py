@@ -107,7 +107,7 @@ class NoUserFromProxy(Forbidden):
 
 def sign_in_way(app: Flask) -> str:
     """OPEN (no sign-in: loopback only), SHARED, ACCOUNTS or PROXY."""
-    way = app.config["SERVE"].sign_in
+    way = app.config["SERVE"].way
     if way == SHARED and app.config.get("PASSWORD") is None:
         return OPEN
     return str(way)

@@ -1,8 +1,9 @@
 """The ``[serve]`` table of the clinic's settings, and when ``discharge serve`` may listen.
 
-Like ``[smtp]``, the table stays raw in ``Config.extra`` until ``discharge serve`` reads it; every
-problem is reported at once. The login password never lives in the file: ``password_env`` names
-the environment variable that holds it. ``sign_in`` chooses how nurses sign in (see ``SIGN_IN``).
+Declared with the settings schema (``discharge/settings_schema.py``), so it is checked with the
+rest of the file when it is loaded. The login password never lives in the file:
+``password_env`` names the environment variable that holds it. ``sign_in`` chooses how nurses
+sign in (see ``SIGN_IN``).
 
 Waitress, the server used here, does not encrypt connections itself. A page reachable from
 other computers must be encrypted, so listening on anything but this computer (loopback)
@@ -14,42 +15,103 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from discharge.config import Config
 from discharge.errors import ConfigError
+from discharge.settings_schema import (
+    Check,
+    Choice,
+    EnvName,
+    Invalid,
+    Number,
+    Section,
+    Text,
+    Where,
+    setting,
+)
 
-_KEYS = {
-    "password_env", "tls_proxy", "max_upload_mb", "keep_minutes", "session_hours", "sign_in",
-    "user_header",
-}  # fmt: skip
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-# How nurses sign in (README "Signing in"): the shared ward password (password_env; none at
-# all on loopback), each her own local account (discharge users), or the hospital's single
-# sign-on, whose TLS proxy names the nurse in user_header.
-SIGN_IN = ("password", "accounts", "proxy")
 _NO_TLS_HERE = (
     "this server does not encrypt by itself: put a TLS-terminating proxy in front and give its "
     "address as tls_proxy"
 )
 
 
+def _ip_address(value: Any, where: Where) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise Invalid(f"{value!r} is not an IP address (the proxy's)") from None
+
+
+_POSITIVE = Number(above=0, problem="must be a positive number")
+# How nurses sign in (README "Signing in"): the shared ward password (password_env; none at
+# all on loopback), each her own local account (discharge users), or the hospital's single
+# sign-on, whose TLS proxy names the nurse in user_header.
+SIGN_IN = ("password", "accounts", "proxy")
+_HEADER = Text(
+    strip=True,
+    pattern=r"[A-Za-z0-9-]{1,64}",
+    problem='must be the name of an HTTP header, e.g. "X-Remote-User"',
+)
+
+
 @dataclass(frozen=True)
-class ServeSettings:
-    password_env: str | None = None  # the NAME of the environment variable with the password
-    tls_proxy: str | None = None  # the address of the TLS-terminating proxy in front, if any
-    max_upload_mb: float = 5.0  # the largest schedule a nurse may upload
-    keep_minutes: float = 30.0  # a batch's files are deleted this long after it finished
-    session_hours: float = 12.0  # a login lasts one shift
-    sign_in: str = "password"  # one of SIGN_IN
-    user_header: str | None = None  # sign_in "proxy": the header naming the signed-in nurse
+class ServeSettings(Section):
+    """The ``[serve]`` section."""
+
+    NAME: ClassVar[str] = "serve"
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {
+        "tls_cert": _NO_TLS_HERE,
+        "tls_key": _NO_TLS_HERE,
+        "password": "use password_env",
+    }
+
+    # the NAME of the environment variable with the password
+    password_env: str | None = setting(EnvName(), default=None)
+    # the address of the TLS-terminating proxy in front, if any
+    tls_proxy: str | None = setting(Check(_ip_address), default=None)
+    max_upload_mb: float = setting(_POSITIVE, default=5.0)  # the largest schedule to upload
+    keep_minutes: float = setting(_POSITIVE, default=30.0)  # a batch's files go this long after
+    session_hours: float = setting(_POSITIVE, default=12.0)  # a login lasts one shift
+    # how nurses sign in, one of SIGN_IN; not given: "proxy" with a user_header, else "password"
+    sign_in: str | None = setting(Choice(SIGN_IN), default=None)
+    # sign_in "proxy": the header in which the TLS proxy names the signed-in nurse
+    user_header: str | None = setting(_HEADER, default=None)
+
+    @property
+    def way(self) -> str:
+        """How nurses sign in: ``sign_in``, else what the other keys say."""
+        if self.sign_in is not None:
+            return self.sign_in
+        return "proxy" if self.user_header is not None else "password"
 
     @property
     def login_required(self) -> bool:
-        return self.sign_in != "password" or self.password_env is not None
+        return self.way != "password" or self.password_env is not None
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
+        """The settings of one way to sign in, and none of another's."""
+        given, header = values.get("sign_in"), values.get("user_header")
+        if "sign_in" not in values or "user_header" not in values:
+            return  # a wrong value: its problem is named already
+        way = given or ("proxy" if header is not None else "password")
+        if way == "proxy":
+            if header is None:
+                yield "sign_in", '"proxy" needs user_header (e.g. "X-Remote-User")'
+            if values.get("tls_proxy", "") is None:
+                yield (
+                    "sign_in",
+                    '"proxy" needs tls_proxy: the user header is trusted only from the '
+                    "proxy's address",
+                )
+        elif header is not None:
+            yield "user_header", f'is only read with sign_in = "proxy" (not "{way}")'
+        if way != "password" and values.get("password_env") is not None:
+            yield "password_env", f'is only read with sign_in = "password" (not "{way}")'
 
     def read_password(self) -> str | None:
         """The login password from the environment (None: no login required)."""
@@ -65,70 +127,8 @@ class ServeSettings:
 
 
 def load_serve_settings(config: Config) -> ServeSettings:
-    raw = config.extra.get("serve", {})
-    where = str(config.source) if config.source else "config"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: [serve] must be a table of settings")
-    problems: list[str] = []
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in ("tls_cert", "tls_key", "password"):
-            why = _NO_TLS_HERE if key != "password" else "use password_env"
-            problems.append(f"serve.{key} is not supported ({why})")
-        elif key not in _KEYS:
-            problems.append(f"serve.{key} is not a known setting")
-        elif key == "password_env":
-            if not isinstance(value, str) or not _ENV_NAME.match(value):
-                problems.append("serve.password_env must be the name of an environment variable")
-            else:
-                values[key] = value
-        elif key == "sign_in":
-            if value not in SIGN_IN:
-                choices = ", ".join(f'"{c}"' for c in SIGN_IN)
-                problems.append(f"serve.sign_in must be one of {choices}")
-            else:
-                values[key] = value
-        elif key == "user_header":
-            if not isinstance(value, str) or not _HEADER_NAME.match(value):
-                problems.append(
-                    'serve.user_header must be the name of an HTTP header, e.g. "X-Remote-User"'
-                )
-            else:
-                values[key] = value
-        elif key == "tls_proxy":
-            try:
-                values[key] = str(ipaddress.ip_address(str(value)))
-            except ValueError:
-                problems.append(f"serve.tls_proxy {value!r} is not an IP address (the proxy's)")
-        elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            problems.append(f"serve.{key} must be a positive number")
-        else:
-            values[key] = float(value)
-    problems.extend(_sign_in_problems(raw, values))
-    if problems:
-        raise ConfigError(f"{where}: " + "; ".join(problems))
-    return ServeSettings(**values)
-
-
-def _sign_in_problems(raw: dict[str, Any], values: dict[str, Any]) -> list[str]:
-    """The settings of one way to sign in, and none of another's."""
-    if "user_header" in values and "sign_in" not in raw:
-        values["sign_in"] = "proxy"  # user_header alone says it
-    way = values.get("sign_in", "password")
-    problems = []
-    if way == "proxy":
-        if "user_header" not in raw:  # (a bad one is reported already)
-            problems.append('sign_in = "proxy" needs serve.user_header (e.g. "X-Remote-User")')
-        if "tls_proxy" not in raw:
-            problems.append(
-                'sign_in = "proxy" needs serve.tls_proxy: the user header is trusted only from '
-                "the proxy's address"
-            )
-    elif "user_header" in raw:
-        problems.append(f'serve.user_header is only read with sign_in = "proxy" (not "{way}")')
-    if way != "password" and "password_env" in raw:
-        problems.append(f'serve.password_env is only read with sign_in = "password" (not "{way}")')
-    return problems
+    """The ``[serve]`` section (checked when the settings were loaded), else the defaults."""
+    return config.section(ServeSettings) or ServeSettings()
 
 
 def is_loopback(host: str) -> bool:
