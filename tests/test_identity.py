@@ -173,7 +173,9 @@ def _on_a_terminal(*args: str, answers: list[str]) -> tuple[int, str]:
                 if not chunk:
                     break
                 shown += chunk
-                if pending and shown[answered:].rstrip().endswith(b":"):  # a new prompt
+                # A new prompt, whole: click writes "Password:", then getpass writes the " "
+                # after it has set the terminal up (and flushed what was typed before then).
+                if pending and shown[answered:].endswith(b": "):
                     os.write(fd, pending.pop(0).encode() + b"\n")
                     answered = len(shown)
     finally:
