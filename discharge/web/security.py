@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import time
 from typing import Any
 
 from flask import (
@@ -103,15 +102,28 @@ def login() -> Any:
         return redirect(url_for("form.index"))
     problem = ""
     if request.method == "POST":
+        throttle, account = current_app.extensions["discharge.throttle"], "shared"
+        address = request.remote_addr or ""  # the nurse's computer, behind tls_proxy too
+        if wait := throttle.wait(account, address):
+            return too_many_tries(wait)
         if hmac.compare_digest(request.form.get("password", "").encode(), password.encode()):
+            throttle.succeeded(account)
             session.clear()
             session.permanent = True
             session["signed_in"] = True
             return redirect(url_for("form.index"))
-        time.sleep(1.0)  # slows guessing down; the password never appears in a log
+        throttle.failed(account, address)  # the password never appears in a log
         problem = "That password is not right. Try again."
     status = 401 if problem else 200
     return render_template("login.html", problem=problem), status
+
+
+def too_many_tries(wait: int) -> Any:
+    """Answered at once, the password unchecked (see throttle.py): no thread sleeps."""
+    seconds = "1 second" if wait == 1 else f"{wait} seconds"
+    problem = f"Too many tries. Wait {seconds}, then sign in again."
+    page = render_template("login.html", problem=problem)
+    return page, 429, {"Retry-After": str(wait)}
 
 
 @bp.route("/logout", methods=["POST"])
@@ -121,6 +133,9 @@ def logout() -> Any:
 
 
 def init_app(app: Flask) -> None:
+    from discharge.web.throttle import SignInThrottle
+
+    app.extensions["discharge.throttle"] = SignInThrottle()
     app.register_blueprint(bp)
     app.before_request(require_login)
     app.before_request(check_post)
