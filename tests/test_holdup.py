@@ -9,7 +9,6 @@ guesser's computer and a ward computer would be two addresses on a hospital netw
 from __future__ import annotations
 
 import http.client
-import re
 import socket
 import threading
 import time
@@ -23,7 +22,14 @@ import pytest
 from discharge.config import Config
 from discharge.web import create_app
 from discharge.web.throttle import MAX_WAIT, SignInThrottle
-from tests.test_web import FORM, Server, pdf_text, start_server, token
+from tests.test_web import (  # noqa: F401 (a fixture)
+    FORM,
+    Server,
+    browser_type_launch_args,
+    pdf_text,
+    start_server,
+    token,
+)
 
 PASSWORD = "correct horse battery"
 
@@ -210,3 +216,175 @@ def test_64_guessers_do_not_slow_a_nurse_down(guarded: Server) -> None:
     # Eight guessing addresses, five free tries each, then one try a wait: very few checked.
     assert answered.count(401) <= 8 * 5 + 8 * 4
     assert answered.count(429) > answered.count(401)
+
+
+# --- slow clients ---------------------------------------------------------------------------------
+
+
+class SlowClients:
+    """``count`` connections from ``sources`` that send a request's headers a byte at a time,
+    each one every ``every`` seconds, until stopped (a "slowloris")."""
+
+    def __init__(self, url: str, count: int, sources: list[str], every: float = 0.5) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.target = (parts.hostname or "", parts.port or 80)
+        self.header = f"GET / HTTP/1.1\r\nHost: {parts.netloc}\r\nX-Slow: ".encode() + b"a" * 4000
+        self.sockets: list[socket.socket] = []
+        self.closed_by_server: set[int] = set()
+        for n in range(count):
+            sock = socket.socket()
+            sock.settimeout(5)
+            sock.bind((sources[n % len(sources)], 0))
+            sock.connect(self.target)
+            sock.setblocking(False)
+            self.sockets.append(sock)
+        self.every = every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self) -> None:
+        sent = 0
+        while not self.stop.wait(self.every) and sent < len(self.header):
+            for n, sock in enumerate(self.sockets):
+                if n in self.closed_by_server:
+                    continue
+                try:
+                    if sock.recv(1) == b"":
+                        self.closed_by_server.add(n)
+                        continue
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self.closed_by_server.add(n)
+                    continue
+                try:
+                    sock.send(self.header[sent : sent + 1])
+                except OSError:
+                    self.closed_by_server.add(n)
+            sent += 1
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_150_slow_clients_do_not_starve_a_nurse(guarded: Server) -> None:
+    sources = [f"127.0.0.{n}" for n in range(20, 25)]  # five computers, thirty each
+    slow = SlowClients(guarded.url, 150, sources)
+    try:
+        time.sleep(1.5)  # every one of them connected and trickling
+        took = nurse_signs_in_and_gets_her_pdf(guarded.url)
+        held = 150 - len(slow.closed_by_server)
+    finally:
+        slow.close()
+    print(f"150 slow clients ({held} held open): the nurse's sign-in and PDF {took:.2f} s")
+    assert held == 150  # they were all still there: the nurse got in beside them
+    assert took < 2.0
+
+
+def test_a_slow_clients_headers_have_a_deadline_and_one_computer_a_share(tmp_path: Path) -> None:
+    limits = "header_seconds = 1\nconnections_per_address = 3\n"
+    running = start_server(
+        "--config", str(settings_file(tmp_path, limits)), extra_env={"HOLDUP_PASSWORD": PASSWORD}
+    )
+    try:
+        slow = SlowClients(running.url, 5, ["127.0.0.30"], every=0.2)
+        time.sleep(0.8)
+        assert len(slow.closed_by_server) == 2  # the fourth and fifth: closed at once, unread
+        deadline = time.monotonic() + 6
+        while len(slow.closed_by_server) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        slow.close()
+        assert len(slow.closed_by_server) == 5  # the other three: their headers took too long
+        nurse_signs_in_and_gets_her_pdf(running.url)  # a nurse with her own share
+    finally:
+        code, output = running.stop()
+    assert code == 0, output
+
+
+# --- a file over the upload limit ------------------------------------------------------------------
+
+BIG = 50 * 1024 * 1024
+
+
+def upload_headers(url: str, size: int, boundary: str) -> tuple[Browser, bytes]:
+    """A signed-in nurse's batch page, and the start of a multipart upload of ``size`` bytes."""
+    nurse = Browser(url)
+    _, _, page = nurse.request("GET", "/login")
+    nurse.request("POST", "/login", {"password": PASSWORD, "csrf_token": token(page.decode())})
+    _, _, page = nurse.request("GET", "/batch/")
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+        f"{token(page.decode())}\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="schedule"; filename="big.csv"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
+    return nurse, head
+
+
+def test_a_50_mb_upload_gets_the_413_page_and_is_not_read(guarded: Server) -> None:
+    parts = urllib.parse.urlsplit(guarded.url)
+    boundary = "----holdup"
+    nurse, head = upload_headers(guarded.url, BIG, boundary)
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /batch/ HTTP/1.1\r\nHost: {parts.netloc}\r\nCookie: {nurse.cookie}\r\n"
+            f"Origin: http://{parts.netloc}\r\nContent-Length: {len(head) + BIG + len(tail)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
+            + head
+        )
+        # Not one byte of the file sent: the answer comes from the headers alone.
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, _, body = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 413 REQUEST ENTITY TOO LARGE"
+    page = body.decode()
+    assert "Connection: close" in page and "Content-Security-Policy" in page
+    assert "The file is 50 MB; the largest schedule this server takes is 5 MB." in page
+
+
+def test_curl_uploading_50_mb_gets_the_page_not_a_reset(guarded: Server, tmp_path: Path) -> None:
+    import subprocess
+
+    big = tmp_path / "big.csv"
+    with big.open("wb") as out:
+        out.truncate(BIG)
+    nurse, _ = upload_headers(guarded.url, BIG, "x")
+    _, _, page = nurse.request("GET", "/batch/")
+    result = subprocess.run(
+        ["curl", "-sS", "--max-time", "60", "-H", f"Cookie: {nurse.cookie}",
+         "-H", f"Origin: {guarded.url.rstrip('/')}", "-F", f"csrf_token={token(page.decode())}",
+         "-F", f"schedule=@{big}", "-w", "\\n%{http_code} %{size_upload}",
+         guarded.url + "batch/"],
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    page_text, _, status = result.stdout.rpartition("\n")
+    code, sent = status.split()
+    assert code == "413" and int(sent) < 1024 * 1024  # curl waited for "100 Continue": refused
+    assert "The file is 50 MB; the largest schedule this server takes is 5 MB." in page_text
+
+
+def test_chromium_uploading_50_mb_shows_the_413_page(guarded: Server, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    big = tmp_path / "tomorrow.csv"
+    with big.open("wb") as out:
+        out.truncate(BIG)
+    page.goto(guarded.url)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="A day's schedule").click()
+    page.get_by_label("Schedule (CSV)").set_input_files(str(big))
+    with page.expect_response(
+        lambda r: r.url.endswith("/batch/") and r.request.method == "POST"
+    ) as answer:
+        page.get_by_role("button", name="Make PDFs").click()
+    assert answer.value.status == 413
+    assert page.get_by_role("heading", name="File too large").is_visible()
+    assert page.get_by_text(
+        "The file is 50 MB; the largest schedule this server takes is 5 MB."
+    ).is_visible()

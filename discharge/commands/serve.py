@@ -39,6 +39,7 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
     from discharge.web import create_app
     from discharge.web.jobs import remove_leftovers
     from discharge.web.rendering import Renderer
+    from discharge.web.server import connection_limits, guard_connections
     from discharge.web.settings import check_bind, is_loopback, load_serve_settings
 
     processes = (os.cpu_count() or 1) if workers is None else workers
@@ -75,7 +76,9 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
             # The upload limit, enforced by the server too, before the body is read.
             max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 64 * 1024,
             **proxy,
+            **connection_limits(settings),
         )
+        guard_connections(server, settings)
     except OSError as exc:
         raise OutputError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
     # "Task queue depth is N": all threads busy for a moment, normal when nurses queue for PDFs.

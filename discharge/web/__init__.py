@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, g, render_template
+from flask import Flask, Response, g, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
 
 from discharge.config import Config
@@ -92,7 +92,12 @@ def _error_page(exc: Exception) -> Any:
         from flask import current_app
 
         limit = current_app.config["SERVE"].max_upload_mb
-        message = f"That file is too large. A schedule can be at most {limit:g} MB."
+        size = (request.content_length or 0) / (1024 * 1024)
+        shown = f"{size:.0f}" if size >= 10 else f"{size:.1f}".removesuffix(".0")
+        message = (
+            f"The file is {shown} MB; the largest schedule this server takes is {limit:g} MB. "
+            "Split the schedule into smaller files, or ask IT to raise max_upload_mb."
+        )
         return render_template("error.html", title="File too large", message=message), 413
     if isinstance(exc, HTTPException):
         code = exc.code or 500

@@ -21,7 +21,10 @@ from typing import Any
 from discharge.config import Config
 from discharge.errors import ConfigError
 
-_KEYS = {"password_env", "tls_proxy", "max_upload_mb", "keep_minutes", "session_hours"}
+_KEYS = {"password_env", "tls_proxy", "max_upload_mb", "keep_minutes", "session_hours",
+         "connection_limit", "connections_per_address", "header_seconds",
+         "idle_seconds"}  # fmt: skip
+_WHOLE_NUMBERS = {"connection_limit", "connections_per_address"}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NO_TLS_HERE = (
     "this server does not encrypt by itself: put a TLS-terminating proxy in front and give its "
@@ -36,6 +39,11 @@ class ServeSettings:
     max_upload_mb: float = 5.0  # the largest schedule a nurse may upload
     keep_minutes: float = 30.0  # a batch's files are deleted this long after it finished
     session_hours: float = 12.0  # a login lasts one shift
+    # Slow or idle clients must not take every connection (see web/server.py).
+    connection_limit: int = 500  # open connections at most, from everyone
+    connections_per_address: int = 40  # from one computer (the tls_proxy: no limit)
+    header_seconds: float = 10.0  # a request's headers must arrive within this
+    idle_seconds: float = 60.0  # a connection with no request for this long is closed
 
     def read_password(self) -> str | None:
         """The login password from the environment (None: no login required)."""
@@ -75,6 +83,11 @@ def load_serve_settings(config: Config) -> ServeSettings:
                 problems.append(f"serve.tls_proxy {value!r} is not an IP address (the proxy's)")
         elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             problems.append(f"serve.{key} must be a positive number")
+        elif key in _WHOLE_NUMBERS:
+            if not isinstance(value, int):
+                problems.append(f"serve.{key} must be a whole number")
+            else:
+                values[key] = value
         else:
             values[key] = float(value)
     if problems:

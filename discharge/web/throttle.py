@@ -43,7 +43,7 @@ class _Failures:
         """Seconds until the next try is allowed (0: now)."""
         if self.count < FREE_TRIES:
             return 0.0
-        delay = min(MAX_WAIT, FIRST_WAIT * 2 ** (self.count - FREE_TRIES))
+        delay = min(MAX_WAIT, FIRST_WAIT * 2.0 ** min(self.count - FREE_TRIES, 16))
         return max(0.0, self.last + delay - now)
 
 
