@@ -9,6 +9,7 @@ guesser's computer and a ward computer would be two addresses on a hospital netw
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import threading
 import time
@@ -22,6 +23,8 @@ import pytest
 from discharge.config import Config
 from discharge.web import create_app
 from discharge.web.throttle import MAX_WAIT, SignInThrottle
+from tests.test_email import Recorder, _start, relay_config
+from tests.test_email import Server as SmtpServer
 from tests.test_web import (  # noqa: F401 (a fixture)
     FORM,
     Server,
@@ -388,3 +391,69 @@ def test_chromium_uploading_50_mb_shows_the_413_page(guarded: Server, page, tmp_
     assert page.get_by_text(
         "The file is 50 MB; the largest schedule this server takes is 5 MB."
     ).is_visible()
+
+
+# --- email from the form, when the mail server takes the message and drops the line ---------------
+
+
+@dataclass
+class TakesThenDrops(Recorder):
+    """Accepts the whole message, then drops the connection before its "250" reaches us."""
+
+    take_then_drop: int = 0
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]  # noqa: ANN001
+        answer = await super().handle_DATA(server, session, envelope)
+        if self.take_then_drop:
+            self.take_then_drop -= 1
+            server.transport.close()
+        return answer
+
+
+def email_form(client, address: str, action: str = "email") -> dict[str, str]:  # type: ignore[no-untyped-def]
+    page = client.get("/").get_data(as_text=True)
+    send_id = re.search(r'name="send_id" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    return {**FORM, "csrf_token": token(page), "send_id": send_id, "action": action,
+            "email": address}  # fmt: skip
+
+
+def test_a_send_the_mail_server_may_have_is_asked_about_never_repeated_silently(
+    tmp_path: Path,
+) -> None:
+    from discharge.config import load_config
+
+    handler = TakesThenDrops(take_then_drop=1)
+    controller = _start(handler)
+    try:
+        relay = SmtpServer(controller.port, handler)
+        app = create_app(load_config(relay_config(tmp_path, relay)), overrides={"TESTING": True})
+        client = app.test_client()
+        first_form = email_form(client, "zoe@patient.example")
+        first = client.post("/", data=first_form)
+        html = first.get_data(as_text=True)
+        assert first.status_code == 502 and len(relay.received) == 1  # it has the message
+        assert "the mail server may already have it — send again?" in html
+        assert "Send again anyway" in html
+        # She sends the same form again (a reload), or a new one, the address in capitals:
+        # asked again, nothing sent.
+        retries = [first_form, {**first_form, "email": "ZOE@PATIENT.EXAMPLE"}]
+        retries += [email_form(client, a) for a in ("zoe@patient.example", "Zoe@Patient.EXAMPLE")]
+        for form in retries:
+            again = client.post("/", data=form)
+            text = again.get_data(as_text=True)
+            assert again.status_code == 409, text
+            assert "the mail server may already have it — send again?" in text
+            assert "Nothing was sent now." in text and 'value="email-again"' in text
+        assert len(relay.received) == 1
+        # Only her "Send again anyway" sends it, once.
+        confirmed = client.post("/", data=email_form(client, "Zoe@Patient.Example", "email-again"))
+        assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
+        assert "Emailed to Zoe@Patient.Example." in confirmed.get_data(as_text=True)
+        assert len(relay.received) == 2
+        # And then it is sent: a plain "Email to patient" says so and sends nothing.
+        after = client.post("/", data=email_form(client, "zoe@patient.example"))
+        assert after.status_code == 409 and "already emailed" in after.get_data(as_text=True)
+        assert len(relay.received) == 2
+        app.extensions["discharge.jobs"].close()
+    finally:
+        controller.stop()
