@@ -48,9 +48,10 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
     check_bind(host, settings)  # before anything listens
     remove_leftovers()  # uploads and PDFs of a server that was killed (kill -9) before it could
     overrides = {}
-    if is_loopback(host):
+    if is_loopback(host) and settings.tls_proxy is None:
         # A page on another site that re-points its own name at 127.0.0.1 (DNS rebinding)
         # would look same-origin to the browser: only this computer's own names are answered.
+        # (Behind a TLS proxy the proxy answers only its own site's names, which it forwards.)
         overrides["TRUSTED_HOSTS"] = sorted({"127.0.0.1", "localhost", "::1", host.strip("[]")})
     app = create_app(config, settings, password=settings.read_password(), overrides=overrides)
     for procedure_id in available_procedures(config.templates_dir):
