@@ -58,6 +58,9 @@ def wait_for_tls(port: int, root: Path, process: subprocess.Popen[bytes]) -> Non
     deadline = time.monotonic() + 30
     while True:
         assert process.poll() is None, "caddy stopped"
+        if not root.exists():  # its authority is made first
+            time.sleep(0.1)
+            continue
         try:
             context = ssl.create_default_context(cafile=str(root))
             with (
@@ -85,37 +88,47 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     ).stdout.strip()  # fmt: skip
     users = tmp_path / "caddy-users"
     users.write_text(f"{NURSE} {hashed}\n", encoding="utf-8")
-    https_port = free_port()
     home = tmp_path / "caddy-home"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "XDG_DATA_HOME": str(home / "data"),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "CADDY_ADMIN": "off",
-        "CADDY_HTTP_PORT": str(free_port()),
-        "CADDY_HTTPS_PORT": str(https_port),
-        "DISCHARGE_SITE": SITE,
-        "DISCHARGE_USERS": str(users),
-        "DISCHARGE_UPSTREAM": urllib.parse.urlsplit(server.url).netloc,
-    }
-    log = (tmp_path / "caddy.log").open("wb")
-    caddy = subprocess.Popen(
-        [CADDY, "run", "--config", str(DEPLOY / "Caddyfile"), "--adapter", "caddyfile"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-    )  # fmt: skip
     root = home / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+    for _ in range(3):  # a spare port can be taken by another process before Caddy binds it
+        https_port = free_port()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "XDG_DATA_HOME": str(home / "data"),
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "CADDY_ADMIN": "off",
+            "CADDY_BIND": "127.0.0.1",
+            "CADDY_HTTP_PORT": str(free_port()),
+            "CADDY_HTTPS_PORT": str(https_port),
+            "DISCHARGE_SITE": SITE,
+            "DISCHARGE_USERS": str(users),
+            "DISCHARGE_UPSTREAM": urllib.parse.urlsplit(server.url).netloc,
+        }
+        log = tmp_path / "caddy.log"
+        with log.open("wb") as out:
+            caddy = subprocess.Popen(
+                [CADDY, "run", "--config", str(DEPLOY / "Caddyfile"), "--adapter", "caddyfile"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+            )  # fmt: skip
+        try:
+            wait_for_tls(https_port, root, caddy)
+            break
+        except (AssertionError, OSError) as exc:
+            caddy.kill()
+            caddy.wait()
+            said = log.read_text(errors="replace")
+            if "address already in use" not in said:
+                server.stop()
+                raise AssertionError(f"caddy did not start: {exc}\n{said}") from None
+    else:
+        server.stop()
+        raise AssertionError("caddy found no free port three times")
     try:
-        deadline = time.monotonic() + 30
-        while not root.exists() and time.monotonic() < deadline:
-            assert caddy.poll() is None, (tmp_path / "caddy.log").read_text()
-            time.sleep(0.1)
-        wait_for_tls(https_port, root, caddy)
         yield Deployment(f"https://{SITE}:{https_port}/", https_port, root, server, caddy)
     finally:
         caddy.terminate()
         caddy.wait(timeout=30)
-        log.close()
         code, output = server.stop()
         assert code == 0, output
     caddy_log = (tmp_path / "caddy.log").read_text(errors="replace")
