@@ -35,7 +35,7 @@ import re
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from discharge.config import Config
-from discharge.errors import ConfigError, DeliveryError, DischargeError, ExitStatus
+from discharge.errors import ConfigError, DischargeError, ExitStatus
 
 if TYPE_CHECKING:
     from discharge.document import Document
@@ -56,12 +56,11 @@ GENESIS = "0" * 64  # the "previous hash" of record 1
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one before giving up
 SCHEMA_VERSION = 1
 
-MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED = (
-    "made", "emailed", "email-failed", "email-unknown", "pruned",
-)  # fmt: skip
-# A sheet sent to a printer (discharge.printing): its ``detail`` holds the printer and job.
-PRINTED, PRINT_FAILED, PRINT_UNKNOWN = "printed", "print-failed", "print-unknown"
-ACTIONS = (MADE, EMAILED, EMAIL_FAILED, EMAIL_UNKNOWN, PRUNED, PRINTED, PRINT_FAILED, PRINT_UNKNOWN)
+MADE, PRUNED = "made", "pruned"
+# The log's own actions; each delivery channel (discharge.channels) adds its three names
+# (e.g. "emailed", "email-failed", "email-unknown") when it is registered.
+ACTIONS = (MADE, PRUNED)
+_actions = set(ACTIONS)
 CHANNELS = ("cli", "batch", "web")
 
 _SETTINGS_KEYS = {"path", "enabled"}
@@ -137,6 +136,11 @@ def _content_hash(values: Mapping[str, Any]) -> str:
         ["v1", *[values[name] for name in _CONTENT]], ensure_ascii=False, separators=(",", ":")
     )
     return hashlib.sha256((values["prev_hash"] + content).encode("utf-8")).hexdigest()
+
+
+def register_actions(*names: str) -> None:
+    """Accept these action names in new records (a delivery channel's, as it is registered)."""
+    _actions.update(names)
 
 
 def count_pages(pdf: bytes) -> int:
@@ -360,7 +364,7 @@ class AuditLog:
         time_local = now.astimezone(self.tz).isoformat(timespec="seconds")
         stored = []
         for entry in entries:
-            if entry.action not in ACTIONS:
+            if entry.action not in _actions:
                 raise ValueError(f"unknown audit action {entry.action!r}")
             values = dict(vars(entry))
             values.update(
@@ -387,29 +391,6 @@ class AuditLog:
                     file.unlink()
             kept = "; the file was not kept" if files else ""
             raise AuditError(f"{exc}{kept}") from None
-
-    @contextlib.contextmanager
-    def sending(
-        self, entry: AuditRecord, *, unknown: tuple[type[BaseException], ...] = ()
-    ) -> Iterator[None]:
-        """Around one send: if it raises, record ``email-failed`` (a DeliveryError) or
-        ``email-unknown`` (one of ``unknown``, or stopped some other way, e.g. Ctrl-C: the
-        message may have gone). The caller records success with ``record_sent`` once it has
-        noted the outcome itself."""
-        try:
-            yield
-        except BaseException as exc:
-            failed = isinstance(exc, DeliveryError) and not isinstance(exc, unknown)
-            with contextlib.suppress(AuditError):  # the send's own error is the one to report
-                self.record(replace(entry, action=EMAIL_FAILED if failed else EMAIL_UNKNOWN))
-            raise
-
-    def record_sent(self, entry: AuditRecord) -> AuditRecord:
-        """Record an email that has gone; if that fails, say that it went."""
-        try:
-            return self.record(replace(entry, action=EMAILED))
-        except AuditError as exc:
-            raise AuditError(f"{exc}; the email was sent") from None
 
     # --- reading ---
 
@@ -697,100 +678,3 @@ def _keep_private(path: Path) -> None:
                 f"{stat.S_IMODE(mode):04o}) and cannot be made private ({exc.strerror}); its "
                 "owner should run: chmod 600 " + str(file)
             ) from None
-
-
-# --- a batch: many records per transaction, written by the parent process ----------------
-
-
-class BatchAudit:
-    """Records a batch's made rows as their outcomes arrive, many per transaction.
-
-    ``entries`` passes the manifest entries through in order, holding each back until its
-    audit record is committed: a row is reported ``ok`` only once it is recorded. If a commit
-    fails, the held rows' PDFs are removed, the rows are passed on as errors (so a rerun makes
-    them again) and AuditError is raised.
-    """
-
-    def __init__(
-        self,
-        log: AuditLog,
-        schedule: Path,
-        out_dir: Path,
-        facts: MutableMapping[int, AuditRecord],
-        in_flight: MutableMapping[int, str] | None = None,
-        *,
-        rows_per_commit: int = 64,
-        seconds_per_commit: float = 0.5,
-        before_commit: Callable[[], None] | None = None,
-    ) -> None:
-        self.log = log
-        # Run before each commit: the batch runner flushes the rows' PDFs to disk there, so a
-        # recorded PDF is always on disk (many files flushed at once cost less than one each).
-        self.before_commit = before_commit
-        self.schedule = str(schedule.resolve())
-        self.out_dir = out_dir
-        self.facts = facts  # row -> the record a worker described (filled by the runner)
-        # row -> PDF file, for rows being made: a row leaves it once its record is committed,
-        # and the runner removes the files of the rows still in it when the run stops early.
-        self.in_flight = {} if in_flight is None else in_flight
-        self.rows_per_commit = rows_per_commit
-        self.seconds_per_commit = seconds_per_commit
-
-    def entries(self, outcomes: Iterable[dict[str, str]]) -> Iterator[dict[str, str]]:
-        # (entry, its record not yet committed, or None); _commit empties the list as it goes,
-        # so an interruption at any point neither records a row twice nor passes it on twice.
-        held: list[tuple[dict[str, str], AuditRecord | None]] = []
-        made = 0
-        deadline = time.monotonic() + self.seconds_per_commit
-        try:
-            for entry in outcomes:
-                record = self._record(entry)
-                held.append((entry, record))
-                made += record is not None
-                if made >= self.rows_per_commit or time.monotonic() >= deadline:
-                    yield from self._commit(held)
-                    made = 0
-                    deadline = time.monotonic() + self.seconds_per_commit
-        except GeneratorExit:  # the run stopped: these rows are in neither log nor manifest
-            self._remove(held)
-            raise
-        except BaseException:  # e.g. Ctrl-C: what is done is recorded, then the run stops
-            yield from self._commit(held)
-            raise
-        yield from self._commit(held)
-
-    def _record(self, entry: Mapping[str, str]) -> AuditRecord | None:
-        facts = self.facts.pop(int(entry["row"]), None)
-        if facts is None or not self.log.enabled or entry.get("status") != "ok":
-            return None
-        return replace(
-            facts, channel="batch", batch_file=self.schedule, batch_row=int(entry["row"])
-        )
-
-    def _commit(
-        self, held: list[tuple[dict[str, str], AuditRecord | None]]
-    ) -> Iterator[dict[str, str]]:
-        failure: AuditError | None = None
-        if self.before_commit is not None and held:
-            self.before_commit()
-        try:
-            self.log.record_many(r for _, r in held if r is not None)
-        except AuditError as exc:
-            failure = exc
-            self._remove(held)
-            for entry, record in held:
-                if record is not None:
-                    entry.update(status="error", sha256="", error=f"not recorded: {exc}")
-        held[:] = [(entry, None) for entry, _ in held]
-        for entry, _ in held:
-            self.in_flight.pop(int(entry["row"]), None)
-        while held:
-            yield held.pop(0)[0]
-        if failure is not None:
-            raise failure
-
-    def _remove(self, held: list[tuple[dict[str, str], AuditRecord | None]]) -> None:
-        for entry, record in held:
-            if record is not None:
-                with contextlib.suppress(OSError):
-                    (self.out_dir / entry["file"]).unlink()

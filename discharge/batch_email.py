@@ -29,12 +29,12 @@ import csv
 import hashlib
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from discharge.audit import AuditLog, AuditRecord, as_sent, describe_pdf
+from discharge.audit import AuditLog, describe_pdf
 from discharge.batch import (
     EMAIL_FIELDS,
     FAILED,
@@ -53,14 +53,10 @@ from discharge.batch import (
     read_rows,
     record_key,
 )
+from discharge.channels import Handout, deliver
+from discharge.channels.email import EmailChannel
 from discharge.config import Config
-from discharge.delivery import (
-    EmailSettings,
-    Mailer,
-    MessageRejected,
-    OutcomeUnknown,
-    compose_email,
-)
+from discharge.delivery import EmailSettings, Mailer, MessageRejected, OutcomeUnknown
 from discharge.delivery import sent as record
 from discharge.delivery.settings import load_email_settings
 from discharge.document import build_document
@@ -220,9 +216,15 @@ def email_batch(
                 before = {k: entry.get(k, "") for k in EMAIL_FIELDS}
                 entry.update(email_status=_SENDING, email_sent_to=address, email_error="")
                 entry["message_id"] = message_id
+                went: list[str] = []  # the Message-ID, once the record says the message went
+
+                def noted(sent_id: str, key: record.SendKey = key, went: list[str] = went) -> None:
+                    journal.finish(key, record.SENT, sent_id)
+                    went.append(sent_id)
+
                 try:
-                    outcome, made = _send_row(
-                        item, entry, config, out, mailer, settings, audit, batch_file
+                    outcome = _send_row(
+                        item, entry, config, out, mailer, settings, audit, batch_file, noted
                     )
                 except OutcomeUnknown as exc:
                     journal.finish(key, record.UNKNOWN)
@@ -234,15 +236,18 @@ def email_batch(
                             f"the email step stopped at row {row}: the SMTP server went silent"
                         ) from None
                     continue
-                except BaseException as exc:  # nothing reached the server: the run stops
+                except BaseException as exc:
+                    if went:  # it went, but its audit record could not be written: stop
+                        entry.update(email_status=SENT, message_id=went[0], email_error="")
+                        raise
+                    # Nothing reached the server: the run stops.
                     known = isinstance(exc, DischargeError)  # else (Ctrl-C, a bug): not known
                     journal.finish(key, record.FAILED if known else record.UNKNOWN)
                     entry.update(before)
                     raise
-                journal.finish(key, outcome["email_status"], outcome["message_id"])
+                if not went:
+                    journal.finish(key, outcome["email_status"], outcome["message_id"])
                 entry.update(outcome)
-                if made is not None and outcome["email_status"] == SENT:
-                    audit.record_sent(made)
                 counts[outcome["email_status"]] += 1
                 if outcome["email_status"] == SENT:
                     reporter.email_sent(row, address)
@@ -341,13 +346,14 @@ def _send_row(
     settings: EmailSettings,
     audit: AuditLog,
     batch_file: str,
-) -> tuple[dict[str, str], AuditRecord | None]:
-    """Send one row's PDF; a problem with this row only is returned as a failed outcome.
+    noted: Callable[[str], None],
+) -> dict[str, str]:
+    """Send one row's PDF through the email channel; a problem with this row only is returned
+    as a failed outcome.
 
-    The send is recorded in the audit log as it goes (``email-failed``, ``email-unknown``);
-    the caller records ``emailed`` once the outcome is in the clinic's record.
+    The channel records the send in the audit log (``email-failed``, ``email-unknown``, and
+    ``emailed`` once ``noted`` has put the outcome in the clinic's record).
     """
-    made = None
     try:
         address = check_email(entry["email_sent_to"])
         try:
@@ -358,20 +364,18 @@ def _send_row(
         if hashlib.sha256(pdf).hexdigest() != entry.get("sha256"):
             raise InputError(f"{entry['file']} has changed since it was made; run the batch again")
         document = build_document(item.request, config)
-        email = compose_email(
-            item.request, document, pdf, mailer.settings, settings, address,
-            message_id=entry["message_id"],
-        )  # fmt: skip
-        described = describe_pdf(item.request, document, pdf, channel="batch")
         made = replace(
-            as_sent(described, email.pdf, address, email.message_id),
+            describe_pdf(item.request, document, pdf, channel="batch"),
             batch_file=batch_file, batch_row=int(entry["row"]),
         )  # fmt: skip
-        with audit.sending(made, unknown=(OutcomeUnknown,)):
-            message_id = mailer.send(email)
+        handout = Handout((made,), item.request, document, front_end="batch")
+        channel = EmailChannel(
+            mailer, settings, address, message_id=entry["message_id"], noted=noted
+        )
+        receipt = deliver(handout, pdf, channel, audit=audit)
     except (MessageRejected, InputError) as exc:
-        return {"email_status": FAILED, "message_id": "", "email_error": str(exc)}, made
-    return {"email_status": SENT, "message_id": message_id, "email_error": ""}, made
+        return {"email_status": FAILED, "message_id": "", "email_error": str(exc)}
+    return {"email_status": SENT, "message_id": receipt.email.message_id, "email_error": ""}
 
 
 class _Publisher:

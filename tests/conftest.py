@@ -3,11 +3,37 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import AUDIT_ENV, CACHE_ENV, DATA_DIR_ENV, PATIENT, Result, run_discharge
+
+_HOME_VARIABLES = ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME")
+_session_home = tempfile.mkdtemp(prefix="discharge-tests-")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any fixture (module- and session-scoped ones too, and the servers they start):
+    the user's own data, cache and settings folders are out of reach. A server started by a
+    module fixture, or a command that drops the DISCHARGE_* variables, writes here, never into
+    ~/.local/share/discharge (a real clinic's audit log and secrets)."""
+    for name in _HOME_VARIABLES:
+        os.environ[name] = os.path.join(_session_home, name.lower())
+    for name in (
+        "DISCHARGE_AUDIT_DB",
+        "DISCHARGE_CACHE_DIR",
+        "DISCHARGE_DATA_DIR",
+        "DISCHARGE_CONFIG",
+    ):
+        os.environ.pop(name, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_session_home, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

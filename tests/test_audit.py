@@ -508,19 +508,22 @@ def test_email_to_a_file_records_the_message(audit_db: Path, tmp_path: Path) -> 
 
 
 def test_a_send_that_stops_is_recorded_as_failed_or_unknown(audit_db: Path) -> None:
+    from discharge.channels import Recorder
+    from discharge.channels.email import EmailChannel
     from discharge.errors import DeliveryError
 
-    entry = AuditRecord("emailed", procedure="hsg", email_address="a@b.example", message_id="<1@x>")
+    entry = [AuditRecord("made", procedure="hsg", email_address="a@b.example", message_id="<1@x>")]
     with AuditLog.open(Config()) as audit:
-        with pytest.raises(DeliveryError), audit.sending(entry):
+        recorder = Recorder(audit, EmailChannel.actions)
+        with pytest.raises(DeliveryError), recorder.attempt(entry):
             raise DeliveryError("refused")
-        with pytest.raises(KeyboardInterrupt), audit.sending(entry):
+        with pytest.raises(KeyboardInterrupt), recorder.attempt(entry):
             raise KeyboardInterrupt  # it may or may not have gone
-        with pytest.raises(TimeoutError), audit.sending(entry, unknown=(TimeoutError,)):
+        with pytest.raises(TimeoutError), recorder.attempt(entry, unknown=(TimeoutError,)):
             raise TimeoutError  # e.g. no answer after the whole message went
-        with audit.sending(entry):
+        with recorder.attempt(entry):
             pass
-        audit.record_sent(entry)
+        recorder.done(entry, said="the email was sent")
     assert [r["action"] for r in records(audit_db)] == [
         "email-failed",
         "email-unknown",

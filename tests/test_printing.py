@@ -198,13 +198,13 @@ def test_a_job_that_never_starts_is_cancelled_and_one_stuck_printing_is_unknown(
     cups: CupsServer, tmp_path: Path
 ) -> None:
     from discharge.audit import AuditRecord
+    from discharge.channels.print import print_recorded
     from discharge.config import load_config
     from discharge.printing import (
         PrinterStopped,
         PrintJobFailed,
         PrintTimeout,
         print_pdf,
-        print_recorded,
     )
     from discharge.printing.cups import job_state
 

@@ -8,9 +8,12 @@ import http.cookiejar
 import os
 import secrets
 import signal
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests.test_web import Server, start_server, token
 
@@ -100,3 +103,24 @@ def test_kill_9_of_serve_ends_its_workers_and_the_next_start_removes_its_files(
     finally:
         code, output = again.stop()
     assert code == 0, output
+
+
+def test_the_next_start_leaves_a_running_servers_folders_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live server's job folders survive another server's start, even when its process does
+    not look like `discharge serve` (a test runner, a service wrapper): it holds their lock."""
+    from discharge.config import load_config
+    from discharge.web.jobs import JobManager, remove_leftovers
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    jobs = JobManager(load_config(None))
+    alive = jobs.root
+    (alive / "job").mkdir()
+    stale = tmp_path / f"discharge-serve-{os.getpid()}-stale"  # this pid, nobody's lock
+    (stale / "job").mkdir(parents=True)
+    assert remove_leftovers() == 1
+    assert (alive / "job").is_dir() and not stale.exists()
+    jobs.close()
+    assert not alive.exists()

@@ -446,9 +446,8 @@ def start_server(*args: str, extra_env: dict[str, str] | None = None) -> Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    # Started before any test's own folders are set: its audit log and data folder in tmp too.
-    running = start_server(extra_env={"XDG_DATA_HOME": str(tmp_path_factory.mktemp("serve"))})
+def server() -> Iterator[Server]:
+    running = start_server()
     yield running
     code, output = running.stop()
     assert code == 0, output

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from discharge import __version__, speedups
-from discharge.audit import AuditLog, AuditRecord, BatchAudit, describe_pdf
+from discharge.audit import AuditLog, AuditRecord, describe_pdf
+from discharge.batch.audit import BatchAudit
 from discharge.batch.manifest import (
     DUPLICATE,
     ERROR,

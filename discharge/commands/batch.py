@@ -376,7 +376,8 @@ def _print_combined(
     ``combine_pdfs`` puts in it); True if printed."""
     from discharge.audit import AuditLog, AuditRecord
     from discharge.batch import OK, SKIPPED, read_manifest
-    from discharge.printing import PrintError, job_title, print_recorded
+    from discharge.channels.print import print_recorded
+    from discharge.printing import PrintError, job_title
 
     sheets: list[AuditRecord] = []
     wanted = (OK, SKIPPED) if every_row else (OK,)

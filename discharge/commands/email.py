@@ -49,7 +49,7 @@ def email(
     Each patient's instructions for a procedure and date go to an address once: the clinic
     keeps a record of what was sent (see README, "At most once"); --resend sends again.
     """
-    from discharge.delivery import email_instructions
+    from discharge.channels.email import email_instructions
     from discharge.request import check_email
 
     if recipient is None and eml is None:

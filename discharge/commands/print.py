@@ -39,7 +39,8 @@ def print(  # noqa: A001 - the command's name
     its printing was not confirmed), 4 the audit record could not be written.
     """
     from discharge.audit import AuditLog
-    from discharge.printing import PrintError, job_title, print_recorded
+    from discharge.channels.print import print_recorded
+    from discharge.printing import PrintError, job_title
 
     config = load_clinic_config(config_path)
     choice = print_choice(config, printer, copies)

@@ -1,10 +1,11 @@
 """Printing the instructions at the desk: sent to the ward's printer, confirmed, recorded.
 
-``print_pdf`` is the print channel: PDF bytes, a printer, copies and a title in; a
+``print_pdf`` prints: PDF bytes, a printer, copies and a title in; a
 ``PrintResult`` out only once the print system reports the job *completed*; otherwise a
 ``PrintError`` that says why (unknown printer, printer stopped or refusing jobs, job cancelled
-or aborted, job still waiting when ``timeout`` ran out). ``print_recorded`` adds the audit
-record of each patient's sheet on it, printed or not. The print system is CUPS (``cups.py``).
+or aborted, job still waiting when ``timeout`` ran out). The audit records of each patient's
+sheet on it, printed or not, are the print channel's (``discharge/channels/print.py``). The
+print system is CUPS (``cups.py``).
 
 Spooled copies: a job the program cancels is purged (``cancel -x``). A completed job's document
 stays in the scheduler's private spool folder for as long as its ``PreserveJobFiles`` says
@@ -14,22 +15,10 @@ refuses to purge a single completed job on request.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from discharge.audit import (
-    PRINT_FAILED,
-    PRINT_UNKNOWN,
-    PRINTED,
-    AuditError,
-    AuditLog,
-    AuditRecord,
-    count_pages,
-)
-from discharge.config import Config
+from discharge.audit import count_pages
 from discharge.errors import PrintError
 from discharge.printing import cups
 from discharge.printing.cups import CupsUnavailable, PrinterUnknown
@@ -43,7 +32,7 @@ from discharge.printing.settings import (
 __all__ = [
     "CupsUnavailable", "PrintError", "PrintResult", "PrintSettings", "PrinterStopped",
     "PrinterUnknown", "PrintJobFailed", "PrintTimeout", "check_copies", "check_printer_name",
-    "job_title", "load_print_settings", "print_pdf", "print_recorded",
+    "job_title", "load_print_settings", "print_pdf",
 ]  # fmt: skip
 
 TWO_SIDED = "two-sided-long-edge"
@@ -215,56 +204,3 @@ def _plain(reason: str) -> str:
 
 def _words(text: str) -> str:
     return " ".join(text.split())[:200]
-
-
-# --- recorded -----------------------------------------------------------------------------
-
-
-def print_recorded(
-    pdf: bytes,
-    config: Config,
-    sheets: Sequence[AuditRecord],
-    *,
-    printer: str,
-    copies: int = 1,
-    title: str = "discharge",
-    two_sided: bool = False,
-    timeout: float = 120.0,
-    channel: str = "cli",
-    file: str = "",
-) -> PrintResult:
-    """``print_pdf``, with one audit record per patient's sheet in ``pdf`` (``sheets``: the
-    records of the documents as made), whatever the outcome. A print that cannot be recorded
-    raises AuditError saying that it printed."""
-    audit = AuditLog.open(config)  # a broken [audit] setting stops us before printing
-    with audit:
-        try:
-            result = print_pdf(
-                pdf, printer=printer, copies=copies, title=title, two_sided=two_sided,
-                timeout=timeout,
-            )  # fmt: skip
-        except PrintError as exc:
-            action = PRINT_UNKNOWN if exc.unknown else PRINT_FAILED
-            detail = {"printer": printer, "job": exc.job, "copies": copies,
-                      "file": file, "reason": str(exc)}  # fmt: skip
-            with contextlib.suppress(AuditError):  # the printer's problem is the one to report
-                audit.record_many(_as_printed(s, action, detail, channel) for s in sheets)
-            raise
-        detail = {"printer": printer, "job": result.job, "copies": copies, "file": file,
-                  "sides": result.sides or "default"}  # fmt: skip
-        try:
-            audit.record_many(_as_printed(s, PRINTED, detail, channel) for s in sheets)
-        except AuditError as exc:
-            raise AuditError(f"{exc}; job {result.job} was printed") from None
-    return result
-
-
-def _as_printed(
-    sheet: AuditRecord, action: str, detail: dict[str, object], channel: str
-) -> AuditRecord:
-    # A sheet found in the log carries its own id, times and hashes: the new record gets its own.
-    return replace(
-        sheet, action=action, channel=channel, detail=json.dumps(detail, ensure_ascii=False),
-        id=0, time_utc="", time_local="", operator="", workstation="", prev_hash="", hash="",
-        email_address="", message_id="",
-    )  # fmt: skip

@@ -91,13 +91,8 @@ class FormEmail:
     ) -> Outcome:
         """Make the PDF and the message (``draw`` serialises reportlab), then send it, unless
         the clinic's record says it went or may have (``resend``: the nurse confirmed)."""
-        from discharge.delivery import (
-            CHANGED,
-            SENT,
-            EmailResult,
-            OutcomeUnknown,
-            email_instructions,
-        )
+        from discharge.channels.email import EmailResult, email_instructions
+        from discharge.delivery import CHANGED, SENT, OutcomeUnknown
         from discharge.errors import DischargeError
 
         assert callable(draw)

@@ -8,6 +8,7 @@ minutes after its combined PDF was downloaded, whichever comes first.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -49,6 +50,7 @@ class JobManager:
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
         self._root: Path | None = None
+        self._alive: int | None = None  # the root, locked while this process lives
         self._janitor: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -58,7 +60,12 @@ class JobManager:
             # Named with whose folder it is: a server killed outright (kill -9) cannot remove
             # it, so the next one to start does, once this process is gone (remove_leftovers).
             prefix = f"{ROOT_PREFIX}{os.getpid()}-"
-            self._root = Path(tempfile.mkdtemp(prefix=prefix))  # 0700
+            root = Path(tempfile.mkdtemp(prefix=prefix))  # 0700
+            # A lock on the folder, held for as long as this process lives (the kernel lets go
+            # when it dies, however it dies): the next server's sign that it is still in use.
+            self._alive = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fcntl.flock(self._alive, fcntl.LOCK_EX)
+            self._root = root
             self._janitor = threading.Thread(target=self._sweep_loop, daemon=True)
             self._janitor.start()
         return self._root
@@ -156,6 +163,9 @@ class JobManager:
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
+        if self._alive is not None:
+            os.close(self._alive)
+            self._alive = None
 
 
 def remove_leftovers() -> int:
@@ -170,10 +180,27 @@ def remove_leftovers() -> int:
                 continue  # not a folder of ours (or one of an earlier version's servers)
         except OSError:
             continue
-        if not _running(int(owner.group(1))):
+        if not _in_use(folder, int(owner.group(1))):
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed
+
+
+def _in_use(folder: Path, pid: int) -> bool:
+    """Whether the server that made ``folder`` still runs: it holds a lock on the folder for as
+    long as it lives, whatever process it runs in (a test runner, a service wrapper). A folder
+    nobody locks is an earlier version's, or one being made: its pid tells."""
+    try:
+        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return True  # not ours to judge
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(handle)
+    return _running(pid)
 
 
 def _running(pid: int) -> bool:

@@ -40,7 +40,8 @@ class FormPrint:
     def print_sheet(
         self, pdf: bytes, config: Config, sheet: AuditRecord, printer: str
     ) -> PrintOutcome:
-        from discharge.printing import PrintError, job_title, print_recorded
+        from discharge.channels.print import print_recorded
+        from discharge.printing import PrintError, job_title
 
         try:
             result = print_recorded(
