@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
+from pathlib import Path
 from typing import Literal
 
 from discharge.config import Clinic, Config
@@ -208,13 +209,31 @@ class Footer:
     template: str  # which template and version made this document
 
 
+@dataclass(frozen=True, repr=False)
+class Letterhead:
+    """The clinic as its sheets name it: the header's name, address and logo, and the numbers the
+    email's texts may quote. Only what is printed, not the clinic's settings."""
+
+    name: str
+    address: tuple[str, ...]  # a line each, printed joined by commas
+    phone: str
+    after_hours_phone: str  # "" when the clinic has none
+    emergency_number: str
+    logo: Path | None = None  # a PNG or JPEG, already checked when the settings were loaded
+
+    @classmethod
+    def of(cls, clinic: Clinic) -> Letterhead:
+        return cls(clinic.name, clinic.address, clinic.phone, clinic.after_hours_phone,
+                   clinic.emergency_number, clinic.logo)  # fmt: skip
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Document:
     """Every string that will be printed, already personalised. Plain text, never markup."""
 
     paper: str
     labels: Labels
-    clinic: Clinic
+    letterhead: Letterhead  # the clinic's name, address, numbers and logo
     procedure_id: str
     procedure_version: str  # the template's version (in the footer, and in the audit log)
     title: str
@@ -252,7 +271,7 @@ class Document:
     def sheet_title(self) -> str:
         """The sheet's own title, for a title bar, a browser tab and a screen reader ("After
         your HSG – Riverside Clinic"): the procedure and the clinic, never the patient."""
-        return f"{self.title} \u2013 {self.clinic.name}"
+        return f"{self.title} \u2013 {self.letterhead.name}"
 
 
 def build_document(
@@ -338,7 +357,7 @@ def build_document(
     return Document(
         paper=request.paper or clinic.paper,
         labels=labels,
-        clinic=clinic,
+        letterhead=Letterhead.of(clinic),
         procedure_id=procedure.id,
         procedure_version=procedure.version,
         title=procedure.title,

@@ -18,7 +18,7 @@ from discharge.request import DischargeRequest
 
 
 def make_pdf(request: DischargeRequest, config: Config) -> tuple[Document, bytes]:
-    from discharge.render import render_pdf  # reportlab is heavy: import it only when drawing
+    from discharge.pdf.render import render_pdf  # reportlab is heavy: import it only when drawing
 
     document = build_document(request, config)
     return document, render_pdf(document)
@@ -38,7 +38,7 @@ def render_as(document: Document, fmt: str) -> bytes:
         from discharge.render_text import render_text
 
         return render_text(document)
-    from discharge.render import render_pdf
+    from discharge.pdf.render import render_pdf
 
     return render_pdf(document)
 
@@ -74,7 +74,7 @@ def generate_pdf(
     return document
 
 
-# The marker render.py writes in the document information dictionary (Patient.marker), and
+# The marker pdf/furniture.py writes in the document information dictionary (Patient.marker), and
 # render_html.py in the page's head.
 _OWNER = re.compile(
     rb"/DischargePatient \(([0-9a-f]{32})\)"

@@ -146,7 +146,7 @@ def _sample(procedure: Procedure, variant: str | None) -> DischargeRequest:
 def _render(document: Document) -> None:
     from dataclasses import replace
 
-    from discharge.render import render_pdf  # reportlab is heavy: only when checking
+    from discharge.pdf.render import render_pdf  # reportlab is heavy: only when checking
 
     render_pdf(document)
     render_pdf(replace(document, large_print=not document.large_print))

@@ -17,7 +17,7 @@ from html import escape
 from pathlib import Path
 
 from discharge.document import Block, Contact, Document, HelpLevel
-from discharge.qr import qr_svg_path
+from discharge.pdf.qr import qr_svg_path
 
 _STYLE = """
 :root{--ink:#1a1a1a;--muted:#555;--accent:#0b5563;--accent-tint:#e6f0f2;--row:#f5f7f8;
@@ -186,7 +186,7 @@ def _page(doc: Document, preface: str = "") -> list[str]:
 
 
 def _header(doc: Document) -> list[str]:
-    clinic = doc.clinic
+    clinic = doc.letterhead
     out = ['<header class="clinic">\n']
     if doc.draft:  # unapproved wording: said first, as at the top of every printed page
         out.append(f'<p class="draft"><strong>{_e(doc.draft)}</strong></p>\n')

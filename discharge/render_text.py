@@ -61,9 +61,9 @@ def _lines(doc: Document) -> list[str]:
     bullet = labels.bullet
     # Unapproved wording: said first, as at the top of every printed page.
     out = [doc.draft, "!" * min(len(doc.draft), WIDTH), ""] if doc.draft else []
-    out.append(doc.clinic.name)
-    if doc.clinic.address:
-        out.append(", ".join(doc.clinic.address))
+    out.append(doc.letterhead.name)
+    if doc.letterhead.address:
+        out.append(", ".join(doc.letterhead.address))
     out += list(doc.header_contacts)
     out += _heading(doc.title, "=")
     if doc.subtitle:

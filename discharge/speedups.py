@@ -1,9 +1,10 @@
 """The speed tricks: every use of a private name of reportlab, Babel, multiprocessing or Python
 that only makes ``discharge`` faster, in one place, each with what it relies on.
 
-The domain modules (``render.py``, ``fonts.py``, ``tagging.py``, ``locale_data.py``,
-``batch/run.py``, ``lazy_imports.py``) call in here; none of them reaches into a library's
-private names for speed. The README's "Speed" section measures what each trick is worth.
+The domain modules (``pdf/render.py``, ``pdf/flowables.py``, ``pdf/fonts.py``,
+``pdf/tagging.py``, ``pdf/lazy_imports.py``, ``locale_data.py``, ``batch/run.py``) call in here;
+none of them reaches into a library's private names for speed. The README's "Speed" section
+measures what each trick is worth.
 
 **The plain path.** ``DISCHARGE_SPEEDUPS=0`` in the environment (read once, when this module is
 first imported) turns every trick off: reportlab, Babel and multiprocessing are used through
@@ -277,7 +278,7 @@ class _Kept:
         return found
 
 
-# --- lazy imports (used by lazy_imports.py) --------------------------------------------------
+# --- lazy imports (used by pdf/lazy_imports.py) ----------------------------------------------
 #
 # Relies on: sys._getframe (the module compiling a pattern); reportlab's module names below
 # and its paragraph module importing Pyphen only if it can (``try: import pyphen``).
@@ -377,7 +378,7 @@ def _without(module: str) -> Iterator[None]:
 
 def defer_reportlab_imports() -> None:
     """Import reportlab's paragraph module with Pillow lazy, without Pyphen, and its unused
-    patterns compiled on first use (see ``lazy_imports.py``)."""
+    patterns compiled on first use (see ``pdf/lazy_imports.py``)."""
     if _PARAGRAPH in sys.modules or not usable("lazy-imports"):
         return
     with _import_lock:
@@ -386,7 +387,7 @@ def defer_reportlab_imports() -> None:
             importlib.import_module(_PARAGRAPH)
 
 
-# --- writing the PDF (used by render.py) ----------------------------------------------------
+# --- writing the PDF (used by pdf/render.py) ------------------------------------------------
 #
 # Relies on: pdfdoc.PDFZCompress (the one shared stream filter, a PDFStreamFilterZCompress,
 # looked up each time a stream is written), pdfdoc.pdfdocEnc (looked up each time a name,
@@ -472,7 +473,7 @@ def pdf_writing() -> Iterator[None]:
                 pdfdoc.PDFZCompress, rl_config.useA85, pdfdoc.pdfdocEnc = _deflate_saved
 
 
-# --- paragraphs (used by render.py's _Para) -------------------------------------------------
+# --- paragraphs (used by pdf/flowables.py's Para) ------------------------------------------
 #
 # Relies on: the attributes Paragraph.__init__ sets (caseSensitive, encoding, frags,
 # bulletText, style, text, debug) being all its state before layout; breakLines() depending
@@ -585,7 +586,7 @@ def _draw_key(para: Any, key: Any) -> tuple[Any, ...] | None:
     return (key, para.width, para.height)
 
 
-# --- KeepTogether (used by render.py's _KeepTogether) -----------------------------------------
+# --- KeepTogether (used by pdf/flowables.py's KeepTogether) ------------------------------
 #
 # Relies on: flowables._listWrapOn(content, width, canv, dims=) and KeepTogether.wrap setting
 # _H, _H0 and _wrapInfo, which its split() reads.
@@ -610,7 +611,7 @@ def wrap_together(flowable: Any, aW: float, aH: float) -> tuple[float, float] | 
     return width, 0xFFFFFF  # as KeepTogether: always asks to be split into its content
 
 
-# --- tables (used by tagging.py's TaggedTable) -------------------------------------------------
+# --- tables (used by pdf/tagging.py's TaggedTable) ---------------------------------------------
 #
 # Relies on: Table.wrap setting _width, _height and availWidth, and _hmax (rows measured)
 # equal to len(_argH) (all rows) once every row has been measured.
@@ -637,7 +638,7 @@ def wrap_table(
     return width, height
 
 
-# --- fonts (used by fonts.py) --------------------------------------------------------------------
+# --- fonts (used by pdf/fonts.py) ----------------------------------------------------------------
 #
 # Relies on: TTFontFace.makeSubset(subset), TTFont.addObjects(doc) adding the PDF fonts to
 # doc.idToObject["BasicFonts"] with their Widths as a PDFArray (its .sequence), pdfdoc.format,
@@ -755,7 +756,7 @@ def _ascii_shortcut(font: Any) -> None:
     font.splitString = split_string
 
 
-# --- the font cache (used by fonts.py's _load) --------------------------------------------------
+# --- the font cache (used by pdf/fonts.py's _load) ----------------------------------------------
 #
 # Relies on: a TTFontFace's state being its __dict__ (parsed tables) plus _ttf_data (the
 # file's bytes) and _pdfScale; TTFont.__init__ setting exactly fontName, face, encoding,

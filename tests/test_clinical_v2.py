@@ -17,7 +17,7 @@ from pypdf import PdfReader
 from discharge.config import load_config
 from discharge.dates import format_day
 from discharge.document import build_document
-from discharge.render import render_pdf
+from discharge.pdf.render import render_pdf
 from discharge.request import parse_request
 
 DAY = date(2026, 11, 21)  # a Saturday; three weeks on crosses into December
@@ -172,7 +172,7 @@ def test_the_help_box_is_on_one_page(
 
 
 def test_the_footer_is_large_enough_to_read_the_phone_number() -> None:
-    from discharge.styles import LARGE, NORMAL
+    from discharge.pdf.styles import LARGE, NORMAL
 
     assert NORMAL.footer_size >= 9 and LARGE.footer_size >= 16
 

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from discharge.config import Config, load_config
-from discharge.document import Milestone, build_document, group_timeline, parse_blocks
+from discharge.document import (
+    Letterhead,
+    Milestone,
+    build_document,
+    group_timeline,
+    parse_blocks,
+)
 from discharge.errors import InputError, TemplateError, UnknownProcedureError
 from discharge.request import clean_text, parse_request
 
@@ -88,11 +94,23 @@ def test_us_locale_dates_and_temperatures() -> None:
 
 def test_help_box_has_the_clinic_numbers() -> None:
     doc = _doc()
-    clinic = doc.clinic
+    clinic = doc.letterhead
     numbers = [c.number for c in (*doc.help_urgent.contacts, *doc.help_clinic.contacts)]
     assert clinic.phone in numbers and clinic.after_hours_phone in numbers
     assert any(clinic.emergency_number in n for n in numbers)
     assert len(doc.help_urgent.signs) + len(doc.help_clinic.signs) >= 5
+
+
+def test_the_document_carries_the_letterhead_not_the_clinic_settings(tmp_path: Path) -> None:
+    logo = tmp_path / "logo.png"
+    clinic = replace(load_config().clinic, name="Northgate Unit", address=("Ward 4", "Leeds"),
+                     after_hours_phone="", logo=logo, templates_dir=tmp_path)  # fmt: skip
+    doc = _doc(config=Config(clinic=clinic))
+    assert doc.letterhead == Letterhead(
+        "Northgate Unit", ("Ward 4", "Leeds"), clinic.phone, "", clinic.emergency_number, logo
+    )
+    assert not hasattr(doc, "clinic")  # the renderers see what is printed, not the settings
+    assert doc.sheet_title == "After your HSG \u2013 Northgate Unit"
 
 
 def test_footer_identifies_the_patient() -> None:

@@ -68,7 +68,7 @@ def test_hsg_says_to_arrange_a_driver_and_names_ibuprofen_not_nsaids() -> None:
 @pytest.mark.parametrize("procedure", ["hsg", "miscarriage"])
 def test_help_has_two_levels_each_saying_whom_to_call(procedure: str) -> None:
     doc = _doc(procedure)
-    clinic = doc.clinic
+    clinic = doc.letterhead
     urgent, call_us = doc.help_urgent, doc.help_clinic
     # Each level leads with what to do, then lists its signs.
     assert urgent.heading.startswith(f"Call {clinic.emergency_number} now")

@@ -17,7 +17,7 @@ from typing import Any
 import pdfplumber
 import pytest
 
-from discharge.styles import LARGE, LARGE_PRINT_MIN, MARGIN_TOP, MARGIN_X, NORMAL
+from discharge.pdf.styles import LARGE, LARGE_PRINT_MIN, MARGIN_TOP, MARGIN_X, NORMAL
 from tests.helpers import pdf_text, run_discharge
 from tests.test_pdfua import assert_all_content_marked
 

@@ -244,12 +244,12 @@ def test_tagged_output_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_a_table_split_over_pages_repeats_its_header_as_an_artifact(tmp_path: Path) -> None:
-    """tagging.py on its own: a long table with a repeated header row, drawn by reportlab."""
+    """pdf/tagging.py on its own: a long table with a repeated header row, drawn by reportlab."""
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.platypus import Paragraph, SimpleDocTemplate
 
-    from discharge.fonts import BODY, main_coverage
-    from discharge.tagging import TableTags, Tag, TaggedCanvas, TaggedFlowable, TaggedTable
+    from discharge.pdf.fonts import BODY, main_coverage
+    from discharge.pdf.tagging import TableTags, Tag, TaggedCanvas, TaggedFlowable, TaggedTable
 
     class Para(TaggedFlowable, Paragraph):
         pass

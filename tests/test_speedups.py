@@ -139,7 +139,7 @@ def test_names_the_tagging_and_layout_rely_on() -> None:
         PDFDocument: ["idToObjectNumberAndVersion", "Reference", "Catalog", "Pages", "info"],
         PDFPage: ["__NoDefault__"],
         KeepTogether: ["_content"],
-        flowables: ["_listWrapOn"],  # render._fits: whether the help boxes fit on one page
+        flowables: ["_listWrapOn"],  # pdf/render.py's _fits: whether the help boxes fit on one page
     }
     gone = [
         f"{getattr(cls, '__name__', cls)}.{name}"
@@ -147,9 +147,7 @@ def test_names_the_tagging_and_layout_rely_on() -> None:
         for name in names
         if not hasattr(cls, name) and name not in _names_in(cls)
     ]
-    assert not gone, (
-        f"reportlab no longer has {', '.join(gone)}: tagging.py / render.py rely on them"
-    )
+    assert not gone, f"reportlab no longer has {', '.join(gone)}: discharge/pdf/ relies on them"
 
 
 def test_the_switch_turns_every_trick_off() -> None:

@@ -233,7 +233,7 @@ def prepare_renderer(
     """Load fonts and templates once per process, before the first row (the parent does it
     before starting the workers, which then begin with them loaded). ``formats``: besides
     each row's PDF, its web page (``html``) and plain text (``text``), beside it."""
-    from discharge.fonts import main_coverage
+    from discharge.pdf.fonts import main_coverage
     from discharge.procedures import load_all
 
     _worker.update(config=config, out_dir=out_dir, debug=debug, durable=_syncfs() is None,
@@ -489,7 +489,7 @@ def check_schedule(
 
 def _deep_check(item: ScheduleRow, config: Config) -> str:
     from discharge.document import build_document, printed_text
-    from discharge.fonts import segments
+    from discharge.pdf.fonts import segments
 
     try:
         for text in printed_text(build_document(item.request, config)):

@@ -207,7 +207,7 @@ def text_to_html(text: str) -> str:
 def _context(
     request: DischargeRequest, document: Document, settings: EmailSettings
 ) -> dict[str, Any]:
-    clinic = document.clinic
+    clinic = document.letterhead
     return {
         "clinic": {
             "name": clinic.name,

@@ -146,7 +146,7 @@ def for_nurse(message: str) -> str:
 
 def check_form(values: dict[str, str], config: Config) -> tuple[Any, dict[str, str]]:
     """The request, or every problem keyed by field: the CLI's checks, all at once."""
-    from discharge.fonts import segments
+    from discharge.pdf.fonts import segments
 
     problems: dict[str, str] = {}
     request_ = None

@@ -105,12 +105,13 @@ class JobManager:
         return job if job is not None and secrets.compare_digest(job.owner, owner) else None
 
     def status(self, job: Job) -> dict[str, Any]:
-        result = _read_json(job.folder / RESULT)
+        ended = job.process.poll() is not None  # before reading: a worker that ends between
+        result = _read_json(job.folder / RESULT)  # the two has written its result by now
         if result is not None:
             if job.expires is None:
                 job.expires = time.monotonic() + self.keep
             return dict(result)
-        if job.process.poll() is not None:
+        if ended:
             return {"state": "failed", "message": "the schedule could not be processed"}
         progress = _read_json(job.folder / PROGRESS) or {"done": 0, "total": 0}
         return {"state": "running", **progress}

@@ -78,7 +78,7 @@ class Renderer:
 
     def start(self) -> None:
         """Start (and warm up) the worker processes, or this process's renderer."""
-        from discharge.fonts import main_coverage
+        from discharge.pdf.fonts import main_coverage
 
         main_coverage()  # the form checks characters against the fonts here, in every thread
         if self.processes <= 0:

@@ -11,7 +11,7 @@ import unicodedata
 from functools import cache, lru_cache
 from pathlib import Path
 
-from discharge import lazy_imports  # noqa: F401 - before reportlab: see that module
+from discharge.pdf import lazy_imports  # noqa: F401 - before reportlab: see that module
 
 # isort: split
 import reportlab

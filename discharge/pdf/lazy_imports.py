@@ -1,7 +1,7 @@
 """Import reportlab without paying at start-up for the parts a document rarely uses.
 
-Importing this module (before reportlab: ``fonts.py`` and ``render.py`` import it first)
-saves about a tenth of a cold ``discharge generate``:
+Importing this module (before reportlab: each module of the wing that imports reportlab's
+layout imports it first) saves about a tenth of a cold ``discharge generate``:
 
 - reportlab imports Pillow (``PIL.Image``, about 8 ms) whether or not a page has an image. It
   is made a lazy module: loaded, by Python's ``importlib.util.LazyLoader``, the first time

@@ -16,7 +16,7 @@ from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 
-from discharge.fonts import BODY, BOLD
+from discharge.pdf.fonts import BODY, BOLD
 
 INK = colors.HexColor("#1a1a1a")
 MUTED = colors.HexColor("#555555")

@@ -1,8 +1,11 @@
-"""QR codes as rows of dark modules, for the web page's inline SVG (no drawing library).
+"""QR codes as runs of dark modules: the PDF's path (``flowables.QRCode``) and the web page's
+inline SVG (``qr_svg_path``, for ``render_html.py``).
 
-The encoder is reportlab's pure-Python ``qrencoder`` (already installed, no new dependency);
-nothing of reportlab's drawing or PDF code is imported. The clinic's addresses are the same on
-every page, so each is encoded once per installation (the install cache) and once per process.
+The encoder is reportlab's pure-Python ``qrencoder`` (already installed, no new dependency), so
+this module lives in the PDF wing, the one place that imports reportlab; nothing of reportlab's
+drawing or PDF code is imported, and the web page's import of it loads nothing else of the wing.
+The clinic's addresses are the same on every page, so each is encoded once per installation (the
+install cache) and once per process.
 """
 
 from __future__ import annotations

@@ -1,51 +1,32 @@
-"""Lay a Document out as PDF bytes. Only layout lives here: every word comes from the model."""
+"""Lay a Document out as PDF bytes. Only layout lives here: every word comes from the model.
+
+The story's order and each part's table and style are here; the flowables it is made of are in
+``flowables.py``, what every page carries (footer, "continued" headings) in ``furniture.py``."""
 
 from __future__ import annotations
 
-import functools
 import io
 from typing import Any
 
-from discharge import lazy_imports  # before reportlab: see that module
+from discharge.pdf import lazy_imports  # before reportlab: see that module
 
 # isort: split
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfdoc
 from reportlab.pdfbase.pdfmetrics import stringWidth
-from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import (
-    BaseDocTemplate,
-    Flowable,
-    Frame,
-    KeepTogether,
-    PageTemplate,
-    Paragraph,
-    Spacer,
-    TableStyle,
-)
+from reportlab.platypus import Flowable, Frame, PageTemplate, Paragraph, Spacer, TableStyle
 from reportlab.platypus.doctemplate import LayoutError
 from reportlab.platypus.flowables import _listWrapOn  # layout, not speed: tests/test_speedups.py
 
 from discharge import speedups
-from discharge import styles as st
 from discharge.document import Block, Contact, Document
 from discharge.errors import RenderError
-from discharge.fonts import BODY, FALLBACK, main_coverage, markup, segments
-from discharge.qr import qr_runs
-from discharge.styles import Styles, styles_for
-from discharge.tagging import (
-    ListTags,
-    TableTags,
-    Tag,
-    TaggedCanvas,
-    TaggedFlowable,
-    TaggedImage,
-    TaggedLink,
-    TaggedTable,
-    artifact,
-    language_tag,
-)
+from discharge.pdf import styles as st
+from discharge.pdf.flowables import HeadedTable, KeepTogether, LinkPara, Para, QRCode, TickBox
+from discharge.pdf.fonts import BODY, main_coverage, markup
+from discharge.pdf.furniture import DocTemplate, PageFooter
+from discharge.pdf.styles import Styles, styles_for
+from discharge.pdf.tagging import ListTags, TableTags, Tag, TaggedImage, TaggedTable, language_tag
 
 PAGE_SIZES = {"a4": A4, "letter": LETTER}
 
@@ -61,7 +42,7 @@ def _render(document: Document) -> bytes:
     s = styles_for(document.large_print)
     buffer = io.BytesIO()
     page = PAGE_SIZES[document.paper]
-    doc = _DocTemplate(
+    doc = DocTemplate(
         buffer,
         pagesize=page,
         leftMargin=st.MARGIN_X,
@@ -73,7 +54,7 @@ def _render(document: Document) -> bytes:
         # a screen reader announce; the subject says what kind of document it is.
         title=document.sheet_title,
         subject=document.labels.metadata_title,
-        author=document.clinic.name,
+        author=document.letterhead.name,
         creator="discharge",
         invariant=1,
         initialFontName=BODY,
@@ -85,7 +66,7 @@ def _render(document: Document) -> bytes:
     doc.addPageTemplates([PageTemplate(id="page", frames=[frame])])
     doc.notes_continued = document.labels.notes_continued
     doc.styles = s
-    footer = _Footer(document, s)
+    footer = PageFooter(document, s)
     try:
         story = _story(document, doc.width, s, height=doc.height)
         doc.build(story, canvasmaker=footer.canvas_class())
@@ -97,113 +78,11 @@ def _render(document: Document) -> bytes:
     return buffer.getvalue()
 
 
-class _DocTemplate(BaseDocTemplate):
-    """Notes that run on to a later page start it with a heading of their own, "(continued)",
-    so a patient who turns the page knows whose words these still are."""
-
-    notes_continued = ""
-    styles: Styles
-    _notes_started = False
-
-    def handle_flowable(self, flowables: list[Flowable]) -> None:
-        first = flowables[0] if flowables else None
-        if (
-            self.notes_continued
-            and self._notes_started
-            and getattr(first, "style", None) is self.styles.notes
-            and self.frame._atTop
-        ):
-            heading = _RunningHeading(markup(self.notes_continued), self.styles.heading)
-            flowables.insert(0, heading)
-        super().handle_flowable(flowables)
-
-    def afterFlowable(self, flowable: Flowable) -> None:  # noqa: N802 (reportlab's name)
-        if getattr(flowable, "style", None) is self.styles.notes:
-            self._notes_started = True
-
-
-class _RunningHeading(Paragraph):
-    """A heading repeated for the eye on a later page: page furniture to a screen reader,
-    which has already read the heading once."""
-
-    def drawOn(self, canvas: Canvas, x: float, y: float, _sW: float = 0) -> None:  # noqa: N802
-        with artifact(canvas):
-            super().drawOn(canvas, x, y, _sW)
-
-
 # --- the story --------------------------------------------------------------------------
 
 
-class _Para(TaggedFlowable, Paragraph):
-    """A Paragraph that reuses parsing and line breaking across paragraphs and documents.
-
-    Profiling showed markup parsing and line breaking dominate rendering, and most text (the
-    template's wording, the table cells that reportlab wraps several times) repeats exactly.
-    The parse result and the broken lines depend only on the markup, the style and the widths,
-    and reportlab only reads them afterwards, so they are safe to share. Its `tag` (default
-    `P`) is what it is in the structure tree of the tagged PDF.
-    """
-
-    frags: Any
-    bulletText: Any  # noqa: N815 (reportlab's name)
-    style: Any
-    text: Any
-
-    def __init__(self, text: Any, style: Any = None, bulletText: Any = None, frags: Any = None,
-                 **kw: Any) -> None:  # fmt: skip
-        init = super().__init__
-        self._memo_key = speedups.init_paragraph(self, init, text, style, bulletText, frags, kw)
-
-    def breakLines(self, width: Any) -> Any:  # noqa: N802 (reportlab's name)
-        return speedups.break_lines(self._memo_key, width, super().breakLines)
-
-    def draw(self) -> None:
-        """Draw as reportlab does, or repeat what it drew for the same paragraph before."""
-        speedups.draw_paragraph(self, self._memo_key, super().draw)
-
-
-class _LinkPara(TaggedLink, _Para):
-    """A paragraph that is a web address: a link annotation over it, tagged ``Link``."""
-
-
-class _HeadedTable(Flowable):
-    """A heading and a table that may run on over pages, but never leaves its heading alone:
-    the heading goes to the next page unless the table's header and first row fit under it."""
-
-    def __init__(self, heading: Flowable, table: Flowable) -> None:
-        super().__init__()
-        self.heading = heading
-        self.table = table
-
-    def wrap(self, aW: float, aH: float) -> tuple[float, float]:
-        return aW, 0xFFFFFF  # always split: the frame then places the heading and the parts
-
-    def split(self, aW: float, aH: float) -> list[Flowable]:
-        _, height = self.heading.wrap(aW, aH)
-        room = aH - height - self.heading.getSpaceBefore() - self.heading.getSpaceAfter()
-        self.table.wrap(aW, room)
-        parts = self.table.split(aW, room)
-        frame = getattr(self, "_frame", None)
-        if parts or getattr(frame, "_atTop", True):  # at a page's top: nowhere better to go
-            return [self.heading, *(parts or [self.table])]
-        return []  # not even the first row fits here: all of it to the next page
-
-
-class _KeepTogether(KeepTogether):
-    """KeepTogether that measures its content without copying the page frame each time.
-
-    reportlab deep-copies the frame on every measurement in case the content adds generated
-    content (frame actions); ours is only paragraphs and tables, and the copies cost about 7%
-    of rendering time.
-    """
-
-    def wrap(self, aW: float, aH: float) -> tuple[float, float]:
-        wrapped = speedups.wrap_together(self, aW, aH)
-        return wrapped if wrapped is not None else super().wrap(aW, aH)
-
-
 def _p(text: str, style: Any, tag: Tag | None = None, **kw: Any) -> Paragraph:
-    para = _Para(markup(text), style, **kw)
+    para = Para(markup(text), style, **kw)
     para.tag = tag
     return para
 
@@ -247,14 +126,14 @@ def _story(doc: Document, width: float, s: Styles, height: float = 0) -> list[Fl
     story.extend(_medicines(doc, width, s))
     for section in doc.sections:
         blocks = _blocks(section.blocks, labels.bullet, s)
-        story.append(_KeepTogether([_p(section.heading, s.heading, Tag("H2")), *blocks[:1]]))
+        story.append(KeepTogether([_p(section.heading, s.heading, Tag("H2")), *blocks[:1]]))
         story.extend(blocks[1:])
     support = _support(doc, width, s)
     if support is not None:
         story.append(support)
     if doc.notes:
         notes = _notes(doc.notes, s)  # the heading never left alone at the foot of a page
-        story.append(_KeepTogether([_p(labels.notes, s.heading, Tag("H2")), *notes[:1]]))
+        story.append(KeepTogether([_p(labels.notes, s.heading, Tag("H2")), *notes[:1]]))
         story.extend(notes[1:])
     teach_back = _teach_back(doc, width, s)
     if teach_back is not None:
@@ -266,7 +145,7 @@ def _story(doc: Document, width: float, s: Styles, height: float = 0) -> list[Fl
 
 
 def _header(doc: Document, width: float, s: Styles) -> Flowable:
-    clinic = doc.clinic
+    clinic = doc.letterhead
     left: list[Flowable] = []
     if clinic.logo:
         lazy_imports.load_images()
@@ -356,7 +235,7 @@ def _timeline(
             _p(labels.timeline_what, s.table_head, tags.cell(0, 1))]  # fmt: skip
     rows: list[list[Any]] = [head]
     for r, row in enumerate(doc.timeline, 1):
-        when = _Para("<br/>".join(markup(line) for line in row.when), s.when)
+        when = Para("<br/>".join(markup(line) for line in row.when), s.when)
         when.tag = tags.cell(r, 0)
         what = tags.cell(r, 1)  # one cell, however many labels
         rows.append([when, [_p(label, s.what, what) for label in row.labels]])
@@ -365,10 +244,10 @@ def _timeline(
     table.setStyle(_striped(len(rows)))
     heading = _p(labels.timeline, s.heading, Tag("H2"))
     if s.timeline_kept_whole if kept_whole is None else kept_whole:
-        return [_KeepTogether([heading, table])]
+        return [KeepTogether([heading, table])]
     # Large print: the table is most of a page; start it on this page if its heading and first
     # row fit, and let it run on (its header row repeats).
-    return [_HeadedTable(heading, table)]
+    return [HeadedTable(heading, table)]
 
 
 def _help_box(doc: Document, width: float, s: Styles, height: float = 0) -> list[Flowable]:
@@ -418,15 +297,15 @@ def _help_box(doc: Document, width: float, s: Styles, height: float = 0) -> list
         table.setStyle(TableStyle(commands))
         parts.append(table)
     if height and not _fits(parts, width, height):
-        return [_KeepTogether([part]) for part in parts]
-    return [_KeepTogether(parts)]
+        return [KeepTogether([part]) for part in parts]
+    return [KeepTogether(parts)]
 
 
 def _fits(flowables: list[Flowable], width: float, height: float) -> bool:
     """Whether these flowables fit one after another in a frame ``height`` tall."""
     content: list[Flowable] = []
-    for flowable in flowables:  # a _KeepTogether measures as "split me": measure its content
-        content += flowable._content if isinstance(flowable, _KeepTogether) else [flowable]
+    for flowable in flowables:  # a KeepTogether measures as "split me": measure its content
+        content += flowable._content if isinstance(flowable, KeepTogether) else [flowable]
     _, needed = _listWrapOn(content, width, None)
     return bool(needed <= height)
 
@@ -446,7 +325,7 @@ def _follow_up(doc: Document, width: float, s: Styles) -> list[Flowable]:
     table = TaggedTable(rows, colWidths=[label_w, width - label_w])
     table.setStyle(_tinted())
     heading = _p(labels.next_appointment, s.heading, Tag("H2"))
-    return [_KeepTogether([heading, table]), Spacer(1, 6)]
+    return [KeepTogether([heading, table]), Spacer(1, 6)]
 
 
 def _medicines(doc: Document, width: float, s: Styles) -> list[Flowable]:
@@ -464,7 +343,7 @@ def _medicines(doc: Document, width: float, s: Styles) -> list[Flowable]:
     table = TaggedTable(rows, colWidths=[width * share for share in shares], repeatRows=1)
     table.setStyle(_striped(len(rows)))
     heading = _p(labels.medicines, s.heading, Tag("H2"))
-    return [_HeadedTable(heading, table), Spacer(1, 6)]
+    return [HeadedTable(heading, table), Spacer(1, 6)]
 
 
 def _contacts(
@@ -505,11 +384,11 @@ def _support(doc: Document, width: float, s: Styles) -> Flowable | None:
         if item.phone:
             words.append(_p(item.phone, s.body))
         if item.url:
-            link = _LinkPara(markup(item.url), s.body)
+            link = LinkPara(markup(item.url), s.body)
             link.tag, link.url, link.link_contents = Tag("Link", Tag("P")), item.url, item.name
             words.append(link)
         alt = doc.labels.qr_alt.format(url=item.url)
-        qr = _QRCode(item.url, code, alt=alt) if item.url else ""
+        qr = QRCode(item.url, code, alt=alt) if item.url else ""
         rows.append([qr, words])
     table = TaggedTable(rows, colWidths=[code + 8, width - code - 8], hAlign="LEFT")
     table.setStyle(
@@ -521,43 +400,7 @@ def _support(doc: Document, width: float, s: Styles) -> Flowable | None:
         ])
     )  # fmt: skip
     heading = _p(doc.labels.support, s.heading, Tag("H2"))
-    return _KeepTogether([heading, _p(doc.labels.scan, s.body), table])
-
-
-class _QRCode(TaggedFlowable, Flowable):
-    """A QR code of ``url``: a Figure whose alternative text is the address it opens."""
-
-    def __init__(self, url: str, size: float, *, alt: str) -> None:
-        super().__init__()
-        self.url = url
-        self.size = size
-        self.tag = Tag("Figure", alt=alt)
-
-    def wrap(self, aW: float, aH: float) -> tuple[float, float]:
-        return self.size, self.size
-
-    def draw(self) -> None:
-        count, path = _qr_path(self.url)
-        quiet = 4  # the blank margin a reader needs around the code, in modules
-        module = self.size / (count + 2 * quiet)
-        canvas = self.canv
-        canvas.saveState()
-        canvas.setFillColor(st.INK)
-        # The path is in modules, row 0 at the top: scale and flip it into the box.
-        canvas.transform(module, 0, 0, -module, quiet * module, self.size - quiet * module)
-        canvas.addLiteral(path)
-        canvas.restoreState()
-
-
-@functools.lru_cache(maxsize=32)
-def _qr_path(url: str) -> tuple[int, str]:
-    """The QR code of ``url`` as its number of modules a side and one PDF path that fills its
-    dark modules, in module units with row 0 at the top: each run of dark modules in a row is
-    one rectangle. Drawn as a path, not reportlab's QR widget, which goes through its graphics
-    renderer and names a non-embedded font. The runs are the web page's too (``discharge.qr``,
-    encoded once per installation and once per process)."""
-    count, runs = qr_runs(url)
-    return count, "\n".join(f"{col} {row} {length} 1 re" for col, row, length in runs) + "\nf"
+    return KeepTogether([heading, _p(doc.labels.scan, s.body), table])
 
 
 def _teach_back(doc: Document, width: float, s: Styles) -> Flowable | None:
@@ -568,7 +411,7 @@ def _teach_back(doc: Document, width: float, s: Styles) -> Flowable | None:
     content: list[Flowable] = [_p(teach.heading, s.heading, Tag("H2"))]
     if teach.intro:
         content.append(_p(teach.intro, s.body))
-    rows = [[_TickBox(s.tick_box), _p(question, s.body)] for question in teach.questions]
+    rows = [[TickBox(s.tick_box), _p(question, s.body)] for question in teach.questions]
     table = TaggedTable(rows, colWidths=[s.tick_column, width - s.tick_column], hAlign="LEFT")
     table.setStyle(
         TableStyle([
@@ -579,24 +422,7 @@ def _teach_back(doc: Document, width: float, s: Styles) -> Flowable | None:
         ])
     )  # fmt: skip
     content.append(table)
-    return _KeepTogether(content)
-
-
-class _TickBox(Flowable):
-    """An empty square to tick by hand, on the first line of its question."""
-
-    def __init__(self, size: float) -> None:
-        super().__init__()
-        self.size = size
-
-    def wrap(self, aW: float, aH: float) -> tuple[float, float]:
-        return self.size, self.size + 3
-
-    def draw(self) -> None:
-        with artifact(self.canv):  # the question is read; the box is for the pen
-            self.canv.setStrokeColor(st.INK)
-            self.canv.setLineWidth(1)
-            self.canv.rect(0, 0, self.size, self.size, stroke=1, fill=0)
+    return KeepTogether(content)
 
 
 # Longest piece of one line of notes in one Paragraph. reportlab re-breaks the rest of a
@@ -669,140 +495,4 @@ def _signature(doc: Document, width: float, s: Styles) -> Flowable:
             *lines,
         ])
     )  # fmt: skip
-    return _KeepTogether([_p(labels.before_you_go, s.heading, Tag("H2")), table])
-
-
-# --- page furniture ---------------------------------------------------------------------
-
-
-class _OwnedInfo(pdfdoc.PDFInfo):
-    """The document information dictionary with ``/DischargePatient``: whose PDF this is, as a
-    digest (``Patient.marker``), which ``generate`` reads back before replacing a file. Viewers
-    and file managers do not show a key of this name."""
-
-    def __init__(self, info: Any, owner: str) -> None:
-        self.__dict__.update(info.__dict__)
-        self.owner = owner
-
-    def format(self, document: Any) -> bytes:
-        formatted: bytes = super().format(document)
-        end = formatted.rstrip().rfind(b">>")
-        key = f"/DischargePatient ({self.owner})".encode("ascii")
-        return formatted[:end].rstrip() + b" " + key + b" " + formatted[end:]
-
-
-class _Footer:
-    """Draws the footer on every page once the page count is known ("Page X of Y")."""
-
-    def __init__(self, document: Document, styles: Styles) -> None:
-        self.document = document
-        self.styles = styles
-
-    def canvas_class(self) -> type[Canvas]:
-        footer = self
-
-        class FooterCanvas(TaggedCanvas):
-            lang = language_tag(footer.document.locale)  # the patient's language, not the clinic's
-
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                self._pages: list[dict[str, Any]] = []
-                if footer.document.owner:
-                    self._doc.info = _OwnedInfo(self._doc.info, footer.document.owner)
-
-            def showPage(self) -> None:  # noqa: N802 (reportlab's name)
-                self._pages.append(dict(self.__dict__))
-                self._startPage()
-
-            def save(self) -> None:
-                total = len(self._pages)
-                for number, state in enumerate(self._pages, 1):
-                    self.__dict__.update(state)
-                    footer.draw(self, number, total)
-                    super().showPage()
-                super().save()
-
-        return FooterCanvas
-
-    def draw(self, canvas: Canvas, number: int, total: int) -> None:
-        with artifact(canvas, "Footer"):  # a screen reader does not read it out on every page
-            self._draw(canvas, number, total)
-
-    def _draw(self, canvas: Canvas, number: int, total: int) -> None:
-        footer = self.document.footer
-        s = self.styles
-        size, gap = s.footer_size, s.footer_line_gap
-        width, _ = canvas._pagesize
-        left, right = st.MARGIN_X, width - st.MARGIN_X
-        y = s.footer_y
-        canvas.saveState()
-        canvas.setStrokeColor(st.RULE)
-        canvas.setLineWidth(0.5)
-        canvas.line(left, y + gap, right, y + gap)
-        canvas.setFillColor(st.INK)
-        page = self.document.labels.page(number, total)
-        page_w = stringWidth(page, BODY, size)
-        canvas.setFont(BODY, size)
-        canvas.drawString(right - page_w, y, page)
-        room = right - page_w - 10 * mm - left
-        if footer.ids and s.footer_ids_own_line:  # large print: the name and ids both whole
-            _draw_fitted(canvas, left, y, footer.patient_name, room, size)
-            y -= gap
-            _draw_fitted(canvas, left, y, footer.ids, right - left, size)
-        elif footer.ids:
-            ids = "  ·  " + footer.ids
-            ids_w = sum(stringWidth(r, FALLBACK if fb else BODY, size)
-                        for fb, r in segments(ids))  # fmt: skip
-            name_w = _draw_fitted(canvas, left, y, footer.patient_name, max(room - ids_w, room / 3),
-                                  size)  # fmt: skip
-            _draw_fitted(canvas, left + name_w, y, ids, room - name_w, size)
-        else:
-            _draw_fitted(canvas, left, y, footer.patient_name, room, size)
-        canvas.setFillColor(st.MUTED)
-        ref = footer.template  # a code for staff: which template made this sheet
-        if s.footer_ids_own_line:  # large print: the clinic's line (its phone number) whole,
-            _draw_fitted(canvas, left, y - gap, footer.clinic_line, right - left, size)
-            ref_size = 11  # and the staff code under it, small
-            canvas.setFont(BODY, ref_size)
-            canvas.drawString(right - stringWidth(ref, BODY, ref_size), y - gap - 13, ref)
-        else:
-            canvas.setFont(BODY, size)
-            ref_w = stringWidth(ref, BODY, size)
-            canvas.drawString(right - ref_w, y - gap, ref)
-            room = max(right - left - ref_w - 8 * mm, (right - left) / 3)
-            _draw_fitted(canvas, left, y - gap, footer.clinic_line, room, size)
-        if self.document.draft:  # unapproved wording: said at the top of every page
-            _, height = canvas._pagesize
-            canvas.setFillColor(st.ALERT)
-            large = self.document.large_print  # above the body: at body size in large print
-            top = height - (11 if large else 8.5) * mm
-            draft_size = 18 if large else size
-            _draw_fitted(canvas, left, top, self.document.draft, right - left, draft_size)
-        canvas.restoreState()
-
-
-def _draw_fitted(canvas: Canvas, x: float, y: float, text: str, room: float,
-                 size: float) -> float:  # fmt: skip
-    """Draw one line of text, switching to the fallback font where needed, cut to fit `room`.
-
-    Returns the width drawn."""
-    start = x
-    runs = segments(text)
-    full = sum(stringWidth(run, FALLBACK if fb else BODY, size) for fb, run in runs)
-    ellipsis = "…"
-    budget = room - (stringWidth(ellipsis, BODY, size) if full > room else 0)
-    for fallback, run in runs:
-        font = FALLBACK if fallback else BODY
-        while run and stringWidth(run, font, size) > budget:
-            run = run[:-1]
-        canvas.setFont(font, size)
-        canvas.drawString(x, y, run)
-        x += stringWidth(run, font, size)
-        budget -= stringWidth(run, font, size)
-        if budget <= 0:
-            break
-    if full > room:
-        canvas.setFont(BODY, size)
-        canvas.drawString(x, y, ellipsis)
-        x += stringWidth(ellipsis, BODY, size)
-    return x - start
+    return KeepTogether([_p(labels.before_you_go, s.heading, Tag("H2")), table])

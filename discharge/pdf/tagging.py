@@ -29,6 +29,9 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from discharge.pdf import lazy_imports  # noqa: F401 - before reportlab: see that module
+
+# isort: split
 from reportlab.pdfbase.pdfdoc import PDFObject, PDFString
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.pdfgen.textobject import PDFTextObject
