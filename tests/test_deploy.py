@@ -14,9 +14,10 @@ import os
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,11 +145,28 @@ def pdf_from_chromium(page) -> bytes:  # type: ignore[no-untyped-def]
     return Path(saving.value.path()).read_bytes()
 
 
+def in_own_thread(work: Callable[[], None]) -> None:
+    """Run ``work`` (Playwright's sync API) in a thread of its own: its event loop starts and
+    ends there, never left running in the test process for later tests' asyncio.run()."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            failures.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=180)
+    assert not thread.is_alive(), "the browser did not finish in 3 minutes"
+    if failures:
+        raise failures[0]
+
+
 @pytest.mark.browser
 def test_chromium_through_caddy_https_signs_in_and_gets_the_pdf(
-    deployment: Deployment,
-    playwright,  # type: ignore[no-untyped-def]
-    tmp_path: Path,
+    deployment: Deployment, tmp_path: Path
 ) -> None:
     profile = tmp_path / "chromium-profile"
     (profile / "Default").mkdir(parents=True)
@@ -156,34 +174,42 @@ def test_chromium_through_caddy_https_signs_in_and_gets_the_pdf(
     (profile / "Default" / "Preferences").write_text(
         '{"plugins": {"always_open_pdf_externally": true}}', encoding="utf-8"
     )
-    # Chromium does not know Caddy's root; wait_for_tls checked the chain against it, and
-    # the certificate Chromium is given is checked below to be that authority's.
-    context = playwright.chromium.launch_persistent_context(
-        str(profile),
-        executable_path=str(CHROMIUM),
-        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              f"--host-resolver-rules=MAP {SITE} 127.0.0.1"],
-        ignore_https_errors=True,
-        accept_downloads=True,
-        http_credentials={"username": NURSE, "password": NURSE_PASSWORD},
-    )  # fmt: skip
-    try:
-        page = context.new_page()
-        first = page.goto(deployment.url)
-        assert first is not None and first.url.startswith(f"https://{SITE}:")
-        details = first.security_details()
-        assert details is not None and "Caddy Local Authority" in str(details.get("issuer"))
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        cookies = context.cookies()
-        session = next(c for c in cookies if c["name"] == "discharge_session")
-        assert session["secure"] and session["httpOnly"]  # HTTPS, as the proxy says
-        fill_form(page, **BROWSER_FORM)
-        text = pdf_text(pdf_from_chromium(page))
-        assert "Zoë Nguyễn" in text and "RX-104233" in text
-        assert "Saturday 21 November 2026" in text
-    finally:
-        context.close()
+
+    def nurse() -> None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            # Chromium does not know Caddy's root; wait_for_tls checked the chain against it,
+            # and the certificate Chromium is given is checked below to be that authority's.
+            context = playwright.chromium.launch_persistent_context(
+                str(profile),
+                executable_path=str(CHROMIUM),
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                      f"--host-resolver-rules=MAP {SITE} 127.0.0.1"],
+                ignore_https_errors=True,
+                accept_downloads=True,
+                http_credentials={"username": NURSE, "password": NURSE_PASSWORD},
+            )  # fmt: skip
+            try:
+                page = context.new_page()
+                first = page.goto(deployment.url)
+                assert first is not None and first.url.startswith(f"https://{SITE}:")
+                details = first.security_details()
+                assert details is not None
+                assert "Caddy Local Authority" in str(details.get("issuer"))
+                page.get_by_label("Password").fill(PASSWORD)
+                page.get_by_role("button", name="Sign in").click()
+                cookies = context.cookies()
+                session = next(c for c in cookies if c["name"] == "discharge_session")
+                assert session["secure"] and session["httpOnly"]  # HTTPS, as the proxy says
+                fill_form(page, **BROWSER_FORM)
+                text = pdf_text(pdf_from_chromium(page))
+                assert "Zoë Nguyễn" in text and "RX-104233" in text
+                assert "Saturday 21 November 2026" in text
+            finally:
+                context.close()
+
+    in_own_thread(nurse)
 
 
 def test_caddy_refuses_a_nurse_it_does_not_know(deployment: Deployment) -> None:
