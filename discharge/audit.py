@@ -40,11 +40,12 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from discharge.config import Config
-from discharge.errors import ConfigError, DischargeError, ExitStatus
+from discharge.errors import DischargeError, ExitStatus
+from discharge.settings_schema import FilePath, Flag, Section, setting
 
 if TYPE_CHECKING:
     from discharge.document import Document
@@ -61,9 +62,7 @@ MADE, PRUNED = "made", "pruned"
 # (e.g. "emailed", "email-failed", "email-unknown") when it is registered.
 ACTIONS = (MADE, PRUNED)
 _actions = set(ACTIONS)
-CHANNELS = ("cli", "batch", "web")
 
-_SETTINGS_KEYS = {"path", "enabled"}
 # reportlab writes one "/Type /Page" dictionary per page (and "/Type /Pages" for the tree); it
 # uses no object streams, so counting them is exact for our PDFs and takes microseconds.
 _PAGE_OBJECT = re.compile(rb"/Type\s*/Page\b")
@@ -194,34 +193,29 @@ class AuditSettings:
     source: str  # where the path came from, for messages
 
 
+@dataclass(frozen=True)
+class AuditSection(Section):
+    """The ``[audit]`` section of the clinic's settings."""
+
+    NAME: ClassVar[str] = "audit"
+
+    enabled: bool = setting(Flag("must be true or false"), default=True)
+    # relative to the settings file; None: $DISCHARGE_AUDIT_DB, else the user's data folder
+    path: Path | None = setting(FilePath("the audit database file"), default=None)
+
+
 def audit_settings(config: Config, environ: Mapping[str, str] | None = None) -> AuditSettings:
     """The ``[audit]`` settings, else ``$DISCHARGE_AUDIT_DB``, else the user's data folder."""
     env = os.environ if environ is None else environ
-    raw = config.extra.get("audit", {})
-    where = str(config.source) if config.source else "config"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: [audit] must be a table of settings")
-    problems = [f"audit.{key} is not a known setting" for key in raw if key not in _SETTINGS_KEYS]
-    enabled = raw.get("enabled", True)
-    if not isinstance(enabled, bool):
-        problems.append("audit.enabled must be true or false")
-    path_text = raw.get("path")
-    if path_text is not None and (not isinstance(path_text, str) or not path_text.strip()):
-        problems.append("audit.path must be the path of the audit database file")
-    if problems:
-        raise ConfigError(f"{where}: " + "; ".join(problems))
-    if isinstance(path_text, str):
-        path = Path(path_text).expanduser()
-        if not path.is_absolute() and config.source is not None:
-            path = config.source.parent / path  # relative to the settings file, not the cwd
-        path = path.absolute()  # as meant here, whatever folder a process is in later
-        return AuditSettings(bool(enabled), path, f"audit.path in {where}")
+    section = config.section(AuditSection) or AuditSection()
+    if section.path is not None:
+        return AuditSettings(section.enabled, section.path, f"audit.path in {config.where()}")
     if env.get(AUDIT_ENV):
         path = Path(env[AUDIT_ENV]).expanduser().absolute()  # as meant where it was read
-        return AuditSettings(bool(enabled), path, f"${AUDIT_ENV}")
+        return AuditSettings(section.enabled, path, f"${AUDIT_ENV}")
     from platformdirs import user_data_dir
 
-    return AuditSettings(bool(enabled), Path(user_data_dir("discharge")) / DB_NAME, "default")
+    return AuditSettings(section.enabled, Path(user_data_dir("discharge")) / DB_NAME, "default")
 
 
 @cache

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> Any:
     except DischargeError as exc:
         if debug:
             raise
-        click.echo(f"discharge: error: {exc}", err=True)
+        for line in str(exc).splitlines() or [""]:  # a settings file's problems: a line each
+            click.echo(f"discharge: error: {line}", err=True)
         sys.exit(exc.exit_status)
     except KeyboardInterrupt:
         click.echo("discharge: interrupted", err=True)

@@ -7,15 +7,34 @@ Secrets (the SMTP password) never live in the file: it names an environment vari
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import warnings
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from discharge.errors import ConfigError, reason
+from discharge.settings_schema import (
+    Check,
+    Choice,
+    FilePath,
+    Flag,
+    Invalid,
+    Problems,
+    Section,
+    Text,
+    Where,
+    Whole,
+    check_section,
+    setting,
+    unknown_key,
+)
+
+S = TypeVar("S", bound=Section)
 
 CONFIG_ENV = "DISCHARGE_CONFIG"
 PAPER_SIZES = ("a4", "letter")
@@ -55,51 +74,126 @@ DEMO_RESOURCES = (
 )
 
 
-@dataclass(frozen=True)
-class Clinic:
-    """Everything about the clinic that is printed or decides how things are printed."""
+def _time_zone(value: Any, where: Where) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise Invalid(
+            f"{value!r} is not a known time zone "
+            "(expected a name such as Europe/London or America/New_York)"
+        ) from None
+    return str(value)
 
-    name: str = "Riverside Demo Clinic (fictional)"
-    address: tuple[str, ...] = ("1 Example Lane", "Sampleton")
-    phone: str = "01632 960 123"
-    after_hours_phone: str = "01632 960 999"
-    emergency_number: str = "999"
-    locale: str = "en_GB"
-    timezone: str = "Europe/London"
-    paper: str = "a4"
-    logo: Path | None = None
-    date_order: str | None = None  # how the batch reads 21/11/2026: "dmy", "mdy" or not at all
-    templates_dir: Path | None = None  # the clinic's own procedure templates, before the bundled
-    large_print: bool = False  # print every patient's sheet in large print unless asked not to
-    review_interval_months: int = 12  # `templates check` warns on a template reviewed longer ago
+
+def _locale(value: Any, where: Where) -> str:
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(value)
+    except (UnknownLocaleError, ValueError, TypeError):
+        raise Invalid(f"{value!r} is not a known locale (expected e.g. en_GB, en_US)") from None
+    return str(value)
+
+
+def _address(value: Any, where: Where) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(line.strip() for line in value.splitlines() if line.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise Invalid("must be text or a list of lines")
+
+
+def _logo(value: Any, where: Where) -> Path:
+    path: Path = FilePath("a PNG or JPEG file", must="file").check(value, where)
+    if problem := _logo_problem(path):
+        raise Invalid(f"{path} {problem}")
+    return path
+
+
+_TEXT = Text()
+_TEMPLATES_DIR = FilePath("a folder of templates", must="dir")
+# A real clinic's settings never inherit the demo clinic's address or phone numbers: a forgotten
+# number must stop the program, not put a fictional one in the help box. (Without a [clinic]
+# section the whole demo clinic is used, named as fictional.)
+_REQUIRED = "is required"
+
+
+@dataclass(frozen=True)
+class Clinic(Section):
+    """Everything about the clinic that is printed or decides how things are printed: the
+    ``[clinic]`` section (the defaults are the fictional demo clinic's)."""
+
+    NAME: ClassVar[str] = "clinic"
+
+    name: str = setting(_TEXT, default="Riverside Demo Clinic (fictional)", required=_REQUIRED)
+    address: tuple[str, ...] = setting(
+        Check(_address), default=("1 Example Lane", "Sampleton"), absent=()
+    )
+    phone: str = setting(_TEXT, default="01632 960 123", required=_REQUIRED)
+    after_hours_phone: str = setting(_TEXT, default="01632 960 999", absent="")
+    emergency_number: str = setting(_TEXT, default="999", required=_REQUIRED)
+    locale: str = setting(Check(_locale), default="en_GB")
+    timezone: str = setting(Check(_time_zone), default="Europe/London")
+    paper: str = setting(Choice(PAPER_SIZES), default="a4")
+    logo: Path | None = setting(Check(_logo), default=None)
+    # how the batch reads 21/11/2026: "dmy", "mdy" or not at all
+    date_order: str | None = setting(Choice(DATE_ORDERS), default=None)
+    # the clinic's own procedure templates, before the bundled
+    templates_dir: Path | None = setting(_TEMPLATES_DIR, default=None)
+    # print every patient's sheet in large print unless asked not to
+    large_print: bool = setting(Flag(), default=False)
+    # `templates check` warns on a template reviewed longer ago
+    review_interval_months: int = setting(
+        Whole(1, 120, "must be a whole number of months from 1 to 120"), default=12
+    )
     resources: tuple[Resource, ...] = DEMO_RESOURCES  # a clinic's file lists its own, or none
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
+        for key in ("name", "phone", "emergency_number"):
+            if isinstance(values.get(key), str) and not values[key].strip():
+                yield key, "must not be empty"
+
+
+# Every section of the settings file but [clinic], and the class that declares it, imported
+# only when the file has that section (a clinic that never emails never loads the email code).
+SECTIONS: dict[str, str] = {
+    "smtp": "discharge.delivery.settings:SmtpSettings",
+    "email": "discharge.delivery.settings:EmailSettings",
+    "audit": "discharge.audit:AuditSection",
+    "serve": "discharge.web.settings:ServeSettings",
+    "print": "discharge.printing.settings:PrintSettings",
+}
+
 
 @dataclass(frozen=True)
 class Config:
     clinic: Clinic = field(default_factory=Clinic)
     source: Path | None = None  # the file it came from, for messages
-    extra: dict[str, Any] = field(default_factory=dict)  # other sections ([smtp], [print], ...)
+    sections: dict[str, Section] = field(default_factory=dict)  # the other sections, checked
 
     @property
     def templates_dir(self) -> Path | None:
         return self.clinic.templates_dir
 
+    def section(self, kind: type[S]) -> S | None:
+        """The checked ``[kind.NAME]`` section, or None when the file has none."""
+        found = self.sections.get(kind.NAME)
+        return found if isinstance(found, kind) else None
 
-_CLINIC_FIELDS = {f.name for f in fields(Clinic)}
-REQUIRED_IN_FILE = ("name", "phone", "emergency_number")
-_NOT_INHERITED: dict[str, Any] = {"address": (), "after_hours_phone": ""}
-_KNOWN_SECTIONS = {"clinic", "smtp", "email", "audit", "serve", "resources", "print"}
+    def where(self) -> str:
+        """The settings file, as problems name it."""
+        return str(self.source) if self.source else "config"
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load the clinic settings from ``path``, else ``$DISCHARGE_CONFIG``, else the demo clinic.
 
-    Every problem in the file is reported at once, in one ConfigError.
+    Every problem in the file is reported at once, in one ConfigError (a line each).
     """
     if path is None:
         path = os.environ.get(CONFIG_ENV) or None
@@ -129,85 +223,45 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
-    where = str(file) if file else "config"
-    problems: list[str] = []
-    for key in data:
-        if key not in _KNOWN_SECTIONS:
-            known = "clinic, smtp, email, audit, serve, print, [[resources]]"
-            problems.append(f"unknown section [{key}] (expected one of: {known})")
-    raw = data.get("clinic", {})
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: [clinic] must be a table of settings")
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in _CLINIC_FIELDS:
-            problems.append(f"clinic.{key} is not a known setting")
-            continue
-        if key == "address":
-            if isinstance(value, str):
-                value = tuple(line.strip() for line in value.splitlines() if line.strip())
-            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-                value = tuple(value)
-            else:
-                problems.append("clinic.address must be text or a list of lines")
-                continue
-        elif key in ("logo", "templates_dir"):
-            what = "a PNG or JPEG file" if key == "logo" else "a folder of templates"
-            if not isinstance(value, str) or not value:
-                problems.append(f"clinic.{key} must be the path of {what}")
-                continue
-            path = Path(value).expanduser()
-            if not path.is_absolute() and file is not None:
-                path = file.parent / path  # relative to the settings file, not the cwd
-            path = path.absolute()  # as meant here, whatever folder a process is in later
-            if not (path.is_file() if key == "logo" else path.is_dir()):
-                problems.append(f"clinic.{key}: {path} is not {what}")
-                continue
-            if key == "logo" and (problem := _logo_problem(path)):
-                problems.append(f"clinic.logo: {path} {problem}")
-                continue
-            value = path
-        elif key == "large_print":
-            if not isinstance(value, bool):
-                problems.append("clinic.large_print must be true or false (without quotes)")
-                continue
-        elif key == "review_interval_months":
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 120:
-                problems.append(
-                    "clinic.review_interval_months must be a whole number of months from 1 to 120"
-                )
-                continue
-        elif not isinstance(value, str):
-            problems.append(f"clinic.{key} must be text in quotes")
-            continue
-        values[key] = value
-    if "clinic" in data:
-        # A real clinic's settings never inherit the demo clinic's address or phone numbers: a
-        # forgotten number must stop the program, not put a fictional one in the help box.
-        # (Without a [clinic] section the whole demo clinic is used, named as fictional.)
-        for key in REQUIRED_IN_FILE:
-            if key not in values and key not in raw:
-                problems.append(f"clinic.{key} is required")
-        values = {**_NOT_INHERITED, **values}
-    if "clinic" in data or "resources" in data:
-        values["resources"] = _resources(data.get("resources", []), problems)
-    clinic = replace(Clinic(), **values)
-    problems.extend(validate_clinic(clinic))
+    """Check every section of the file against its declaration; every problem at once."""
+    where = Where(file)
+    problems = Problems(file)
+    clinic = Clinic()
+    sections: dict[str, Section] = {}
+    for name, raw in data.items():  # in file order
+        if name == "clinic":
+            clinic = check_section(Clinic, raw, where, problems) or clinic
+        elif name == "resources":
+            pass  # below: with a [clinic] section, the demo resources are not inherited
+        elif name in SECTIONS:
+            module, _, attr = SECTIONS[name].partition(":")
+            kind = getattr(importlib.import_module(module), attr)
+            if (record := check_section(kind, raw, where, problems)) is not None:
+                sections[name] = record
+        else:
+            known = ", ".join(["clinic", *SECTIONS, "[[resources]]"])
+            problems.add(f"[{name}]", None, f"is not a known section (expected one of: {known})")
+        if name == "resources" or (name == "clinic" and "resources" not in data):
+            resources = _resources(data.get("resources", []), problems)
+            clinic = replace(clinic, resources=resources)
     if problems:
-        raise ConfigError(f"{where}: " + "; ".join(problems))
-    extra = {k: v for k, v in data.items() if k not in ("clinic", "resources")}
-    return Config(clinic=clinic, source=file, extra=extra)
+        raise ConfigError("\n".join(problems.lines()))
+    return Config(clinic=clinic, source=file, sections=sections)
 
 
-def _resources(raw: Any, problems: list[str]) -> tuple[Resource, ...]:
+def _resources(raw: Any, problems: Problems) -> tuple[Resource, ...]:
     """``[[resources]]``: name (required), phone, url (https), procedures (a list of ids),
     variants (a list of variant names), language (of its page), url_LANG (the page in LANG)."""
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
-        problems.append("resources: expected [[resources]] tables with name, phone, url")
+        problems.add("[[resources]]", None, "expected [[resources]] tables with name, phone, url")
         return ()
     found = []
     for index, item in enumerate(raw):
-        where = f"resources[{index}]"
+        label = f"[[resources]] #{index + 1}"
+
+        def problem(key: str | None, text: str, label: str = label) -> None:
+            problems.add(label, key, text)
+
         urls = []
         for key in item:
             if re.fullmatch(r"url_[a-z]{2,3}", key):
@@ -217,32 +271,32 @@ def _resources(raw: Any, problems: list[str]) -> tuple[Resource, ...]:
                     or not value.startswith("https://")
                     or any(c.isspace() for c in value)
                 ):
-                    problems.append(f"{where}.{key} must be one https:// address")
+                    problem(key, "must be one https:// address")
                 else:
                     urls.append((key[4:], value.strip()))
-            elif key not in ("name", "phone", "url", "procedures", "variants", "language"):
-                problems.append(f"{where}.{key} is not a known setting")
+            elif key not in _RESOURCE_KEYS:
+                problem(key, unknown_key(key, [*_RESOURCE_KEYS, "url_LANG"]))
         variants = item.get("variants", [])
         if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
-            problems.append(f"{where}.variants must be a list of variant names")
+            problem("variants", "must be a list of variant names")
             variants = []
         language = item.get("language", "")
         if not isinstance(language, str) or not re.fullmatch(r"([a-z]{2,3})?", language):
-            problems.append(f"{where}.language must be a language code such as en or es")
+            problem("language", "must be a language code such as en or es")
             language = ""
         name, phone, url = (item.get(k, "") for k in ("name", "phone", "url"))
         procedures = item.get("procedures", [])
         if not isinstance(name, str) or not name.strip():
-            problems.append(f"{where}.name is required (the organisation or page, in words)")
+            problem("name", "is required (the organisation or page, in words)")
         if not isinstance(phone, str) or not isinstance(url, str):
-            problems.append(f"{where}: phone and url must be text in quotes")
+            problem(None, "phone and url must be text in quotes")
             continue
         if url and (not url.startswith("https://") or any(c.isspace() for c in url)):
-            problems.append(f"{where}.url must be one https:// address (printed as a QR code)")
+            problem("url", "must be one https:// address (printed as a QR code)")
         if not phone and not url:
-            problems.append(f"{where}: give a phone number, a url, or both")
+            problem(None, "give a phone number, a url, or both")
         if not isinstance(procedures, list) or not all(isinstance(p, str) for p in procedures):
-            problems.append(f"{where}.procedures must be a list of procedure ids")
+            problem("procedures", "must be a list of procedure ids")
             procedures = []
         if isinstance(name, str):
             found.append(Resource(
@@ -252,31 +306,7 @@ def _resources(raw: Any, problems: list[str]) -> tuple[Resource, ...]:
     return tuple(found)
 
 
-def validate_clinic(clinic: Clinic) -> list[str]:
-    problems = []
-    for name in ("name", "phone", "emergency_number"):
-        if not getattr(clinic, name).strip():
-            problems.append(f"clinic.{name} must not be empty")
-    if clinic.paper not in PAPER_SIZES:
-        problems.append(f"clinic.paper is {clinic.paper!r}, expected a4 or letter")
-    if clinic.date_order is not None and clinic.date_order not in DATE_ORDERS:
-        problems.append(f"clinic.date_order is {clinic.date_order!r}, expected dmy or mdy")
-    try:
-        ZoneInfo(clinic.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(
-            f"clinic.timezone {clinic.timezone!r} is not a known time zone "
-            "(expected a name such as Europe/London or America/New_York)"
-        )
-    from babel import Locale, UnknownLocaleError
-
-    try:
-        Locale.parse(clinic.locale)
-    except (UnknownLocaleError, ValueError, TypeError):
-        problems.append(
-            f"clinic.locale {clinic.locale!r} is not a known locale (expected e.g. en_GB, en_US)"
-        )
-    return problems
+_RESOURCE_KEYS = ("name", "phone", "url", "procedures", "variants", "language")
 
 
 # A logo is printed 40 mm wide: 4,000 x 4,000 pixels is far more than enough. A larger image

@@ -17,15 +17,10 @@ from typing import Literal
 
 from discharge.config import Clinic, Config
 from discharge.dates import format_day, format_moment, format_short_day
+from discharge.guidance.context import DatedMilestone, template_context
+from discharge.guidance.loading import load_procedure
+from discharge.guidance.model import HelpLevelSpec, Procedure, items_for
 from discharge.i18n import N_, gettext, language_of, locale_for
-from discharge.procedures import (
-    DatedMilestone,
-    HelpLevelSpec,
-    Procedure,
-    items_for,
-    load_procedure,
-    template_context,
-)
 from discharge.request import DischargeRequest
 
 

@@ -24,12 +24,11 @@ def make_pdf(request: DischargeRequest, config: Config) -> tuple[Document, bytes
     return document, render_pdf(document)
 
 
-FORMATS = ("pdf", "html", "text")
 SUFFIXES = {"pdf": ".pdf", "html": ".html", "text": ".txt"}
 
 
 def render_as(document: Document, fmt: str) -> bytes:
-    """One document in one of ``FORMATS``: the same model, so the same words and dates."""
+    """One document as "pdf", "html" or "text": the same model, so the same words and dates."""
     if fmt == "html":
         from discharge.render_html import render_html
 

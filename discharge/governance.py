@@ -18,14 +18,10 @@ from typing import Any, Literal
 from discharge.config import Config
 from discharge.document import Document, build_document
 from discharge.errors import DischargeError, InputError
-from discharge.procedures import (
-    Procedure,
-    load_translations,
-    parse_template_file,
-    stale_translations,
-    text_problems,
-    translation_differences,
-)
+from discharge.guidance.loading import load_translations, parse_template_file
+from discharge.guidance.model import Procedure
+from discharge.guidance.parser import text_problems
+from discharge.guidance.translations import stale_translations, translation_differences
 from discharge.readability import GRADE_LIMIT, flesch_kincaid_grade
 from discharge.request import DischargeRequest, Patient
 
@@ -217,7 +213,7 @@ def _add_months(day: date, months: int) -> date:
 
 def template_source(procedure_id: str, config: Config, language: str | None = None) -> Path:
     """The file a procedure's template (or its translation into ``language``) comes from."""
-    from discharge.procedures import available_procedures, template_dirs
+    from discharge.guidance.loading import available_procedures, template_dirs
 
     english = available_procedures(config.templates_dir)
     wanted = procedure_id.strip().lower()

@@ -45,16 +45,6 @@ def gettext(language: str, message: str) -> str:
     return translations(language).gettext(message)
 
 
-def catalogue_languages() -> tuple[str, ...]:
-    """The languages that have a compiled catalogue (English, the source, always)."""
-    found = {SOURCE_LANGUAGE}
-    if LOCALE_DIR.is_dir():
-        found |= {
-            d.name for d in LOCALE_DIR.iterdir() if (d / "LC_MESSAGES" / f"{DOMAIN}.mo").is_file()
-        }
-    return tuple(sorted(found))
-
-
 def language_of(locale: str) -> str:
     """The language of a Babel/POSIX locale name: ``en_GB`` -> ``en``."""
     return locale.split(".")[0].split("@")[0].replace("-", "_").split("_")[0].lower()

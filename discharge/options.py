@@ -122,14 +122,20 @@ def request_from_options(
 def warn_stale_translation(request: DischargeRequest, config: Config) -> None:
     """On stderr: the template this request uses is a draft (not approved by a clinician), or
     a translation older than its original."""
+    from discharge.guidance.loading import load_procedure
+    from discharge.guidance.model import draft_warning
     from discharge.i18n import language_of
-    from discharge.procedures import draft_warning, load_procedure, stale_warning
 
     default = language_of(config.clinic.locale)
     procedure = load_procedure(
         request.procedure, config.templates_dir, request.language, default_language=default
     )
-    for message in (draft_warning(procedure), stale_warning(procedure, config.templates_dir)):
+    messages = [draft_warning(procedure)]
+    if procedure.language:  # only a translation can be stale (its module is not needed else)
+        from discharge.guidance.translations import stale_warning
+
+        messages.append(stale_warning(procedure, config.templates_dir))
+    for message in messages:
         if message:
             click.echo(f"warning: {message}", err=True)
 
@@ -137,13 +143,9 @@ def warn_stale_translation(request: DischargeRequest, config: Config) -> None:
 def warn_drafts(config: Config) -> None:
     """On stderr: every template (in every language) that is a draft, one line each."""
     from discharge.errors import DischargeError
+    from discharge.guidance.loading import available_procedures, load_procedure, procedure_languages
+    from discharge.guidance.model import draft_warning
     from discharge.i18n import language_of
-    from discharge.procedures import (
-        available_procedures,
-        draft_warning,
-        load_procedure,
-        procedure_languages,
-    )
 
     default = language_of(config.clinic.locale)
     for pid in available_procedures(config.templates_dir):

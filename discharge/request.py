@@ -254,7 +254,7 @@ def parse_request(
     large = check("large_print", lambda: parse_yes_no(large_print, "large print"))
     language_code = clean_text(language).lower()
     if language_code and not _LANGUAGE_CODE.match(language_code):
-        # Whether the procedure has this language is the template's question (procedures.py).
+        # Whether the procedure has this language is the template's question (guidance/loading.py).
         problems["language"] = "language is not a language code (expected a code such as en or es)"
     follow_day, follow_at = None, None
     if follow_up and follow_up.strip():

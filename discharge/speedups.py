@@ -31,11 +31,12 @@ import re
 import sys
 import threading
 import zlib
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from fnmatch import fnmatch
 from functools import cache, partial
 from typing import Any
+
+from discharge.lru import Lru
 
 _OFF_WORDS = {"0", "off", "false", "no"}
 ENABLED = os.environ.get("DISCHARGE_SPEEDUPS", "").strip().lower() not in _OFF_WORDS
@@ -238,46 +239,6 @@ def usable(trick: str) -> bool:
         return False
 
 
-# --- small memories ------------------------------------------------------------------------
-
-
-class _Memo(OrderedDict[Any, Any]):
-    """A small LRU map: bounded, so a batch of 100,000 patients keeps flat memory."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key: Any, value: Any) -> Any:
-        self[key] = value
-        if len(self) > self.size:
-            self.popitem(last=False)
-        return value
-
-
-class _Kept:
-    """The last ``size`` values made, by key: a small least-recently-used map, safe to use
-    from several threads (documents may be drawn in several at once)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: OrderedDict[Any, Any] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: Any, make: Callable[[], Any]) -> Any:
-        with self.lock:
-            found = self.items.get(key)
-            if found is not None:
-                self.items.move_to_end(key)
-                return found
-        found = make()
-        with self.lock:
-            self.items[key] = found
-            if len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return found
-
-
 # --- lazy imports (used by pdf/lazy_imports.py) ----------------------------------------------
 #
 # Relies on: sys._getframe (the module compiling a pattern); reportlab's module names below
@@ -393,7 +354,8 @@ def defer_reportlab_imports() -> None:
 # looked up each time a stream is written), pdfdoc.pdfdocEnc (looked up each time a name,
 # number or keyword is written) and rl_config.useA85.
 
-_DEFLATED = _Memo(256)  # a few dozen subsets of two fonts, and their maps: a few MB at most
+# A few dozen subsets of two fonts, and their maps: a few MB at most.
+_DEFLATED: Lru[str | bytes, bytes] = Lru(256)
 _NOT_PDFDOC = re.compile("[\x18-\x1f]")  # ASCII that PDFDocEncoding does not have
 _deflate_lock = threading.Lock()
 _deflate_users = 0
@@ -415,7 +377,7 @@ def _fast_deflate_filter() -> Any:
         # Page contents (other text) never repeat and are not kept.
         def encode(self, text: str | bytes) -> bytes:
             if isinstance(text, bytes) or text.startswith("/CIDInit"):
-                found: bytes | None = _DEFLATED.get(text)
+                found: bytes | None = _DEFLATED.find(text)
                 if found is None:
                     data = text.encode("utf8") if isinstance(text, str) else text
                     found = _DEFLATED.put(text, zlib.compress(data, 1))
@@ -482,9 +444,9 @@ def pdf_writing() -> Iterator[None]:
 # (blPara) and the document's names for its fonts.
 
 _MEMO_MAX_CHARS = 1000  # so the memos stay small (4,096 short paragraphs each at most)
-_PARSED = _Memo(4096)
-_BROKEN = _Memo(4096)
-_DRAWN = _Memo(4096)
+_PARSED: Lru[Any, Any] = Lru(4096)
+_BROKEN: Lru[Any, Any] = Lru(4096)
+_DRAWN: Lru[Any, Any] = Lru(4096)
 _FONT_USE = re.compile(r"/(F\d+)\+0 ")  # a subset-0 font selected in drawn text: "/F1+0 11 Tf"
 
 
@@ -508,7 +470,7 @@ def init_paragraph(
         init(text, style, bullet_text, frags, **kw)
         return None
     key = (text, style.name, bullet_text)
-    hit = _PARSED.get(key)
+    hit = _PARSED.find(key)
     if hit is None:
         init(text, style, bullet_text)
         _PARSED.put(key, (para.frags, para.bulletText, para.style, para.text))
@@ -525,7 +487,7 @@ def break_lines(key: Any, width: Any, break_: Callable[[Any], Any]) -> Any:
     if key is None:
         return break_(width)
     key = (key, tuple(width))
-    hit = _BROKEN.get(key)
+    hit = _BROKEN.find(key)
     return hit if hit is not None else _BROKEN.put(key, break_(width))
 
 
@@ -553,7 +515,7 @@ def draw_paragraph(para: Any, key: Any, draw: Callable[[], None]) -> None:
         return
     canvas = para.canv
     doc = canvas._doc
-    hit = _DRAWN.get(draw_key)
+    hit = _DRAWN.find(draw_key)
     # Naming a font in a document registers it there, as drawing would have.
     if (
         hit is not None
@@ -666,7 +628,7 @@ def _reuse_subsets(face: Any) -> None:
     10 ms a document takes. The subset depends only on the font and that list of characters.
     """
     make = face.makeSubset
-    made = _Kept(_SUBSETS_KEPT)
+    made: Lru[tuple[int, ...], bytes] = Lru(_SUBSETS_KEPT)
 
     def make_subset(subset: list[int]) -> bytes:
         data: bytes = made.get(tuple(subset), lambda: make(subset))
@@ -703,7 +665,7 @@ def _reuse_font_objects(font: Any) -> None:
     from reportlab.pdfbase import pdfdoc
 
     add = font.addObjects
-    widths = _Kept(_SUBSETS_KEPT)
+    widths: Lru[tuple[Any, ...], Any] = Lru(_SUBSETS_KEPT)
     preformatted = _preformatted()
 
     def add_objects(doc: Any) -> None:
@@ -727,7 +689,7 @@ def _to_unicode_cmap() -> None:
     make = ttfonts.makeToUnicodeCMap
     if getattr(make, "reused", False):
         return
-    made = _Kept(4 * _SUBSETS_KEPT)
+    made: Lru[tuple[str, tuple[int, ...]], str] = Lru(4 * _SUBSETS_KEPT)
 
     def make_cmap(fontname: str, subset: list[int]) -> str:
         cmap: str = made.get((fontname, tuple(subset)), lambda: make(fontname, subset))

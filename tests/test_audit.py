@@ -24,7 +24,7 @@ from pypdf import PdfReader
 
 from discharge.audit import AuditLog, AuditRecord, audit_settings, count_pages
 from discharge.config import Config, parse_config
-from discharge.procedures import load_procedure
+from discharge.guidance.loading import load_procedure
 from tests.helpers import PATIENT, run_discharge
 from tests.test_email import (  # noqa: F401  (relay is a fixture)
     PATIENT_ADDRESS,
@@ -277,8 +277,8 @@ def test_audit_settings_in_the_clinic_file(audit_db: Path, tmp_path: Path) -> No
     result = run_discharge("generate", *HSG, *PATIENT, "--config", config,
                            "--output", tmp_path / "c.pdf")  # fmt: skip
     assert result.code == 2
-    assert "audit.folder is not a known setting" in result.stderr
-    assert "audit.enabled must be true or false" in result.stderr
+    assert "[audit] folder: is not a known setting" in result.stderr
+    assert "[audit] enabled: must be true or false" in result.stderr
 
 
 def test_default_location_is_the_users_data_folder(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,8 +27,8 @@ from discharge.commands.generate import generate
 from discharge.config import parse_config
 from discharge.errors import FieldErrors
 from discharge.fields import FIELDS_BY_NAME, PATIENT_FIELDS
+from discharge.guidance.loading import load_procedure
 from discharge.options import request_from_options
-from discharge.procedures import load_procedure
 from discharge.request import DischargeRequest, Medicine, parse_request
 from discharge.web import create_app
 from discharge.web.form import check_form

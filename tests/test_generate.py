@@ -216,7 +216,16 @@ def test_broken_config(generate, tmp_path: Path) -> None:
     config = tmp_path / "clinic.toml"
     config.write_text('[clinic]\nname = "X"\npaper = "a5"\ntimezone = "Mars/Olympus"\n')
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
-    _fails_cleanly(result, out, "clinic.toml", "clinic.paper", "clinic.timezone")
+    # A settings file's problems: every one at once, a line each, in file order.
+    assert result.code == 2 and not out.exists() and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.removeprefix(f"discharge: error: {config}: ").split(":")[0] for line in lines] == [
+        "[clinic] paper",
+        "[clinic] timezone",
+        "[clinic] phone",
+        "[clinic] emergency_number",
+    ], result.stderr
+    assert all(line.startswith(f"discharge: error: {config}: ") for line in lines)
     config.write_text("[clinic\nname=")
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
     _fails_cleanly(result, out, "not valid TOML")
@@ -256,7 +265,7 @@ def test_logo(generate, tmp_path: Path) -> None:
     logo = tmp_path / "logo.png"
     logo.write_bytes(b"not an image")
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
-    _fails_cleanly(result, out, "clinic.logo", "is not a PNG or JPEG image")
+    _fails_cleanly(result, out, "[clinic] logo:", "is not a PNG or JPEG image")
 
     Image.new("RGB", (300, 100), (11, 85, 99)).save(logo)
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
@@ -296,7 +305,11 @@ def test_a_clinic_file_never_borrows_the_demo_phone_numbers(generate, tmp_path: 
     config = tmp_path / "clinic.toml"
     config.write_text('[clinic]\nname = "Harbour Test Clinic"\n')
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))
-    _fails_cleanly(result, out, "clinic.phone is required", "clinic.emergency_number is required")
+    assert result.code == 2 and not out.exists()
+    assert result.stderr.splitlines() == [
+        f"discharge: error: {config}: [clinic] phone: is required",
+        f"discharge: error: {config}: [clinic] emergency_number: is required",
+    ]
     config.write_text('[clinic]\nname = "Harbour Test Clinic"\nphone = "0100 000 000"\n'
                       'emergency_number = "112"\n')  # fmt: skip
     result, out = generate("--procedure", "hsg", "--date", "2026-11-21", "--config", str(config))

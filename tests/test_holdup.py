@@ -467,22 +467,21 @@ def test_the_connection_limits_are_checked_with_the_other_serve_settings() -> No
     from discharge.errors import ConfigError
     from discharge.web.settings import load_serve_settings
 
-    config = parse_config(
-        {
-            "serve": {
-                "connection_limit": 2.5,
-                "connections_per_address": 0,
-                "header_seconds": "x",
-                "idle_seconds": 30,
-            }
-        }  # fmt: skip
-    )
     with pytest.raises(ConfigError) as caught:
-        load_serve_settings(config)
+        parse_config(
+            {
+                "serve": {
+                    "connection_limit": 2.5,
+                    "connections_per_address": 0,
+                    "header_seconds": "x",
+                    "idle_seconds": 30,
+                }
+            }  # fmt: skip
+        )
     message = str(caught.value)
-    assert "serve.connection_limit must be a whole number" in message
-    assert "serve.connections_per_address must be a positive number" in message
-    assert "serve.header_seconds must be a positive number" in message
+    assert "[serve] connection_limit: must be a whole number, 1 or more" in message
+    assert "[serve] connections_per_address: must be a whole number, 1 or more" in message
+    assert "[serve] header_seconds: must be a positive number" in message
     assert "idle_seconds" not in message
     settings = load_serve_settings(parse_config({"serve": {"connection_limit": 200}}))
     assert settings.connection_limit == 200 and settings.header_seconds == 10

@@ -14,8 +14,8 @@ import pytest
 
 from discharge.config import load_config
 from discharge.document import Document, build_document
+from discharge.guidance.loading import available_procedures, load_procedure, procedure_languages
 from discharge.i18n import language_of
-from discharge.procedures import available_procedures, load_procedure, procedure_languages
 from discharge.render_html import render_html
 from discharge.render_text import render_text
 from discharge.request import parse_request
@@ -293,7 +293,9 @@ def test_email_formats_in_the_body_cannot_be_password_protected(tmp_path: Path) 
                           '[email]\nformats = ["pdf", "html"]\npdf_password = "dob:DDMMYYYY"\n')  # fmt: skip
     result = run_discharge("email", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,
                            "--config", config, "--eml", tmp_path / "m.eml")  # fmt: skip
-    assert result.code == 2 and "email.formats" in result.stderr and "pdf_password" in result.stderr
+    assert (
+        result.code == 2 and "[email] formats:" in result.stderr and "pdf_password" in result.stderr
+    )
     assert not (tmp_path / "m.eml").exists()
     bad = write_config(tmp_path, {"sender": SENDER}, '[email]\nformats = ["pdf", "docx"]\n')
     result = run_discharge("email", "--procedure", "hsg", "--date", "2026-11-21", *PATIENT,

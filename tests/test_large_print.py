@@ -178,7 +178,7 @@ def test_a_bad_clinic_default_is_a_config_error(tmp_path: Path) -> None:
     result = run_discharge("generate", "--config", config, "--procedure", "hsg",
                            "--date", "2026-11-25", "--patient", "A B", "-o", tmp_path / "x.pdf")  # fmt: skip
     assert result.code == 2
-    assert "clinic.large_print must be true or false" in result.stderr
+    assert "[clinic] large_print: must be true or false" in result.stderr
     assert not (tmp_path / "x.pdf").exists()
 
 

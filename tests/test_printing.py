@@ -278,8 +278,8 @@ def test_print_settings_and_options_are_checked_first(tmp_path: Path) -> None:
                            "--print")  # fmt: skip
     assert result.code == 2 and not (tmp_path / "a.pdf").exists()
     message = result.stderr.strip()
-    for problem in ("print.tray is not a known setting", "print.printer must be a printer's name",
-                    "print.timeout must be more than 0", "print.copies must be a whole number"):  # fmt: skip
+    for problem in ("[print] tray: is not a known setting", "[print] printer: must be a printer's",
+                    "[print] timeout: must be more than 0", "[print] copies: must be a whole"):  # fmt: skip
         assert problem in message, message
     no_printer = tmp_path / "none.toml"
     no_printer.write_text('[clinic]\nname = "N"\nphone = "1"\nemergency_number = "999"\n')

@@ -22,8 +22,9 @@ from pypdf import PdfReader
 
 from discharge.config import load_config
 from discharge.document import LABELS, build_document, labels_for
+from discharge.guidance.loading import load_procedure, procedure_languages
+from discharge.guidance.translations import stale_translations
 from discharge.i18n import LOCALE_DIR, locale_for
-from discharge.procedures import load_procedure, procedure_languages, stale_translations
 from discharge.readability import parts
 from discharge.request import parse_request
 from tests.helpers import pdf_pages, pdf_text, run_discharge

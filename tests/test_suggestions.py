@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from discharge.procedures import typo_of
+from discharge.guidance.loading import typo_of
 from tests.helpers import run_discharge
 
 BUNDLED = ["hsg", "miscarriage"]

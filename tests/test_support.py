@@ -62,10 +62,10 @@ def test_a_clinic_file_never_prints_the_demo_resources(tmp_path: Path) -> None:
     [
         ('name = "X"\nurl = "http://plain.example"', "https://"),
         ('name = "X"\nurl = "https://a.example/x y"', "https://"),
-        ('url = "https://a.example"', "name is required"),
+        ('url = "https://a.example"', "name: is required"),
         ('name = "X"', "a phone number, a url, or both"),
         ('name = "X"\nphone = "1"\nprocedures = "hsg"', "list of procedure ids"),
-        ('name = "X"\nphone = "1"\ncolour = "red"', "colour is not a known setting"),
+        ('name = "X"\nphone = "1"\ncolour = "red"', "colour: is not a known setting"),
     ],
 )
 def test_bad_resources_are_named(resource: str, message: str) -> None:

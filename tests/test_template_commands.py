@@ -128,7 +128,7 @@ def test_the_review_interval_comes_from_the_clinic(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     code, _, stderr = check("--config", config)
-    assert code == 2 and "review_interval_months must be a whole number" in stderr
+    assert code == 2 and "review_interval_months: must be a whole number" in stderr
     config.write_text(config.read_text().replace("1200", "120"), encoding="utf-8")
     text = bundled("hsg.toml").replace('reviewed = "2026-11-21"', 'reviewed = "2020-03-01"', 1)
     code, lines, _ = check(folder_with(tmp_path, hsg__toml=text), "--config", config)

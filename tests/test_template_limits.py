@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from discharge import procedures
 from discharge.errors import TemplateError
+from discharge.guidance import loading, parser
 from discharge.resources import bundled_dir
 
 HSG = (bundled_dir("templates") / "hsg.toml").read_text(encoding="utf-8")
@@ -124,10 +124,10 @@ def thousand_sections() -> str:
 
 def test_a_thousand_large_sections_load_within_the_time_budget(tmp_path: Path) -> None:
     text = thousand_sections()
-    assert len(text.encode()) < procedures.MAX_TEMPLATE_BYTES
+    assert len(text.encode()) < loading.MAX_TEMPLATE_BYTES
     result = run_measured("procedures", "--config", clinic(tmp_path, text), tmp_path=tmp_path)
     # Either it is checked within the budget, or it stops at the budget with a clear message.
-    budget = procedures.LOAD_SECONDS
+    budget = parser.LOAD_SECONDS
     assert result.code == 0 or "checking it took longer than" in result.stderr, result.stderr
     assert result.seconds < budget + 10, result.seconds
 
@@ -136,10 +136,10 @@ def test_the_time_budget_stops_a_slow_template_with_its_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = clinic(tmp_path, thousand_sections()).parent / "templates"
-    monkeypatch.setattr(procedures, "LOAD_SECONDS", 0.2)
+    monkeypatch.setattr(parser, "LOAD_SECONDS", 0.2)
     began = time.monotonic()
     with pytest.raises(TemplateError) as caught:
-        procedures._parse_file(folder / "hsg.toml", (folder / "hsg.toml").read_bytes())
+        loading._parse_file(folder / "hsg.toml", (folder / "hsg.toml").read_bytes())
     assert time.monotonic() - began < 3
     assert str(caught.value) == (
         "template hsg.toml: checking it took longer than 0.2 s (expected well under a second); "

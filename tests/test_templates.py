@@ -13,15 +13,10 @@ import pytest
 from discharge.config import Config, load_config
 from discharge.document import build_document
 from discharge.errors import TemplateError
-from discharge.procedures import (
-    Text,
-    _fill,
-    _plan,
-    available_procedures,
-    items_for,
-    load_all,
-    load_procedure,
-)
+from discharge.guidance import filling
+from discharge.guidance.filling import Text
+from discharge.guidance.loading import available_procedures, load_all, load_procedure
+from discharge.guidance.model import items_for
 from discharge.readability import (
     GRADE_LIMIT,
     flesch_kincaid_grade,
@@ -252,8 +247,8 @@ def _all_texts(value: object, seen: set[int] | None = None) -> list[Text]:
 
 @pytest.mark.parametrize("locale", ["en_GB", "en_US", "es_ES"])
 def test_simple_placeholders_are_filled_exactly_as_jinja_fills_them(locale: str) -> None:
-    from discharge import templating
-    from discharge.procedures import template_context
+    from discharge.guidance.context import template_context
+    from discharge.guidance.sandbox import render
 
     clinic = load_config().clinic
     checked = 0
@@ -267,40 +262,51 @@ def test_simple_placeholders_are_filled_exactly_as_jinja_fills_them(locale: str)
                 for text in _all_texts(procedure):
                     if text.plan is None:
                         continue
-                    filled = _fill(text.plan, context)
+                    filled = filling._fill_plan(text.plan, context)
                     assert filled is not None, text.field
-                    assert filled == templating.render(text.template, context), text.field
+                    assert filled == render(text.template, context), text.field
                     checked += 1
     assert checked >= 20  # the bundled templates' emergency numbers, dates and temperatures
 
 
 def test_anything_but_a_plain_value_is_left_to_jinja() -> None:
-    assert _plan("Call {{ clinic.phone }} now.") == ("Call ", (("clinic", "phone"),), " now.")
-    assert _plan("Over {{ 38 | temp }}.") == ("Over ", (38,), ".")
+    assert filling.plan("Call {{ clinic.phone }} now.") == (
+        "Call ",
+        (("clinic", "phone"),),
+        " now.",
+    )
+    assert filling.plan("Over {{ 38 | temp }}.") == ("Over ", (38,), ".")
     for source in ["{% if x %}a{% endif %}", "{{ x | upper }}", "{# note #}", "{{- x }}",
                    "a { b", "{{ x }}\r\n"]:  # fmt: skip
-        assert _plan(source) is None, source
-    plan = _plan("{{ a.b }}")
+        assert filling.plan(source) is None, source
+    plan = filling.plan("{{ a.b }}")
     assert plan is not None
-    assert _fill(plan, {"a": {"b": "text"}}) == "text"
-    assert _fill(plan, {"a": {}}) is None  # missing: Jinja's StrictUndefined explains
-    assert _fill(plan, {"a": {"b": 3}}) is None  # not text: Jinja writes it its way
-    items = _plan("{{ a.items }}")
-    assert items is not None and _fill(items, {"a": {"items": "x"}}) is None  # a dict method
+    assert filling._fill_plan(plan, {"a": {"b": "text"}}) == "text"
+    assert filling._fill_plan(plan, {"a": {}}) is None  # missing: Jinja's StrictUndefined explains
+    assert filling._fill_plan(plan, {"a": {"b": 3}}) is None  # not text: Jinja writes it its way
+    items = filling.plan("{{ a.items }}")
+    assert (
+        items is not None and filling._fill_plan(items, {"a": {"items": "x"}}) is None
+    )  # a dict method
 
 
 def test_a_choice_on_a_value_is_filled_without_jinja_and_anything_deeper_is_not() -> None:
-    plan = _plan('From {{ d }}{% if variant == "surgical" %}, your operation{% else %}, your '
+    plan = filling.plan('From {{ d }}{% if variant == "surgical" %}, your operation{% else %}, your '
                  'bleeding{% endif %}.')  # fmt: skip
     assert plan is not None
-    assert _fill(plan, {"d": "Monday", "variant": "surgical"}) == "From Monday, your operation."
-    assert _fill(plan, {"d": "Monday", "variant": ""}) == "From Monday, your bleeding."
-    assert _fill(plan, {"d": "Monday"}) is None  # no such value: Jinja's error explains
+    assert (
+        filling._fill_plan(plan, {"d": "Monday", "variant": "surgical"})
+        == "From Monday, your operation."
+    )
+    assert filling._fill_plan(plan, {"d": "Monday", "variant": ""}) == "From Monday, your bleeding."
+    assert (
+        filling._fill_plan(plan, {"d": "Monday"}) is None
+    )  # no such value: Jinja's error explains
     for source in ['{% if a == "b" %}{% if c == "d" %}x{% endif %}{% endif %}',
                    '{% if a == "b" %}{{ x | upper }}{% endif %}',
                    "{% if a %}x{% endif %}", "{% for x in y %}{{ x }}{% endfor %}",
                    '{%- if a == "b" %}x{% endif %}']:  # fmt: skip
-        assert _plan(source) is None, source
+        assert filling.plan(source) is None, source
 
 
 def test_every_bundled_text_is_filled_without_jinja() -> None:

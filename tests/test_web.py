@@ -31,7 +31,7 @@ from discharge.config import Config, parse_config
 from discharge.errors import ConfigError, FieldErrors
 from discharge.request import parse_request
 from discharge.web import create_app
-from discharge.web.settings import ServeSettings, check_bind, load_serve_settings
+from discharge.web.settings import ServeSettings, check_bind
 from tests.helpers import axe_violations, run_discharge
 from tests.test_email import Recorder, _start, relay_config
 from tests.test_email import Server as SmtpServer
@@ -378,12 +378,11 @@ def test_a_failed_send_says_so_and_may_be_tried_again(tmp_path: Path, relay) -> 
 
 
 def test_serve_settings_are_checked_all_at_once() -> None:
-    config = parse_config({"serve": {"tls_cert": "a.pem", "password_env": "1x", "colour": 1}})
     with pytest.raises(ConfigError) as caught:
-        load_serve_settings(config)
+        parse_config({"serve": {"tls_cert": "a.pem", "password_env": "1x", "colour": 1}})
     message = str(caught.value)
-    assert "serve.tls_cert is not supported (this server does not encrypt" in message
-    assert "serve.password_env must be the name" in message and "serve.colour" in message
+    assert "[serve] tls_cert: is not supported (this server does not encrypt" in message
+    assert "[serve] password_env: must be the name" in message and "[serve] colour" in message
 
 
 def test_other_computers_need_a_login_and_a_tls_proxy() -> None:
@@ -775,7 +774,7 @@ def test_browser_makes_each_variants_sheet(server: Server, page) -> None:  # typ
     """Every variant of every procedure, chosen by its words in the grouped list: the sheet
     counts from the variant's own date (its label in the patient block) and says which
     variant it is (the footer's template line)."""
-    from discharge.procedures import available_procedures, load_procedure
+    from discharge.guidance.loading import available_procedures, load_procedure
 
     made = 0
     for procedure_id in available_procedures():

@@ -233,8 +233,8 @@ def prepare_renderer(
     """Load fonts and templates once per process, before the first row (the parent does it
     before starting the workers, which then begin with them loaded). ``formats``: besides
     each row's PDF, its web page (``html``) and plain text (``text``), beside it."""
+    from discharge.guidance.loading import load_all
     from discharge.pdf.fonts import main_coverage
-    from discharge.procedures import load_all
 
     _worker.update(config=config, out_dir=out_dir, debug=debug, durable=_syncfs() is None,
                    formats=formats)  # fmt: skip

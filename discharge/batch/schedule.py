@@ -26,8 +26,9 @@ from typing import IO, Any, TypeVar
 from discharge.config import DATE_ORDERS, Config
 from discharge.errors import DischargeError, FieldErrors, InputError
 from discharge.fields import schedule_columns
+from discharge.guidance.loading import available_procedures, load_procedure
 from discharge.i18n import language_of
-from discharge.procedures import available_procedures, load_procedure
+from discharge.lru import Lru
 from discharge.request import (
     DischargeRequest,
     check_email,
@@ -569,7 +570,7 @@ class Recent:
     KEPT = 256
 
     def __init__(self) -> None:
-        self.found: dict[Hashable, Any] = {}
+        self.found: Lru[Hashable, Any] = Lru(self.KEPT)
         self.until = 0.0
 
     def get(self, key: Hashable, make: Callable[[], _T]) -> _T:
@@ -577,13 +578,8 @@ class Recent:
         if now >= self.until:
             self.found.clear()
             self.until = now + self.SECONDS
-        if key in self.found:
-            found: _T = self.found[key]
-            return found
-        made = make()
-        if len(self.found) < self.KEPT:
-            self.found[key] = made
-        return made
+        found: _T = self.found.get(key, make)
+        return found
 
 
 def parse_row(

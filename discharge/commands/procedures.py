@@ -14,8 +14,8 @@ from discharge.options import config_option, warn_drafts
 def procedures(config_path: Path | None) -> None:
     """List the procedures that have templates, with their titles, languages and variants."""
     from discharge.config import load_config
+    from discharge.guidance.loading import load_all, procedure_languages
     from discharge.i18n import language_of
-    from discharge.procedures import load_all, procedure_languages
 
     config = load_config(config_path)
     clinic_language = language_of(config.clinic.locale)

@@ -35,7 +35,7 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
     from waitress.server import create_server
 
     from discharge.config import load_config
-    from discharge.procedures import available_procedures, load_procedure
+    from discharge.guidance.loading import available_procedures, load_procedure
     from discharge.web import create_app
     from discharge.web.jobs import remove_leftovers
     from discharge.web.rendering import Renderer

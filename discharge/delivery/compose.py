@@ -25,9 +25,10 @@ from discharge.delivery.settings import EmailSettings, SmtpSettings, split_addre
 from discharge.document import Document, Milestone
 from discharge.errors import InputError, TemplateError
 from discharge.generate import make_pdf
+from discharge.guidance.filling import fill
+from discharge.guidance.sandbox import environment
 from discharge.i18n import gettext
 from discharge.request import DischargeRequest
-from discharge.templating import environment, render
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -236,7 +237,7 @@ def _context(
 
 def _render(field: str, source: str, context: Mapping[str, Any], *, html: bool = False) -> str:
     try:
-        return render(_template(source, html), context).strip()
+        return fill(_template(source, html), context).strip()
     except TemplateError as exc:
         raise TemplateError(f"clinic settings, email.{field}: {exc}") from None
 

@@ -1,8 +1,8 @@
 """The clinic's email settings: the ``[smtp]`` and ``[email]`` tables of its TOML file.
 
-``load_config`` keeps these tables raw (in ``Config.extra``) so that a clinic that never emails
-is never troubled by them; ``load_email_settings`` validates both the first time something is
-about to be emailed, and reports every problem at once.
+Both are declared with the settings schema (``discharge/settings_schema.py``) and checked with
+the rest of the file when it is loaded; ``load_email_settings`` adds what emailing needs (a
+sender, and a server unless the message is written to a file).
 
 The SMTP password never lives in the file, or on the command line: ``password_env`` names the
 environment variable that holds it, and the variable is read only when connecting.
@@ -13,17 +13,32 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from discharge.config import Config
 from discharge.errors import ConfigError, InputError, TemplateError
+from discharge.guidance.filling import fill
+from discharge.guidance.sandbox import environment
 from discharge.i18n import N_
 from discharge.request import check_email
-from discharge.templating import environment, render
+from discharge.settings_schema import (
+    Check,
+    Choice,
+    EnvName,
+    FilePath,
+    Invalid,
+    Number,
+    Section,
+    Text,
+    Where,
+    Whole,
+    declared,
+    setting,
+)
 
 Security = Literal["starttls", "tls", "none"]
 SECURITY_MODES: tuple[Security, ...] = ("starttls", "tls", "none")
@@ -78,38 +93,101 @@ In an emergency, call {{ clinic.emergency_number }}.
 {% for line in clinic.address %}{{ line }}
 {% endfor %}""")
 
-_SMTP_KEYS = {
-    "host", "port", "security", "username", "password_env", "sender", "reply_to",
-    "timeout", "ca_file", "retries", "retry_delay",
-}  # fmt: skip
-_EMAIL_KEYS = {
-    "subject", "body_text", "body_html", "event_summary", "event_description", "pdf_password",
-    "formats",
-}  # fmt: skip
 # What a message carries: the PDF attached (always); the instructions themselves as its HTML
 # part (the accessible web page) and as its plain-text part (the text rendering), after the note.
 EMAIL_FORMATS = ("pdf", "html", "text")
-# Capitals, as environment variables are by convention: "hunter2" is far more likely a password
-# typed in the wrong place than a variable's name, and it must then not be repeated anywhere.
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _NAMED_ADDRESS = re.compile(r"^\s*(?P<name>[^<>@\"]*?)\s*<(?P<address>[^<>\s]+)>\s*$")
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    """How to reach the clinic's mail server."""
+def _header_address(value: Any, where: Where) -> str:
+    text: str = _ONE_LINE.check(value, where)
+    try:
+        split_address(text)
+    except InputError as exc:
+        raise Invalid(str(exc)) from None
+    return text
 
-    sender: str  # the From header: "aftercare@clinic.example" or "Clinic <aftercare@...>"
-    host: str | None = None
-    port: int = 587
-    security: Security = "starttls"
-    username: str | None = None
-    password_env: str | None = None
-    reply_to: str | None = None
-    timeout: float = 30.0  # seconds, for connecting and for each reply
-    ca_file: Path | None = None  # trust these CAs instead of the system's (a private relay)
-    retries: int = 3  # further attempts after a temporary (4xx) rejection
-    retry_delay: float = 2.0  # seconds before the first retry; doubled each time, capped
+
+def _ca_file(value: Any, where: Where) -> Path:
+    path: Path = FilePath("a file of PEM certificates", must="file").check(value, where)
+    return path
+
+
+def _seconds(least: float) -> Number:
+    return Number(
+        least=least,
+        most=600,
+        problem="must be a number of seconds",
+        range_problem=f"must be from {least:g} to 600 seconds",
+    )
+
+
+_NOT_EMPTY = "must be text in quotes, not empty"
+_ONE_LINE = Text(empty=False, strip=True, one_line=True, problem=_NOT_EMPTY)
+_FILLED = Text(empty=False, strip=True, problem=_NOT_EMPTY)
+
+
+@dataclass(frozen=True)
+class SmtpSettings(Section):
+    """How to reach the clinic's mail server: the ``[smtp]`` section."""
+
+    NAME: ClassVar[str] = "smtp"
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {
+        "password": (
+            "a password must not be kept in the settings file; put it in an environment "
+            "variable and give that variable's name as smtp.password_env "
+            '(for example password_env = "DISCHARGE_SMTP_PASSWORD")'
+        )
+    }
+
+    # the From header: "aftercare@clinic.example" or "Clinic <aftercare@...>"
+    sender: str = setting(
+        Check(_header_address),
+        required="is required: the From address, for example "
+        'sender = "Riverside Clinic <aftercare@riverside.example>"',
+    )
+    host: str | None = setting(_FILLED, default=None)
+    port: int = setting(Whole(1, 65535, "must be a whole number from 1 to 65535"), default=0)
+    security: Security = setting(Choice(SECURITY_MODES), default="starttls")
+    username: str | None = setting(_FILLED, default=None)
+    password_env: str | None = setting(
+        EnvName(
+            capitals=True,
+            problem="must be the NAME of an environment variable, in capital letters "
+            '(for example "DISCHARGE_SMTP_PASSWORD"), not the password itself',
+        ),
+        default=None,
+    )
+    reply_to: str | None = setting(Check(_header_address), default=None)
+    # seconds, for connecting and for each reply
+    timeout: float = setting(_seconds(0.1), default=30.0)
+    # trust these CAs instead of the system's (a private relay)
+    ca_file: Path | None = setting(Check(_ca_file), default=None)
+    # further attempts after a temporary (4xx) rejection
+    retries: int = setting(Whole(0, 10, "must be a whole number from 0 to 10"), default=3)
+    # seconds before the first retry; doubled each time, capped
+    retry_delay: float = setting(_seconds(0.0), default=2.0)
+
+    def __post_init__(self) -> None:
+        if not self.port:  # the usual port of the way it is encrypted
+            object.__setattr__(self, "port", DEFAULT_PORTS[self.security])
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
+        host = values.get("host")
+        if host is not None and values.get("security") == "none" and not is_loopback(host):
+            yield (
+                "security",
+                (
+                    '"none" sends patient data unencrypted, so it is only allowed for a relay on '
+                    f"this machine (localhost, 127.0.0.1 or ::1), not {host!r}; "
+                    'use "starttls" or "tls"'
+                ),
+            )
+        if {"username", "password_env"} <= values.keys() and (values["username"] is None) != (
+            values["password_env"] is None
+        ):
+            yield "", "username and password_env must be given together"
 
     @property
     def sender_address(self) -> str:
@@ -132,17 +210,74 @@ class SmtpSettings:
         return value
 
 
-@dataclass(frozen=True)
-class EmailSettings:
-    """What the message says: Jinja2 template sources, rendered in a sandbox."""
+def _template(value: Any, where: Where, *, key: str) -> str:
+    from jinja2 import TemplateSyntaxError
 
-    subject: str = DEFAULT_SUBJECT
-    body_text: str = DEFAULT_BODY_TEXT
-    body_html: str | None = None  # None: made from the plain text, escaped
-    event_summary: str = DEFAULT_EVENT_SUMMARY
-    event_description: str = DEFAULT_EVENT_DESCRIPTION
-    pdf_password: str = "none"  # or a key of PDF_PASSWORD_RULES
-    formats: tuple[str, ...] = ("pdf",)  # of EMAIL_FORMATS: what the message carries ("pdf" too)
+    _FILLED.check(value, where)  # text, not empty
+    try:
+        template = environment(html=key == "body_html").from_string(value)
+    except TemplateSyntaxError as exc:
+        raise Invalid(f"is not a valid template: {exc.message} (line {exc.lineno})") from None
+    try:  # once with sample values, so a mistake stops the program before any email
+        fill(template, sample_context(event=key.startswith("event_")))
+    except TemplateError as exc:
+        raise Invalid(f"is not a valid template: {exc}") from None
+    return str(value)
+
+
+def _text(key: str) -> Check:
+    return Check(partial(_template, key=key))
+
+
+def _pdf_password(value: Any, where: Where) -> str:
+    if value != "none" and value not in PDF_PASSWORD_RULES:
+        choices = ", ".join(['"none"', *(f'"{rule}"' for rule in PDF_PASSWORD_RULES)])
+        raise Invalid(f"is {value!r}, expected one of {choices}")
+    return str(value)
+
+
+def _formats(value: Any, where: Where) -> tuple[str, ...]:
+    formats = parse_formats(value, EMAIL_FORMATS)
+    if "pdf" not in formats:
+        raise Invalid(
+            'must include "pdf": the PDF is always attached (html and text add the '
+            "instructions to the message itself)"
+        )
+    return formats
+
+
+@dataclass(frozen=True)
+class EmailSettings(Section):
+    """What the message says (the ``[email]`` section): Jinja2 template sources, rendered in a
+    sandbox, each checked once with sample values when the settings are loaded."""
+
+    NAME: ClassVar[str] = "email"
+
+    subject: str = setting(_text("subject"), default=DEFAULT_SUBJECT)
+    body_text: str = setting(_text("body_text"), default=DEFAULT_BODY_TEXT)
+    # None: made from the plain text, escaped
+    body_html: str | None = setting(_text("body_html"), default=None)
+    event_summary: str = setting(_text("event_summary"), default=DEFAULT_EVENT_SUMMARY)
+    event_description: str = setting(_text("event_description"), default=DEFAULT_EVENT_DESCRIPTION)
+    # "none", or a key of PDF_PASSWORD_RULES
+    pdf_password: str = setting(
+        Check(_pdf_password, problem="must be text in quotes, not empty"), default="none"
+    )
+    # of EMAIL_FORMATS: what the message carries ("pdf" too)
+    formats: tuple[str, ...] = setting(Check(_formats), default=("pdf",))
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
+        in_body = {"html", "text"} & set(values.get("formats", ()))
+        if in_body and values.get("pdf_password", "none") != "none":
+            yield (
+                "formats",
+                (
+                    "puts the instructions in the message itself "
+                    f"({', '.join(sorted(in_body))}), where email.pdf_password cannot protect "
+                    "them: choose one or the other"
+                ),
+            )
 
     @property
     def pdf_password_rule(self) -> str:
@@ -156,21 +291,21 @@ DEMO_SENDER = "Riverside Demo Clinic (fictional) <aftercare@riverside-demo.examp
 def load_email_settings(
     config: Config, *, sending: bool = True
 ) -> tuple[SmtpSettings, EmailSettings]:
-    """Validate ``[smtp]`` and ``[email]``; every problem is reported in one ConfigError.
-
-    ``sending=False`` (writing a message to a file) does not need a server, only a sender.
-    """
-    where = str(config.source) if config.source else "config"
-    problems: list[str] = []
-    smtp = _section(config.extra, "smtp", problems)
-    if config.source is None and "smtp" not in config.extra:  # the demo clinic: `--eml` works
-        smtp = {"sender": DEMO_SENDER, **smtp}
-    email = _section(config.extra, "email", problems)
-    smtp_settings = _parse_smtp(smtp, config.source, sending, problems)
-    email_settings = _parse_email(email, problems)
-    if problems or smtp_settings is None:
-        raise ConfigError(f"{where}: " + "; ".join(problems))
-    return smtp_settings, email_settings
+    """The ``[smtp]`` and ``[email]`` sections (checked when the settings were loaded), and
+    what emailing needs of them: a sender, and a server unless the message goes to a file
+    (``sending=False``)."""
+    smtp = config.section(SmtpSettings)
+    if smtp is None and config.source is None:  # the demo clinic: `--eml` works
+        smtp = SmtpSettings(sender=DEMO_SENDER)
+    if smtp is None:
+        sender = declared(SmtpSettings)["sender"].metadata["setting"].required
+        raise ConfigError(f"{config.where()}: [smtp] sender: {sender}")
+    if smtp.host is None and sending:
+        raise ConfigError(
+            f"{config.where()}: [smtp] host: is required to send email "
+            '(for example host = "smtp.example.org")'
+        )
+    return smtp, config.section(EmailSettings) or EmailSettings()
 
 
 def split_address(text: str) -> tuple[str, str]:
@@ -199,166 +334,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _section(extra: Mapping[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
-    raw = extra.get(name, {})
-    if not isinstance(raw, dict):
-        problems.append(f"[{name}] must be a table of settings")
-        return {}
-    return raw
-
-
-def _parse_smtp(
-    raw: dict[str, Any], source: Path | None, sending: bool, problems: list[str]
-) -> SmtpSettings | None:
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "password":
-            problems.append(
-                "smtp.password is not allowed: a password must not be kept in the settings file; "
-                "put it in an environment variable and give that variable's name as "
-                'smtp.password_env (for example password_env = "DISCHARGE_SMTP_PASSWORD")'
-            )
-        elif key not in _SMTP_KEYS:
-            problems.append(f"smtp.{key} is not a known setting")
-        elif key in ("port", "retries"):
-            low, high = (1, 65535) if key == "port" else (0, 10)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                problems.append(f"smtp.{key} must be a whole number from {low} to {high}")
-            else:
-                values[key] = value
-        elif key in ("timeout", "retry_delay"):
-            least = 0.1 if key == "timeout" else 0.0
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                problems.append(f"smtp.{key} must be a number of seconds")
-            elif not least <= value <= 600:
-                problems.append(f"smtp.{key} must be from {least:g} to 600 seconds")
-            else:
-                values[key] = float(value)
-        elif not isinstance(value, str) or not value.strip():
-            problems.append(f"smtp.{key} must be text in quotes, not empty")
-        else:
-            values[key] = value.strip()
-
-    security = values.get("security", "starttls")
-    if security not in SECURITY_MODES:
-        problems.append(f"smtp.security is {security!r}, expected starttls, tls or none")
-        security = "starttls"
-    values["security"] = security
-    values.setdefault("port", DEFAULT_PORTS[security])
-
-    host = values.get("host")
-    if host is None and sending:
-        problems.append(
-            'smtp.host is required to send email (for example host = "smtp.example.org")'
-        )
-    if host is not None and security == "none" and not is_loopback(host):
-        problems.append(
-            f'smtp.security = "none" sends patient data unencrypted, so it is only allowed '
-            f"for a relay on this machine (localhost, 127.0.0.1 or ::1), not {host!r}; "
-            'use "starttls" or "tls"'
-        )
-
-    if "password_env" in values and not _ENV_NAME.match(values["password_env"]):
-        problems.append(
-            "smtp.password_env must be the NAME of an environment variable, in capital letters "
-            '(for example "DISCHARGE_SMTP_PASSWORD"), not the password itself'
-        )
-    if ("username" in values) != ("password_env" in values):
-        problems.append("smtp.username and smtp.password_env must be given together")
-
-    for key in ("sender", "reply_to"):
-        if key not in values:
-            continue
-        if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in values[key]):
-            # A line break would start a new header line of every message (header injection).
-            problems.append(f"smtp.{key} must be one line, without line breaks or control codes")
-            continue
-        try:
-            split_address(values[key])
-        except InputError as exc:
-            problems.append(f"smtp.{key}: {exc}")
-    if "sender" not in values:
-        problems.append(
-            "smtp.sender is required: the From address, for example "
-            'sender = "Riverside Clinic <aftercare@riverside.example>"'
-        )
-        return None
-
-    if "ca_file" in values:
-        path = Path(values["ca_file"]).expanduser()
-        if not path.is_absolute() and source is not None:
-            path = source.parent / path  # relative to the settings file, not the cwd
-        path = path.absolute()  # as meant here, whatever folder a process is in later
-        if not path.is_file():
-            problems.append(f"smtp.ca_file: {path} is not a file of PEM certificates")
-        values["ca_file"] = path
-    return SmtpSettings(**values)
-
-
-def _parse_email(raw: dict[str, Any], problems: list[str]) -> EmailSettings:
-    from jinja2 import TemplateSyntaxError
-
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in _EMAIL_KEYS:
-            problems.append(f"email.{key} is not a known setting")
-        elif key == "formats":
-            formats = parse_formats(value, EMAIL_FORMATS, "email.formats", problems)
-            if formats and "pdf" not in formats:
-                problems.append(
-                    'email.formats must include "pdf": the PDF is always attached (html and '
-                    "text add the instructions to the message itself)"
-                )
-            elif formats:
-                values[key] = formats
-        elif not isinstance(value, str) or not value.strip():
-            problems.append(f"email.{key} must be text in quotes, not empty")
-        elif key == "pdf_password":
-            if value != "none" and value not in PDF_PASSWORD_RULES:
-                choices = ", ".join(['"none"', *(f'"{rule}"' for rule in PDF_PASSWORD_RULES)])
-                problems.append(f"email.pdf_password is {value!r}, expected one of {choices}")
-            else:
-                values[key] = value
-        else:
-            try:
-                template = environment(html=key == "body_html").from_string(value)
-            except TemplateSyntaxError as exc:
-                problems.append(
-                    f"email.{key} is not a valid template: {exc.message} (line {exc.lineno})"
-                )
-                continue
-            try:  # once with sample values, so a mistake stops the program before any email
-                render(template, sample_context(event=key.startswith("event_")))
-            except TemplateError as exc:
-                problems.append(f"email.{key} is not a valid template: {exc}")
-                continue
-            values[key] = value
-    in_body = {"html", "text"} & set(values.get("formats", ()))
-    if in_body and values.get("pdf_password", "none") != "none":
-        problems.append(
-            "email.formats puts the instructions in the message itself "
-            f"({', '.join(sorted(in_body))}), where email.pdf_password cannot protect them: "
-            "choose one or the other"
-        )
-    return EmailSettings(**values)
-
-
-def parse_formats(
-    value: Any, allowed: tuple[str, ...], field: str, problems: list[str]
-) -> tuple[str, ...]:
+def parse_formats(value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
     """A list of formats (``["pdf", "html"]``, or the text ``"pdf,html"``), each of ``allowed``
-    once; a problem in ``problems`` (and nothing returned) otherwise."""
+    once; Invalid (the words after the key) otherwise."""
     items = value.split(",") if isinstance(value, str) else value
     expected = f"expected a list of {', '.join(repr(a) for a in allowed)}"
     if not isinstance(items, list | tuple) or not items:
-        problems.append(f"{field} {expected}, such as {list(allowed[:2])!r}")
-        return ()
+        raise Invalid(f"{expected}, such as {list(allowed[:2])!r}")
     chosen: list[str] = []
     for item in items:
         name = item.strip().lower() if isinstance(item, str) else None
         if name not in allowed:
-            problems.append(f"{field}: {item!r} is not a format, {expected}")
-            return ()
+            raise Invalid(f"{item!r} is not a format, {expected}")
         if name not in chosen:
             chosen.append(name)
     return tuple(chosen)

@@ -7,32 +7,58 @@ printer = "Ward3-Laser"      # or a list the nurse chooses from; the first is th
 # copies = 1
 ```
 
-Like ``[smtp]``, the table stays raw in ``Config.extra`` until something is about to be printed,
-so a clinic that never prints is never troubled by it; then every problem is reported at once.
+Declared with the settings schema (``discharge/settings_schema.py``): checked with the rest of
+the file when it is loaded, every problem reported at once.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from discharge.config import Config
-from discharge.errors import ConfigError, InputError
+from discharge.errors import InputError
+from discharge.settings_schema import ListOf, Number, Section, Text, Whole, setting
 
 DEFAULT_TIMEOUT = 120.0
 MAX_TIMEOUT = 3600.0
 MAX_COPIES = 20
-_KEYS = {"printer", "timeout", "copies"}
 # CUPS printer names: printable characters except space, tab, "/", "\\", "#", quotes; at most
 # 127 bytes (cupsd's own rule, in lpadmin's validate_name).
 _PRINTER_NAME = re.compile(r"^[^\s/\\#'\"\x00-\x1f\x7f]{1,127}$")
+_PRINTER = Text(pattern=_PRINTER_NAME.pattern[1:-1])
 
 
 @dataclass(frozen=True)
-class PrintSettings:
-    printers: tuple[str, ...] = ()  # the desk's printers; the first is the default
-    timeout: float = DEFAULT_TIMEOUT
-    copies: int = 1
+class PrintSettings(Section):
+    """The ``[print]`` section."""
+
+    NAME: ClassVar[str] = "print"
+
+    # the desk's printers; the first is the default
+    printers: tuple[str, ...] = setting(
+        ListOf(
+            _PRINTER,
+            single=True,
+            problem="must be a printer's name as the print system knows it "
+            '(e.g. "Ward3-Laser", no spaces or slashes), or a list of such names',
+        ),
+        key="printer",
+        default=(),
+    )
+    timeout: float = setting(
+        Number(
+            above=0,
+            most=MAX_TIMEOUT,
+            problem="must be a number of seconds",
+            range_problem=f"must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds",
+        ),
+        default=DEFAULT_TIMEOUT,
+    )
+    copies: int = setting(
+        Whole(1, MAX_COPIES, f"must be a whole number from 1 to {MAX_COPIES}"), default=1
+    )
 
     @property
     def default_printer(self) -> str | None:
@@ -40,35 +66,8 @@ class PrintSettings:
 
 
 def load_print_settings(config: Config) -> PrintSettings:
-    """The validated ``[print]`` table (defaults when there is none)."""
-    raw = config.extra.get("print", {})
-    where = str(config.source) if config.source else "config"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: [print] must be a table of settings")
-    problems = [f"print.{key} is not a known setting" for key in raw if key not in _KEYS]
-    printers: tuple[str, ...] = ()
-    value = raw.get("printer", [])
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not all(
-        isinstance(n, str) and _PRINTER_NAME.match(n) for n in names
-    ):
-        problems.append(
-            "print.printer must be a printer's name as the print system knows it "
-            '(e.g. "Ward3-Laser", no spaces or slashes), or a list of such names'
-        )
-    else:
-        printers = tuple(dict.fromkeys(names))
-    timeout = raw.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        problems.append("print.timeout must be a number of seconds")
-    elif not 0 < timeout <= MAX_TIMEOUT:
-        problems.append(f"print.timeout must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds")
-    copies = raw.get("copies", 1)
-    if isinstance(copies, bool) or not isinstance(copies, int) or not 1 <= copies <= MAX_COPIES:
-        problems.append(f"print.copies must be a whole number from 1 to {MAX_COPIES}")
-    if problems:
-        raise ConfigError(f"{where}: " + "; ".join(problems))
-    return PrintSettings(printers=printers, timeout=float(timeout), copies=copies)
+    """The ``[print]`` section (checked when the settings were loaded), else the defaults."""
+    return config.section(PrintSettings) or PrintSettings()
 
 
 def check_printer_name(name: str, option: str = "--printer") -> str:

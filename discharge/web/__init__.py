@@ -10,13 +10,16 @@ import logging
 import secrets
 import time
 from datetime import timedelta
-from typing import Any
-
-from flask import Flask, Response, g, render_template, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
+from typing import TYPE_CHECKING, Any
 
 from discharge.config import Config
 from discharge.web.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+
+# Flask is imported where it is used, not here: loading the clinic's settings imports
+# discharge.web.settings (the [serve] section), and `discharge generate` must not pay for Flask.
 
 log = logging.getLogger("discharge.web")
 
@@ -33,6 +36,8 @@ def create_app(
     ``password``: the shared login password (None: no login, only for loopback).
     ``overrides``: Flask settings, e.g. ``{"TESTING": True}``.
     """
+    from flask import Flask
+
     from discharge.web import batch, form, security
     from discharge.web.emailing import form_email
     from discharge.web.jobs import JobManager
@@ -73,11 +78,15 @@ def create_app(
 
 
 def _start_clock() -> None:
+    from flask import g
+
     g.started = time.perf_counter()
 
 
 def _server_timing(response: Response) -> Response:
     # The time spent in the application (benchmarks/bench_serve.py reads it): no patient data.
+    from flask import g
+
     started = g.get("started")
     if started is not None:
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
@@ -86,10 +95,13 @@ def _server_timing(response: Response) -> Response:
 
 def _error_page(exc: Exception) -> Any:
     """Every error as a calm page; logged by its type only (messages may quote patient data)."""
+    from flask import Response, render_template
+    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
+
     if isinstance(exc, SecurityError):  # a Host that is not this server's: no page, no links
         return Response("Bad request\n", 400, mimetype="text/plain")
     if isinstance(exc, RequestEntityTooLarge):
-        from flask import current_app
+        from flask import current_app, request
 
         limit = current_app.config["SERVE"].max_upload_mb
         size = (request.content_length or 0) / (1024 * 1024)

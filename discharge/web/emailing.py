@@ -129,7 +129,7 @@ class FormEmail:
 
 def form_email(config: Config) -> FormEmail | None:
     """The form's email settings, or None when the clinic has no ``[smtp]`` section."""
-    if "smtp" not in config.extra:
+    if config.section(SmtpSettings) is None:
         return None
     smtp, settings = load_email_settings(config)
     return FormEmail(smtp, settings)

@@ -16,8 +16,8 @@ from flask import Blueprint, Response, current_app, render_template, request
 from discharge.config import Config
 from discharge.errors import DischargeError, FieldErrors, InputError
 from discharge.fields import PATIENT_FIELDS
+from discharge.guidance.loading import available_procedures, available_templates, load_procedure
 from discharge.i18n import language_of
-from discharge.procedures import available_procedures, available_templates, load_procedure
 from discharge.request import parse_request
 from discharge.web.security import StaleForm
 

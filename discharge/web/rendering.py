@@ -59,7 +59,7 @@ def _ping(seconds: float) -> None:
 
 def _warm(config: Config, render: object) -> None:
     """Load fonts, templates and reportlab now, not on the first nurse's request."""
-    from discharge.procedures import available_procedures
+    from discharge.guidance.loading import available_procedures
 
     assert callable(render)
     for procedure in available_procedures(config.templates_dir):

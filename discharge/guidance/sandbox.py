@@ -14,6 +14,7 @@ can hang the program or exhaust its memory, whatever it says:
 
 ``render`` turns every failure, including Python errors such as a division by zero, into one
 ``discharge.errors.TemplateError`` whose message the caller prefixes with the file and field.
+Texts are filled through ``filling.fill``, which calls it for whatever needs Jinja2.
 """
 
 from __future__ import annotations
