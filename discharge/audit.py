@@ -36,6 +36,7 @@ import sqlite3
 import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -55,12 +56,15 @@ AUDIT_ENV = "DISCHARGE_AUDIT_DB"
 DB_NAME = "audit.sqlite3"
 GENESIS = "0" * 64  # the "previous hash" of record 1
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one before giving up
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the user column
 
 MADE, PRUNED = "made", "pruned"
+# The web form's sign-ins (discharge.web.security): ``user`` is the name given (never the
+# password), ``detail`` the address it came from and why it was refused.
+SIGNED_IN, SIGNED_OUT, SIGN_IN_FAILED = "signed-in", "signed-out", "sign-in-failed"
 # The log's own actions; each delivery channel (discharge.channels) adds its three names
 # (e.g. "emailed", "email-failed", "email-unknown") when it is registered.
-ACTIONS = (MADE, PRUNED)
+ACTIONS = (MADE, PRUNED, SIGNED_IN, SIGNED_OUT, SIGN_IN_FAILED)
 _actions = set(ACTIONS)
 
 # reportlab writes one "/Type /Page" dictionary per page (and "/Type /Pages" for the tree); it
@@ -98,11 +102,12 @@ class AuditRecord:
     email_address: str = ""
     message_id: str = ""
     detail: str = ""  # e.g. for "pruned": what was removed
+    user: str = ""  # who: the signed-in nurse on the web form; else the OS account (``acting_as``)
     # Set by AuditLog.record:
     id: int = 0
     time_utc: str = ""
     time_local: str = ""
-    operator: str = ""  # the OS user (or, on the web form, the logged-in nurse)
+    operator: str = ""  # the OS account of the program that wrote the record
     workstation: str = ""
     prev_hash: str = ""
     hash: str = ""
@@ -115,14 +120,17 @@ class AuditRecord:
 COLUMNS = (
     "id", "time_utc", "time_local", "action", "procedure", "variant", "language",
     "template_id", "template_version", "pdf_sha256", "pages", "mrn", "patient_name",
-    "clinician", "operator", "workstation", "channel", "batch_file", "batch_row",
+    "clinician", "user", "operator", "workstation", "channel", "batch_file", "batch_row",
     "email_address", "message_id", "detail", "prev_hash", "hash",
 )  # fmt: skip
 _HASHED = COLUMNS[:-1]
 assert set(COLUMNS) == {f.name for f in fields(AuditRecord)}
 
 
-_CONTENT = tuple(name for name in _HASHED if name != "prev_hash")
+# What a record's hash covers. Records written before the user column (content "v1") have
+# user '' and keep their hashes; a record with a user covers it too ("v2"), so blanking a user
+# changes the hash like any other change.
+_CONTENT = tuple(name for name in _HASHED if name not in ("prev_hash", "user"))
 
 
 def content_hash(record: AuditRecord) -> str:
@@ -131,9 +139,9 @@ def content_hash(record: AuditRecord) -> str:
 
 
 def _content_hash(values: Mapping[str, Any]) -> str:
-    content = json.dumps(
-        ["v1", *[values[name] for name in _CONTENT]], ensure_ascii=False, separators=(",", ":")
-    )
+    common = [values[name] for name in _CONTENT]
+    versioned = ["v2", *common, values["user"]] if values["user"] else ["v1", *common]
+    content = json.dumps(versioned, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256((values["prev_hash"] + content).encode("utf-8")).hexdigest()
 
 
@@ -228,6 +236,28 @@ def _operator() -> str:
         return str(os.getuid()) if hasattr(os, "getuid") else ""
 
 
+_acting_user: ContextVar[str] = ContextVar("discharge_acting_user", default="")
+
+
+@contextlib.contextmanager
+def acting_as(user: str) -> Iterator[None]:
+    """Records written in this context (thread, request) name ``user`` as who did it.
+
+    The web form wraps each request in its signed-in nurse's name. Without it a record names
+    the OS account: the command line records who is logged in to the computer, not a name
+    typed on the command line, which nobody would have checked.
+    """
+    token = _acting_user.set(user)
+    try:
+        yield
+    finally:
+        _acting_user.reset(token)
+
+
+def acting_user() -> str:
+    return _acting_user.get() or _operator()
+
+
 @cache
 def _workstation() -> str:
     if hasattr(os, "uname"):  # what gethostname() returns, without importing socket (2 ms)
@@ -255,6 +285,7 @@ CREATE TABLE IF NOT EXISTS records (
     mrn TEXT NOT NULL,
     patient_name TEXT NOT NULL,
     clinician TEXT NOT NULL,
+    user TEXT NOT NULL DEFAULT '',
     operator TEXT NOT NULL,
     workstation TEXT NOT NULL,
     channel TEXT NOT NULL,
@@ -365,7 +396,8 @@ class AuditLog:
                 id=next_id,
                 time_utc=time_utc,
                 time_local=time_local,
-                operator=entry.operator or _operator(),  # the web form names its nurse
+                user=entry.user or acting_user(),
+                operator=entry.operator or _operator(),
                 workstation=entry.workstation or _workstation(),
                 prev_hash=prev,
             )
@@ -396,6 +428,7 @@ class AuditLog:
         mrn: str | None = None,
         procedure: str | None = None,
         pdf_sha256: str | None = None,
+        user: str | None = None,
     ) -> Iterator[AuditRecord]:
         """Records in order; ``since`` inclusive, ``until`` exclusive (aware datetimes)."""
         if self._conn is None:
@@ -416,6 +449,9 @@ class AuditLog:
         if pdf_sha256 is not None:
             where.append("pdf_sha256 = ?")
             args.append(pdf_sha256.lower())
+        if user is not None:
+            where.append("lower(user) = ?")
+            args.append(user.strip().lower())
         sql = f"SELECT {', '.join(COLUMNS)} FROM records"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -601,6 +637,9 @@ def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+                if "user" not in columns:  # a log written before version 2: records keep ''
+                    conn.execute("ALTER TABLE records ADD COLUMN user TEXT NOT NULL DEFAULT ''")
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
         conn.close()

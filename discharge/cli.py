@@ -17,7 +17,9 @@ from discharge.errors import DischargeError, ExitStatus
 from discharge.options import DEBUG_ENV, debug_requested
 
 # Each command is the function of the same name in discharge/commands/NAME.py.
-COMMANDS = ("generate", "procedures", "batch", "email", "log", "serve", "templates", "print")
+COMMANDS = (
+    "generate", "procedures", "batch", "email", "log", "serve", "templates", "print", "users",
+)  # fmt: skip
 _LONG_RUNNING = {"batch", "serve"}  # may handle thousands of documents
 
 

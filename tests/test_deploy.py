@@ -10,6 +10,7 @@ not a skip: CI installs them (.ci/run).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_discharge
 from tests.test_web import (
     BROWSER_FORM,
     CHROMIUM,
@@ -35,7 +37,6 @@ from tests.test_web import (
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 CADDY = Path("/usr/bin/caddy")
 SITE = "discharge.test"
-PASSWORD = "ward seven shared"
 NURSE, NURSE_PASSWORD = "amara", "her own password"
 
 
@@ -76,13 +77,17 @@ def wait_for_tls(port: int, root: Path, process: subprocess.Popen[bytes]) -> Non
 
 
 @pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
+def deployment(tmp_path: Path, audit_db: Path) -> Iterator[Deployment]:
     assert CADDY.exists(), f"{CADDY} is missing: install it with `apt-get install caddy`"
     settings = tmp_path / "clinic.toml"
+    # As deploy/Caddyfile's comment says: Caddy is the TLS proxy and names the nurse.
     settings.write_text(
-        '[serve]\npassword_env = "DEPLOY_PASSWORD"\ntls_proxy = "127.0.0.1"\n', encoding="utf-8"
+        '[serve]\ntls_proxy = "127.0.0.1"\nsign_in = "proxy"\nuser_header = "X-Remote-User"\n',
+        encoding="utf-8",
     )
-    server = start_server("--config", str(settings), extra_env={"DEPLOY_PASSWORD": PASSWORD})
+    server = start_server(
+        "--config", str(settings), extra_env={"DISCHARGE_AUDIT_DB": str(audit_db)}
+    )
     hashed = subprocess.run(
         [CADDY, "hash-password", "--plaintext", NURSE_PASSWORD],
         capture_output=True, text=True, check=True, timeout=60,
@@ -165,7 +170,7 @@ def in_own_thread(work: Callable[[], None]) -> None:
 
 
 @pytest.mark.browser
-def test_chromium_through_caddy_https_signs_in_and_gets_the_pdf(
+def test_chromium_through_caddy_https_signed_in_by_caddy_gets_the_pdf_on_her_name(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     profile = tmp_path / "chromium-profile"
@@ -189,6 +194,8 @@ def test_chromium_through_caddy_https_signs_in_and_gets_the_pdf(
                 ignore_https_errors=True,
                 accept_downloads=True,
                 http_credentials={"username": NURSE, "password": NURSE_PASSWORD},
+                # A browser naming someone else: Caddy replaces it with the nurse it signed in.
+                extra_http_headers={"X-Remote-User": "matron"},
             )  # fmt: skip
             try:
                 page = context.new_page()
@@ -197,19 +204,23 @@ def test_chromium_through_caddy_https_signs_in_and_gets_the_pdf(
                 details = first.security_details()
                 assert details is not None
                 assert "Caddy Local Authority" in str(details.get("issuer"))
-                page.get_by_label("Password").fill(PASSWORD)
-                page.get_by_role("button", name="Sign in").click()
-                cookies = context.cookies()
-                session = next(c for c in cookies if c["name"] == "discharge_session")
-                assert session["secure"] and session["httpOnly"]  # HTTPS, as the proxy says
+                assert page.get_by_text(f"Signed in as {NURSE}").is_visible()  # by Caddy
                 fill_form(page, **BROWSER_FORM)
                 text = pdf_text(pdf_from_chromium(page))
                 assert "Zoë Nguyễn" in text and "RX-104233" in text
                 assert "Saturday 21 November 2026" in text
+                cookies = context.cookies()
+                session = [c for c in cookies if c["name"] == "discharge_session"]
+                assert all(c["secure"] and c["httpOnly"] for c in session)  # HTTPS, as told
             finally:
                 context.close()
 
     in_own_thread(nurse)
+    # The audit log names the nurse Caddy signed in, not the name the browser sent.
+    records = json.loads(run_discharge("log", "--user", NURSE, "--format", "json").stdout)
+    made = [r for r in records if r["action"] == "made" and r["patient_name"] == "Zoë Nguyễn"]
+    assert made and all(r["user"] == NURSE for r in made), records
+    assert run_discharge("log", "--user", "matron").stdout == ""
 
 
 def test_caddy_refuses_a_nurse_it_does_not_know(deployment: Deployment) -> None:

@@ -87,6 +87,7 @@ def _as_printed(handout: Handout, detail: dict[str, object]) -> list[AuditRecord
             id=0,
             time_utc="",
             time_local="",
+            user="",
             operator="",
             workstation="",
             prev_hash="",

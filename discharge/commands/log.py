@@ -22,12 +22,13 @@ if TYPE_CHECKING:
 _TABLE: list[tuple[str, Callable[[AuditRecord], str], int]] = [
     ("#", lambda r: str(r.id), 8),
     ("time", lambda r: r.time_local[:16].replace("T", " "), 16),
-    ("action", lambda r: r.action, 13),
+    ("action", lambda r: r.action, 14),
     ("procedure", lambda r: f"{r.procedure} {r.template_version}".strip(), 16),
     ("pages", lambda r: str(r.pages or ""), 5),
     ("patient", lambda r: r.patient_name, 24),
     ("MRN", lambda r: r.mrn, 14),
     ("clinician", lambda r: r.clinician, 18),
+    ("user", lambda r: r.user, 20),
     ("by", lambda r: f"{r.operator}@{r.workstation}" if r.operator else "", 24),
     ("via", lambda r: f"batch row {r.batch_row}" if r.batch_row else r.channel, 14),
     ("email", lambda r: r.email_address, 28),
@@ -41,6 +42,9 @@ _TABLE: list[tuple[str, Callable[[AuditRecord], str], int]] = [
 @click.option("--until", metavar="YYYY-MM-DD", help="Only records up to the end of this day.")
 @click.option("--mrn", metavar="ID", help="Only this patient's records (hospital number).")
 @click.option("--procedure", metavar="ID", help="Only this procedure's records, e.g. hsg.")
+@click.option("--user", metavar="NAME",
+              help="Only what this user did (a nurse's sign-in name, `shared`, or an OS account), "
+                   "and her failed sign-ins.")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"], case_sensitive=False),
               default="table", show_default=True,
               help="A table to read, or CSV / JSON to export (all columns).")  # fmt: skip
@@ -63,13 +67,15 @@ def log(
     until: str | None,
     mrn: str | None,
     procedure: str | None,
+    user: str | None,
     fmt: str,
     verify: bool,
     pdf_file: Path | None,
     prune_before: str | None,
     config_path: Path | None,
 ) -> None:
-    """Show the audit log: every PDF made, emailed or printed, for whom, by whom, and how.
+    """Show the audit log: every PDF made, emailed or printed, for whom, by whom, and how;
+    and every sign-in to the web form.
 
     The log is the clinic settings' [audit] path, else $DISCHARGE_AUDIT_DB, else audit.sqlite3
     in your data folder. Dates are the clinic's local days.
@@ -84,7 +90,7 @@ def log(
     actions = [name for name, on in (("--verify", verify), ("--show-pdf-hash", pdf_file),
                ("--prune-before", prune_before)) if on]  # fmt: skip
     filters = [name for name, on in (("--since", since), ("--until", until), ("--mrn", mrn),
-               ("--procedure", procedure)) if on is not None]  # fmt: skip
+               ("--procedure", procedure), ("--user", user)) if on is not None]  # fmt: skip
     if len(actions) > 1:
         raise click.UsageError(f"give one of {' or '.join(actions)}, not both")
     if actions and filters:
@@ -123,6 +129,7 @@ def log(
             until=_day_start(until, config, "--until", next_day=True) if until else None,
             mrn=mrn,
             procedure=procedure,
+            user=user,
         )
         _write(records_iter, fmt.lower(), sys.stdout)
 

@@ -60,13 +60,14 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
         except DischargeError as exc:  # the form leaves it out; say why, once, here
             click.echo(f"warning: {exc} (not offered in the form)", err=True)
     warn_drafts(config)
-    proxy: dict[str, Any] = {}
-    if settings.tls_proxy:
-        proxy = {
-            "trusted_proxy": settings.tls_proxy,
-            "trusted_proxy_headers": {"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"},
-            "clear_untrusted_proxy_headers": True,
-        }
+    if settings.way == "accounts" and not app.extensions["discharge.accounts"].users():
+        click.echo(
+            'warning: sign_in = "accounts" and there are no users yet: no one can sign in '
+            "(add one: discharge users add NAME)",
+            err=True,
+        )
+    # The proxy's forwarded headers are read by the app itself (web/__init__.py), which keeps
+    # the address each connection came from: the user header is trusted from the proxy only.
     try:
         server: Any = create_server(
             app,
@@ -76,8 +77,10 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
             ident="discharge",
             # The upload limit, enforced by the server too, before the body is read.
             max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 64 * 1024,
-            **proxy,
             **connection_limits(settings),
+            # Behind a TLS proxy the app reads its X-Forwarded-* headers itself, trusted from
+            # the proxy's address only (web/__init__.py): waitress must pass them on.
+            clear_untrusted_proxy_headers=settings.tls_proxy is None,
         )
         guard_connections(server, settings)
     except OSError as exc:

@@ -33,8 +33,8 @@ def create_app(
 ) -> Flask:
     """The web application for one clinic's settings.
 
-    ``password``: the shared login password (None: no login, only for loopback).
-    ``overrides``: Flask settings, e.g. ``{"TESTING": True}``.
+    ``password``: the shared login password (None: no login, only for loopback), for
+    ``[serve] sign_in = "password"``. ``overrides``: Flask settings, e.g. ``{"TESTING": True}``.
     """
     from flask import Flask
 
@@ -48,7 +48,7 @@ def create_app(
     settings = settings or ServeSettings()
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=secrets.token_bytes(32),  # a restart signs everyone out: nothing to leak
+        SECRET_KEY=_cookie_key(settings, password),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=settings.tls_proxy is not None,
@@ -71,10 +71,47 @@ def create_app(
     security.init_app(app)
     app.register_blueprint(form.bp)
     app.register_blueprint(batch.bp)
+    if settings.tls_proxy is not None:
+        app.wsgi_app = _behind_proxy(app.wsgi_app, settings.tls_proxy)  # type: ignore[method-assign]
     app.register_error_handler(Exception, _error_page)
     app.before_request(_start_clock)
     app.after_request(_server_timing)
     return app
+
+
+def _cookie_key(settings: ServeSettings, password: str | None) -> bytes:
+    """The key signing the session cookie.
+
+    With a sign-in, derived from the clinic's secret (a restart keeps everyone signed in: the
+    sessions themselves are on the server) and the shared password, if any (a new password signs
+    everyone out). Without one, random: a restart starts afresh, nothing to keep."""
+    if settings.way == "proxy" or (settings.way == "password" and password is None):
+        return secrets.token_bytes(32)
+    from discharge.clinic_data import keyed_digest
+
+    return bytes.fromhex(keyed_digest("web-session-cookie", password or "", length=64))
+
+
+def _behind_proxy(app: Any, proxy: str) -> Any:
+    """The TLS proxy's forwarded headers (client address, https, host), trusted from its own
+    address only; the address the connection really came from is kept as ``security.PEER``,
+    for the user header (trusted from the proxy only)."""
+    from waitress.proxy_headers import proxy_headers_middleware
+
+    from discharge.web.security import PEER
+
+    translated = proxy_headers_middleware(
+        app,
+        trusted_proxy=proxy,
+        trusted_proxy_headers={"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"},
+        clear_untrusted=True,
+    )
+
+    def remember_peer(environ: dict[str, Any], start_response: Any) -> Any:
+        environ[PEER] = environ.get("REMOTE_ADDR", "")
+        return translated(environ, start_response)
+
+    return remember_peer
 
 
 def _start_clock() -> None:

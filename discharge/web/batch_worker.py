@@ -1,10 +1,10 @@
 """One uploaded schedule, run by ``discharge.batch`` in its own process.
 
 ``discharge serve`` starts this as a separate program (``python -m discharge.web.batch_worker
-JOB_DIR CONFIG SHOWN_AS DATE_ORDER``), so a long schedule never holds up the form, and the batch's
-own process pool is forked from a process without web-server threads. It runs at a lower
-priority than the form. Progress and the outcome go to small JSON files in the job's private
-folder, which the web page reads.
+JOB_DIR CONFIG SHOWN_AS DATE_ORDER USER``; USER: the nurse, for the audit log), so a long schedule
+never holds up the form, and the batch's own process pool is forked from a process without
+web-server threads. It runs at a lower priority than the form. Progress and the outcome go to
+small JSON files in the job's private folder, which the web page reads.
 """
 
 from __future__ import annotations
@@ -152,14 +152,18 @@ def main(argv: list[str]) -> int:
     config_path = argv[1] or None
     shown_as = argv[2] if len(argv) > 2 else SCHEDULE
     date_order = argv[3] if len(argv) > 3 and argv[3] in DATE_ORDER_CHOICES else None
+    user = argv[4] if len(argv) > 4 else ""  # the nurse who uploaded it, for the audit log
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)  # the form's requests come first
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     from discharge.batch.lifeline import die_with_parent
 
     die_with_parent()  # `discharge serve` killed outright: this schedule stops too
+    from discharge.audit import acting_as
+
     try:
-        result = run(job, config_path, shown_as, date_order)
+        with acting_as(user) if user else contextlib.nullcontext():
+            result = run(job, config_path, shown_as, date_order)
     except Exception as exc:  # a bug: say so on the page, never with the patient data
         result = {"state": "failed", "message": f"internal error ({type(exc).__name__})"}
     write_json(job / RESULT, result)

@@ -85,10 +85,12 @@ class JobManager:
         folder.mkdir(mode=0o700)
         with (folder / SCHEDULE).open("wb") as handle:
             shutil.copyfileobj(upload, handle)
+        from discharge.audit import acting_user
+
         config_path = str(self.config.source) if self.config.source else ""
         process = subprocess.Popen(
             [sys.executable, "-m", "discharge.web.batch_worker", str(folder), config_path,
-             shown_as, date_order or ""],
+             shown_as, date_order or "", acting_user()],  # its records name the nurse
             cwd=folder,
             env=worker_environment(),
             stdin=subprocess.DEVNULL,

@@ -82,7 +82,8 @@ class Renderer:
 
         main_coverage()  # the form checks characters against the fonts here, in every thread
         if self.processes <= 0:
-            _warm(self.config, self.render)
+            # Drawn, not recorded: the warm-up's "patients" have no place in the audit log.
+            _warm(self.config, lambda request: _make(request, self.config))
             return
         self._pool = self._new_pool()
 

@@ -1,15 +1,27 @@
-"""Who may post, and the headers every response carries.
+"""Who is signing in, who may post, and the headers every response carries.
 
+- Who: ``[serve] sign_in`` (web/settings.py) chooses one of three ways (README "Signing in"):
+  ``password``, the shared ward password from ``password_env``, signed in as user ``shared``
+  (no password: no sign-in, only on loopback); ``accounts``, each nurse her own local account
+  (``discharge users``); ``proxy``, the hospital's single sign-on, whose TLS proxy names the
+  nurse in ``user_header`` (trusted from ``tls_proxy``'s address only). Every request runs as
+  its user (``audit.acting_as``), so each audit record says who.
+- Sessions are held on the server (``discharge.accounts``): the signed cookie carries a random
+  session id, the server its hash, the user and when it ends. Signing out, disabling the user
+  or the end of ``session_hours`` deletes it: a copy of the cookie then opens nothing.
+- Every sign-in, sign-out and failed sign-in (the name tried and the address, never the
+  password) is an audit record.
 - A POST must come from this site's own pages: a cross-site ``Origin`` or ``Sec-Fetch-Site`` is
   refused, and every form carries a per-session CSRF token (403 otherwise).
-- With ``[serve] password_env`` set, every page but the login asks for the shared password.
 - Responses are never cached (they hold patient data); a Content-Security-Policy forbids any
   script at all, inline or not: the pages need none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import json
 import secrets
 from typing import Any
 
@@ -18,6 +30,7 @@ from flask import (
     Flask,
     Response,
     current_app,
+    g,
     redirect,
     render_template,
     request,
@@ -26,6 +39,9 @@ from flask import (
 )
 from werkzeug.exceptions import Forbidden
 
+from discharge.accounts import SHARED_USER, Accounts, normalise_name
+from discharge.audit import SIGN_IN_FAILED, SIGNED_IN, SIGNED_OUT, AuditLog, AuditRecord, acting_as
+
 bp = Blueprint("auth", __name__)
 
 CSP = (
@@ -33,6 +49,10 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 _OPEN_ENDPOINTS = {"auth.login", "static"}
+# The WSGI environ key holding the address the connection came from, before the proxy's
+# X-Forwarded-For replaced REMOTE_ADDR (set in web/__init__.py).
+PEER = "discharge.peer"
+OPEN, SHARED, ACCOUNTS, PROXY = "open", "password", "accounts", "proxy"
 
 
 class CrossSiteRefused(Forbidden):
@@ -71,12 +91,98 @@ def check_post() -> None:
         raise StaleForm() if own else CrossSiteRefused()
 
 
-def require_login() -> Any:
-    if current_app.config.get("PASSWORD") is None or request.endpoint in _OPEN_ENDPOINTS:
+class NotThroughProxy(Forbidden):
+    description = (
+        "This form is opened through the hospital's sign-on only. Use the address IT gave you."
+    )
+
+
+class NoUserFromProxy(Forbidden):
+    description = (
+        "The hospital's sign-on did not say who you are. Sign in to it again; if this keeps "
+        "happening, tell IT."
+    )
+
+
+def sign_in_way(app: Flask) -> str:
+    """OPEN (no sign-in: loopback only), SHARED, ACCOUNTS or PROXY."""
+    way = app.config["SERVE"].way
+    if way == SHARED and app.config.get("PASSWORD") is None:
+        return OPEN
+    return str(way)
+
+
+def _accounts() -> Accounts:
+    accounts: Accounts = current_app.extensions["discharge.accounts"]
+    return accounts
+
+
+def identify() -> Any:
+    """Who this request is from; a redirect to the sign-in page, or 403, if no one is."""
+    way = current_app.config["SIGN_IN"]
+    user: str | None = None
+    if way == PROXY:
+        user = _user_from_proxy()
+    elif way != OPEN and request.endpoint not in _OPEN_ENDPOINTS:
+        user = _session_user(way)
+        if user is None:
+            session.pop("sid", None)
+            return redirect(url_for("auth.login"))
+    g.user = user
+    if user is not None:  # records written for this request name her (until teardown)
+        g.acting = stack = contextlib.ExitStack()
+        stack.enter_context(acting_as(user))
+    return None
+
+
+def _forget_user(exc: BaseException | None) -> None:
+    stack = g.pop("acting", None)
+    if stack is not None:
+        stack.close()
+
+
+def _session_user(way: str) -> str | None:
+    sid = session.get("sid")
+    if not isinstance(sid, str):
         return None
-    if session.get("signed_in"):
+    user = _accounts().session_user(sid)
+    # A session made under the other way (the clinic changed sign_in) is not this one's.
+    if user is None or (user == SHARED_USER) != (way == SHARED):
         return None
-    return redirect(url_for("auth.login"))
+    return user
+
+
+def _user_from_proxy() -> str:
+    settings = current_app.config["SERVE"]
+    peer = request.environ.get(PEER, request.remote_addr)
+    named = request.headers.get(settings.user_header)
+    if peer != settings.tls_proxy:
+        if named is not None:  # someone naming a user without the proxy: on the record
+            _record_failure(_clean_name(named), "the user header came from an address that "
+                            f"is not the TLS proxy ({peer})")  # fmt: skip
+        raise NotThroughProxy()
+    user = _clean_name(named or "")
+    if not user:
+        raise NoUserFromProxy()
+    return user
+
+
+def _clean_name(text: str) -> str:
+    """A user name as given (header, form), made safe to record: no control characters."""
+    return "".join(c for c in normalise_name(text) if c.isprintable())[:128]
+
+
+def _record(action: str, user: str, **detail: str) -> None:
+    entry = AuditRecord(
+        action=action, channel="web", user=user,
+        detail=json.dumps({"address": request.remote_addr or "", **detail}, ensure_ascii=False),
+    )  # fmt: skip
+    with AuditLog.open(current_app.config["CLINIC"]) as audit:
+        audit.record(entry)
+
+
+def _record_failure(user: str, reason: str) -> None:
+    _record(SIGN_IN_FAILED, user or "(no name)", reason=reason)
 
 
 def secure_headers(response: Response) -> Response:
@@ -97,37 +203,66 @@ def secure_headers(response: Response) -> Response:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    password = current_app.config.get("PASSWORD")
-    if password is None:
+    way = current_app.config["SIGN_IN"]
+    if way not in (SHARED, ACCOUNTS):  # nothing to sign in to here
         return redirect(url_for("form.index"))
-    problem = ""
+    problem, name = "", ""
     if request.method == "POST":
-        throttle, account = current_app.extensions["discharge.throttle"], "shared"
-        address = request.remote_addr or ""  # the nurse's computer, behind tls_proxy too
-        if wait := throttle.wait(account, address):
-            return too_many_tries(wait)
-        if hmac.compare_digest(request.form.get("password", "").encode(), password.encode()):
-            throttle.succeeded(account)
-            session.clear()
-            session.permanent = True
-            session["signed_in"] = True
+        name = SHARED_USER if way == SHARED else _clean_name(request.form.get("name", ""))
+        throttle, address = current_app.extensions["discharge.throttle"], request.remote_addr or ""
+        if wait := throttle.wait(name, address):  # before any password is checked
+            return too_many_tries(wait, name, way == ACCOUNTS)
+        user = _check_password(way, name, request.form.get("password", ""))
+        if user is not None:
+            throttle.succeeded(name)
+            _start_session(user)
             return redirect(url_for("form.index"))
-        throttle.failed(account, address)  # the password never appears in a log
-        problem = "That password is not right. Try again."
-    status = 401 if problem else 200
-    return render_template("login.html", problem=problem), status
+        throttle.failed(name, address)  # the password never appears in a log
+        _record_failure(name, "wrong name or password" if way == ACCOUNTS else "wrong password")
+        problem = (
+            "That name and password do not match an account. Try again."
+            if way == ACCOUNTS
+            else "That password is not right. Try again."
+        )
+    page = render_template("login.html", problem=problem, name=name, accounts=way == ACCOUNTS)
+    return page, 401 if problem else 200
 
 
-def too_many_tries(wait: int) -> Any:
+def _check_password(way: str, name: str, password: str) -> str | None:
+    """The user signing in, if the password is right; None if not."""
+    if way == SHARED:
+        expected = str(current_app.config["PASSWORD"])
+        right = hmac.compare_digest(password.encode(), expected.encode())
+        return SHARED_USER if right else None
+    return _accounts().authenticate(name, password) if name else None
+
+
+def _start_session(user: str) -> None:
+    hours = current_app.config["SERVE"].session_hours
+    old = session.get("sid")
+    if isinstance(old, str):
+        _accounts().end_session(old)
+    session.clear()  # a new id and a new CSRF token: nothing from before signing in carries on
+    session.permanent = True
+    session["sid"] = _accounts().start_session(user, hours)
+    _record(SIGNED_IN, user)
+
+
+def too_many_tries(wait: int, name: str, accounts: bool) -> Any:
     """Answered at once, the password unchecked (see throttle.py): no thread sleeps."""
     seconds = "1 second" if wait == 1 else f"{wait} seconds"
     problem = f"Too many tries. Wait {seconds}, then sign in again."
-    page = render_template("login.html", problem=problem)
+    page = render_template("login.html", problem=problem, name=name, accounts=accounts)
     return page, 429, {"Retry-After": str(wait)}
 
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
+    sid = session.get("sid")
+    if isinstance(sid, str) and current_app.config["SIGN_IN"] in (SHARED, ACCOUNTS):
+        _accounts().end_session(sid)  # a copy of this cookie opens nothing from now on
+        if g.get("user"):
+            _record(SIGNED_OUT, g.user)
     session.clear()
     return redirect(url_for("auth.login"))
 
@@ -135,9 +270,13 @@ def logout() -> Any:
 def init_app(app: Flask) -> None:
     from discharge.web.throttle import SignInThrottle
 
+    app.config["SIGN_IN"] = way = sign_in_way(app)
+    if way in (SHARED, ACCOUNTS):
+        app.extensions["discharge.accounts"] = Accounts()
     app.extensions["discharge.throttle"] = SignInThrottle()
     app.register_blueprint(bp)
-    app.before_request(require_login)
+    app.before_request(identify)
     app.before_request(check_post)
     app.after_request(secure_headers)
+    app.teardown_request(_forget_user)
     app.jinja_env.globals["csrf_token"] = csrf_token

@@ -2,7 +2,8 @@
 
 Declared with the settings schema (``discharge/settings_schema.py``), so it is checked with the
 rest of the file when it is loaded. The login password never lives in the file:
-``password_env`` names the environment variable that holds it.
+``password_env`` names the environment variable that holds it. ``sign_in`` chooses how nurses
+sign in (see ``SIGN_IN``).
 
 Waitress, the server used here, does not encrypt connections itself. A page reachable from
 other computers must be encrypted, so listening on anything but this computer (loopback)
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -22,10 +23,12 @@ from discharge.config import Config
 from discharge.errors import ConfigError
 from discharge.settings_schema import (
     Check,
+    Choice,
     EnvName,
     Invalid,
     Number,
     Section,
+    Text,
     Where,
     Whole,
     setting,
@@ -46,6 +49,15 @@ def _ip_address(value: Any, where: Where) -> str:
 
 _POSITIVE = Number(above=0, problem="must be a positive number")
 _WHOLE = Whole(least=1, problem="must be a whole number, 1 or more")
+# How nurses sign in (README "Signing in"): the shared ward password (password_env; none at
+# all on loopback), each her own local account (discharge users), or the hospital's single
+# sign-on, whose TLS proxy names the nurse in user_header.
+SIGN_IN = ("password", "accounts", "proxy")
+_HEADER = Text(
+    strip=True,
+    pattern=r"[A-Za-z0-9-]{1,64}",
+    problem='must be the name of an HTTP header, e.g. "X-Remote-User"',
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,10 @@ class ServeSettings(Section):
     max_upload_mb: float = setting(_POSITIVE, default=5.0)  # the largest schedule to upload
     keep_minutes: float = setting(_POSITIVE, default=30.0)  # a batch's files go this long after
     session_hours: float = setting(_POSITIVE, default=12.0)  # a login lasts one shift
+    # how nurses sign in, one of SIGN_IN; not given: "proxy" with a user_header, else "password"
+    sign_in: str | None = setting(Choice(SIGN_IN), default=None)
+    # sign_in "proxy": the header in which the TLS proxy names the signed-in nurse
+    user_header: str | None = setting(_HEADER, default=None)
     # Slow or idle clients must not take every connection (see web/server.py):
     # open connections at most, from everyone
     connection_limit: int = setting(_WHOLE, default=500)
@@ -73,6 +89,38 @@ class ServeSettings(Section):
     connections_per_address: int = setting(_WHOLE, default=40)
     header_seconds: float = setting(_POSITIVE, default=10.0)  # a request's headers, within this
     idle_seconds: float = setting(_POSITIVE, default=60.0)  # a connection with no request: closed
+
+    @property
+    def way(self) -> str:
+        """How nurses sign in: ``sign_in``, else what the other keys say."""
+        if self.sign_in is not None:
+            return self.sign_in
+        return "proxy" if self.user_header is not None else "password"
+
+    @property
+    def login_required(self) -> bool:
+        return self.way != "password" or self.password_env is not None
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
+        """The settings of one way to sign in, and none of another's."""
+        given, header = values.get("sign_in"), values.get("user_header")
+        if "sign_in" not in values or "user_header" not in values:
+            return  # a wrong value: its problem is named already
+        way = given or ("proxy" if header is not None else "password")
+        if way == "proxy":
+            if header is None:
+                yield "sign_in", '"proxy" needs user_header (e.g. "X-Remote-User")'
+            if values.get("tls_proxy", "") is None:
+                yield (
+                    "sign_in",
+                    '"proxy" needs tls_proxy: the user header is trusted only from the '
+                    "proxy's address",
+                )
+        elif header is not None:
+            yield "user_header", f'is only read with sign_in = "proxy" (not "{way}")'
+        if way != "password" and values.get("password_env") is not None:
+            yield "password_env", f'is only read with sign_in = "password" (not "{way}")'
 
     def read_password(self) -> str | None:
         """The login password from the environment (None: no login required)."""
@@ -106,8 +154,11 @@ def check_bind(host: str, settings: ServeSettings) -> None:
     if is_loopback(host):
         return
     missing = []
-    if settings.password_env is None:
-        missing.append("password_env (the environment variable holding the login password)")
+    if not settings.login_required:
+        missing.append(
+            "a sign-in: password_env (the environment variable holding the shared password), "
+            'or sign_in = "accounts" or "proxy"'
+        )
     if settings.tls_proxy is None:
         missing.append(f"tls_proxy ({_NO_TLS_HERE})")
     if missing:

@@ -1,0 +1,362 @@
+"""Who may use the web form: local accounts, and the sessions of those signed in (issue 24).
+
+Both live in one SQLite file, ``users.sqlite3`` in the clinic's data folder
+(``discharge.clinic_data``), readable by its owner only (0600; a file others can read is made
+private, or refused, as the audit log does):
+
+- **users**: a name, a password hash, enabled or not, when it was made and last signed in.
+  Passwords are hashed with scrypt (``hashlib``, memory-hard: 32 MiB per try), a random salt per
+  user, the parameters stored with the hash (``scrypt$n=32768,r=8,p=3$salt$hash``) so stronger
+  ones can come later without invalidating anyone; compared in constant time.
+- **sessions**: one row per browser signed in, under the *hash* of the random id its cookie
+  holds (a copy of this file gives no one a working cookie), with the user and when it ends.
+  Signing out deletes the row, so a cookie copied before then opens nothing afterwards; so does
+  disabling the user. Rows outlive a restart of the server.
+
+``shared`` is the user the shared ward password signs in as; it cannot be a local account.
+This module has no click and no Flask: ``discharge users`` is ``commands/users.py``, the
+sign-in pages are ``web/security.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import sqlite3
+import stat
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from discharge.clinic_data import data_dir
+from discharge.errors import ConfigError, InputError
+
+DB_NAME = "users.sqlite3"
+SHARED_USER = "shared"  # who the shared ward password signs in as
+MIN_PASSWORD = 12  # characters; three or four ordinary words are easy to type and long enough
+MAX_PASSWORD = 1024  # hashing is costly: no megabyte "passwords"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
+# scrypt with N=2^15, r=8, p=3: one of OWASP's recommended settings (32 MiB, ~0.2 s here).
+_N, _R, _P = 2**15, 8, 3
+_MAXMEM = 256 * 1024 * 1024
+_BUSY_TIMEOUT = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    created_utc TEXT NOT NULL,
+    last_sign_in_utc TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,      -- sha256 of the cookie's random id, never the id itself
+    user TEXT NOT NULL,
+    created_utc TEXT NOT NULL,
+    expires_utc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
+"""
+
+
+class UnknownUser(InputError):
+    """No account has that name."""
+
+
+class DuplicateUser(InputError):
+    """An account with that name exists already."""
+
+
+class BadPassword(InputError):
+    """A new password that cannot be used (too short, too long, typed differently twice)."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    enabled: bool
+    created_utc: str
+    last_sign_in_utc: str  # '' if never
+
+
+# --- names and passwords ------------------------------------------------------------------
+
+
+def normalise_name(name: str) -> str:
+    """A user name as stored: NFC, lower case, surrounding spaces removed."""
+    return unicodedata.normalize("NFC", name).strip().lower()
+
+
+def check_name(name: str) -> str:
+    """A new account's name, normalised; InputError if it cannot be one."""
+    name = normalise_name(name)
+    if name == SHARED_USER:
+        raise InputError(
+            f"'{SHARED_USER}' is the user the shared ward password signs in as; choose another name"
+        )
+    if not _NAME.match(name):
+        raise InputError(
+            f"{name!r} cannot be a user name (expected 1 to 64 letters a-z, digits, '.', '_', "
+            "'-' or '@', starting with a letter or digit)"
+        )
+    return name
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise BadPassword(
+            f"the password is too short ({len(password)} characters; at least {MIN_PASSWORD}: "
+            "three or four words are easy to type and long enough)"
+        )
+    if len(password) > MAX_PASSWORD:
+        raise BadPassword(f"the password is too long (at most {MAX_PASSWORD} characters)")
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$n=...,r=...,p=...$salt$hash`` (base64): the parameters travel with the hash."""
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, _N, _R, _P)
+    return f"scrypt$n={_N},r={_R},p={_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True if ``password`` is the one ``stored`` was made from (constant-time comparison)."""
+    try:
+        scheme, params, salt_text, digest_text = stored.split("$")
+        values = dict(item.split("=", 1) for item in params.split(","))
+        n, r, p = int(values["n"]), int(values["r"]), int(values["p"])
+        salt, digest = _unb64(salt_text), _unb64(digest_text)
+    except (ValueError, KeyError):
+        return False
+    if scheme != "scrypt" or len(password) > MAX_PASSWORD:
+        return False
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p, len(digest)), digest)
+
+
+def needs_rehash(stored: str) -> bool:
+    return not stored.startswith(f"scrypt$n={_N},r={_R},p={_P}$")
+
+
+# A real hash of nothing anyone knows: checked for an unknown name too, so the time a wrong
+# answer takes does not tell a guesser which names exist.
+_NOBODY = f"scrypt$n={_N},r={_R},p={_P}${'A' * 22}${'A' * 43}"
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int = 32) -> bytes:
+    secret = unicodedata.normalize("NFC", password).encode("utf-8")
+    return hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=length)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _session_key(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+
+# --- the store ------------------------------------------------------------------------------
+
+
+def accounts_path() -> Path:
+    return data_dir() / DB_NAME
+
+
+class Accounts:
+    """The clinic's accounts and sessions. Each call opens its own short connection, so one
+    object serves every thread of the web server."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or accounts_path()
+        self._ready = False
+
+    @contextlib.contextmanager
+    def _db(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        try:
+            if not self._ready:
+                _create_private(self.path)
+            _keep_private(self.path)
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot keep the accounts in {self.path}: {exc.strerror or exc} (set "
+                "DISCHARGE_DATA_DIR to a folder this user can write)"
+            ) from None
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the accounts file {self.path}: {exc}") from None
+        try:
+            if not self._ready:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                self._ready = True
+            # IMMEDIATE: a change takes the write lock at once, never half-way through.
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise ConfigError(f"cannot use the accounts file {self.path}: {exc}") from None
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    # --- accounts (discharge users ...) ---
+
+    def add(self, name: str, password: str) -> str:
+        """A new, enabled account; its stored name."""
+        name = check_name(name)
+        check_password(password)
+        hashed = hash_password(password)  # before the transaction: it takes a moment
+        with self._db() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise DuplicateUser(f"there is already a user {name!r} (see: discharge users list)")
+            conn.execute(
+                "INSERT INTO users (name, password_hash, enabled, created_utc) VALUES (?, ?, 1, ?)",
+                (name, hashed, _text(_now())),
+            )
+        return name
+
+    def reset(self, name: str, password: str) -> str:
+        """A new password (the account is enabled again); her sessions end."""
+        name = normalise_name(name)
+        check_password(password)
+        hashed = hash_password(password)
+        with self._db() as conn:
+            self._known(conn, name)
+            conn.execute(
+                "UPDATE users SET password_hash = ?, enabled = 1 WHERE name = ?", (hashed, name)
+            )
+            conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
+        return name
+
+    def disable(self, name: str) -> int:
+        """The account can no longer sign in; her sessions end now. How many ended."""
+        name = normalise_name(name)
+        with self._db() as conn:
+            self._known(conn, name)
+            conn.execute("UPDATE users SET enabled = 0 WHERE name = ?", (name,))
+            return conn.execute("DELETE FROM sessions WHERE user = ?", (name,)).rowcount
+
+    def users(self) -> list[User]:
+        with self._db(write=False) as conn:
+            rows = conn.execute(
+                "SELECT name, enabled, created_utc, last_sign_in_utc FROM users ORDER BY name"
+            ).fetchall()
+        return [User(str(n), bool(e), str(c), str(s)) for n, e, c, s in rows]
+
+    @staticmethod
+    def _known(conn: sqlite3.Connection, name: str) -> None:
+        if not conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+            raise UnknownUser(f"there is no user {name!r} (see: discharge users list)")
+
+    # --- signing in ---
+
+    def authenticate(self, name: str, password: str) -> str | None:
+        """The stored name if ``password`` is right for an enabled account, else None."""
+        name = normalise_name(name)
+        with self._db(write=False) as conn:
+            row = conn.execute(
+                "SELECT password_hash, enabled FROM users WHERE name = ?", (name,)
+            ).fetchone()
+        stored = str(row[0]) if row else _NOBODY
+        right = verify_password(password, stored)  # for unknown names too: the same time
+        if not (row and right and row[1]):
+            return None
+        if needs_rehash(stored):
+            with self._db() as conn:
+                conn.execute(
+                    "UPDATE users SET password_hash = ? WHERE name = ? AND password_hash = ?",
+                    (hash_password(password), name, stored),
+                )
+        return name
+
+    def start_session(self, user: str, hours: float) -> str:
+        """A new session for ``user``: the random id for the cookie (stored only hashed)."""
+        session_id = secrets.token_urlsafe(32)
+        now = _now()
+        with self._db() as conn:
+            conn.execute("DELETE FROM sessions WHERE expires_utc <= ?", (_text(now),))
+            conn.execute(
+                "INSERT INTO sessions (id_hash, user, created_utc, expires_utc) "
+                "VALUES (?, ?, ?, ?)",
+                (_session_key(session_id), user, _text(now), _text(now + timedelta(hours=hours))),
+            )
+            if user != SHARED_USER:
+                conn.execute(
+                    "UPDATE users SET last_sign_in_utc = ? WHERE name = ?", (_text(now), user)
+                )
+        return session_id
+
+    def session_user(self, session_id: str) -> str | None:
+        """Who the session is signed in as; None if it ended, expired or its user is disabled."""
+        with self._db(write=False) as conn:
+            row = conn.execute(
+                "SELECT s.user, s.expires_utc, u.enabled FROM sessions s "
+                "LEFT JOIN users u ON u.name = s.user WHERE s.id_hash = ?",
+                (_session_key(session_id),),
+            ).fetchone()
+        if row is None:
+            return None
+        user, expires, enabled = str(row[0]), str(row[1]), row[2]
+        if expires <= _text(_now()) or (user != SHARED_USER and not enabled):
+            self.end_session(session_id)
+            return None
+        return user
+
+    def end_session(self, session_id: str) -> None:
+        with self._db() as conn:
+            conn.execute("DELETE FROM sessions WHERE id_hash = ?", (_session_key(session_id),))
+
+
+# --- a private file -----------------------------------------------------------------------
+
+
+def _create_private(path: Path) -> None:
+    """The folder (0700) and the file (0600), created before SQLite opens it."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _keep_private(path: Path) -> None:
+    """A file (or its -wal, -shm) others can read is made 0600, or nothing is read from it."""
+    if not hasattr(os, "fchmod"):  # Windows: no such modes
+        return
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = file.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode) or not mode & 0o077:
+            continue
+        try:
+            os.chmod(file, 0o600)
+        except OSError as exc:
+            raise ConfigError(
+                f"the accounts file {file} can be read by other users (mode "
+                f"{stat.S_IMODE(mode):04o}) and cannot be made private ({exc.strerror}); its "
+                "owner should run: chmod 600 " + str(file)
+            ) from None
