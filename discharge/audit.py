@@ -62,9 +62,11 @@ MADE, PRUNED = "made", "pruned"
 # The web form's sign-ins (discharge.web.security): ``user`` is the name given (never the
 # password), ``detail`` the address it came from and why it was refused.
 SIGNED_IN, SIGNED_OUT, SIGN_IN_FAILED = "signed-in", "signed-out", "sign-in-failed"
+# A sheet `discharge listen` removed from its ready folder (the appointment was cancelled).
+WITHDRAWN = "withdrawn"
 # The log's own actions; each delivery channel (discharge.channels) adds its three names
 # (e.g. "emailed", "email-failed", "email-unknown") when it is registered.
-ACTIONS = (MADE, PRUNED, SIGNED_IN, SIGNED_OUT, SIGN_IN_FAILED)
+ACTIONS = (MADE, PRUNED, SIGNED_IN, SIGNED_OUT, SIGN_IN_FAILED, WITHDRAWN)
 _actions = set(ACTIONS)
 
 # reportlab writes one "/Type /Page" dictionary per page (and "/Type /Pages" for the tree); it

@@ -19,8 +19,9 @@ from discharge.options import DEBUG_ENV, debug_requested
 # Each command is the function of the same name in discharge/commands/NAME.py.
 COMMANDS = (
     "generate", "procedures", "batch", "email", "log", "serve", "templates", "print", "users",
+    "listen",
 )  # fmt: skip
-_LONG_RUNNING = {"batch", "serve"}  # may handle thousands of documents
+_LONG_RUNNING = {"batch", "serve", "listen"}  # may handle thousands of documents
 
 
 class _Commands(click.Group):

@@ -167,6 +167,7 @@ SECTIONS: dict[str, str] = {
     "audit": "discharge.audit:AuditSection",
     "serve": "discharge.web.settings:ServeSettings",
     "print": "discharge.printing.settings:PrintSettings",
+    "hl7": "discharge.hl7.settings:Hl7Section",
 }
 
 

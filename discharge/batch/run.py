@@ -258,6 +258,28 @@ def _init_pool_worker(
     prepare_renderer(config, out_dir, debug, formats)
 
 
+def render_pool(
+    config: Config,
+    out_dir: Path,
+    jobs: int,
+    debug: bool = False,
+    formats: tuple[str, ...] = ("pdf",),
+) -> Any:
+    """``jobs`` worker processes for ``render_rows`` (a multiprocessing Pool), started warm."""
+    import multiprocessing
+
+    # Fonts, templates and reportlab loaded once, here: the forked workers start warm.
+    prepare_renderer(config, out_dir, debug, formats)
+
+    # fork where there is one: workers start at once and share the parent's imports.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    context = multiprocessing.get_context(method)
+    return speedups.pool_class()(
+        jobs, initializer=_init_pool_worker, initargs=(config, out_dir, debug, formats),
+        context=context,
+    )  # fmt: skip
+
+
 def render_row(task: RenderTask) -> RenderResult:
     """Render one row and write its PDF atomically; the same code as ``discharge generate``."""
     from discharge.generate import SUFFIXES, make_pdf, render_as
@@ -670,20 +692,7 @@ class _Runner:
                 self.prepared = True
             return _Ready(render_row(task))
         if self.pool is None:
-            import multiprocessing
-
-            # Fonts, templates and reportlab loaded once, here: the forked workers start warm.
-            prepare_renderer(self.config, self.out_dir, self.debug, self.formats)
-
-            # fork where there is one: workers start at once and share the parent's imports.
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-            context = multiprocessing.get_context(method)
-            self.pool = speedups.pool_class()(
-                self.jobs,
-                initializer=_init_pool_worker,
-                initargs=(self.config, self.out_dir, self.debug, self.formats),
-                context=context,
-            )
+            self.pool = render_pool(self.config, self.out_dir, self.jobs, self.debug, self.formats)
         chunk = self.chunk
         chunk.tasks.append(task)
         slot = _Slot(self, chunk, len(chunk.tasks) - 1)

@@ -30,7 +30,7 @@ _TABLE: list[tuple[str, Callable[[AuditRecord], str], int]] = [
     ("clinician", lambda r: r.clinician, 18),
     ("user", lambda r: r.user, 20),
     ("by", lambda r: f"{r.operator}@{r.workstation}" if r.operator else "", 24),
-    ("via", lambda r: f"batch row {r.batch_row}" if r.batch_row else r.channel, 14),
+    ("via", lambda r: _via(r), 14),
     ("email", lambda r: r.email_address, 28),
     ("printer", lambda r: _printed_on(r), 28),
     ("pdf sha256", lambda r: r.pdf_sha256[:12], 12),
@@ -248,3 +248,10 @@ def _file_sha256(path: Path) -> str:
         raise InputError(f"{path} does not exist") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _via(record: AuditRecord) -> str:
+    if not record.batch_row:
+        return record.channel
+    # A sheet `discharge listen` made: its row in the ready folder's manifest.
+    return f"{'hl7' if record.channel == 'hl7' else 'batch'} row {record.batch_row}"

@@ -1,0 +1,633 @@
+"""The ready folder ``discharge listen`` keeps: each booked patient's PDF, made, remade or
+withdrawn as the scheduling messages come, with the batch's file names, manifest and audit
+records.
+
+``ReadyFolder.handle`` takes one MLLP frame and returns the acknowledgement to send (the
+listener calls its two halves: ``begin``, then, once a worker process has rendered the PDF,
+``finish``). It
+acknowledges only what is done: the PDF written whole and flushed to disk, its audit record
+committed, the message's control id in the journal. A message whose control id the journal
+already has (the interface engine's retry) is acknowledged again as it was the first time,
+and makes nothing.
+
+The journal (``hl7-journal.sqlite3`` in the clinic's data folder) keeps, for each ready folder,
+each message's control id and acknowledgement, and each appointment's sheet; it holds no
+names, only appointment ids, file names and digests. (Per folder: a day replayed into a new
+folder is made again there.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import hl7
+
+from discharge.audit import MADE, WITHDRAWN, AuditLog, AuditRecord
+from discharge.batch import (
+    ERROR,
+    MANIFEST_FIELDS,
+    MANIFEST_NAME,
+    OK,
+    ScheduleRow,
+    folder_salt,
+    locked,
+    neutralise,
+    output_name,
+    record_key,
+    remove_partial_files,
+)
+from discharge.batch.run import (
+    RenderResult,
+    RenderTask,
+    input_fingerprint,
+    prepare_renderer,
+    render_row,
+)
+from discharge.batch.schedule import Recent
+from discharge.clinic_data import data_dir
+from discharge.config import Config
+from discharge.errors import DischargeError, OutputError
+from discharge.hl7.handouts import Handouts, Made
+from discharge.hl7.settings import Hl7Settings
+from discharge.hl7.siu import (
+    ACCEPT,
+    APP_ERROR,
+    CANCELLED,
+    INTERNAL,
+    REJECT,
+    Booking,
+    MessageError,
+    Problem,
+    Received,
+    decode_frame,
+    field_text,
+    make_ack,
+    read_booking,
+)
+from discharge.output import open_atomic
+
+JOURNAL_NAME = "hl7-journal.sqlite3"
+MANIFEST_EVERY = 1.0  # seconds: while many messages are being made, the manifest waits this long
+WITHDRAWN_STATUS = "withdrawn"
+# What the journal says a message did.
+MADE_OUTCOME, REMADE, UNCHANGED, WITHDRAWN_OUTCOME, IGNORED, FAILED, REJECTED = (
+    "made", "remade", "unchanged", "withdrawn", "ignored", "error", "rejected",
+)  # fmt: skip
+CHANNEL = "hl7"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    sender TEXT NOT NULL, control_id TEXT NOT NULL, received_utc TEXT NOT NULL,
+    event TEXT NOT NULL, outcome TEXT NOT NULL, ack TEXT NOT NULL, ack_text TEXT NOT NULL,
+    problems TEXT NOT NULL, folder TEXT NOT NULL, PRIMARY KEY (folder, sender, control_id));
+CREATE TABLE IF NOT EXISTS appointments (
+    folder TEXT NOT NULL, appointment TEXT NOT NULL, placer TEXT NOT NULL, filler TEXT NOT NULL,
+    row INTEGER NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, file TEXT NOT NULL,
+    sha256 TEXT NOT NULL, procedure TEXT NOT NULL, date TEXT NOT NULL, email TEXT NOT NULL,
+    input_sha256 TEXT NOT NULL, error TEXT NOT NULL, updated_utc TEXT NOT NULL,
+    PRIMARY KEY (folder, appointment));
+CREATE TABLE IF NOT EXISTS versions (
+    folder TEXT NOT NULL, appointment TEXT NOT NULL, sha256 TEXT NOT NULL,
+    made_utc TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Step:
+    """The first half of a message: its acknowledgement already (``reply``), or the PDF to
+    render (``task``) before ``ReadyFolder.finish`` records it."""
+
+    received: Received
+    reply: bytes = b""
+    task: RenderTask | None = None
+    booking: Booking | None = None
+    current: dict[str, str] | None = None
+    key: str = ""
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a message did: the journal's word for it and the words for MSA-3."""
+
+    outcome: str
+    text: str = ""
+
+
+class ReadyFolder:
+    """The ready folder and its journal; one message at a time (``handle`` is thread-safe)."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: Hl7Settings,
+        out_dir: Path,
+        *,
+        journal: Path | None = None,
+        handouts: Handouts | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.out = _prepare(out_dir)
+        self.folder = str(self.out.resolve())
+        # The batch's lock on the folder, held while listening: a batch into the same folder
+        # (or a second listener) would rewrite the manifest under it.
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(locked(self.out))
+        remove_partial_files(self.out)
+        self.salt = folder_salt(self.out)
+        AuditLog.open(config).close()  # a broken [audit] setting stops it now
+        self._audit: AuditLog | None = None  # opened by the thread that handles the messages
+        self.journal = _open_journal(journal or data_dir() / JOURNAL_NAME)
+        self.templates = Recent()
+        self.lock = threading.Lock()
+        self.handouts = handouts  # filing ([hl7] file_to), --email, --print
+        # (sender, control id) -> the PDF being rendered for it, until it is recorded
+        self.in_flight: dict[tuple[str, str], str] = {}
+        self.manifest_written = 0.0  # time.monotonic() of the last write
+        self.manifest_due = False  # a change is not in manifest.csv yet
+        self.renderer_ready = False
+        self.write_manifest()
+
+    @property
+    def audit(self) -> AuditLog:
+        if self._audit is None:
+            self._audit = AuditLog.open(self.config)
+        return self._audit
+
+    def close(self) -> None:
+        """Close the audit log and the journal (in the thread that handled the messages)."""
+        with self.lock:
+            # PDFs rendered for messages that were not finished (the listener stopped): in
+            # neither the audit log nor the journal, so not handed out; the retry remakes them.
+            for file in self.in_flight.values():
+                with contextlib.suppress(OSError):
+                    (self.out / file).unlink()
+            self.in_flight.clear()
+            if self.manifest_due:
+                with contextlib.suppress(DischargeError):
+                    self.write_manifest()
+            if self._audit is not None:
+                self._audit.close()
+                self._audit = None
+            self.journal.close()
+            if self.handouts is not None:
+                self.handouts.close()  # what was made is handed out before it stops
+            self._lock.close()
+
+    # --- one message -------------------------------------------------------------------
+
+    def handle(self, frame: bytes) -> bytes:
+        """The acknowledgement to one frame, as bytes to send back, its PDF rendered in this
+        process. Never raises."""
+        step = self.begin(frame)
+        if step.task is None:
+            return step.reply
+        if not self.renderer_ready:
+            prepare_renderer(self.config, self.out)
+            self.renderer_ready = True
+        return self.finish(step, render_row(step.task))
+
+    def begin(self, frame: bytes) -> Step:
+        """Read a frame; answer it at once, or say which PDF to render (in a worker process:
+        the batch's ``render_row``, which writes it whole into the folder). Never raises."""
+        with self.lock:
+            received = decode_frame(frame)
+            try:
+                return self._begin(received)
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the listener
+                return Step(received, self._internal(received, exc))
+
+    def finish(self, step: Step, result: RenderResult) -> bytes:
+        """Record a rendered PDF (flushed to disk, audit record, journal) and acknowledge it.
+        Never raises."""
+        with self.lock:
+            received = step.received
+            try:
+                return self._finish(step, result)
+            except DischargeError as exc:
+                return self._not_done(received, exc)
+            except Exception as exc:  # noqa: BLE001
+                return self._internal(received, exc)
+            finally:
+                self.in_flight.pop((received.sender, received.control_id), None)
+                if self.manifest_due and not self.in_flight:
+                    with contextlib.suppress(DischargeError):  # said at the next change
+                        self.write_manifest()
+
+    def _internal(self, received: Received, exc: Exception) -> bytes:
+        problem = Problem("MSH", 10, INTERNAL, f"internal error ({type(exc).__name__}); the "
+                          "message was not done: send it again")  # fmt: skip
+        text = make_ack(received, REJECT, [problem], problem.text, _ack_id())
+        return text.encode(received.codec, "replace")
+
+    def _not_done(self, received: Received, exc: DischargeError) -> bytes:
+        # Our side failed (a full disk, the audit log): not the sender's fault, and not
+        # journaled, so the engine's retry gets another go.
+        problem = Problem("MSH", 10, INTERNAL, f"not done: {exc}")
+        text = make_ack(received, REJECT, [problem], problem.text, _ack_id())
+        return text.encode(received.codec, "replace")
+
+    def _reply(self, received: Received, text: str) -> Step:
+        return Step(received, text.encode(received.codec, "replace"))
+
+    def _begin(self, received: Received) -> Step:
+        if received.message is None:
+            assert received.problem is not None
+            problems = received.problem.problems
+            return self._reply(
+                received, make_ack(received, REJECT, problems, problems[0].text, _ack_id())
+            )
+        before = self._seen(received)
+        if before is not None:
+            return self._reply(received, before)
+        ident = (received.sender, received.control_id)
+        if ident in self.in_flight:
+            problem = Problem("MSH", 10, INTERNAL, "this message is being done now (sent twice "
+                              "at once): send it again for its acknowledgement")  # fmt: skip
+            return self._reply(
+                received, make_ack(received, REJECT, [problem], problem.text, _ack_id())
+            )
+        event = _field(received, "MSH", 9, 2)
+        try:
+            booking = read_booking(received, self.settings, self.config)
+            step = self._plan(booking, received)
+        except MessageError as exc:
+            self._note_error(received, exc)
+            outcome = REJECTED if exc.ack == REJECT else FAILED
+            text = "; ".join(f"{p.where}: {p.text}" for p in exc.problems)
+            self._journal_message(received, event, outcome, exc.ack, text, exc.problems)
+            return self._reply(received, make_ack(received, exc.ack, exc.problems, text,
+                                                  _ack_id()))  # fmt: skip
+        except DischargeError as exc:
+            return Step(received, self._not_done(received, exc))
+        if isinstance(step, Outcome):
+            self._journal_message(received, event, step.outcome, ACCEPT, step.text, [])
+            self.write_manifest()
+            return self._reply(received, make_ack(received, ACCEPT, [], step.text, _ack_id()))
+        assert step.task is not None
+        self.in_flight[ident] = step.task.file
+        return step
+
+    def _finish(self, step: Step, result: RenderResult) -> bytes:
+        received, booking, current = step.received, step.booking, step.current
+        assert booking is not None and booking.request is not None and step.task is not None
+        if result.error or result.audit is None:
+            raise DischargeError(result.error or "the PDF was not made")
+        file = step.task.file
+        path = self.out / file
+        _fsync(path)  # whole and on disk before it is recorded
+        record = replace(
+            result.audit,
+            channel=CHANNEL,
+            batch_file=f"hl7:{self.folder}",
+            batch_row=step.task.row,
+            detail=_detail(received, booking, current),
+        )
+        self.audit.record_or_remove(record, path)
+        outcome = REMADE if current is not None and current["status"] == OK else MADE_OUTCOME
+        done = Outcome(outcome, f"{outcome}: the sheet is ready")
+        event = _field(received, "MSH", 9, 2)
+        with self.journal:
+            self._store(booking, step.task.row, step.key, OK, file, result.sha256,
+                        booking.request, booking.email, step.fingerprint, "",
+                        commit=False)  # fmt: skip
+            self._journal_message(received, event, done.outcome, ACCEPT, done.text, [],
+                                  commit=False)  # fmt: skip
+            # Every version made for the appointment: a withdrawal reports any that went out.
+            stored = self._appointment(booking)
+            assert stored is not None
+            self.journal.execute(
+                "INSERT INTO versions VALUES (?, ?, ?, ?)",
+                (self.folder, stored["appointment"], result.sha256, _now()),
+            )
+        if current is not None and current["file"] and current["file"] != file:
+            with contextlib.suppress(OSError):  # the old date's sheet: replaced by this one
+                (self.out / current["file"]).unlink()
+        self.write_manifest(busy=len(self.in_flight) > 1)
+        if self.handouts is not None:
+            self.handouts.submit(
+                Made(
+                    step.task.row,
+                    file,
+                    result.sha256,
+                    booking.request,
+                    booking.email,
+                    booking.appointment,
+                    booking.patient,
+                    booking.start,
+                )  # fmt: skip
+            )
+        text = make_ack(received, ACCEPT, [], done.text, _ack_id())
+        return text.encode(received.codec, "replace")
+
+    def _seen(self, received: Received) -> str | None:
+        found = self.journal.execute(
+            "SELECT ack, ack_text, problems FROM messages "
+            "WHERE folder = ? AND sender = ? AND control_id = ?",
+            (self.folder, received.sender, received.control_id),
+        ).fetchone()
+        if found is None:
+            return None
+        ack, text, problems = found
+        again = [Problem(**p) for p in json.loads(problems)]
+        return make_ack(received, ack, again, text, _ack_id())
+
+    def _journal_message(
+        self,
+        received: Received,
+        event: str,
+        outcome: str,
+        ack: str,
+        text: str,
+        problems: list[Problem],
+        *,
+        commit: bool = True,
+    ) -> None:
+        with self.journal if commit else contextlib.nullcontext():
+            self.journal.execute(
+                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (received.sender, received.control_id, _now(), event, outcome, ack, text,
+                 json.dumps([vars(p) for p in problems]), self.folder),
+            )  # fmt: skip
+
+    # --- what a booking does -------------------------------------------------------------
+
+    def _plan(self, booking: Booking, received: Received) -> Outcome | Step:
+        current = self._appointment(booking)
+        if booking.request is None:
+            if current is not None and current["status"] == OK:
+                return self._withdraw(booking, current, received)
+            if booking.event == CANCELLED:
+                return Outcome(IGNORED, "nothing to withdraw: no sheet was made for this "
+                               "appointment")  # fmt: skip
+            return Outcome(IGNORED, "ignored: the appointment type is not in [hl7.procedures]")
+        return self._make(booking, current, received)
+
+    def _make(
+        self, booking: Booking, current: dict[str, str] | None, received: Received
+    ) -> Outcome | Step:
+        request = booking.request
+        assert request is not None and booking.template is not None
+        row = int(current["row"]) if current else self._next_row()
+        item = ScheduleRow(row, request, booking.email, booking.template)
+        fingerprint = input_fingerprint(item, self.config, self.templates, repr(request))
+        key = record_key(request, self.salt)
+        file = output_name(request, key)
+        if (
+            current is not None
+            and current["status"] == OK
+            and current["input_sha256"] == fingerprint
+            and current["file"] == file
+            and _digest(self.out / file) == current["sha256"]
+        ):
+            return Outcome(UNCHANGED, "unchanged: the sheet already made is still right")
+        task = RenderTask(row, file, request)
+        return Step(received, task=task, booking=booking, current=current, key=key,
+                    fingerprint=fingerprint)  # fmt: skip
+
+    def _withdraw(self, booking: Booking, current: dict[str, str], received: Received) -> Outcome:
+        made = self._made_record(current["sha256"])
+        notes = []
+        emailed = self._emailed(current["appointment"])
+        if emailed:
+            notes.append(f"it was already emailed to the patient on {emailed}")
+        if self._version_with(current["appointment"], "filed"):
+            notes.append("it was already filed to the patient's record")
+        record = replace(
+            made or AuditRecord(action=WITHDRAWN, procedure=current["procedure"]),
+            action=WITHDRAWN, channel=CHANNEL, batch_file=f"hl7:{self.folder}",
+            batch_row=int(current["row"]), email_address="", message_id="",
+            detail=_detail(received, booking, current) + "".join(f"; {n}" for n in notes),
+            id=0, time_utc="", time_local="", operator="", workstation="", prev_hash="", hash="",
+        )  # fmt: skip
+        self.audit.record(record)
+        with contextlib.suppress(OSError):
+            (self.out / current["file"]).unlink()
+        self._store(booking, int(current["row"]), current["key"], WITHDRAWN_STATUS, "",
+                    current["sha256"], None, current["email"], current["input_sha256"], "",
+                    procedure=current["procedure"], day=current["date"])  # fmt: skip
+        text = "withdrawn: the sheet was removed from the ready folder"
+        if notes:
+            text += "; NOTE: " + " and ".join(notes) + ": tell the patient"
+        return Outcome(WITHDRAWN_OUTCOME, text)
+
+    def _made_record(self, sha: str) -> AuditRecord | None:
+        made = [r for r in self.audit.query(pdf_sha256=sha) if r.action == MADE]
+        return made[-1] if made else None
+
+    def _emailed(self, appointment: str) -> str:
+        """The last day a version of this appointment's sheet was emailed, "" if none was."""
+        days = []
+        for sha in self._versions(appointment):
+            sent = [r for r in self.audit.query(pdf_sha256=sha) if r.action == "emailed"]
+            made = self._made_record(sha)
+            if made is not None:
+                # A protected PDF is attached with other bytes: --email's record names the
+                # sheet it was made from in its detail.
+                sent += [
+                    r for r in self.audit.query(mrn=made.mrn, procedure=made.procedure)
+                    if r.action == "emailed" and f"sheet {sha}" in r.detail
+                ]  # fmt: skip
+            days += [r.time_local[:10] for r in sent]
+        return max(days) if days else ""
+
+    def _version_with(self, appointment: str, action: str) -> bool:
+        """Whether a version of this appointment's sheet has a record of ``action``."""
+        return any(
+            r.action == action
+            for sha in self._versions(appointment)
+            for r in self.audit.query(pdf_sha256=sha)
+        )
+
+    def _versions(self, appointment: str) -> list[str]:
+        found = self.journal.execute(
+            "SELECT sha256 FROM versions WHERE folder = ? AND appointment = ?",
+            (self.folder, appointment),
+        ).fetchall()
+        return [sha for (sha,) in found]
+
+    def _note_error(self, received: Received, exc: MessageError) -> None:
+        """An AE for a known appointment: its manifest row says what could not be done (the
+        sheet made before, if any, stays: it was right until this change)."""
+        if exc.ack != APP_ERROR or received.message is None:
+            return
+        placer = _field(received, "SCH", 1)
+        filler = _field(received, "SCH", 2)
+        if not placer and not filler:
+            return
+        booking = Booking("", placer, filler)
+        current = self._appointment(booking)
+        error = "; ".join(f"{p.where}: {p.text}" for p in exc.problems)
+        if current is None:
+            self._store(booking, self._next_row(), "", ERROR, "", "", None, "", "", error)
+        else:
+            with self.journal:
+                self.journal.execute(
+                    "UPDATE appointments SET error = ?, updated_utc = ? "
+                    "WHERE folder = ? AND appointment = ?",
+                    (f"the last change was not made: {error}", _now(), self.folder,
+                     current["appointment"]),
+                )  # fmt: skip
+        self.write_manifest()
+
+    # --- the journal's appointments ------------------------------------------------------
+
+    def _appointment(self, booking: Booking) -> dict[str, str] | None:
+        found = self.journal.execute(
+            "SELECT * FROM appointments WHERE folder = ? AND "
+            "((filler != '' AND filler = ?) OR (placer != '' AND placer = ?)) "
+            "ORDER BY updated_utc DESC LIMIT 1",
+            (self.folder, booking.filler, booking.placer),
+        ).fetchone()
+        return dict(found) if found is not None else None
+
+    def _next_row(self) -> int:
+        (last,) = self.journal.execute(
+            "SELECT COALESCE(MAX(row), 0) FROM appointments WHERE folder = ?", (self.folder,)
+        ).fetchone()
+        return int(last) + 1
+
+    def _store(
+        self,
+        booking: Booking,
+        row: int,
+        key: str,
+        status: str,
+        file: str,
+        sha: str,
+        request: object | None,
+        email: str,
+        fingerprint: str,
+        error: str,
+        *,
+        procedure: str = "",
+        day: str = "",
+        commit: bool = True,
+    ) -> None:
+        if request is not None:
+            procedure = request.procedure  # type: ignore[attr-defined]
+            day = request.day.isoformat()  # type: ignore[attr-defined]
+        current = self._appointment(booking)
+        appointment = current["appointment"] if current else booking.appointment
+        with self.journal if commit else contextlib.nullcontext():
+            self.journal.execute(
+                "INSERT OR REPLACE INTO appointments VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.folder, appointment, booking.placer, booking.filler, row, key, status,
+                 file, sha, procedure, day, email, fingerprint, error, _now()),
+            )  # fmt: skip
+
+    def entries(self) -> Iterator[dict[str, str]]:
+        """The manifest's rows: every appointment this folder has had, in the order first
+        seen."""
+        for found in self.journal.execute(
+            "SELECT * FROM appointments WHERE folder = ? ORDER BY row", (self.folder,)
+        ):
+            entry = {name: str(found[name]) for name in MANIFEST_FIELDS}
+            yield entry
+
+    def write_manifest(self, *, busy: bool = False) -> None:
+        """``manifest.csv`` as the batch writes it (the same columns; ``withdrawn`` a status of
+        its own), republished whole after every change. ``busy``: more PDFs are being made,
+        so it may wait for them (at most a second): a long manifest is not rewritten for every
+        one of many messages at once."""
+        now = time.monotonic()
+        if busy and now - self.manifest_written < MANIFEST_EVERY:
+            self.manifest_due = True
+            return
+        self.manifest_written, self.manifest_due = now, False
+        path = self.out / MANIFEST_NAME
+        buffer = io.StringIO()
+        buffer.write("\ufeff")  # the BOM of the batch's manifest: Excel reads it as UTF-8
+        writer = csv.DictWriter(buffer, MANIFEST_FIELDS, restval="", extrasaction="ignore")
+        writer.writeheader()
+        for entry in self.entries():
+            writer.writerow({k: neutralise(v) for k, v in entry.items()})
+        # The manifest is a report, rebuilt from the journal: no flush to disk of its own.
+        with open_atomic(path, durable=False) as raw:
+            raw.write(buffer.getvalue().encode("utf-8"))
+
+
+def _prepare(out_dir: Path) -> Path:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"output folder {out_dir} is a file, expected a folder") from None
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write in output folder {out_dir}: permission denied")
+    return out_dir
+
+
+def _open_journal(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode = WAL")
+        # The journal is flushed with the next commit, not each one: what a power cut loses
+        # is only that a message was done, and its retry is then done again (its PDF and
+        # audit record are already on disk).
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.executescript(_SCHEMA)
+    except (OSError, sqlite3.Error) as exc:
+        raise OutputError(f"cannot open the HL7 journal {path}: {exc}") from None
+    db.isolation_level = "DEFERRED"
+    return db
+
+
+def _fsync(path: Path) -> None:
+    """Flush one PDF to disk (the batch's syncfs would flush everything on the file system,
+    others' writes too: slower for one file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _detail(received: Received, booking: Booking, current: dict[str, str] | None) -> str:
+    detail = f"SIU^{booking.event} control id {received.control_id}"
+    if current is not None and current.get("sha256") and booking.request is not None:
+        detail += f"; replaces the sheet {current['sha256'][:16]}"
+    return detail
+
+
+def _field(received: Received, segment: str, number: int, component: int = 1) -> str:
+    if received.message is None:
+        return ""
+    return field_text(received.message, segment, number, 1, component)
+
+
+def _ack_id() -> str:
+    return str(hl7.generate_message_control_id())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
