@@ -39,6 +39,7 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
     from discharge.web import create_app
     from discharge.web.jobs import remove_leftovers
     from discharge.web.rendering import Renderer
+    from discharge.web.server import connection_limits, guard_connections
     from discharge.web.settings import check_bind, is_loopback, load_serve_settings
 
     processes = (os.cpu_count() or 1) if workers is None else workers
@@ -47,9 +48,10 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
     check_bind(host, settings)  # before anything listens
     remove_leftovers()  # uploads and PDFs of a server that was killed (kill -9) before it could
     overrides = {}
-    if is_loopback(host):
+    if is_loopback(host) and settings.tls_proxy is None:
         # A page on another site that re-points its own name at 127.0.0.1 (DNS rebinding)
         # would look same-origin to the browser: only this computer's own names are answered.
+        # (Behind a TLS proxy the proxy answers only its own site's names, which it forwards.)
         overrides["TRUSTED_HOSTS"] = sorted({"127.0.0.1", "localhost", "::1", host.strip("[]")})
     app = create_app(config, settings, password=settings.read_password(), overrides=overrides)
     for procedure_id in available_procedures(config.templates_dir):
@@ -75,7 +77,12 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
             ident="discharge",
             # The upload limit, enforced by the server too, before the body is read.
             max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 64 * 1024,
+            **connection_limits(settings),
+            # Behind a TLS proxy the app reads its X-Forwarded-* headers itself, trusted from
+            # the proxy's address only (web/__init__.py): waitress must pass them on.
+            clear_untrusted_proxy_headers=settings.tls_proxy is None,
         )
+        guard_connections(server, settings)
     except OSError as exc:
         raise OutputError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
     # "Task queue depth is N": all threads busy for a moment, normal when nurses queue for PDFs.

@@ -138,10 +138,15 @@ def _error_page(exc: Exception) -> Any:
     if isinstance(exc, SecurityError):  # a Host that is not this server's: no page, no links
         return Response("Bad request\n", 400, mimetype="text/plain")
     if isinstance(exc, RequestEntityTooLarge):
-        from flask import current_app
+        from flask import current_app, request
 
         limit = current_app.config["SERVE"].max_upload_mb
-        message = f"That file is too large. A schedule can be at most {limit:g} MB."
+        size = (request.content_length or 0) / (1024 * 1024)
+        shown = f"{size:.0f}" if size >= 10 else f"{size:.1f}".removesuffix(".0")
+        message = (
+            f"The file is {shown} MB; the largest schedule this server takes is {limit:g} MB. "
+            "Split the schedule into smaller files, or ask IT to raise max_upload_mb."
+        )
         return render_template("error.html", title="File too large", message=message), 413
     if isinstance(exc, HTTPException):
         code = exc.code or 500

@@ -5,6 +5,10 @@ starts, like the command checks it before any work). Each form the server hands 
 random send id; a send id is used once, so a double click, a reload or the browser's
 "resend the form?" never emails a patient twice. A failed send frees it for another try.
 
+The same form sent again once its send is over (a reload, the button pressed again) is
+answered by the clinic's record, like a new form: "already emailed", or, when the mail server
+never confirmed it, "the mail server may already have it — send again?".
+
 Across forms, sessions and processes the clinic's record of emails sent decides, as for the
 command line (``delivery/sent.py``): instructions already emailed to this address, an earlier
 version of them, or a send the mail server never confirmed (it may have the message) are not
@@ -42,6 +46,7 @@ class FormEmail:
         self.smtp = smtp
         self.settings = settings
         self._used: dict[str, float] = {}
+        self._sending: set[str] = set()  # send ids whose send is under way
         self._lock = threading.Lock()
 
     @staticmethod
@@ -57,11 +62,23 @@ class FormEmail:
             if not send_id or send_id in self._used:
                 return False
             self._used[send_id] = now
+            self._sending.add(send_id)
             return True
+
+    def sending(self, send_id: str) -> bool:
+        """Whether this send id's send is under way (its outcome not yet recorded)."""
+        with self._lock:
+            return not send_id or send_id in self._sending
+
+    def finished(self, send_id: str) -> None:
+        """The send is over and the clinic's record says how it went: the send id stays used."""
+        with self._lock:
+            self._sending.discard(send_id)
 
     def release(self, send_id: str) -> None:
         with self._lock:
             self._used.pop(send_id, None)
+            self._sending.discard(send_id)
 
     def send(
         self,
@@ -86,8 +103,8 @@ class FormEmail:
         except OutcomeUnknown:
             return Outcome(
                 False,
-                f"The mail server did not confirm the email to {address}: it may already have "
-                "it. Check with the patient before sending it again.",
+                f"The email to {address} was not confirmed: the mail server may already have "
+                "it — send again? Check with the patient first.",
                 ask=True,
                 unknown=True,
             )
@@ -103,8 +120,9 @@ class FormEmail:
             text = f"An earlier version of these instructions was emailed to {address} on {when}."
         else:
             text = (
-                f"An earlier email of these instructions to {address} ({when}) was never "
-                "confirmed by the mail server: it may already have it. Check with the patient."
+                f"An earlier email of these instructions to {address} ({when}) was not "
+                "confirmed: the mail server may already have it — send again? Check with the "
+                "patient first."
             )
         return Outcome(False, f"{text} Nothing was sent now.", ask=True)
 

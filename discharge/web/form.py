@@ -309,11 +309,17 @@ def send_email(values: dict[str, str], config: Config, *, again: bool = False) -
         problems["email"] = "enter one email address, such as name@example.org"
     if checked is None or "email" in problems:
         return show_form(values, problems, 422)
-    if not emailer.claim(values["send_id"]):
-        notice = "This form was already emailed. Nothing was sent again."
+    claimed = emailer.claim(values["send_id"])
+    if not claimed and emailer.sending(values["send_id"]):
+        notice = "This form is being emailed now. Nothing was sent again."
         return show_form(values, {}, 409, sent=notice)
     renderer = current_app.extensions["discharge.renderer"]
-    outcome = emailer.send(checked, config, address, renderer.in_this_process, resend=again)
+    # A form whose send is over (a reload): the clinic's record answers; nothing is sent.
+    resend = again and claimed
+    try:
+        outcome = emailer.send(checked, config, address, renderer.in_this_process, resend=resend)
+    finally:
+        emailer.finished(values["send_id"])
     if outcome.ask:
         # Not sent now, but it may have been before: the nurse decides, with a fresh send id
         # (this one stays used when the mail server may have the message).

@@ -30,6 +30,7 @@ from discharge.settings_schema import (
     Section,
     Text,
     Where,
+    Whole,
     setting,
 )
 
@@ -47,6 +48,7 @@ def _ip_address(value: Any, where: Where) -> str:
 
 
 _POSITIVE = Number(above=0, problem="must be a positive number")
+_WHOLE = Whole(least=1, problem="must be a whole number, 1 or more")
 # How nurses sign in (README "Signing in"): the shared ward password (password_env; none at
 # all on loopback), each her own local account (discharge users), or the hospital's single
 # sign-on, whose TLS proxy names the nurse in user_header.
@@ -80,6 +82,13 @@ class ServeSettings(Section):
     sign_in: str | None = setting(Choice(SIGN_IN), default=None)
     # sign_in "proxy": the header in which the TLS proxy names the signed-in nurse
     user_header: str | None = setting(_HEADER, default=None)
+    # Slow or idle clients must not take every connection (see web/server.py):
+    # open connections at most, from everyone
+    connection_limit: int = setting(_WHOLE, default=500)
+    # from one computer (the tls_proxy: no limit)
+    connections_per_address: int = setting(_WHOLE, default=40)
+    header_seconds: float = setting(_POSITIVE, default=10.0)  # a request's headers, within this
+    idle_seconds: float = setting(_POSITIVE, default=60.0)  # a connection with no request: closed
 
     @property
     def way(self) -> str:
