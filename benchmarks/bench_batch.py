@@ -123,6 +123,10 @@ def run(rows: int, jobs: int, keep: bool) -> Result:
                    "--out-dir", str(tmp / "out"), "--jobs", str(jobs)]  # fmt: skip
         env = {k: v for k, v in os.environ.items()  # DISCHARGE_SPEEDUPS=0: the plain path
                if not k.startswith("DISCHARGE_") or k == "DISCHARGE_SPEEDUPS"}  # fmt: skip
+        # Its audit log and clinic data in its own folder: never the user's real ones.
+        env.update(
+            DISCHARGE_AUDIT_DB=str(tmp / "audit.sqlite3"), DISCHARGE_DATA_DIR=str(tmp / "data")
+        )
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
         load_before = os.getloadavg()[0]

@@ -16,9 +16,11 @@ import argparse
 import http.client
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -110,6 +112,9 @@ def main() -> None:
     parser.add_argument("--workers", help="discharge serve --workers (default: its own)")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISCHARGE_")}
+    # Its audit log and clinic data in a folder of its own: never the user's real ones.
+    folder = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    env.update(DISCHARGE_AUDIT_DB=str(folder / "audit.sqlite3"), DISCHARGE_DATA_DIR=str(folder))
     server = subprocess.Popen(
         [sys.executable, "-m", "discharge", "serve", "--port", "0",
          *(["--workers", args.workers] if args.workers else [])],
@@ -160,6 +165,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
