@@ -64,9 +64,15 @@ MADE, PRUNED = "made", "pruned"
 SIGNED_IN, SIGNED_OUT, SIGN_IN_FAILED = "signed-in", "signed-out", "sign-in-failed"
 # A sheet `discharge listen` removed from its ready folder (the appointment was cancelled).
 WITHDRAWN = "withdrawn"
+# The web form's local accounts changed (`discharge users`): ``user`` is who changed them (the
+# OS account), ``detail`` the account changed (never a password).
+USER_ADDED, USER_DISABLED, USER_RESET = "user-added", "user-disabled", "user-reset"
 # The log's own actions; each delivery channel (discharge.channels) adds its three names
 # (e.g. "emailed", "email-failed", "email-unknown") when it is registered.
-ACTIONS = (MADE, PRUNED, SIGNED_IN, SIGNED_OUT, SIGN_IN_FAILED, WITHDRAWN)
+ACTIONS = (
+    MADE, PRUNED, SIGNED_IN, SIGNED_OUT, SIGN_IN_FAILED, WITHDRAWN, USER_ADDED, USER_DISABLED,
+    USER_RESET,
+)  # fmt: skip
 _actions = set(ACTIONS)
 
 # reportlab writes one "/Type /Page" dictionary per page (and "/Type /Pages" for the tree); it

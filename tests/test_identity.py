@@ -130,6 +130,22 @@ def test_users_add_list_disable_reset_from_the_command_line(clinic_data_dir: Pat
     assert Accounts().authenticate("alice", ALICE_PW) is None
 
 
+def test_account_changes_are_audit_records_without_passwords(audit_db: Path) -> None:
+    add_user_by_command("Alice", ALICE_PW)
+    assert run_discharge("users", "disable", "alice").code == 0
+    reset = run_discharge("users", "reset", "alice", "--password-stdin", stdin=BOB_PW + "\n")
+    assert reset.code == 0, reset.stderr
+    rows = audit_rows(audit_db)
+    assert [(r["action"], json.loads(str(r["detail"]))["account"]) for r in rows] == [
+        ("user-added", "alice"), ("user-disabled", "alice"), ("user-reset", "alice"),
+    ]  # fmt: skip
+    assert {r["user"] for r in rows} == {getpass.getuser()}  # who changed them: the OS account
+    assert json.loads(str(rows[1]["detail"]))["sessions_ended"] == 0
+    for secret in (ALICE_PW, BOB_PW, "scrypt"):
+        assert all(secret not in str(value) for r in rows for value in r.values())
+    assert run_discharge("log", "--verify").code == 0
+
+
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [

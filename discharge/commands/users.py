@@ -37,6 +37,7 @@ def add(name: str, password_stdin: bool) -> None:
     name = check_name(name)  # before asking for a password
     stored = Accounts().add(name, _new_password(password_stdin))
     click.echo(f"added user {stored}")
+    _record("added", stored)
 
 
 @users.command(name="list")
@@ -66,6 +67,7 @@ def disable(name: str) -> None:
 
     ended = Accounts().disable(name)
     click.echo(f"disabled user {normalise_name(name)}; {ended} open session(s) ended")
+    _record("disabled", normalise_name(name), sessions_ended=ended)
 
 
 @users.command()
@@ -78,6 +80,24 @@ def reset(name: str, password_stdin: bool) -> None:
 
     stored = Accounts().reset(name, _new_password(password_stdin))
     click.echo(f"new password set for {stored}")
+    _record("reset", stored)
+
+
+def _record(change: str, account: str, **detail: int) -> None:
+    """The change in the clinic's audit log: who made it (the OS account), to which account;
+    never a password. A log that cannot be written stops with its error (the change is made)."""
+    import json
+
+    from discharge.audit import USER_ADDED, USER_DISABLED, USER_RESET, AuditLog, AuditRecord
+    from discharge.config import load_config
+
+    action = {"added": USER_ADDED, "disabled": USER_DISABLED, "reset": USER_RESET}[change]
+
+    entry = AuditRecord(
+        action=action, channel="cli", detail=json.dumps({"account": account, **detail})
+    )
+    with AuditLog.open(load_config()) as log:
+        log.record(entry)
 
 
 def _new_password(from_stdin: bool) -> str:
