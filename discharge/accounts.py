@@ -28,14 +28,13 @@ import os
 import re
 import secrets
 import sqlite3
-import stat
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from discharge.clinic_data import data_dir
+from discharge.clinic_data import data_dir, keep_private
 from discharge.errors import ConfigError, InputError
 
 DB_NAME = "users.sqlite3"
@@ -194,7 +193,7 @@ class Accounts:
         try:
             if not self._ready:
                 _create_private(self.path)
-            _keep_private(self.path)
+            keep_private(self.path, what="the accounts file", error=ConfigError)
             conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
         except OSError as exc:
             raise ConfigError(
@@ -339,24 +338,3 @@ def _create_private(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-
-
-def _keep_private(path: Path) -> None:
-    """A file (or its -wal, -shm) others can read is made 0600, or nothing is read from it."""
-    if not hasattr(os, "fchmod"):  # Windows: no such modes
-        return
-    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        try:
-            mode = file.stat().st_mode
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISREG(mode) or not mode & 0o077:
-            continue
-        try:
-            os.chmod(file, 0o600)
-        except OSError as exc:
-            raise ConfigError(
-                f"the accounts file {file} can be read by other users (mode "
-                f"{stat.S_IMODE(mode):04o}) and cannot be made private ({exc.strerror}); its "
-                "owner should run: chmod 600 " + str(file)
-            ) from None

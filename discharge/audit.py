@@ -33,7 +33,6 @@ import json
 import os
 import re
 import sqlite3
-import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
 
+from discharge.clinic_data import immediate_transaction, keep_private
 from discharge.config import Config
 from discharge.errors import DischargeError, ExitStatus
 from discharge.settings_schema import FilePath, Flag, Section, setting
@@ -383,7 +383,7 @@ class AuditLog:
             return []
         conn = self._conn
         try:
-            with _transaction(conn):
+            with immediate_transaction(conn):
                 return self._append(conn, entries)
         except sqlite3.Error as exc:
             raise AuditError(f"cannot write the audit log {self.path}: {exc}") from None
@@ -499,7 +499,7 @@ class AuditLog:
             raise AuditError(f"the audit log does not verify ({check.problem}); nothing pruned")
         conn = self._conn
         try:
-            with _transaction(conn):
+            with immediate_transaction(conn):
                 last = conn.execute(
                     "SELECT max(id), count(*) FROM records WHERE time_utc < ?",
                     (_utc_text(cutoff),),
@@ -606,25 +606,11 @@ def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock at the start (waiting up to the busy timeout for another
-    # writer), so a transaction that has read the end of the chain never has to retry.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
     try:
         if create:
             _create_private(path)
-        _keep_private(path)
+        keep_private(path, what="the audit log", error=AuditError)
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
     except OSError as exc:
         raise AuditError(f"cannot create the audit log {path}: {exc.strerror}") from None
@@ -640,7 +626,7 @@ def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
                 raise AuditError(
                     f"the audit log {path} was written by a newer version of discharge"
                 )
-            with _transaction(conn):
+            with immediate_transaction(conn):
                 # Statement by statement: executescript would commit the transaction first.
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -693,29 +679,3 @@ def _create_private(path: Path) -> None:
             os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
-
-
-def _keep_private(path: Path) -> None:
-    """An existing log (and its -wal and -shm files) that others can read is made 0600.
-
-    A log copied in, restored from a backup or made by an older version may be readable by
-    every user of the computer: it names patients. If it cannot be tightened (it belongs to
-    another user), nothing is read or written until someone does.
-    """
-    if not hasattr(os, "fchmod"):  # Windows: no such modes
-        return
-    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        try:
-            mode = file.stat().st_mode
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISREG(mode) or not mode & 0o077:
-            continue
-        try:
-            os.chmod(file, 0o600)
-        except OSError as exc:
-            raise AuditError(
-                f"the audit log {file} can be read by other users (mode "
-                f"{stat.S_IMODE(mode):04o}) and cannot be made private ({exc.strerror}); its "
-                "owner should run: chmod 600 " + str(file)
-            ) from None

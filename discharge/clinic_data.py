@@ -18,10 +18,16 @@ import hmac
 import os
 import re
 import secrets
+import stat
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from discharge.errors import ConfigError
+from discharge.errors import ConfigError, DischargeError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 DATA_DIR_ENV = "DISCHARGE_DATA_DIR"
 SECRET_NAME = "identifier-secret"
@@ -96,3 +102,43 @@ def _create(folder: Path, path: Path) -> None:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on one of the clinic's SQLite files (the audit log, the records
+    of emails sent and sheets filed). IMMEDIATE takes the write lock at the start (waiting up
+    to the busy timeout for another writer), so a check and what follows from it are one step;
+    anything raised inside rolls it back."""
+    import sqlite3
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def keep_private(path: Path, *, what: str, error: type[DischargeError]) -> None:
+    """An existing SQLite file (and its -wal and -shm files) that others can read is made 0600;
+    if it cannot be (another user owns it), ``error`` says so, naming it as ``what`` (e.g.
+    "the audit log"), and nothing is read from it."""
+    if not hasattr(os, "fchmod"):  # Windows: no such modes
+        return
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = file.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode) or not mode & 0o077:
+            continue
+        try:
+            os.chmod(file, 0o600)
+        except OSError as exc:
+            raise error(
+                f"{what} {file} can be read by other users (mode {stat.S_IMODE(mode):04o}) and "
+                f"cannot be made private ({exc.strerror}); its owner should run: chmod 600 {file}"
+            ) from None

@@ -26,13 +26,13 @@ import contextlib
 import os
 import sqlite3
 import unicodedata
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from discharge.clinic_data import data_dir, keyed_digest
+from discharge.clinic_data import data_dir, immediate_transaction, keyed_digest
 from discharge.errors import DeliveryError
 from discharge.request import DischargeRequest
 
@@ -181,7 +181,7 @@ class SentJournal:
         """
         now = _now()
         try:
-            with self._transaction():
+            with immediate_transaction(self._conn):
                 row = self._conn.execute(
                     "SELECT version, state, message_id, time_utc, delivered, delivered_state, "
                     "delivered_utc FROM sends WHERE key = ?",
@@ -207,7 +207,7 @@ class SentJournal:
         assert outcome in (SENT, FAILED, UNKNOWN)
         now = _now()
         try:
-            with self._transaction():
+            with immediate_transaction(self._conn):
                 if outcome == FAILED:  # nothing reached the patient: what they had, they have
                     self._conn.execute(
                         "UPDATE sends SET state = ?, time_utc = ? WHERE key = ?",
@@ -225,18 +225,6 @@ class SentJournal:
                 f"the email was {'sent' if outcome == SENT else 'not confirmed'}, but the "
                 f"clinic's record of emails sent {self.path} could not be updated: {exc}"
             ) from None
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        # IMMEDIATE: the write lock from the start, so a check and its intent are one step.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
 
 def _previous(key: SendKey, row: tuple[str, ...] | None) -> Previous:

@@ -37,14 +37,14 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from discharge.audit import AuditError, AuditLog, AuditRecord, count_pages
 from discharge.channels import Actions, Handout, Recorder, register
-from discharge.clinic_data import data_dir, keyed_digest
+from discharge.clinic_data import data_dir, immediate_transaction, keyed_digest
 from discharge.config import Config
 from discharge.errors import ConfigError, DeliveryError, InputError
 from discharge.hl7.mdm import (
@@ -214,7 +214,7 @@ class FilingJournal:
         may have it (then ``held`` says which and nothing is recorded)."""
         now = _now()
         try:
-            with self._transaction():
+            with immediate_transaction(self._conn):
                 row = self._conn.execute(
                     "SELECT version, number, tries, state, filed, filed_number, filed_state "
                     "FROM filings WHERE key = ?",
@@ -258,7 +258,7 @@ class FilingJournal:
         """The outcome of the attempt ``claim`` recorded: FILED, REFUSED, FAILED or UNKNOWN."""
         now = _now()
         try:
-            with self._transaction():
+            with immediate_transaction(self._conn):
                 if outcome in (FILED, UNKNOWN):
                     self._conn.execute(
                         "UPDATE filings SET state = ?, control_id = ?, time_utc = ?, "
@@ -277,18 +277,6 @@ class FilingJournal:
                 f"the sheet's filing ended {outcome}, but the clinic's record of sheets filed "
                 f"{self.path} could not be updated: {exc}"
             ) from None
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        # IMMEDIATE: the write lock from the start, so a check and its intent are one step.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
 
 def _now() -> str:
