@@ -545,7 +545,7 @@ def run_batch(
     started = time.monotonic()
     audit_log = AuditLog.open(config)  # a broken [audit] setting stops the run now
     check = check_schedule(schedule, config, date_order=date_order, reporter=reporter, deep=False)
-    out = _prepare_out_dir(Path(out_dir))
+    out = prepare_out_dir(Path(out_dir))
     counts = {OK: 0, ERROR: 0, SKIPPED: 0, DUPLICATE: 0}
     interrupted = complete = False
     with locked(out):
@@ -765,7 +765,8 @@ def _still_valid(
     return digest if digest == before.get("sha256") else None
 
 
-def _prepare_out_dir(out_dir: Path) -> Path:
+def prepare_out_dir(out_dir: Path) -> Path:
+    """The output folder, made if needed and checked writable (an OutputError if not)."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

@@ -52,6 +52,7 @@ from discharge.batch.run import (
     RenderResult,
     RenderTask,
     input_fingerprint,
+    prepare_out_dir,
     prepare_renderer,
     render_row,
 )
@@ -140,7 +141,7 @@ class ReadyFolder:
     ) -> None:
         self.config = config
         self.settings = settings
-        self.out = _prepare(out_dir)
+        self.out = prepare_out_dir(out_dir)
         self.folder = str(self.out.resolve())
         # The batch's lock on the folder, held while listening: a batch into the same folder
         # (or a second listener) would rewrite the manifest under it.
@@ -559,18 +560,6 @@ class ReadyFolder:
         # The manifest is a report, rebuilt from the journal: no flush to disk of its own.
         with open_atomic(path, durable=False) as raw:
             raw.write(buffer.getvalue().encode("utf-8"))
-
-
-def _prepare(out_dir: Path) -> Path:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"output folder {out_dir} is a file, expected a folder") from None
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write in output folder {out_dir}: permission denied")
-    return out_dir
 
 
 def _open_journal(path: Path) -> sqlite3.Connection:
