@@ -44,11 +44,14 @@ from discharge.batch import (
     SENT,
     SKIPPED,
     UNKNOWN,
+    EmailColumns,
+    ManifestRow,
     ManifestWriter,
     Schedule,
     ScheduleRow,
     folder_salt,
     locked,
+    read_columns,
     read_manifest,
     read_rows,
     record_key,
@@ -171,51 +174,42 @@ def email_batch(
         # The manifest holds a few short cells per row, no patient data: it is kept in memory
         # so that it can be republished while the rows are being worked through.
         entries = list(read_manifest(out))
-        by_key = {e["key"]: e for e in entries if e.get("key") and e.get("status") in (OK, SKIPPED)}
+        by_key = {e.key: e for e in entries if e.key and e.status in (OK, SKIPPED)}
         legacy = _fold_legacy_journal(out, by_key)
-        publish = _Publisher(out, entries, checkpoint_seconds)
+        publish = _Publisher(out, read_columns(out), entries, checkpoint_seconds)
         tz = config.clinic.tz
         try:
             for item in _rows(read_rows(schedule, config, date_order)):
                 entry = by_key.get(record_key(item.request, salt))
-                if entry is None or not entry.get("file"):
+                if entry is None or not entry.file:
                     continue  # its PDF was not made (the row's error is in the manifest)
-                row = int(entry["row"])
-                address = entry.get("email", "")
+                row, address = entry.row, entry.email
                 if not address:
-                    entry.update(email_status=NONE, email_sent_to="", message_id="")
-                    entry["email_error"] = ""
+                    entry.emailed = EmailColumns(NONE)
                     counts[NONE] += 1
                     continue
-                key = record.send_key(item.request, address, entry.get("sha256", ""))
+                key = record.send_key(item.request, address, entry.sha256)
                 message_id = record.message_id(key, mailer.settings.domain)
-                allow = resend.allowed(entry["key"], item)
+                allow = resend.allowed(entry.key, item)
                 previous = journal.claim(key, message_id, allow=allow)  # the intent, committed
-                if previous.status == record.NEW and not resend.names(entry["key"], item):
+                if previous.status == record.NEW and not resend.names(entry.key, item):
                     previous = _adopt(journal, key, entry, address, previous)
                 if previous.status not in (record.NEW, *allow):
                     when = previous.when_text(tz)
-                    entry.update(email_sent_to=address, message_id=previous.message_id)
                     if previous.status == record.SENT:
-                        entry.update(email_status=SENT, email_error="")
+                        status, error = SENT, ""
                         counts["already"] += 1
                     elif previous.status == record.CHANGED:
-                        entry.update(
-                            email_status=CHANGED,
-                            email_error=f"an earlier version was emailed at {when}",
-                        )
+                        status, error = CHANGED, f"an earlier version was emailed at {when}"
                         counts[CHANGED] += 1
                     else:
-                        entry.update(
-                            email_status=UNKNOWN,
-                            email_error=f"an earlier send at {when} was never confirmed",
-                        )
+                        status, error = UNKNOWN, f"an earlier send at {when} was never confirmed"
                         counts[UNKNOWN] += 1
-                        reporter.email_unknown(row, entry["key"], address, entry["email_error"])
+                        reporter.email_unknown(row, entry.key, address, error)
+                    entry.emailed = EmailColumns(status, address, previous.message_id, error)
                     continue
-                before = {k: entry.get(k, "") for k in EMAIL_FIELDS}
-                entry.update(email_status=_SENDING, email_sent_to=address, email_error="")
-                entry["message_id"] = message_id
+                before = entry.emailed
+                entry.emailed = EmailColumns(_SENDING, address, message_id)
                 went: list[str] = []  # the Message-ID, once the record says the message went
 
                 def noted(sent_id: str, key: record.SendKey = key, went: list[str] = went) -> None:
@@ -228,9 +222,9 @@ def email_batch(
                     )
                 except OutcomeUnknown as exc:
                     journal.finish(key, record.UNKNOWN)
-                    entry.update(email_status=UNKNOWN, email_error=str(exc))
+                    entry.emailed = replace(entry.emailed, status=UNKNOWN, error=str(exc))
                     counts[UNKNOWN] += 1
-                    reporter.email_unknown(row, entry["key"], address, str(exc))
+                    reporter.email_unknown(row, entry.key, address, str(exc))
                     if exc.stop:  # the row's line said why; this one says the run stopped
                         raise DeliveryError(
                             f"the email step stopped at row {row}: the SMTP server went silent"
@@ -238,21 +232,21 @@ def email_batch(
                     continue
                 except BaseException as exc:
                     if went:  # it went, but its audit record could not be written: stop
-                        entry.update(email_status=SENT, message_id=went[0], email_error="")
+                        entry.emailed = EmailColumns(SENT, address, went[0])
                         raise
                     # Nothing reached the server: the run stops.
                     known = isinstance(exc, DischargeError)  # else (Ctrl-C, a bug): not known
                     journal.finish(key, record.FAILED if known else record.UNKNOWN)
-                    entry.update(before)
+                    entry.emailed = before
                     raise
                 if not went:
-                    journal.finish(key, outcome["email_status"], outcome["message_id"])
-                entry.update(outcome)
-                counts[outcome["email_status"]] += 1
-                if outcome["email_status"] == SENT:
+                    journal.finish(key, outcome.status, outcome.message_id)
+                entry.emailed = outcome
+                counts[outcome.status] += 1
+                if outcome.status == SENT:
                     reporter.email_sent(row, address)
                 else:
-                    reporter.email_failed(row, address, outcome["email_error"])
+                    reporter.email_failed(row, address, outcome.error)
                 publish.maybe()
         finally:
             journal.close()
@@ -269,7 +263,7 @@ def email_batch(
 def _adopt(
     journal: record.SentJournal,
     key: record.SendKey,
-    entry: Mapping[str, str],
+    entry: ManifestRow,
     address: str,
     claimed: record.Previous,
 ) -> record.Previous:
@@ -277,12 +271,10 @@ def _adopt(
     alone: what its manifest says went (or may have) to this address, for this same PDF, is
     taken into the clinic's record instead of being sent. The manifest can only hold a
     message back this way, never send one."""
-    said = entry.get("email_status")
-    if said not in (SENT, UNKNOWN) or entry.get("email_sent_to", "").casefold() != (
-        address.casefold()
-    ):
+    said = entry.emailed
+    if said.status not in (SENT, UNKNOWN) or said.sent_to.casefold() != address.casefold():
         return claimed
-    journal.finish(key, said, entry.get("message_id", ""))
+    journal.finish(key, said.status, said.message_id)
     return journal.previous(key)
 
 
@@ -290,7 +282,7 @@ def _adopt(
 _LEGACY_JOURNAL = f".{MANIFEST_NAME}.email-journal"
 
 
-def _fold_legacy_journal(out: Path, by_key: Mapping[str, dict[str, str]]) -> Path | None:
+def _fold_legacy_journal(out: Path, by_key: Mapping[str, ManifestRow]) -> Path | None:
     """A run of an earlier version killed mid-send left its journal: fold what it says into
     the manifest's entries (an intent with no outcome is ``unknown``) for ``_adopt`` to take
     into the clinic's record. Returns its path, to remove once the manifest is published."""
@@ -302,10 +294,12 @@ def _fold_legacy_journal(out: Path, by_key: Mapping[str, dict[str, str]]) -> Pat
         return None
     for outcome in outcomes:  # in order: the last one wins
         entry = by_key.get(outcome.get("key", ""))
-        if entry is not None and outcome.get("sha256") == entry.get("sha256"):
-            entry.update({k: outcome.get(k) or "" for k in EMAIL_FIELDS})
-            if entry["email_status"] == _SENDING:
-                entry["email_status"] = UNKNOWN
+        if entry is not None and outcome.get("sha256") == entry.sha256:
+            status = outcome.get("email_status") or ""
+            entry.emailed = EmailColumns(
+                UNKNOWN if status == _SENDING else status, outcome.get("email_sent_to") or "",
+                outcome.get("message_id") or "", outcome.get("email_error") or "",
+            )  # fmt: skip
     return path
 
 
@@ -339,7 +333,7 @@ def _rows(items: Iterable[object]) -> Iterable[ScheduleRow]:
 
 def _send_row(
     item: ScheduleRow,
-    entry: Mapping[str, str],
+    entry: ManifestRow,
     config: Config,
     out: Path,
     mailer: Mailer,
@@ -347,47 +341,51 @@ def _send_row(
     audit: AuditLog,
     batch_file: str,
     noted: Callable[[str], None],
-) -> dict[str, str]:
+) -> EmailColumns:
     """Send one row's PDF through the email channel; a problem with this row only is returned
     as a failed outcome.
 
     The channel records the send in the audit log (``email-failed``, ``email-unknown``, and
     ``emailed`` once ``noted`` has put the outcome in the clinic's record).
     """
+    sent_to = entry.emailed.sent_to
     try:
-        address = check_email(entry["email_sent_to"])
+        address = check_email(sent_to)
         try:
-            pdf = (out / entry["file"]).read_bytes()
+            pdf = (out / entry.file).read_bytes()
         except OSError as exc:
-            raise InputError(f"cannot read {entry['file']}: {exc.strerror}") from None
+            raise InputError(f"cannot read {entry.file}: {exc.strerror}") from None
         # Send exactly the document the manifest recorded, or nothing.
-        if hashlib.sha256(pdf).hexdigest() != entry.get("sha256"):
-            raise InputError(f"{entry['file']} has changed since it was made; run the batch again")
+        if hashlib.sha256(pdf).hexdigest() != entry.sha256:
+            raise InputError(f"{entry.file} has changed since it was made; run the batch again")
         document = build_document(item.request, config)
         made = replace(
             describe_pdf(item.request, document, pdf, channel="batch"),
-            batch_file=batch_file, batch_row=int(entry["row"]),
+            batch_file=batch_file, batch_row=entry.row,
         )  # fmt: skip
         handout = Handout((made,), item.request, document, front_end="batch")
         channel = EmailChannel(
-            mailer, settings, address, message_id=entry["message_id"], noted=noted
+            mailer, settings, address, message_id=entry.emailed.message_id, noted=noted
         )
         receipt = deliver(handout, pdf, channel, audit=audit)
     except (MessageRejected, InputError) as exc:
-        return {"email_status": FAILED, "message_id": "", "email_error": str(exc)}
-    return {"email_status": SENT, "message_id": receipt.email.message_id, "email_error": ""}
+        return EmailColumns(FAILED, sent_to, "", str(exc))
+    return EmailColumns(SENT, sent_to, receipt.email.message_id)
 
 
 class _Publisher:
     """Rewrites manifest.csv (atomically) with the email columns, now and then and at the end."""
 
-    def __init__(self, out: Path, entries: list[dict[str, str]], every: float) -> None:
+    def __init__(
+        self, out: Path, columns: list[str], entries: list[ManifestRow], every: float
+    ) -> None:
         self.out = out
         self.entries = entries
         self.every = every
         self.next = time.monotonic() + every
-        fields = list(entries[0]) if entries else []
-        self.fields = fields + [f for f in EMAIL_FIELDS if f not in fields]
+        # The file's own columns, in its order (with any this version does not know), then
+        # the email step's, if it had none yet.
+        self.fields = columns + [f for f in EMAIL_FIELDS if f not in columns]
 
     def maybe(self) -> None:
         if time.monotonic() >= self.next:
@@ -400,8 +398,8 @@ class _Publisher:
         writer = ManifestWriter(self.out, self.fields)
         try:
             for entry in self.entries:
-                if entry.get("email_status") == _SENDING:  # stopped mid-send: not known
-                    entry["email_status"] = UNKNOWN
+                if entry.emailed.status == _SENDING:  # stopped mid-send: not known
+                    entry.emailed = replace(entry.emailed, status=UNKNOWN)
                 writer.record(entry)
         finally:
             writer.close(complete=True)

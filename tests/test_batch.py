@@ -394,8 +394,10 @@ def test_other_commands_columns_survive_a_rerun_for_the_same_pdf(tmp_path: Path)
     entries = manifest(out)
     for entry in entries:  # what `discharge email` records after sending
         entry["email_status"] = "sent"
+        entry["ward"] = "=Ward 7"  # a column another tool (or a person) added
+    columns = [*entries[0]]
     with (out / "manifest.csv").open("w", encoding="utf-8-sig", newline="") as handle:
-        writer = csv.DictWriter(handle, [*entries[0], "email_status"])
+        writer = csv.DictWriter(handle, columns)
         writer.writeheader()
         writer.writerows(entries)
 
@@ -403,15 +405,36 @@ def test_other_commands_columns_survive_a_rerun_for_the_same_pdf(tmp_path: Path)
 
     assert run.code == 0
     after = {int(e["row"]): e for e in manifest(out)}
+    assert list(after[3]) == columns  # the columns, in their order
     assert after[3]["status"] == "skipped" and after[3]["email_status"] == "sent"
+    assert after[3]["ward"] == "'=Ward 7"  # kept, and no longer a formula for a spreadsheet
     # Row 2's document changed, so "sent" no longer describes it: it is sent again.
-    assert after[2]["status"] == "ok" and after[2]["email_status"] == ""
+    assert after[2]["status"] == "ok" and after[2]["email_status"] == "" and after[2]["ward"] == ""
+
+
+def test_a_manifest_row_reads_back_as_it_was_written() -> None:
+    from discharge.batch import EmailColumns, ManifestRow
+
+    entry = ManifestRow(
+        7, status="ok", key="k", file="f.pdf", sha256="s", procedure="hsg", date="2026-11-02",
+        email="=a@b.example", input_sha256="i", error="",
+        emailed=EmailColumns("sent", "=a@b.example", "<m@x>", ""), others={"ward": "+7"},
+    )  # fmt: skip
+    assert ManifestRow.from_cells(entry.cells()) == entry
+    assert entry.neutralised()["email"] == "'=a@b.example"
+    assert entry.neutralised()["ward"] == "'+7"
+    assert ManifestRow.from_cells({"row": "x", "status": "ok"}) is None  # a damaged line
 
 
 def test_a_checkpoint_keeps_the_previous_entries_of_rows_not_reached_yet(tmp_path: Path) -> None:
     """Until a run is complete, the manifest still lists the last run's rows it has not
     recorded again, in their order, so a stopped rerun can still skip them."""
-    from discharge.batch.manifest import MANIFEST_FIELDS, ManifestWriter, PreviousManifest
+    from discharge.batch.manifest import (
+        MANIFEST_FIELDS,
+        ManifestRow,
+        ManifestWriter,
+        PreviousManifest,
+    )
 
     out = tmp_path / "out"
     out.mkdir()
@@ -422,8 +445,8 @@ def test_a_checkpoint_keeps_the_previous_entries_of_rows_not_reached_yet(tmp_pat
             writer.writerow({"row": row, "key": key, "status": "ok", "file": f"{key}.pdf"})
     previous = PreviousManifest(out)
     writer = ManifestWriter(out, MANIFEST_FIELDS, previous)
-    writer.record({"row": "2", "key": "bbb", "status": "ok", "file": "bbb.pdf"})
-    writer.record({"row": "3", "key": "new", "status": "ok", "file": "new.pdf"})
+    writer.record(ManifestRow(2, key="bbb", status="ok", file="bbb.pdf"))
+    writer.record(ManifestRow(3, key="new", status="ok", file="new.pdf"))
 
     writer.checkpoint()
     assert [(e["row"], e["key"]) for e in manifest(out)] == [

@@ -19,9 +19,13 @@ from discharge.batch.manifest import (
     SENT,
     SKIPPED,
     UNKNOWN,
+    EmailColumns,
+    ManifestRow,
     ManifestWriter,
     neutralise,
+    read_columns,
     read_manifest,
+    write_manifest,
 )
 from discharge.batch.run import (
     BatchReporter,
@@ -56,7 +60,8 @@ __all__ = [
     "EMAIL_FIELDS", "ERROR", "FAILED", "KNOWN_COLUMNS", "MANIFEST_FIELDS", "MANIFEST_NAME",
     "NONE", "OK", "REQUIRED_COLUMNS", "SENT", "SKIPPED", "UNKNOWN", "folder_salt", "record_key",
     "BatchReporter", "BatchSummary",
-    "CheckSummary", "check_combined_path", "ManifestWriter", "QuietReporter", "RowError",
+    "CheckSummary", "check_combined_path", "EmailColumns", "ManifestRow", "ManifestWriter",
+    "QuietReporter", "RowError", "read_columns", "write_manifest",
     "Schedule", "ScheduleRecord",
     "ScheduleRow", "check_schedule", "combine_pdfs", "locked", "neutralise", "normalise_column",
     "made_files", "DateOrders", "date_order_note",

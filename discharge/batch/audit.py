@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import replace
 from pathlib import Path
 
 from discharge.audit import AuditError, AuditLog, AuditRecord
+from discharge.batch.manifest import ERROR, OK, ManifestRow
 
 
 class BatchAudit:
@@ -48,10 +49,10 @@ class BatchAudit:
         self.rows_per_commit = rows_per_commit
         self.seconds_per_commit = seconds_per_commit
 
-    def entries(self, outcomes: Iterable[dict[str, str]]) -> Iterator[dict[str, str]]:
+    def entries(self, outcomes: Iterable[ManifestRow]) -> Iterator[ManifestRow]:
         # (entry, its record not yet committed, or None); _commit empties the list as it goes,
         # so an interruption at any point neither records a row twice nor passes it on twice.
-        held: list[tuple[dict[str, str], AuditRecord | None]] = []
+        held: list[tuple[ManifestRow, AuditRecord | None]] = []
         made = 0
         deadline = time.monotonic() + self.seconds_per_commit
         try:
@@ -71,17 +72,13 @@ class BatchAudit:
             raise
         yield from self._commit(held)
 
-    def _record(self, entry: Mapping[str, str]) -> AuditRecord | None:
-        facts = self.facts.pop(int(entry["row"]), None)
-        if facts is None or not self.log.enabled or entry.get("status") != "ok":
+    def _record(self, entry: ManifestRow) -> AuditRecord | None:
+        facts = self.facts.pop(entry.row, None)
+        if facts is None or not self.log.enabled or entry.status != OK:
             return None
-        return replace(
-            facts, channel="batch", batch_file=self.schedule, batch_row=int(entry["row"])
-        )
+        return replace(facts, channel="batch", batch_file=self.schedule, batch_row=entry.row)
 
-    def _commit(
-        self, held: list[tuple[dict[str, str], AuditRecord | None]]
-    ) -> Iterator[dict[str, str]]:
+    def _commit(self, held: list[tuple[ManifestRow, AuditRecord | None]]) -> Iterator[ManifestRow]:
         failure: AuditError | None = None
         if self.before_commit is not None and held:
             self.before_commit()
@@ -92,17 +89,18 @@ class BatchAudit:
             self._remove(held)
             for entry, record in held:
                 if record is not None:
-                    entry.update(status="error", sha256="", error=f"not recorded: {exc}")
+                    entry.status, entry.sha256 = ERROR, ""
+                    entry.error = f"not recorded: {exc}"
         held[:] = [(entry, None) for entry, _ in held]
         for entry, _ in held:
-            self.in_flight.pop(int(entry["row"]), None)
+            self.in_flight.pop(entry.row, None)
         while held:
             yield held.pop(0)[0]
         if failure is not None:
             raise failure
 
-    def _remove(self, held: list[tuple[dict[str, str], AuditRecord | None]]) -> None:
+    def _remove(self, held: list[tuple[ManifestRow, AuditRecord | None]]) -> None:
         for entry, record in held:
             if record is not None:
                 with contextlib.suppress(OSError):
-                    (self.out_dir / entry["file"]).unlink()
+                    (self.out_dir / entry.file).unlink()

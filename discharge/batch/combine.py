@@ -28,7 +28,7 @@ def check_combined_path(
             f"--combined {destination} would replace the batch's manifest or its journal; "
             "write the print file somewhere else (for example DIR/print-all.pdf)"
         )
-    if _PDF_NAME.match(name) and any(e.get("file") == name for e in read_manifest(out)):
+    if _PDF_NAME.match(name) and any(e.file == name for e in read_manifest(out)):
         raise OutputError(
             f"--combined {destination} would replace a patient's PDF; write the print file "
             "somewhere else (for example DIR/print-all.pdf)"
@@ -56,16 +56,16 @@ def combine_pdfs(
     for entry in read_manifest(out):
         # Only names this module makes: a hand-edited manifest cannot point outside the folder.
         wanted = (OK, SKIPPED) if every_row else (OK,)
-        if entry.get("status") not in wanted or not _PDF_NAME.match(entry.get("file", "")):
+        if entry.status not in wanted or not _PDF_NAME.match(entry.file):
             continue
         try:
-            reader = PdfReader(out / entry["file"])
+            reader = PdfReader(out / entry.file)
             pages = len(reader.pages)
             for page in reader.pages:
                 writer.add_page(page)
         except (OSError, PyPdfError) as exc:
             raise OutputError(
-                f"cannot add {entry['file']} (row {entry['row']}) to the combined PDF: {exc}"
+                f"cannot add {entry.file} (row {entry.row}) to the combined PDF: {exc}"
             ) from None
         if pages % 2:
             last = reader.pages[-1].mediabox
@@ -80,6 +80,4 @@ def combine_pdfs(
 
 def made_files(out_dir: str | os.PathLike[str]) -> list[str]:
     """The PDFs the last run made (not those it found done), in row order."""
-    return [
-        e["file"] for e in read_manifest(Path(out_dir)) if e.get("status") == OK and e.get("file")
-    ]
+    return [e.file for e in read_manifest(Path(out_dir)) if e.status == OK and e.file]

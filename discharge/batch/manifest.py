@@ -3,6 +3,10 @@
 It is opened in spreadsheets, so it holds no names or notes, and cells a spreadsheet would run
 as formulas are neutralised. It is republished atomically as a run goes, from a journal file,
 so memory stays flat for any number of rows.
+
+A row is a ``ManifestRow`` record everywhere in the code (the batch, the email step, the web
+page's summary, the HL7 listener's ready folder); only this module turns it into cells and
+back.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -62,7 +67,91 @@ def restore(cell: str) -> str:
     return cell[1:] if cell.startswith("'") else cell
 
 
-def read_manifest(out_dir: str | os.PathLike[str]) -> Iterator[dict[str, str]]:
+@dataclass(frozen=True, slots=True)
+class EmailColumns:
+    """The email step's columns of a row: what became of sending its PDF (all empty until
+    the row is emailed)."""
+
+    status: str = ""  # email_status: SENT, FAILED, UNKNOWN, NONE, or "changed"
+    sent_to: str = ""  # email_sent_to
+    message_id: str = ""
+    error: str = ""  # email_error
+
+
+@dataclass(slots=True)
+class ManifestRow:
+    """One row of ``manifest.csv``: one schedule row's outcome, as the render step (and then
+    the email step) recorded it. Cells are kept as text, as they are in the file; an empty
+    cell is an empty string.
+
+    ``others`` holds the columns this version does not know (added by a later version, another
+    tool or a person), by name: they are written back as they were.
+    """
+
+    row: int  # where the row is in its schedule, as a spreadsheet numbers it
+    status: str = ""  # OK, ERROR, SKIPPED, DUPLICATE (the listener adds "withdrawn")
+    key: str = ""
+    file: str = ""
+    sha256: str = ""
+    procedure: str = ""
+    date: str = ""
+    email: str = ""
+    input_sha256: str = ""
+    error: str = ""
+    emailed: EmailColumns = EmailColumns()
+    others: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_cells(cls, cells: Mapping[str, str]) -> ManifestRow | None:
+        """The row from its cells by column name (as read, before neutralising is undone);
+        None when its row number is not a number (a hand-edited or damaged line)."""
+        row = cells.get("row", "")
+        if not row.isdigit():
+            return None
+        get = cells.get
+        return cls(
+            int(row), get("status", ""), get("key", ""), get("file", ""), get("sha256", ""),
+            get("procedure", ""), get("date", ""), get("email", ""), get("input_sha256", ""),
+            get("error", ""),
+            EmailColumns(
+                get("email_status", ""), get("email_sent_to", ""), get("message_id", ""),
+                get("email_error", ""),
+            ),
+            {k: v for k, v in cells.items() if k not in _COLUMNS},
+        )  # fmt: skip
+
+    def cells(self) -> dict[str, str]:
+        """Every cell by column name, as text (not neutralised)."""
+        emailed = self.emailed
+        return {
+            "row": str(self.row), "key": self.key, "status": self.status, "file": self.file,
+            "sha256": self.sha256, "procedure": self.procedure, "date": self.date,
+            "email": self.email, "input_sha256": self.input_sha256, "error": self.error,
+            "email_status": emailed.status, "email_sent_to": emailed.sent_to,
+            "message_id": emailed.message_id, "email_error": emailed.error, **self.others,
+        }  # fmt: skip
+
+    def neutralised(self) -> dict[str, str]:
+        """The cells as written to the file: none a spreadsheet would run as a formula."""
+        return {k: neutralise(v) for k, v in self.cells().items()}
+
+    def carry_over(self, before: ManifestRow | None) -> None:
+        """Take the last run's other columns (the email step's, and any this version does not
+        know) for the same document.
+
+        They describe the PDF they were recorded for: if the row now produces different bytes
+        (its data was corrected), they no longer apply and are dropped.
+        """
+        if before is None or not self.sha256 or self.sha256 != before.sha256:
+            return
+        self.emailed = before.emailed
+        self.others = dict(before.others)
+
+
+_COLUMNS = frozenset(MANIFEST_FIELDS + EMAIL_FIELDS)
+
+
+def read_manifest(out_dir: str | os.PathLike[str]) -> Iterator[ManifestRow]:
     """The manifest's rows, in order, cells as they were before neutralising.
 
     Rows that cannot be read (a hand-edited or damaged file) are left out: their PDFs are then
@@ -79,14 +168,43 @@ def read_manifest(out_dir: str | os.PathLike[str]) -> Iterator[dict[str, str]]:
         yield from _manifest_rows(handle)
 
 
-def _manifest_rows(handle: IO[str]) -> Iterator[dict[str, str]]:
+def read_columns(out_dir: str | os.PathLike[str]) -> list[str]:
+    """The manifest's column names, in the file's order (none if there is no readable file)."""
+    try:
+        with (Path(out_dir) / MANIFEST_NAME).open(encoding=MANIFEST_ENCODING, newline="") as f:
+            return _header(f)
+    except OSError:
+        return []
+
+
+def _header(handle: IO[str]) -> list[str]:
+    try:
+        return next(csv.reader(io.StringIO(handle.readline())), [])
+    except (csv.Error, UnicodeDecodeError):
+        return []
+
+
+def _manifest_rows(handle: IO[str]) -> Iterator[ManifestRow]:
     try:
         for raw in csv.DictReader(handle):
-            entry = {k: restore(v or "") for k, v in raw.items() if isinstance(k, str)}
-            if entry.get("row", "").isdigit():
+            cells = {k: restore(v or "") for k, v in raw.items() if isinstance(k, str)}
+            entry = ManifestRow.from_cells(cells)
+            if entry is not None:
                 yield entry
     except (csv.Error, UnicodeDecodeError):
         return
+
+
+def write_manifest(out_dir: Path, rows: Iterable[ManifestRow], *, durable: bool = True) -> None:
+    """Publish a whole manifest of the render step's columns at once (atomically)."""
+    buffer = io.StringIO()
+    buffer.write("\ufeff")  # the BOM of MANIFEST_ENCODING: Excel then reads it as UTF-8
+    writer = csv.DictWriter(buffer, MANIFEST_FIELDS, restval="", extrasaction="ignore")
+    writer.writeheader()
+    for entry in rows:
+        writer.writerow(entry.neutralised())
+    with open_atomic(out_dir / MANIFEST_NAME, durable=durable) as raw:
+        raw.write(buffer.getvalue().encode("utf-8"))
 
 
 class PreviousManifest:
@@ -128,14 +246,12 @@ class PreviousManifest:
                 "entry TEXT, seen INTEGER NOT NULL DEFAULT 0)"
             )
             with handle:
-                try:
-                    self.fields = next(csv.reader(io.StringIO(handle.readline())), [])
-                except UnicodeDecodeError:  # not ours any more: its rows are simply made again
-                    return db
+                # Not ours any more (not text, not CSV): no columns, and its rows are made again.
+                self.fields = _header(handle)
                 handle.seek(0)
                 db.executemany(
                     "INSERT OR IGNORE INTO previous (key, entry) VALUES (?, ?)",
-                    ((e["key"], json.dumps(e)) for e in _manifest_rows(handle) if e.get("key")),
+                    ((e.key, json.dumps(e.cells())) for e in _manifest_rows(handle) if e.key),
                 )
             db.commit()
         except BaseException:
@@ -143,12 +259,12 @@ class PreviousManifest:
             raise
         return db
 
-    def entry(self, key: str) -> dict[str, str] | None:
+    def entry(self, key: str) -> ManifestRow | None:
         """The previous run's entry for this key, if it had one."""
         if self._db is None:
             return None
         found = self._db.execute("SELECT entry FROM previous WHERE key = ?", (key,)).fetchone()
-        return json.loads(found[0]) if found else None
+        return ManifestRow.from_cells(json.loads(found[0])) if found else None
 
     def mark_seen(self, key: str) -> None:
         """This run has recorded the row with this key (marked here, not kept in a set: memory
@@ -156,13 +272,14 @@ class PreviousManifest:
         if self._db is not None:
             self._db.execute("UPDATE previous SET seen = 1 WHERE key = ?", (key,))
 
-    def unseen(self) -> Iterator[dict[str, str]]:
+    def unseen(self) -> Iterator[ManifestRow]:
         """Previous entries whose keys this run has not reached (kept when a run stops early)."""
         if self._db is None:
             return
         query = "SELECT entry FROM previous WHERE NOT seen ORDER BY position"
-        for (entry,) in self._db.execute(query):
-            yield json.loads(entry)
+        for (cells,) in self._db.execute(query):
+            if (entry := ManifestRow.from_cells(json.loads(cells))) is not None:
+                yield entry
 
     def close(self) -> None:
         self._discard()
@@ -195,13 +312,13 @@ class ManifestWriter:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
         self._writer = csv.DictWriter(self._journal, self.fields, restval="", extrasaction="ignore")
 
-    def record(self, entry: Mapping[str, str]) -> None:
+    def record(self, entry: ManifestRow) -> None:
         try:
-            self._writer.writerow({k: neutralise(str(v)) for k, v in entry.items()})
+            self._writer.writerow(entry.neutralised())
         except OSError as exc:  # a full disk, a file-size limit: a clear error, not a bug
             raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
-        if self.previous is not None and entry.get("key"):
-            self.previous.mark_seen(entry["key"])
+        if self.previous is not None and entry.key:
+            self.previous.mark_seen(entry.key)
 
     def checkpoint(self, *, complete: bool = False) -> None:
         """Publish what is known: this run's entries, then (unless the run is complete) the
@@ -219,7 +336,7 @@ class ManifestWriter:
             if not complete and self.previous is not None:
                 tail = csv.DictWriter(text, self.fields, restval="", extrasaction="ignore")
                 for entry in self.previous.unseen():
-                    tail.writerow({k: neutralise(v) for k, v in entry.items()})
+                    tail.writerow(entry.neutralised())
             text.flush()
             text.detach()
         self._journal.seek(0, io.SEEK_END)
@@ -232,14 +349,3 @@ class ManifestWriter:
                 self._journal.close()
             with contextlib.suppress(FileNotFoundError):
                 self.journal_path.unlink()
-
-
-def carried_over(entry: Mapping[str, str], before: Mapping[str, str] | None) -> dict[str, str]:
-    """Other commands' columns (e.g. email status) from the last run, for the same document.
-
-    They describe the PDF they were recorded for: if the row now produces different bytes
-    (its data was corrected), they no longer apply and are dropped.
-    """
-    if before is None or not entry.get("sha256") or entry.get("sha256") != before.get("sha256"):
-        return {}
-    return {k: v for k, v in before.items() if k not in MANIFEST_FIELDS}

@@ -21,7 +21,7 @@ import sys
 import time
 import unicodedata
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -38,9 +38,9 @@ from discharge.batch.manifest import (
     MANIFEST_NAME,
     OK,
     SKIPPED,
+    ManifestRow,
     ManifestWriter,
     PreviousManifest,
-    carried_over,
 )
 from discharge.batch.schedule import (
     DateOrders,
@@ -365,7 +365,7 @@ class BatchReporter(Protocol):
 
     def started(self, rows: int) -> None: ...
 
-    def row_done(self, entry: Mapping[str, str]) -> None: ...
+    def row_done(self, entry: ManifestRow) -> None: ...
 
 
 class QuietReporter:
@@ -381,7 +381,7 @@ class QuietReporter:
     def started(self, rows: int) -> None:
         pass
 
-    def row_done(self, entry: Mapping[str, str]) -> None:
+    def row_done(self, entry: ManifestRow) -> None:
         pass
 
 
@@ -568,11 +568,11 @@ def run_batch(
             rows = runner.outcomes(read_rows(schedule, config, date_order), previous, force)
             for entry in audit.entries(rows):
                 manifest.record(entry)
-                counts[entry["status"]] += 1
-                if entry["status"] == ERROR and entry.get("key"):
+                counts[entry.status] += 1
+                if entry.status == ERROR and entry.key:
                     # A row with a key failed while being made (the check above reported the
                     # rest): say so now.
-                    reporter.row_error(int(entry["row"]), entry["error"])
+                    reporter.row_error(entry.row, entry.error)
                 reporter.row_done(entry)
                 if time.monotonic() >= next_checkpoint:
                     began = time.monotonic()
@@ -586,7 +586,7 @@ def run_batch(
             # rows already written when the signal came
             for entry in audit.entries(runner.finished()):
                 manifest.record(entry)
-                counts[entry["status"]] += 1
+                counts[entry.status] += 1
         finally:
             runner.close()
             runner.discard_unreported()  # no PDF is kept that is not recorded
@@ -626,7 +626,7 @@ class _Runner:
         self.jobs = max(1, min(jobs, to_render))
         self.pool: Any = None
         self.prepared = False
-        self.pending: deque[tuple[dict[str, str], dict[str, str] | None, Any]] = deque()
+        self.pending: deque[tuple[ManifestRow, ManifestRow | None, Any]] = deque()
         self.audit_facts: dict[int, AuditRecord] = {}  # row -> its audit record, once made
         self.in_flight: dict[int, str] = {}  # row -> its PDF, until the row is recorded
         self.unflushed: list[str] = []  # PDFs written since the last flush_written
@@ -636,40 +636,38 @@ class _Runner:
 
     def outcomes(
         self, items: Iterable[ScheduleRow | RowError], previous: PreviousManifest, force: bool
-    ) -> Iterator[dict[str, str]]:
+    ) -> Iterator[ManifestRow]:
         window = self.jobs * _WINDOW_PER_JOB
         for item in items:
             if isinstance(item, RowError):
-                entry = {"row": str(item.row), "status": ERROR, "error": item.message}
+                entry = ManifestRow(item.row, status=ERROR, error=item.message)
                 self.pending.append((entry, None, _Ready()))
             else:
                 key = record_key(item.request, self.salt)
                 shown = repr(item.request)
-                entry = {
-                    "row": str(item.row),
-                    "key": key,
-                    "file": output_name(item.request, key),
-                    "procedure": item.request.procedure,
-                    "date": item.request.day.isoformat(),
-                    "email": item.email,
-                    "input_sha256": input_fingerprint(item, self.config, self.templates, shown),
-                }
+                procedure, day = item.request.procedure, item.request.day.isoformat()
                 repeat = self.repeats.earlier(item, shown)
-                before = previous.entry(key)
                 if repeat is not None:
                     kind, earlier = repeat
                     # The earlier row owns the key, the file and the email: this one has none.
-                    entry = {
-                        "row": entry["row"], "status": kind, "procedure": entry["procedure"],
-                        "date": entry["date"], "error": repeat_message(kind, earlier),
-                    }  # fmt: skip
+                    entry = ManifestRow(
+                        item.row, status=kind, procedure=procedure, date=day,
+                        error=repeat_message(kind, earlier),
+                    )  # fmt: skip
                     self.pending.append((entry, None, _Ready()))
-                elif digest := (None if force else _still_valid(self.out_dir, entry, before)):
-                    entry.update(status=SKIPPED, sha256=digest)
+                    continue
+                entry = ManifestRow(
+                    item.row, key=key, file=output_name(item.request, key), procedure=procedure,
+                    date=day, email=item.email,
+                    input_sha256=input_fingerprint(item, self.config, self.templates, shown),
+                )  # fmt: skip
+                before = previous.entry(key)
+                if digest := (None if force else _still_valid(self.out_dir, entry, before)):
+                    entry.status, entry.sha256 = SKIPPED, digest
                     self.pending.append((entry, before, _Ready()))
                 else:
-                    task = RenderTask(item.row, entry["file"], item.request)
-                    self.in_flight[item.row] = entry["file"]
+                    task = RenderTask(item.row, entry.file, item.request)
+                    self.in_flight[item.row] = entry.file
                     self.pending.append((entry, before, self._submit(task)))
             while len(self.pending) > window or (self.pending and self.pending[0][2].ready()):
                 yield self._complete(self.pending.popleft(), wait=True)
@@ -677,7 +675,7 @@ class _Runner:
         while self.pending:
             yield self._complete(self.pending.popleft(), wait=True)
 
-    def finished(self) -> Iterator[dict[str, str]]:
+    def finished(self) -> Iterator[ManifestRow]:
         """After an interruption: the rows at the front that are already done, in order."""
         while self.pending and self.pending[0][2].ready():
             try:
@@ -712,20 +710,20 @@ class _Runner:
             self.chunk = _Chunk()
 
     def _complete(
-        self, item: tuple[dict[str, str], dict[str, str] | None, Any], *, wait: bool
-    ) -> dict[str, str]:
+        self, item: tuple[ManifestRow, ManifestRow | None, Any], *, wait: bool
+    ) -> ManifestRow:
         entry, before, pending = item
         result: RenderResult | None = pending.get() if wait else pending.get(timeout=0)
         if result is not None:
             if result.error:
                 # Only a row with a PDF on disk names a file.
-                entry.update(status=ERROR, error=result.error, file="")
+                entry.status, entry.error, entry.file = ERROR, result.error, ""
             else:
-                entry.update(status=OK, sha256=result.sha256)
+                entry.status, entry.sha256 = OK, result.sha256
                 self.unflushed.append(result.file)
                 if result.audit is not None:
                     self.audit_facts[result.row] = result.audit
-        entry.update(carried_over(entry, before))
+        entry.carry_over(before)
         return entry
 
     def flush_written(self) -> None:
@@ -750,19 +748,17 @@ class _Runner:
         self.in_flight.clear()
 
 
-def _still_valid(
-    out_dir: Path, entry: Mapping[str, str], before: Mapping[str, str] | None
-) -> str | None:
+def _still_valid(out_dir: Path, entry: ManifestRow, before: ManifestRow | None) -> str | None:
     """The PDF's digest if the last run made this same row into this same, intact file."""
-    if before is None or before.get("status") not in (OK, SKIPPED):
+    if before is None or before.status not in (OK, SKIPPED):
         return None
-    if before.get("file") != entry["file"] or before.get("input_sha256") != entry["input_sha256"]:
+    if before.file != entry.file or before.input_sha256 != entry.input_sha256:
         return None
     try:
-        digest = hashlib.sha256((out_dir / entry["file"]).read_bytes()).hexdigest()
+        digest = hashlib.sha256((out_dir / entry.file).read_bytes()).hexdigest()
     except OSError:
         return None
-    return digest if digest == before.get("sha256") else None
+    return digest if digest == before.sha256 else None
 
 
 def prepare_out_dir(out_dir: Path) -> Path:

@@ -61,9 +61,7 @@ def deliver_rows(
     with locked(out), AuditLog.open(config) as audit:
         salt = folder_salt(out)
         made = {
-            e["key"]: e
-            for e in read_manifest(out)
-            if e.get("key") and e.get("status") in (OK, SKIPPED) and e.get("file")
+            e.key: e for e in read_manifest(out) if e.key and e.status in (OK, SKIPPED) and e.file
         }
         for item in read_rows(schedule, config, date_order):
             if not isinstance(item, ScheduleRow):
@@ -71,9 +69,9 @@ def deliver_rows(
             entry = made.get(record_key(item.request, salt))
             if entry is None:
                 continue
-            row, file = int(entry["row"]), entry["file"]
+            row, file = entry.row, entry.file
             try:
-                pdf = _read_made(out / file, entry.get("sha256", ""))
+                pdf = _read_made(out / file, entry.sha256)
                 document = build_document(item.request, config)
                 record = replace(
                     describe_pdf(item.request, document, pdf, channel="batch"),

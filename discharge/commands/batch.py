@@ -6,7 +6,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ from discharge.options import (
 )
 
 if TYPE_CHECKING:
-    from discharge.batch import DateOrders, Schedule
+    from discharge.batch import DateOrders, ManifestRow, Schedule
     from discharge.batch_email import BatchEmail, Resend
     from discharge.config import Config
     from discharge.options import PrintChoice
@@ -258,7 +258,7 @@ class TerminalReporter:
     def started(self, rows: int) -> None:
         self.total, self.done, self.began = rows, 0, time.monotonic()
 
-    def row_done(self, entry: Mapping[str, str]) -> None:
+    def row_done(self, entry: ManifestRow) -> None:
         self.done += 1
         now = time.monotonic()
         if self.progress and (now - self.drawn >= 0.2 or self.done == self.total):
@@ -383,8 +383,8 @@ def _print_combined(
     wanted = (OK, SKIPPED) if every_row else (OK,)
     with AuditLog.open(config) as audit:
         for entry in read_manifest(out_dir):
-            if entry.get("status") in wanted and entry.get("file") and entry.get("sha256"):
-                made = [r for r in audit.query(pdf_sha256=entry["sha256"]) if r.action == "made"]
+            if entry.status in wanted and entry.file and entry.sha256:
+                made = [r for r in audit.query(pdf_sha256=entry.sha256) if r.action == "made"]
                 sheets.extend(made[-1:])
     title = job_title(f"batch of {len(sheets)}")
     try:

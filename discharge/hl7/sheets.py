@@ -19,9 +19,7 @@ folder is made again there.)
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
 import json
 import os
 import sqlite3
@@ -37,16 +35,15 @@ import hl7
 from discharge.audit import MADE, WITHDRAWN, AuditLog, AuditRecord
 from discharge.batch import (
     ERROR,
-    MANIFEST_FIELDS,
-    MANIFEST_NAME,
     OK,
+    ManifestRow,
     ScheduleRow,
     folder_salt,
     locked,
-    neutralise,
     output_name,
     record_key,
     remove_partial_files,
+    write_manifest,
 )
 from discharge.batch.run import (
     RenderResult,
@@ -77,7 +74,6 @@ from discharge.hl7.siu import (
     make_ack,
     read_booking,
 )
-from discharge.output import open_atomic
 
 JOURNAL_NAME = "hl7-journal.sqlite3"
 MANIFEST_EVERY = 1.0  # seconds: while many messages are being made, the manifest waits this long
@@ -531,14 +527,17 @@ class ReadyFolder:
                  file, sha, procedure, day, email, fingerprint, error, _now()),
             )  # fmt: skip
 
-    def entries(self) -> Iterator[dict[str, str]]:
+    def entries(self) -> Iterator[ManifestRow]:
         """The manifest's rows: every appointment this folder has had, in the order first
         seen."""
         for found in self.journal.execute(
             "SELECT * FROM appointments WHERE folder = ? ORDER BY row", (self.folder,)
         ):
-            entry = {name: str(found[name]) for name in MANIFEST_FIELDS}
-            yield entry
+            yield ManifestRow(
+                found["row"], found["status"], found["key"], found["file"], found["sha256"],
+                found["procedure"], found["date"], found["email"], found["input_sha256"],
+                found["error"],
+            )  # fmt: skip
 
     def write_manifest(self, *, busy: bool = False) -> None:
         """``manifest.csv`` as the batch writes it (the same columns; ``withdrawn`` a status of
@@ -550,16 +549,8 @@ class ReadyFolder:
             self.manifest_due = True
             return
         self.manifest_written, self.manifest_due = now, False
-        path = self.out / MANIFEST_NAME
-        buffer = io.StringIO()
-        buffer.write("\ufeff")  # the BOM of the batch's manifest: Excel reads it as UTF-8
-        writer = csv.DictWriter(buffer, MANIFEST_FIELDS, restval="", extrasaction="ignore")
-        writer.writeheader()
-        for entry in self.entries():
-            writer.writerow({k: neutralise(v) for k, v in entry.items()})
         # The manifest is a report, rebuilt from the journal: no flush to disk of its own.
-        with open_atomic(path, durable=False) as raw:
-            raw.write(buffer.getvalue().encode("utf-8"))
+        write_manifest(self.out, self.entries(), durable=False)
 
 
 def _open_journal(path: Path) -> sqlite3.Connection:

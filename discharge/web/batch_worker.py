@@ -15,12 +15,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from discharge.batch import DateOrders
+    from discharge.batch import DateOrders, ManifestRow
 
 SCHEDULE = "schedule.csv"
 OUT = "out"
@@ -81,7 +80,7 @@ class FileReporter:
         self.total = rows
         self.write()
 
-    def row_done(self, entry: Mapping[str, str]) -> None:
+    def row_done(self, entry: ManifestRow) -> None:
         self.done += 1
         if time.monotonic() - self.written > 0.25:
             self.write()
@@ -95,6 +94,8 @@ def run(
     job: Path, config_path: str | None, shown_as: str, date_order: str | None = None
 ) -> dict[str, Any]:
     from discharge.batch import (
+        OK,
+        SKIPPED,
         ScheduleRow,
         combine_pdfs,
         open_schedule,
@@ -123,17 +124,17 @@ def run(
         return {"state": "failed", "message": reporter.clean(str(exc))}
     rows = []
     for entry in read_manifest(job / OUT):
-        row = int(entry["row"])
-        name, procedure, day = names.get(row, ("", entry.get("procedure", ""), None))
+        row = entry.row
+        name, procedure, day = names.get(row, ("", entry.procedure, None))
         rows.append(
             {
                 "row": row,
-                "status": entry["status"],
-                "file": entry["file"] if entry["status"] in ("ok", "skipped") else "",
+                "status": entry.status,
+                "file": entry.file if entry.status in (OK, SKIPPED) else "",
                 "patient": name,
                 "procedure": procedure,
-                "date": day.isoformat() if day else entry.get("date", ""),
-                "message": reporter.messages.get(row, reporter.clean(entry.get("error", ""))),
+                "date": day.isoformat() if day else entry.date,
+                "message": reporter.messages.get(row, reporter.clean(entry.error)),
             }
         )
     return {
