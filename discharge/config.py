@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -24,6 +23,8 @@ from discharge.settings_schema import (
     FilePath,
     Flag,
     Invalid,
+    ListOf,
+    Pattern,
     Problems,
     Section,
     Text,
@@ -31,7 +32,6 @@ from discharge.settings_schema import (
     Whole,
     check_section,
     setting,
-    unknown_key,
 )
 
 S = TypeVar("S", bound=Section)
@@ -41,17 +41,53 @@ PAPER_SIZES = ("a4", "letter")
 DATE_ORDERS = ("dmy", "mdy")
 
 
-@dataclass(frozen=True)
-class Resource:
-    """Support or further reading the clinic recommends: printed with a QR code for its URL."""
+# A page printed as a QR code: one https:// address, nothing else (a space would end it).
+_WEB_PAGE = r"https://\S+"
+_NAME_NEEDED = "is required (the organisation or page, in words)"
 
-    name: str
-    phone: str = ""
-    url: str = ""
-    procedures: tuple[str, ...] = ()  # the procedure ids it is for; empty: every procedure
-    variants: tuple[str, ...] = ()  # the variants it is for (e.g. "fertility"); empty: every one
-    language: str = ""  # the language its page is in ("en"); empty: the clinic's language
+
+@dataclass(frozen=True)
+class Resource(Section):
+    """Support or further reading the clinic recommends: printed with a QR code for its URL.
+
+    One ``[[resources]]`` table of the settings file each (checked like a section, and named
+    ``[[resources]] #N`` in its problems).
+    """
+
+    NAME: ClassVar[str] = "resources"
+    PATTERNS: ClassVar[tuple[Pattern, ...]] = (
+        # url_es = "https://...": the same page in another language
+        Pattern(r"url_([a-z]{2,3})", "url_LANG", "urls",
+                Text(strip=True, pattern=_WEB_PAGE, problem="must be one https:// address")),
+    )  # fmt: skip
+
+    name: str = setting(Text(empty=False, strip=True, problem=_NAME_NEEDED), required=_NAME_NEEDED)
+    phone: str = setting(Text(strip=True), default="")
+    url: str = setting(
+        Text(strip=True, pattern=f"({_WEB_PAGE})?",
+             problem="must be one https:// address (printed as a QR code)"),
+        default="",
+    )  # fmt: skip
+    # the procedure ids it is for; empty: every procedure
+    procedures: tuple[str, ...] = setting(
+        ListOf(Text(), problem="must be a list of procedure ids"), default=()
+    )
+    # the variants it is for (e.g. "fertility"); empty: every one
+    variants: tuple[str, ...] = setting(
+        ListOf(Text(strip=True, lower=True), problem="must be a list of variant names"),
+        default=(),
+    )
+    language: str = setting(  # the language its page is in ("en"); empty: the clinic's
+        Text(pattern=r"([a-z]{2,3})?", problem="must be a language code such as en or es"),
+        default="",
+    )
     urls: tuple[tuple[str, str], ...] = ()  # the same page in other languages: (("es", url),)
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
+        phone, url = values.get("phone"), values.get("url")  # None: wrong, and already named
+        if phone == "" and url == "":
+            yield "", "give a phone number, a url, or both"
 
 
 # The demo clinic's resources are as fictional as its phone numbers (example.org addresses).
@@ -243,71 +279,23 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
             known = ", ".join(["clinic", *SECTIONS, "[[resources]]"])
             problems.add(f"[{name}]", None, f"is not a known section (expected one of: {known})")
         if name == "resources" or (name == "clinic" and "resources" not in data):
-            resources = _resources(data.get("resources", []), problems)
+            resources = _resources(data.get("resources", []), where, problems)
             clinic = replace(clinic, resources=resources)
     if problems:
         raise ConfigError("\n".join(problems.lines()))
     return Config(clinic=clinic, source=file, sections=sections)
 
 
-def _resources(raw: Any, problems: Problems) -> tuple[Resource, ...]:
-    """``[[resources]]``: name (required), phone, url (https), procedures (a list of ids),
-    variants (a list of variant names), language (of its page), url_LANG (the page in LANG)."""
+def _resources(raw: Any, where: Where, problems: Problems) -> tuple[Resource, ...]:
+    """``[[resources]]``: each table checked as a ``Resource``."""
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
         problems.add("[[resources]]", None, "expected [[resources]] tables with name, phone, url")
         return ()
-    found = []
-    for index, item in enumerate(raw):
-        label = f"[[resources]] #{index + 1}"
-
-        def problem(key: str | None, text: str, label: str = label) -> None:
-            problems.add(label, key, text)
-
-        urls = []
-        for key in item:
-            if re.fullmatch(r"url_[a-z]{2,3}", key):
-                value = item[key]
-                if (
-                    not isinstance(value, str)
-                    or not value.startswith("https://")
-                    or any(c.isspace() for c in value)
-                ):
-                    problem(key, "must be one https:// address")
-                else:
-                    urls.append((key[4:], value.strip()))
-            elif key not in _RESOURCE_KEYS:
-                problem(key, unknown_key(key, [*_RESOURCE_KEYS, "url_LANG"]))
-        variants = item.get("variants", [])
-        if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
-            problem("variants", "must be a list of variant names")
-            variants = []
-        language = item.get("language", "")
-        if not isinstance(language, str) or not re.fullmatch(r"([a-z]{2,3})?", language):
-            problem("language", "must be a language code such as en or es")
-            language = ""
-        name, phone, url = (item.get(k, "") for k in ("name", "phone", "url"))
-        procedures = item.get("procedures", [])
-        if not isinstance(name, str) or not name.strip():
-            problem("name", "is required (the organisation or page, in words)")
-        if not isinstance(phone, str) or not isinstance(url, str):
-            problem(None, "phone and url must be text in quotes")
-            continue
-        if url and (not url.startswith("https://") or any(c.isspace() for c in url)):
-            problem("url", "must be one https:// address (printed as a QR code)")
-        if not phone and not url:
-            problem(None, "give a phone number, a url, or both")
-        if not isinstance(procedures, list) or not all(isinstance(p, str) for p in procedures):
-            problem("procedures", "must be a list of procedure ids")
-            procedures = []
-        if isinstance(name, str):
-            found.append(Resource(
-                name.strip(), phone.strip(), url.strip(), tuple(procedures),
-                tuple(v.strip().lower() for v in variants), language, tuple(urls),
-            ))  # fmt: skip
-    return tuple(found)
-
-
-_RESOURCE_KEYS = ("name", "phone", "url", "procedures", "variants", "language")
+    found = (
+        check_section(Resource, item, where, problems, label=f"[[resources]] #{number}")
+        for number, item in enumerate(raw, 1)
+    )
+    return tuple(resource for resource in found if resource is not None)
 
 
 # A logo is printed 40 mm wide: 4,000 x 4,000 pixels is far more than enough. A larger image

@@ -15,7 +15,9 @@ declares it beside its code, e.g. ``discharge/printing/settings.py``::
 own). **To add a section**, declare its class like this and add its name and class to
 ``SECTIONS`` in ``discharge/config.py``: ``load_config`` then checks it with the rest of the
 file (importing its module only when the file has the section), and ``config.section(Class)``
-gives the checked record. Rules between keys go in the class's ``relations`` method.
+gives the checked record. Rules between keys go in the class's ``relations`` method; keys
+named by a rule rather than one by one (``url_es``, ``url_fr``) are a ``Pattern`` in its
+``PATTERNS``. An array of tables (``[[resources]]``) is one such class checked per table.
 
 A problem reads ``settings.toml: [section] key: problem``; an unknown key names the keys the
 section knows (and the nearest one, for a typing slip).
@@ -70,6 +72,7 @@ class Text(Kind):
 
     empty: bool = True
     strip: bool = False
+    lower: bool = False  # kept in lower case (a name compared without regard to case)
     one_line: bool = False
     pattern: str | None = None
     problem: str = "must be text in quotes"
@@ -83,7 +86,7 @@ class Text(Kind):
         text = value.strip() if self.strip else value
         if self.pattern is not None and not re.fullmatch(self.pattern, text):
             raise Invalid(self.problem)
-        return text
+        return text.lower() if self.lower else text
 
 
 @dataclass(frozen=True)
@@ -253,12 +256,26 @@ def setting(
     return field(default=default, metadata=meta)
 
 
+@dataclass(frozen=True)
+class Pattern:
+    """Keys named by a rule rather than one by one (``url_es``, ``url_fr``): each is checked as
+    ``kind`` and kept, in file order, in the section's field ``into`` as (what the rule's group
+    matched, the value) pairs, e.g. ``(("es", "https://..."),)``."""
+
+    rule: str  # a regular expression with one group, matched against the whole key
+    shown: str  # how messages name these keys: "url_LANG"
+    into: str  # the section's field (a plain field, not a setting) that holds them
+    kind: Kind
+
+
 class Section:
     """A section of the settings file; subclasses are frozen dataclasses of ``setting`` fields."""
 
     NAME: ClassVar[str]
     # Keys refused with a reason rather than as unknown: {"password": "use password_env"}.
     UNSUPPORTED: ClassVar[Mapping[str, str]] = {}
+    # Keys named by a rule (``url_LANG``), besides the declared ones.
+    PATTERNS: ClassVar[tuple[Pattern, ...]] = ()
 
     @classmethod
     def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
@@ -299,25 +316,40 @@ class Problems:
         return bool(self.found)
 
 
-def check_section(section: type[S], raw: Any, where: Where, problems: Problems) -> S | None:
-    """The checked record of one section of the file, or None with its problems added."""
-    label = f"[{section.NAME}]"
+def check_section(
+    section: type[S], raw: Any, where: Where, problems: Problems, label: str | None = None
+) -> S | None:
+    """The checked record of one section of the file, or None with its problems added.
+
+    ``label``: how problems name the section, when not ``[NAME]`` (one table of an array of
+    tables: ``[[resources]] #2``).
+    """
+    label = label or f"[{section.NAME}]"
     if not isinstance(raw, dict):
         problems.add(label, None, "must be a table of settings")
         return None
     fields = declared(section)
     before = len(problems.found)
     values: dict[str, Any] = {}
+    patterned: dict[str, list[tuple[str, Any]]] = {p.into: [] for p in section.PATTERNS}
     for key, value in raw.items():  # in file order
         if key in section.UNSUPPORTED:
             problems.add(label, key, f"is not supported ({section.UNSUPPORTED[key]})")
-        elif key not in fields:
-            problems.add(label, key, unknown_key(key, list(fields)))
-        else:
+        elif key in fields:
             try:
                 values[fields[key].name] = fields[key].metadata["setting"].kind.check(value, where)
             except Invalid as exc:
                 problems.add(label, key, str(exc))
+        elif (match := _matching_pattern(section, key)) is not None:
+            pattern, part = match
+            try:
+                patterned[pattern.into].append((part, pattern.kind.check(value, where)))
+            except Invalid as exc:
+                problems.add(label, key, str(exc))
+        else:
+            shown = [*fields, *(p.shown for p in section.PATTERNS)]
+            problems.add(label, key, unknown_key(key, shown))
+    values.update({into: tuple(pairs) for into, pairs in patterned.items() if pairs})
     for key, f in fields.items():
         wanted: Setting = f.metadata["setting"]
         if key in raw:
@@ -339,6 +371,14 @@ def check_section(section: type[S], raw: Any, where: Where, problems: Problems) 
     if len(problems.found) > before:
         return None
     return section(**values)
+
+
+def _matching_pattern(section: type[Section], key: str) -> tuple[Pattern, str] | None:
+    """The section's pattern this key matches, and what the pattern's group matched."""
+    for pattern in section.PATTERNS:
+        if found := re.fullmatch(pattern.rule, key):
+            return pattern, found.group(1)
+    return None
 
 
 def unknown_key(key: str, known: Iterable[str]) -> str:

@@ -97,3 +97,22 @@ def test_the_reportlab_check_names_each_module_outside_the_wing(tmp_path: Path) 
     (copy / "cache.py").write_text("import reportlabx\n")  # another package: not reportlab
     expected = ["discharge.batch.warm", "discharge.dates", "discharge.web.badge"]
     assert reportlab_importers(copy) == expected
+
+
+def test_every_section_config_imports_by_name_is_declared() -> None:
+    """``SECTIONS`` in config.py names each section's class as text (its module is imported
+    only when a settings file has that section), which import-linter cannot follow: a moved or
+    renamed class must fail here, not for the first clinic whose file has that section."""
+    import importlib
+
+    from discharge.config import SECTIONS
+    from discharge.settings_schema import Section
+
+    for name, target in SECTIONS.items():
+        module, _, attr = target.partition(":")
+        kind = getattr(importlib.import_module(module), attr, None)
+        assert isinstance(kind, type) and issubclass(kind, Section), target
+        assert name == kind.NAME, target
+        # Each lives in a module the one-way flow allows config's by-name import to load: a
+        # settings module (or the audit log's own), not a front end.
+        assert module.endswith(".settings") or module == "discharge.audit", target

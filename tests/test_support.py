@@ -66,6 +66,10 @@ def test_a_clinic_file_never_prints_the_demo_resources(tmp_path: Path) -> None:
         ('name = "X"', "a phone number, a url, or both"),
         ('name = "X"\nphone = "1"\nprocedures = "hsg"', "list of procedure ids"),
         ('name = "X"\nphone = "1"\ncolour = "red"', "colour: is not a known setting"),
+        ('name = "X"\nphone = "1"\nurl_es = "http://x.example"', "url_es: must be one https://"),
+        ('name = "X"\nphone = 1', "phone: must be text in quotes"),
+        ('name = "X"\nphone = "1"\nurl_de = 3', "url_de: must be one https://"),
+        ('name = "X"\nphone = "1"\nurl_spanish = "https://a"', "url_LANG"),
     ],
 )
 def test_bad_resources_are_named(resource: str, message: str) -> None:
@@ -96,3 +100,43 @@ def test_every_qr_code_opens_its_page(tmp_path: Path) -> None:
         "https://northgate.example/loss-support",
         "https://northgate.example/videos?topic=aftercare&lang=en",
     ]
+
+
+def test_every_problem_of_every_resource_is_named_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "clinic.toml"
+    config.write_text(CLINIC + """
+[[resources]]
+name = " "
+url = "http://a.example"
+language = "English"
+
+[[resources]]
+name = "Fine"
+phone = "1"
+url_es = "https://es.example"
+variants = [" Fertility "]
+
+[[resources]]
+name = "No way to reach it"
+""", encoding="utf-8")  # fmt: skip
+    result = run_discharge("generate", "--procedure", "hsg", "--date", "2026-11-21",
+                           "--patient", "Ann Alpha", "--config", config, "-o", tmp_path / "x.pdf")  # fmt: skip
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(f"{config}: ", 1)[1] for line in lines] == [
+        "[[resources]] #1 name: is required (the organisation or page, in words)",
+        "[[resources]] #1 url: must be one https:// address (printed as a QR code)",
+        "[[resources]] #1 language: must be a language code such as en or es",
+        "[[resources]] #3 give a phone number, a url, or both",
+    ]
+    assert not (tmp_path / "x.pdf").exists()
+    config.write_text(CLINIC + """
+[[resources]]
+name = " Fine "
+phone = "1"
+url_es = " https://es.example "
+variants = [" Fertility "]
+""", encoding="utf-8")  # fmt: skip
+    (fine,) = load_config(config).clinic.resources
+    assert fine.name == "Fine" and fine.urls == (("es", "https://es.example"),)
+    assert fine.variants == ("fertility",)
