@@ -9,9 +9,10 @@ private, or refused, as the audit log does):
   user, the parameters stored with the hash (``scrypt$n=32768,r=8,p=3$salt$hash``) so stronger
   ones can come later without invalidating anyone; compared in constant time.
 - **sessions**: one row per browser signed in, under the *hash* of the random id its cookie
-  holds (a copy of this file gives no one a working cookie), with the user and when it ends.
-  Signing out deletes the row, so a cookie copied before then opens nothing afterwards; so does
-  disabling the user. Rows outlive a restart of the server.
+  holds (a copy of this file gives no one a working cookie), with the user, when it ends and
+  when it was last used. Signing out deletes the row, so a cookie copied before then opens
+  nothing afterwards; so do disabling the user and leaving the form unused for the idle time.
+  Rows outlive a restart of the server.
 
 ``shared`` is the user the shared ward password signs in as; it cannot be a local account.
 This module has no click and no Flask: ``discharge users`` is ``commands/users.py``, the
@@ -59,10 +60,21 @@ CREATE TABLE IF NOT EXISTS sessions (
     id_hash TEXT PRIMARY KEY,      -- sha256 of the cookie's random id, never the id itself
     user TEXT NOT NULL,
     created_utc TEXT NOT NULL,
-    expires_utc TEXT NOT NULL
+    expires_utc TEXT NOT NULL,
+    last_seen_utc TEXT NOT NULL DEFAULT ''  -- the last request (at most a minute behind)
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
 """
+
+
+@dataclass(frozen=True)
+class SessionCheck:
+    user: str | None  # who the session is signed in as; None: no session (any more)
+    ended: str = ""  # why it ended just now: "expired", "disabled" or "idle"
+    was: str = ""  # whose session that was
+
+
+_NOTE_USE_EVERY = timedelta(minutes=1)  # how far behind a session's last use may be noted
 
 
 class UnknownUser(InputError):
@@ -206,6 +218,11 @@ class Accounts:
             if not self._ready:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
+                if "last_seen_utc" not in columns:  # an accounts file from before idle times
+                    conn.execute(
+                        "ALTER TABLE sessions ADD COLUMN last_seen_utc TEXT NOT NULL DEFAULT ''"
+                    )
                 self._ready = True
             # IMMEDIATE: a change takes the write lock at once, never half-way through.
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -299,9 +316,15 @@ class Accounts:
         with self._db() as conn:
             conn.execute("DELETE FROM sessions WHERE expires_utc <= ?", (_text(now),))
             conn.execute(
-                "INSERT INTO sessions (id_hash, user, created_utc, expires_utc) "
-                "VALUES (?, ?, ?, ?)",
-                (_session_key(session_id), user, _text(now), _text(now + timedelta(hours=hours))),
+                "INSERT INTO sessions (id_hash, user, created_utc, expires_utc, last_seen_utc) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    _session_key(session_id),
+                    user,
+                    _text(now),
+                    _text(now + timedelta(hours=hours)),
+                    _text(now),
+                ),
             )
             if user != SHARED_USER:
                 conn.execute(
@@ -309,25 +332,48 @@ class Accounts:
                 )
         return session_id
 
-    def session_user(self, session_id: str) -> str | None:
-        """Who the session is signed in as; None if it ended, expired or its user is disabled."""
+    def check_session(self, session_id: str, *, idle: timedelta | None = None) -> SessionCheck:
+        """Who the session is signed in as, noting that it is in use; it ends (and says why)
+        when its time is up, its user is disabled, or it went unused for ``idle``."""
         with self._db(write=False) as conn:
             row = conn.execute(
-                "SELECT s.user, s.expires_utc, u.enabled FROM sessions s "
-                "LEFT JOIN users u ON u.name = s.user WHERE s.id_hash = ?",
+                "SELECT s.user, s.expires_utc, s.created_utc, s.last_seen_utc, u.enabled "
+                "FROM sessions s LEFT JOIN users u ON u.name = s.user WHERE s.id_hash = ?",
                 (_session_key(session_id),),
             ).fetchone()
         if row is None:
-            return None
-        user, expires, enabled = str(row[0]), str(row[1]), row[2]
-        if expires <= _text(_now()) or (user != SHARED_USER and not enabled):
-            self.end_session(session_id)
-            return None
-        return user
+            return SessionCheck(None)
+        user, expires, created, seen_text, enabled = row
+        now = _now()
+        seen = datetime.fromisoformat(seen_text or created)
+        ended = ""
+        if expires <= _text(now):
+            ended = "expired"
+        elif user != SHARED_USER and not enabled:
+            ended = "disabled"
+        elif idle is not None and now - seen >= idle:
+            ended = "idle"
+        if ended:
+            # Said once: of two requests at the same moment, one ends it.
+            ended_now = self.end_session(session_id)
+            return SessionCheck(None, ended, str(user)) if ended_now else SessionCheck(None)
+        # Noted at most once a minute (more often for a short idle time): a write per request
+        # would make every page wait on the accounts file.
+        if now - seen >= (_NOTE_USE_EVERY if idle is None else min(_NOTE_USE_EVERY, idle / 4)):
+            with self._db() as conn:
+                conn.execute(
+                    "UPDATE sessions SET last_seen_utc = ? WHERE id_hash = ?",
+                    (_text(now), _session_key(session_id)),
+                )
+        return SessionCheck(str(user))
 
-    def end_session(self, session_id: str) -> None:
+    def end_session(self, session_id: str) -> bool:
+        """End the session; False if it had ended already."""
         with self._db() as conn:
-            conn.execute("DELETE FROM sessions WHERE id_hash = ?", (_session_key(session_id),))
+            gone = conn.execute(
+                "DELETE FROM sessions WHERE id_hash = ?", (_session_key(session_id),)
+            ).rowcount
+        return gone > 0
 
 
 # --- a private file -----------------------------------------------------------------------

@@ -630,6 +630,64 @@ def test_a_session_survives_a_restart_and_ends_after_session_hours(
         running.stop()
 
 
+def test_a_session_left_unused_for_the_idle_time_ends_and_the_page_says_why(
+    tmp_path: Path, clinic_data_dir: Path, audit_db: Path
+) -> None:
+    """A nurse who walks away from a signed-in screen: after session_idle_minutes without a
+    request the next person finds the sign-in page, not the form in her name."""
+    add_user("alice", ALICE_PW)
+    settings = _settings_file(tmp_path, 'sign_in = "accounts"\nsession_idle_minutes = 20')
+    running = start_server("--workers", "0", "--config", str(settings),
+                           extra_env=_env(clinic_data_dir, audit_db))  # fmt: skip
+    accounts = clinic_data_dir / "users.sqlite3"
+
+    def last_used(minutes_ago: float) -> None:  # the clock moved on, rather than the test waiting
+        with sqlite3.connect(accounts) as conn:
+            moment = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+            conn.execute("UPDATE sessions SET last_seen_utc = ?", (moment.isoformat(),))
+
+    try:
+        nurse = Browser(running.url)
+        nurse.sign_in("alice", ALICE_PW)
+        last_used(19)
+        assert nurse.get()[0] == 200  # 19 minutes: still hers, and that use is noted
+        with sqlite3.connect(accounts) as conn:
+            ((seen,),) = conn.execute("SELECT last_seen_utc FROM sessions")
+        assert datetime.now(UTC) - datetime.fromisoformat(seen) < timedelta(minutes=1)
+        last_used(19)
+        assert nurse.get()[0] == 200  # 19 minutes after that use: still hers
+        copy = nurse.copy()
+        last_used(21)
+        assert _signed_out(nurse.get())
+        status, _, page = nurse.get("login")
+        assert status == 200
+        assert "signed out because the form was not used for 20 minutes" in page
+        assert _signed_out(copy.get())  # a copy of the cookie opens nothing either
+        with sqlite3.connect(accounts) as conn:
+            assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
+        log = run_discharge("log", "--user", "alice", "--format", "json",
+                            env={"DISCHARGE_AUDIT_DB": str(audit_db)})  # fmt: skip
+        ends = [r for r in json.loads(log.stdout) if r["action"] == "signed-out"]
+        assert len(ends) == 1 and "not used for 20 minutes" in ends[0]["detail"]
+        nurse.sign_in("alice", ALICE_PW)  # and she signs in again as before
+        assert nurse.get()[0] == 200
+    finally:
+        running.stop()
+
+
+def test_an_accounts_file_from_before_idle_times_still_opens(clinic_data_dir: Path) -> None:
+    path = clinic_data_dir / "users.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    with sqlite3.connect(path) as conn:  # the sessions table as the first version made it
+        conn.execute("CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, user TEXT NOT NULL, "
+                     "created_utc TEXT NOT NULL, expires_utc TEXT NOT NULL)")  # fmt: skip
+    add_user("alice", ALICE_PW)
+    accounts = Accounts()
+    sid = accounts.start_session("alice", 1)
+    assert accounts.check_session(sid, idle=timedelta(minutes=5)).user == "alice"
+
+
 def test_the_user_header_signs_in_from_the_proxys_address_only(
     tmp_path: Path, clinic_data_dir: Path, audit_db: Path
 ) -> None:

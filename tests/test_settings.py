@@ -60,8 +60,8 @@ def test_an_unknown_key_names_the_keys_it_could_be(tmp_path: Path) -> None:
     assert lines[0] == (
         f"{config}: [serve] max_upload: is not a known setting; did you mean max_upload_mb? "
         "(expected one of: password_env, tls_proxy, max_upload_mb, keep_minutes, session_hours, "
-        "sign_in, user_header, connection_limit, connections_per_address, header_seconds, "
-        "idle_seconds)"
+        "session_idle_minutes, sign_in, user_header, connection_limit, connections_per_address, "
+        "header_seconds, idle_seconds)"
     )
     assert lines[1].startswith(f"{config}: [sms] is not a known section (expected one of: clinic")
     assert len(lines) == 2

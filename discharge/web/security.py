@@ -7,8 +7,10 @@
   nurse in ``user_header`` (trusted from ``tls_proxy``'s address only). Every request runs as
   its user (``audit.acting_as``), so each audit record says who.
 - Sessions are held on the server (``discharge.accounts``): the signed cookie carries a random
-  session id, the server its hash, the user and when it ends. Signing out, disabling the user
-  or the end of ``session_hours`` deletes it: a copy of the cookie then opens nothing.
+  session id, the server its hash, the user and when it ends. Signing out, disabling the user,
+  the end of ``session_hours`` or ``session_idle_minutes`` without a request deletes it: a copy
+  of the cookie then opens nothing. An idle end is an audit record (``signed-out``) and the
+  sign-in page says why.
 - Every sign-in, sign-out and failed sign-in (the name tried and the address, never the
   password) is an audit record.
 - A POST must come from this site's own pages: a cross-site ``Origin`` or ``Sec-Fetch-Site`` is
@@ -23,6 +25,7 @@ import contextlib
 import hmac
 import json
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from flask import (
@@ -145,11 +148,21 @@ def _session_user(way: str) -> str | None:
     sid = session.get("sid")
     if not isinstance(sid, str):
         return None
-    user = _accounts().session_user(sid)
+    minutes = current_app.config["SERVE"].session_idle_minutes
+    found = _accounts().check_session(sid, idle=timedelta(minutes=minutes))
+    if found.ended == "idle":
+        _record(SIGNED_OUT, found.was, reason=f"not used for {_minutes(minutes)}")
+        session["idle_ended"] = _minutes(minutes)  # for the sign-in page to say why
+    user = found.user
     # A session made under the other way (the clinic changed sign_in) is not this one's.
     if user is None or (user == SHARED_USER) != (way == SHARED):
         return None
     return user
+
+
+def _minutes(minutes: float) -> str:
+    shown = f"{minutes:g}"
+    return f"{shown} minute" if shown == "1" else f"{shown} minutes"
 
 
 def _user_from_proxy() -> str:
@@ -224,7 +237,15 @@ def login() -> Any:
             if way == ACCOUNTS
             else "That password is not right. Try again."
         )
-    page = render_template("login.html", problem=problem, name=name, accounts=way == ACCOUNTS)
+    idle = session.pop("idle_ended", None) if not problem else None
+    notice = (
+        f"You were signed out because the form was not used for {idle}. Sign in again."
+        if isinstance(idle, str)
+        else ""
+    )
+    page = render_template(
+        "login.html", problem=problem, name=name, accounts=way == ACCOUNTS, notice=notice
+    )
     return page, 401 if problem else 200
 
 

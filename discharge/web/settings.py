@@ -78,6 +78,8 @@ class ServeSettings(Section):
     max_upload_mb: float = setting(_POSITIVE, default=5.0)  # the largest schedule to upload
     keep_minutes: float = setting(_POSITIVE, default=30.0)  # a batch's files go this long after
     session_hours: float = setting(_POSITIVE, default=12.0)  # a login lasts one shift
+    # signed out after this long without a request: a walked-away-from screen is not hers
+    session_idle_minutes: float = setting(_POSITIVE, default=30.0)
     # how nurses sign in, one of SIGN_IN; not given: "proxy" with a user_header, else "password"
     sign_in: str | None = setting(Choice(SIGN_IN), default=None)
     # sign_in "proxy": the header in which the TLS proxy names the signed-in nurse
