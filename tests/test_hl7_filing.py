@@ -7,6 +7,7 @@ sheet is a real PDF made by the program, checked after the round trip with pdfto
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import sqlite3
 import stat
@@ -34,7 +35,6 @@ from discharge.hl7.filing import (
     JOURNAL_NAME,
     REFUSED,
     UNKNOWN,
-    Filer,
     FilingSettings,
     Sheet,
     file_sheet,
@@ -331,26 +331,49 @@ def test_the_journal_is_checked_before_anything_is_sent(made, clinic_data_dir: P
     assert held.outcome == HELD and len(receiver.messages) == 1
 
 
-def test_the_filer_files_in_its_own_thread_and_reports_each_outcome(made) -> None:
-    reported: list[tuple[str, object]] = []
+def test_the_listeners_handouts_file_in_their_own_thread_and_report_each_outcome(
+    made, tmp_path: Path
+) -> None:
+    """``discharge listen`` hands its sheets to this thread after acknowledging the booking:
+    submitting never waits for the record system, and each outcome is reported."""
+    from discharge.audit import describe_pdf
+    from discharge.document import build_document
+    from discharge.hl7.handouts import Handouts, Made
+
+    config = load_config()
+    request = parse_request(procedure="hsg", date="2026-11-21", time="10:30",
+                            patient="Zoë Nguyễn", dob="1990-02-01", mrn="RX-104233")  # fmt: skip
+    pdf = made[0]
+    (tmp_path / "sheet.pdf").write_bytes(pdf)
+    with AuditLog.open(config) as audit:  # as the listener records a sheet it made
+        audit.record(describe_pdf(request, build_document(request, config), pdf, channel="hl7"))
+    sha = hashlib.sha256(pdf).hexdigest()
+
+    def sheet(row: int, key: str) -> Made:
+        return Made(row, "sheet.pdf", sha, request, "", key, PATIENT, APPOINTMENT)
+
+    reported: list[str] = []
     with MllpReceiver("stall") as receiver:
-        filer = Filer(
-            _settings(receiver, timeout=0.3, attempts=1), load_config(),
-            report=lambda sheet, outcome: reported.append((sheet.key, outcome)),
-        )  # fmt: skip
-        for key in ("APPT-1", "APPT-2"):
-            filer.submit(_sheet(made, key=key))
+        handouts = Handouts(config, tmp_path, report=reported.append,
+                            filing=_settings(receiver, timeout=0.3, attempts=1))  # fmt: skip
+        for row, key in ((1, "APPT-1"), (2, "APPT-2")):
+            handouts.submit(sheet(row, key))
         assert len(reported) < 2  # submit does not wait for the record system
-        filer.wait()
+        handouts.wait()
         receiver.answer = "AA"
-        filer.submit(_sheet(made, key="APPT-3"))
-        filer.submit(_sheet(made, key="APPT-3"))
-        filer.close()
-    assert [(key, o.outcome) for key, o in reported] == [  # type: ignore[attr-defined]
-        ("APPT-1", UNKNOWN), ("APPT-2", UNKNOWN), ("APPT-3", FILED), ("APPT-3", ALREADY_FILED),
-    ]  # fmt: skip
+        handouts.submit(sheet(3, "APPT-3"))
+        handouts.submit(sheet(3, "APPT-3"))
+        handouts.close()
+    assert reported == [
+        "row 1: not filed: unknown (see the audit log)",
+        "row 2: not filed: unknown (see the audit log)",
+        "row 3: filed",
+        "row 3: already filed",
+    ]
     assert len(receiver.messages) == 3
-    assert [r.action for r in _records()] == ["file-unknown", "file-unknown", "filed"]
+    assert [r.action for r in _records() if r.action != "made"] == [
+        "file-unknown", "file-unknown", "filed",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

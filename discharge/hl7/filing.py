@@ -1,8 +1,7 @@
 """Filing a made sheet into the patient's record: an MDM^T02 over MLLP, acknowledged, once only.
 
-``file_sheet(sheet, settings, audit=...)`` (or ``await file_sheet_async(...)`` inside an event
-loop) sends one ``Sheet`` to the record system at ``settings.host:settings.port`` and waits for
-its acknowledgement:
+``file_sheet(sheet, settings, audit=...)`` sends one ``Sheet`` to the record system at
+``settings.host:settings.port`` and waits for its acknowledgement:
 
 - **AA / CA**: filed. **AE / AR / CE / CR**: refused; the reason recorded is the receiver's
   code, the segment and field it names and its text, with any of the patient's values in it
@@ -34,10 +33,7 @@ import contextlib
 import hashlib
 import json
 import os
-import queue
 import sqlite3
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -45,7 +41,6 @@ from pathlib import Path
 from discharge.audit import AuditError, AuditLog, AuditRecord, count_pages
 from discharge.channels import Actions, Handout, Recorder, register
 from discharge.clinic_data import data_dir, immediate_transaction, keyed_digest
-from discharge.config import Config
 from discharge.errors import ConfigError, DeliveryError, InputError
 from discharge.hl7.mdm import (
     COMPLETION_STATUS,
@@ -58,9 +53,8 @@ from discharge.hl7.mdm import (
 )
 
 __all__ = [
-    "ALREADY_FILED", "FAILED", "FILED", "HELD", "REFUSED", "UNKNOWN", "Filer", "FilingJournal",
-    "FilingResult", "FilingSettings", "Sheet", "file_sheet", "file_sheet_async",
-    "parse_destination",
+    "ALREADY_FILED", "FAILED", "FILED", "HELD", "REFUSED", "UNKNOWN", "FilingJournal",
+    "FilingResult", "FilingSettings", "Sheet", "file_sheet", "parse_destination",
 ]  # fmt: skip
 
 JOURNAL_NAME = "hl7-filed.sqlite3"
@@ -286,57 +280,6 @@ def _now() -> str:
 # --- filing -------------------------------------------------------------------------------
 
 
-Report = Callable[["Sheet", "FilingResult | Exception"], None]
-
-
-class Filer:
-    """Files sheets one after another in a thread of its own, so whoever makes them (the
-    listener) never waits for the record system: ``submit`` returns at once, ``report`` is
-    called (in the filing thread) with each sheet's FilingResult, or the error that stopped it
-    (AuditError, DeliveryError; another exception is a bug, reported the same way). The thread
-    opens its own audit log and record (an SQLite connection belongs to the thread that opened
-    it). ``close`` files what was submitted, then stops; a sheet submitted but not yet sent when
-    the process dies is simply not in the record, so it is filed the next time it is made."""
-
-    def __init__(
-        self, settings: FilingSettings, config: Config, *, report: Report | None = None,
-        channel: str = "hl7",
-    ) -> None:  # fmt: skip
-        AuditLog.open(config).close()  # a broken [audit] setting or record stops us now
-        FilingJournal.open().close()
-        self.settings, self._config, self._report, self._channel = settings, config, report, channel
-        self._queue: queue.Queue[Sheet | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="discharge-filing", daemon=True)
-        self._thread.start()
-
-    def submit(self, sheet: Sheet) -> None:
-        self._queue.put(sheet)
-
-    def wait(self) -> None:
-        """Until every sheet submitted so far has its outcome."""
-        self._queue.join()
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        with AuditLog.open(self._config) as audit, FilingJournal.open() as journal:
-            while (sheet := self._queue.get()) is not None:
-                outcome: FilingResult | Exception
-                try:
-                    outcome = file_sheet(
-                        sheet, self.settings, audit=audit, journal=journal, channel=self._channel
-                    )
-                except Exception as exc:  # reported, and the next sheet still goes
-                    outcome = exc
-                if self._report is not None:
-                    with contextlib.suppress(Exception):
-                        self._report(sheet, outcome)
-                self._queue.task_done()
-            self._queue.task_done()
-
-
 def file_sheet(
     sheet: Sheet,
     settings: FilingSettings,
@@ -346,37 +289,13 @@ def file_sheet(
     channel: str = "hl7",
     resend_unknown: bool = False,
 ) -> FilingResult:
-    """File ``sheet`` (see the module's docstring); not from inside a running event loop
-    (there, ``await file_sheet_async(...)``). Raises AuditError if the outcome cannot be
-    recorded in the audit log, DeliveryError if the once-only record cannot be used."""
-    return asyncio.run(
-        file_sheet_async(
-            sheet,
-            settings,
-            audit=audit,
-            journal=journal,
-            channel=channel,
-            resend_unknown=resend_unknown,
-        )  # fmt: skip
-    )
-
-
-async def file_sheet_async(
-    sheet: Sheet,
-    settings: FilingSettings,
-    *,
-    audit: AuditLog,
-    journal: FilingJournal | None = None,
-    channel: str = "hl7",
-    resend_unknown: bool = False,
-) -> FilingResult:
-    """``file_sheet`` as a coroutine, for the listener's event loop."""
+    """File ``sheet`` (see the module's docstring); not from inside a running event loop.
+    Raises AuditError if the outcome cannot be recorded in the audit log, DeliveryError if the
+    once-only record cannot be used."""
     if not sheet.key.strip() or not sheet.pdf or not sheet.patient.identifiers:
         raise InputError("a sheet to file needs its appointment key, a PDF and a patient id")
-    if journal is None:
-        with FilingJournal.open() as own:
-            return await _file(sheet, settings, audit, own, channel, resend_unknown)
-    return await _file(sheet, settings, audit, journal, channel, resend_unknown)
+    with FilingJournal.open() if journal is None else contextlib.nullcontext(journal) as used:
+        return asyncio.run(_file(sheet, settings, audit, used, channel, resend_unknown))
 
 
 async def _file(
