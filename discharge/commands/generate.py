@@ -65,16 +65,14 @@ def generate(
     click.echo(f"Wrote {output}")
     warn_if_demo(config)
     if choice is not None:
-        from discharge.audit import AuditLog
-        from discharge.channels import Handout, deliver
-        from discharge.channels.print import PrintChannel
+        from discharge.audit import describe_pdf
+        from discharge.channels.print import print_recorded
         from discharge.printing import job_title
 
         pdf = output.read_bytes()
-        to_print = PrintChannel(
-            choice.printer, choice.copies, job_title(request.patient.mrn),
-            timeout=choice.timeout, file=output.name,
+        result = print_recorded(
+            pdf, config, [describe_pdf(request, document, pdf)], printer=choice.printer,
+            copies=choice.copies, title=job_title(request.patient.mrn), timeout=choice.timeout,
+            file=output.name,
         )  # fmt: skip
-        with AuditLog.open(config) as audit:
-            result = deliver(Handout.of(request, document, pdf), pdf, to_print, audit=audit)
         report_printed(result)
