@@ -264,12 +264,13 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
     where = Where(file)
     problems = Problems(file)
     clinic = Clinic()
+    resources: tuple[Resource, ...] | None = None  # None: the file lists none
     sections: dict[str, Section] = {}
     for name, raw in data.items():  # in file order
         if name == "clinic":
             clinic = check_section(Clinic, raw, where, problems) or clinic
         elif name == "resources":
-            pass  # below: with a [clinic] section, the demo resources are not inherited
+            resources = _resources(raw, where, problems)
         elif name in SECTIONS:
             module, _, attr = SECTIONS[name].partition(":")
             kind = getattr(importlib.import_module(module), attr)
@@ -278,9 +279,9 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> Config:
         else:
             known = ", ".join(["clinic", *SECTIONS, "[[resources]]"])
             problems.add(f"[{name}]", None, f"is not a known section (expected one of: {known})")
-        if name == "resources" or (name == "clinic" and "resources" not in data):
-            resources = _resources(data.get("resources", []), where, problems)
-            clinic = replace(clinic, resources=resources)
+    if "clinic" in data or resources is not None:
+        # A clinic's own file never prints the demo clinic's (fictional) resources.
+        clinic = replace(clinic, resources=resources or ())
     if problems:
         raise ConfigError("\n".join(problems.lines()))
     return Config(clinic=clinic, source=file, sections=sections)

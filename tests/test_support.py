@@ -140,3 +140,14 @@ variants = [" Fertility "]
     (fine,) = load_config(config).clinic.resources
     assert fine.name == "Fine" and fine.urls == (("es", "https://es.example"),)
     assert fine.variants == ("fertility",)
+
+
+def test_resources_listed_before_the_clinic_section_are_the_clinics_own() -> None:
+    """TOML allows [[resources]] above [clinic]: the clinic's own list still replaces the
+    demo clinic's fictional one."""
+    import tomllib
+
+    config = parse_config(tomllib.loads(RESOURCES + "\n" + CLINIC))
+    assert [r.name for r in config.clinic.resources] == [
+        "Northgate Pregnancy Loss Group", "Northgate patient videos",
+    ]  # fmt: skip
