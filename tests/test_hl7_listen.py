@@ -127,6 +127,14 @@ class Listener:
     def output(self) -> str:
         return "\n".join(self.lines)
 
+    def wait_for(self, text: str, *, times: int = 1, timeout: float = 60) -> None:
+        """Until ``text`` is in ``times`` lines of the listener's output (the handouts thread
+        reports each sheet's delivery there, after the acknowledgement)."""
+        deadline = time.monotonic() + timeout
+        while sum(text in line for line in self.lines) < times:
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.1)
+
 
 def start_listener(
     folder: Path, settings: str = SETTINGS, *extra: str, env_extra: dict[str, str] | None = None
@@ -297,28 +305,23 @@ def test_a_modification_on_the_same_day_replaces_the_file_in_place(listener: Lis
 
 
 def test_a_cancellation_withdraws_the_sheet_and_reports_one_already_emailed(
-    listener: Listener,
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     listener.send(siu("S12", "CAN-1", appointment="A500", start="202612110800", mrn="RX-5"))
     row = listener.row("2026-12-11")
     path = listener.out / row["file"]
     assert path.exists()
     # The sheet was emailed meanwhile (as `discharge email` records it).
-    db = sqlite3.connect(listener.audit)
-    made = dict(zip([c[0] for c in db.execute("SELECT * FROM records").description],
-                    db.execute("SELECT * FROM records WHERE pdf_sha256 = ?",
-                               (row["sha256"],)).fetchone(), strict=True))  # fmt: skip
-    db.close()
     from dataclasses import replace
 
     import discharge.channels.email  # noqa: F401 - registers the "emailed" action
     from discharge.audit import AuditLog, AuditRecord
     from discharge.config import Config
 
-    os.environ[AUDIT_ENV] = str(listener.audit)
+    monkeypatch.setenv(AUDIT_ENV, str(listener.audit))
     with AuditLog.open(Config()) as log:
         log.record(replace(AuditRecord(action="emailed"), procedure="hsg", mrn="RX-5",
-                           pdf_sha256=str(made["pdf_sha256"]), email_address="zoe@example.org"))  # fmt: skip
+                           pdf_sha256=row["sha256"], email_address="zoe@example.org"))  # fmt: skip
     (ack,) = listener.send(siu("S15", "CAN-2", appointment="A500", start="202612110800"))
     assert msa(ack)[1:3] == ["AA", "CAN-2"]
     assert "withdrawn" in msa(ack)[3] and "already emailed to the patient on" in msa(ack)[3]
@@ -467,6 +470,11 @@ def test_non_ascii_names_in_8859_1_and_utf_8(listener: Listener) -> None:
     assert msa(ack)[1] == "AA"
     assert "Łucja Wróbel-Şahin" in pdftotext(listener.out / listener.row("2026-12-24")["file"])
     # UTF-8 bytes in a message that says 8859/1 are read as 8859/1 (mojibake, not a crash);
+    mislabelled = siu("S12", "L1-2", appointment="A803", charset="8859/1", family="Wróbel",
+                      start="202612250900", mrn="RX-L2")  # fmt: skip
+    (ack,) = listener.send(mislabelled.encode("utf-8"), codec="iso8859-1")
+    assert msa(ack)[1] == "AA"
+    assert "WrÃ³bel" in pdftotext(listener.out / listener.row("2026-12-25")["file"])
     # bytes that are not UTF-8 in one that says UTF-8 are an AE on MSH-18.
     (ack,) = listener.send(
         siu("S12", "U8-2", appointment="A802", family="Müller", start="202612240930").encode(
@@ -591,14 +599,8 @@ def test_with_email_each_sheet_made_is_emailed_once(tmp_path: Path) -> None:
         'sender = "Riverside Clinic <aftercare@riverside.example>"\ntimeout = 5\n'
     )
     running = start_listener(tmp_path / "listen", settings, "--email")
+    wait_for = running.wait_for
     try:
-
-        def wait_for(line: str) -> None:
-            deadline = time.monotonic() + 60
-            while not any(line in seen for seen in running.lines):
-                assert time.monotonic() < deadline, running.output()
-                time.sleep(0.1)
-
         (ack,) = running.send(siu("S12", "EM-1", appointment="E1", start="202612070930"))
         assert msa(ack)[1] == "AA"
         wait_for("row 1: emailed")
@@ -652,10 +654,7 @@ def test_with_print_each_sheet_made_comes_out_of_the_printer(tmp_path: Path) -> 
         try:
             (ack,) = running.send(siu("S12", "PR-1", appointment="PR1", start="202612070930"))
             assert msa(ack)[1] == "AA"
-            deadline = time.monotonic() + 120
-            while not any("row 1: printed" in line for line in running.lines):
-                assert time.monotonic() < deadline, running.output()
-                time.sleep(0.2)
+            running.wait_for("row 1: printed", timeout=120)
             (printed,) = running.audit_records(action="printed")
             assert printed["channel"] == "hl7" and printed["mrn"] == "RX-104233"
             (out,) = list(cups.out.glob("*.pdf"))
@@ -685,14 +684,8 @@ def test_with_file_to_each_sheet_made_is_filed_as_mdm_t02(tmp_path: Path) -> Non
             'receiving_application = "EPR"\n',
         )
         running = start_listener(tmp_path / "listen", settings)
+        wait_for = running.wait_for
         try:
-
-            def wait_for(line: str) -> None:
-                deadline = time.monotonic() + 60
-                while not any(line in seen for seen in running.lines):
-                    assert time.monotonic() < deadline, running.output()
-                    time.sleep(0.1)
-
             (ack,) = running.send(siu("S12", "FI-1", appointment="FI1", start="202612070930"))
             assert msa(ack)[1] == "AA"
             wait_for("row 1: filed")
@@ -717,11 +710,7 @@ def test_with_file_to_each_sheet_made_is_filed_as_mdm_t02(tmp_path: Path) -> Non
             # A reschedule: the new version is filed, naming the one it replaces (TXA-13).
             (ack,) = running.send(siu("S13", "FI-2", appointment="FI1", start="202612081000"))
             assert "remade" in msa(ack)[3]
-            wait_for("row 1: filed")
-            deadline = time.monotonic() + 60
-            while len(record.messages) < 2:
-                assert time.monotonic() < deadline, running.output()
-                time.sleep(0.1)
+            wait_for("row 1: filed", times=2)  # the new version's filing, reported
             assert len(record.messages) == 2
             second = hl7.parse(record.messages[1]).segment("TXA")
             assert str(second(13)) == str(txa(12)) and str(second(12)) != str(txa(12))
