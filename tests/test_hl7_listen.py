@@ -518,6 +518,7 @@ def test_a_thousand_bookings(listener: Listener) -> None:
     rows = [r for r in listener.manifest() if r["file"].startswith("rx-k")]
     assert len(rows) == 1000 and {r["status"] for r in rows} == {"ok"}
     assert len({r["file"] for r in rows}) == 1000
+    assert len({r["row"] for r in rows}) == 1000  # rendered side by side, each its own row
     for n in (0, 517, 999):
         row = next(r for r in rows if r["file"].startswith(f"rx-k{n}-"))
         text = pdftotext(listener.out / row["file"])

@@ -152,7 +152,7 @@ class ReadyFolder:
         self.lock = threading.Lock()
         self.handouts = handouts  # filing ([hl7] file_to), --email, --print
         # (sender, control id) -> the PDF being rendered for it, until it is recorded
-        self.in_flight: dict[tuple[str, str], str] = {}
+        self.in_flight: dict[tuple[str, str], RenderTask] = {}
         self.manifest_written = 0.0  # time.monotonic() of the last write
         self.manifest_due = False  # a change is not in manifest.csv yet
         self.renderer_ready = False
@@ -169,9 +169,9 @@ class ReadyFolder:
         with self.lock:
             # PDFs rendered for messages that were not finished (the listener stopped): in
             # neither the audit log nor the journal, so not handed out; the retry remakes them.
-            for file in self.in_flight.values():
+            for task in self.in_flight.values():
                 with contextlib.suppress(OSError):
-                    (self.out / file).unlink()
+                    (self.out / task.file).unlink()
             self.in_flight.clear()
             if self.manifest_due:
                 with contextlib.suppress(DischargeError):
@@ -275,7 +275,7 @@ class ReadyFolder:
             self.write_manifest()
             return self._reply(received, make_ack(received, ACCEPT, [], step.text, _ack_id()))
         assert step.task is not None
-        self.in_flight[ident] = step.task.file
+        self.in_flight[ident] = step.task
         return step
 
     def _finish(self, step: Step, result: RenderResult) -> bytes:
@@ -495,7 +495,9 @@ class ReadyFolder:
         (last,) = self.journal.execute(
             "SELECT COALESCE(MAX(row), 0) FROM appointments WHERE folder = ?", (self.folder,)
         ).fetchone()
-        return int(last) + 1
+        # A booking being rendered is in the journal only once it is finished: its row is
+        # taken already.
+        return max([int(last), *(task.row for task in self.in_flight.values())]) + 1
 
     def _store(
         self,
