@@ -53,6 +53,8 @@ PATIENT = PatientIdentity(
     given_name="Zoë",
     birth_date=date(1990, 2, 1),
     sex="F",
+    hospital_number="RX-104233",
+    display_name="Zoë Nguyễn",
 )
 APPOINTMENT = datetime(2026, 11, 21, 10, 30)
 
@@ -185,7 +187,10 @@ def test_hostile_patient_values_are_escaped_never_structure(made) -> None:
 def test_any_patient_value_keeps_the_structure_and_printable_ones_read_back(
     family: str, given_name: str, mrn: str
 ) -> None:
-    patient = PatientIdentity((Identifier(mrn, "HOSP", "MR"),), family, given_name)
+    patient = PatientIdentity(
+        (Identifier(mrn, "HOSP", "MR"),), family, given_name, hospital_number=mrn,
+        display_name=f"{given_name} {family}",
+    )  # fmt: skip
     document = MdmDocument("doc-1", date(2026, 11, 21), family, b"%PDF-1.4", text=family)
     raw = build_mdm(patient, document, MdmHeader("CTRL"))
     lines = raw.split("\r")

@@ -65,6 +65,7 @@ def test_without_the_clinics_identifier_type_the_first_is_the_hospital_number() 
     config = parse_config({"hl7": {"procedures": {"HSG": "hsg"}}})
     found = read_booking(decode_frame(siu("S12").encode()), load_hl7_settings(config), config)
     assert found.request.patient.mrn == "998877"
+    assert found.patient.hospital_number == "998877"  # what its filing's audit record says
 
 
 def test_a_cancellation_needs_only_the_appointment() -> None:

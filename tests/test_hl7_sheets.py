@@ -35,3 +35,34 @@ def test_bookings_in_flight_at_once_each_get_a_row_of_their_own(folder: ReadyFol
     second = folder.begin(siu("S12", "R-2", appointment="R2", mrn="RX-R2").encode())
     assert first.task is not None and second.task is not None
     assert (first.task.row, second.task.row) == (1, 2)
+
+
+@pytest.mark.parametrize("id_type", ["", "NI"])
+def test_the_filed_record_names_the_patient_as_the_made_one(tmp_path: Path, id_type: str) -> None:
+    """The sheet is made with the identifier of ``[hl7] patient_id_type`` (else the first) and
+    the whole name; its filing's audit record carries the same, so ``discharge log --mrn``
+    finds both."""
+    from discharge.audit import AuditLog
+    from discharge.hl7.filing import FilingSettings
+    from discharge.hl7.handouts import Handouts
+    from tests.mllp_receiver import MllpReceiver
+
+    hl7 = {"procedures": {"HSG": "hsg"}} | ({"patient_id_type": id_type} if id_type else {})
+    config = parse_config({"hl7": hl7})
+    reported: list[str] = []
+    with MllpReceiver("AA") as receiver:
+        filing = FilingSettings("127.0.0.1", receiver.port, timeout=5.0, attempts=1)
+        handouts = Handouts(config, tmp_path / "out", filing=filing, report=reported.append)
+        folder = ready_folder(tmp_path / "out", config, handouts=handouts)
+        try:
+            ack = folder.handle(siu("S12", "ID-1", appointment="ID1", given="Zoë^Ann").encode())
+            assert b"MSA|AA|ID-1" in ack
+            handouts.wait()
+        finally:
+            folder.close()
+    assert reported == ["row 1: filed"]
+    with AuditLog.open(config) as log:
+        made, filed = log.query()
+    assert (made.action, filed.action) == ("made", "filed")
+    assert made.mrn == filed.mrn == "998877"  # PID-3's NI identifier, not the MR one
+    assert made.patient_name == filed.patient_name == "Zoë Ann Nguyễn"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 SENDING_APPLICATION = "DISCHARGE"
@@ -75,18 +75,10 @@ class PatientIdentity:
     birth_date: date | None = None
     sex: str = ""  # PID-8 as given (table 0001: F, M, O, U...)
     visit_number: str = ""  # PV1-19, when the booking carried one
-
-    @property
-    def hospital_number(self) -> str:
-        """The identifier typed ``MR`` (else the first): what the audit log calls the MRN."""
-        for identifier in self.identifiers:
-            if identifier.type_code.upper() == "MR":
-                return identifier.value
-        return self.identifiers[0].value if self.identifiers else ""
-
-    @property
-    def display_name(self) -> str:
-        return " ".join(part for part in (self.given_name, self.family_name) if part)
+    # The hospital number and the name the sheet was made with (its request's): the filing's
+    # audit record names the patient as the sheet's "made" record does.
+    hospital_number: str = field(kw_only=True)
+    display_name: str = field(kw_only=True)
 
     def values(self) -> tuple[str, ...]:
         """Every patient value the message carries (to keep them out of what we record)."""

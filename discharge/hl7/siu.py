@@ -354,11 +354,11 @@ def _with_request(
     start_at = datetime.combine(request.day, request.at) if request.at else None
     return Booking(
         booking.event, booking.placer, booking.filler, booking.code, request, email, template,
-        _identity(message, request.patient.dob), start_at,
+        _identity(message, request), start_at,
     )  # fmt: skip
 
 
-def _identity(message: hl7.Message, born: date | None) -> PatientIdentity:
+def _identity(message: hl7.Message, request: DischargeRequest) -> PatientIdentity:
     identifiers = tuple(
         Identifier(
             field_text(message, "PID", 3, repetition, 1),
@@ -372,9 +372,11 @@ def _identity(message: hl7.Message, born: date | None) -> PatientIdentity:
         identifiers=identifiers,
         family_name=field_text(message, "PID", 5, 1, 1),
         given_name=field_text(message, "PID", 5, 1, 2),
-        birth_date=born,
+        birth_date=request.patient.dob,
         sex=field_text(message, "PID", 8, 1, 1),
         visit_number=field_text(message, "PV1", 19, 1, 1),
+        hospital_number=request.patient.mrn,
+        display_name=request.patient.name,
     )
 
 
