@@ -66,3 +66,30 @@ def test_the_filed_record_names_the_patient_as_the_made_one(tmp_path: Path, id_t
     assert (made.action, filed.action) == ("made", "filed")
     assert made.mrn == filed.mrn == "998877"  # PID-3's NI identifier, not the MR one
     assert made.patient_name == filed.patient_name == "Zoë Ann Nguyễn"
+
+
+def test_the_manifest_is_written_only_when_a_message_changes_it(
+    folder: ReadyFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import discharge.hl7.sheets
+
+    writes: list[int] = []
+    write = discharge.hl7.sheets.write_manifest
+    monkeypatch.setattr(discharge.hl7.sheets, "write_manifest",
+                        lambda *a, **kw: writes.append(1) or write(*a, **kw))  # fmt: skip
+    manifest = folder.out / "manifest.csv"
+
+    def send(*args: str, **kw: str) -> str:
+        ack = folder.handle(siu(*args, **kw).encode()).decode()
+        return ack.split("MSA|")[1].split("\r")[0]
+
+    assert send("S12", "M-1", appointment="M1").startswith("AA|M-1|made")
+    assert len(writes) == 1
+    made = manifest.read_text(encoding="utf-8-sig")
+    assert "unchanged" in send("S14", "M-2", appointment="M1")
+    assert "ignored" in send("S12", "M-3", appointment="M2", reason="MRI")
+    assert "nothing to withdraw" in send("S15", "M-4", appointment="M3")
+    assert "AA|M-1|made" in send("S12", "M-1", appointment="M1")  # the engine's retry
+    assert len(writes) == 1 and manifest.read_text(encoding="utf-8-sig") == made
+    assert "withdrawn" in send("S15", "M-5", appointment="M1")
+    assert len(writes) == 2 and ",withdrawn," in manifest.read_text(encoding="utf-8-sig")

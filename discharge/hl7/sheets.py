@@ -272,7 +272,8 @@ class ReadyFolder:
             return Step(received, self._not_done(received, exc))
         if isinstance(step, Outcome):
             self._journal_message(received, event, step.outcome, ACCEPT, step.text, [])
-            self.write_manifest()
+            if self.manifest_due:  # a withdrawal; not a message that changed nothing
+                self.write_manifest()
             return self._reply(received, make_ack(received, ACCEPT, [], step.text, _ack_id()))
         assert step.task is not None
         self.in_flight[ident] = step.task
@@ -528,6 +529,7 @@ class ReadyFolder:
                 (self.folder, appointment, booking.placer, booking.filler, row, key, status,
                  file, sha, procedure, day, email, fingerprint, error, _now()),
             )  # fmt: skip
+        self.manifest_due = True
 
     def entries(self) -> Iterator[ManifestRow]:
         """The manifest's rows: every appointment this folder has had, in the order first
