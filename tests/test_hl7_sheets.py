@@ -93,3 +93,30 @@ def test_the_manifest_is_written_only_when_a_message_changes_it(
     assert len(writes) == 1 and manifest.read_text(encoding="utf-8-sig") == made
     assert "withdrawn" in send("S15", "M-5", appointment="M1")
     assert len(writes) == 2 and ",withdrawn," in manifest.read_text(encoding="utf-8-sig")
+
+
+def test_a_version_that_adds_the_filler_id_is_filed_as_the_replacement(tmp_path: Path) -> None:
+    """The first message had only the placer's id (SCH-1), the reschedule adds the scheduling
+    system's (SCH-2): one appointment, so the new sheet is filed naming the one it replaces."""
+    import hl7
+
+    from discharge.hl7.filing import FilingSettings
+    from discharge.hl7.handouts import Handouts
+    from tests.mllp_receiver import MllpReceiver
+
+    reported: list[str] = []
+    with MllpReceiver("AA") as receiver:
+        filing = FilingSettings("127.0.0.1", receiver.port, timeout=5.0, attempts=1)
+        handouts = Handouts(CONFIG, tmp_path / "out", filing=filing, report=reported.append)
+        folder = ready_folder(tmp_path / "out", handouts=handouts)
+        try:
+            placer_only = siu("S12", "F-1", appointment="F1").replace("|P-F1|F1|", "|P-F1||")
+            assert b"MSA|AA|F-1|made" in folder.handle(placer_only.encode())
+            moved = siu("S13", "F-2", appointment="F1", start="202612081000")
+            assert b"MSA|AA|F-2|remade" in folder.handle(moved.encode())
+            handouts.wait()
+        finally:
+            folder.close()
+    assert reported == ["row 1: filed", "row 1: filed"]
+    first, second = (hl7.parse(m).segment("TXA") for m in receiver.messages)
+    assert str(second(13)) == str(first(12)) and str(second(12)) != str(first(12))

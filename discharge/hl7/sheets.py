@@ -299,17 +299,15 @@ class ReadyFolder:
         done = Outcome(outcome, f"{outcome}: the sheet is ready")
         event = _field(received, "MSH", 9, 2)
         with self.journal:
-            self._store(booking, step.task.row, step.key, OK, file, result.sha256,
-                        booking.request, booking.email, step.fingerprint, "",
-                        commit=False)  # fmt: skip
+            appointment = self._store(booking, step.task.row, step.key, OK, file, result.sha256,
+                                      booking.request, booking.email, step.fingerprint, "",
+                                      commit=False)  # fmt: skip
             self._journal_message(received, event, done.outcome, ACCEPT, done.text, [],
                                   commit=False)  # fmt: skip
             # Every version made for the appointment: a withdrawal reports any that went out.
-            stored = self._appointment(booking)
-            assert stored is not None
             self.journal.execute(
                 "INSERT INTO versions VALUES (?, ?, ?, ?)",
-                (self.folder, stored["appointment"], result.sha256, _now()),
+                (self.folder, appointment, result.sha256, _now()),
             )
         if current is not None and current["file"] and current["file"] != file:
             with contextlib.suppress(OSError):  # the old date's sheet: replaced by this one
@@ -323,7 +321,7 @@ class ReadyFolder:
                     result.sha256,
                     booking.request,
                     booking.email,
-                    booking.appointment,
+                    appointment,  # as the journal keeps it: the same id for every version
                     booking.patient,
                     booking.start,
                 )  # fmt: skip
@@ -516,7 +514,9 @@ class ReadyFolder:
         procedure: str = "",
         day: str = "",
         commit: bool = True,
-    ) -> None:
+    ) -> str:
+        """Store the appointment's row; the id it is kept under (the first message's, whichever
+        of SCH-2 and SCH-1 later messages carry)."""
         if request is not None:
             procedure = request.procedure  # type: ignore[attr-defined]
             day = request.day.isoformat()  # type: ignore[attr-defined]
@@ -530,6 +530,7 @@ class ReadyFolder:
                  file, sha, procedure, day, email, fingerprint, error, _now()),
             )  # fmt: skip
         self.manifest_due = True
+        return appointment
 
     def entries(self) -> Iterator[ManifestRow]:
         """The manifest's rows: every appointment this folder has had, in the order first
