@@ -120,3 +120,16 @@ def test_a_version_that_adds_the_filler_id_is_filed_as_the_replacement(tmp_path:
     assert reported == ["row 1: filed", "row 1: filed"]
     first, second = (hl7.parse(m).segment("TXA") for m in receiver.messages)
     assert str(second(13)) == str(first(12)) and str(second(12)) != str(first(12))
+
+
+def test_a_journal_others_can_read_is_made_private(tmp_path: Path, clinic_data_dir: Path) -> None:
+    import stat
+
+    from discharge.hl7.sheets import JOURNAL_NAME
+
+    ready_folder(tmp_path / "out").close()
+    journal = clinic_data_dir / JOURNAL_NAME
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+    journal.chmod(0o644)  # as an older version, or a copy, left it
+    ready_folder(tmp_path / "out").close()
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600

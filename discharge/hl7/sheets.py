@@ -12,8 +12,9 @@ and makes nothing.
 
 The journal (``hl7-journal.sqlite3`` in the clinic's data folder) keeps, for each ready folder,
 each message's control id and acknowledgement, and each appointment's sheet; it holds no
-names, only appointment ids, file names and digests. (Per folder: a day replayed into a new
-folder is made again there.)
+names, but appointment ids, file names (with hospital numbers), email addresses and digests,
+so only its owner may read it (0600). (Per folder: a day replayed into a new folder is made
+again there.)
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from discharge.batch.run import (
     render_row,
 )
 from discharge.batch.schedule import Recent
-from discharge.clinic_data import data_dir
+from discharge.clinic_data import data_dir, keep_private
 from discharge.config import Config
 from discharge.errors import DischargeError, OutputError
 from discharge.hl7.handouts import Handouts, Made
@@ -563,6 +564,8 @@ def _open_journal(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        # A journal others can read (a copy, an older version's) is made private, or refused.
+        keep_private(path, what="the HL7 journal", error=OutputError)
         db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode = WAL")
