@@ -133,3 +133,24 @@ def test_a_journal_others_can_read_is_made_private(tmp_path: Path, clinic_data_d
     journal.chmod(0o644)  # as an older version, or a copy, left it
     ready_folder(tmp_path / "out").close()
     assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+
+
+def test_a_withdrawal_reads_each_versions_audit_records_once(
+    folder: ReadyFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from discharge.audit import AuditLog
+
+    folder.handle(siu("S12", "W-1", appointment="W1").encode())
+    folder.handle(siu("S13", "W-2", appointment="W1", start="202612081000").encode())
+    read: list[str] = []
+    query = AuditLog.query
+
+    def counted(log: AuditLog, **where: object):  # type: ignore[no-untyped-def]
+        if "pdf_sha256" in where:
+            read.append(str(where["pdf_sha256"]))
+        return query(log, **where)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AuditLog, "query", counted)
+    ack = folder.handle(siu("S15", "W-3", appointment="W1").encode())
+    assert b"MSA|AA|W-3|withdrawn" in ack
+    assert len(read) == len(set(read)) == 2  # the two versions

@@ -26,7 +26,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +58,7 @@ from discharge.batch.schedule import Recent
 from discharge.clinic_data import data_dir, keep_private
 from discharge.config import Config
 from discharge.errors import DischargeError, OutputError
+from discharge.hl7.filing import FILED
 from discharge.hl7.handouts import Handouts, Made
 from discharge.hl7.settings import Hl7Settings
 from discharge.hl7.siu import (
@@ -396,12 +397,16 @@ class ReadyFolder:
                     fingerprint=fingerprint)  # fmt: skip
 
     def _withdraw(self, booking: Booking, current: dict[str, str], received: Received) -> Outcome:
-        made = self._made_record(current["sha256"])
+        sha = current["sha256"]
+        # Every version's audit records, read once: what went out of any of them is said.
+        versions = {v: list(self.audit.query(pdf_sha256=v))
+                    for v in self._versions(current["appointment"])}  # fmt: skip
+        made = _last_made(versions[sha] if sha in versions else self.audit.query(pdf_sha256=sha))
         notes = []
-        emailed = self._emailed(current["appointment"])
+        emailed = self._emailed(versions)
         if emailed:
             notes.append(f"it was already emailed to the patient on {emailed}")
-        if self._version_with(current["appointment"], "filed"):
+        if any(r.action == FILED for records in versions.values() for r in records):
             notes.append("it was already filed to the patient's record")
         record = replace(
             made or AuditRecord(action=WITHDRAWN, procedure=current["procedure"]),
@@ -421,33 +426,24 @@ class ReadyFolder:
             text += "; NOTE: " + " and ".join(notes) + ": tell the patient"
         return Outcome(WITHDRAWN_OUTCOME, text)
 
-    def _made_record(self, sha: str) -> AuditRecord | None:
-        made = [r for r in self.audit.query(pdf_sha256=sha) if r.action == MADE]
-        return made[-1] if made else None
+    def _emailed(self, versions: dict[str, list[AuditRecord]]) -> str:
+        """The last day a version of the sheet was emailed, "" if none was."""
+        from discharge.channels.email import EmailChannel
 
-    def _emailed(self, appointment: str) -> str:
-        """The last day a version of this appointment's sheet was emailed, "" if none was."""
+        emailed = EmailChannel.actions.done
         days = []
-        for sha in self._versions(appointment):
-            sent = [r for r in self.audit.query(pdf_sha256=sha) if r.action == "emailed"]
-            made = self._made_record(sha)
+        for sha, records in versions.items():
+            sent = [r for r in records if r.action == emailed]
+            made = _last_made(records)
             if made is not None:
                 # A protected PDF is attached with other bytes: --email's record names the
                 # sheet it was made from in its detail.
                 sent += [
                     r for r in self.audit.query(mrn=made.mrn, procedure=made.procedure)
-                    if r.action == "emailed" and f"sheet {sha}" in r.detail
+                    if r.action == emailed and f"sheet {sha}" in r.detail
                 ]  # fmt: skip
             days += [r.time_local[:10] for r in sent]
         return max(days) if days else ""
-
-    def _version_with(self, appointment: str, action: str) -> bool:
-        """Whether a version of this appointment's sheet has a record of ``action``."""
-        return any(
-            r.action == action
-            for sha in self._versions(appointment)
-            for r in self.audit.query(pdf_sha256=sha)
-        )
 
     def _versions(self, appointment: str) -> list[str]:
         found = self.journal.execute(
@@ -578,6 +574,12 @@ def _open_journal(path: Path) -> sqlite3.Connection:
         raise OutputError(f"cannot open the HL7 journal {path}: {exc}") from None
     db.isolation_level = "DEFERRED"
     return db
+
+
+def _last_made(records: Iterable[AuditRecord]) -> AuditRecord | None:
+    """A sheet's last ``made`` record (the same bytes made again: the later)."""
+    made = [r for r in records if r.action == MADE]
+    return made[-1] if made else None
 
 
 def _fsync(path: Path) -> None:
