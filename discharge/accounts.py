@@ -25,7 +25,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import sqlite3
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from discharge.clinic_data import data_dir, keep_private
+from discharge.clinic_data import create_private, data_dir, immediate_transaction, keep_private
 from discharge.errors import ConfigError, InputError
 
 DB_NAME = "users.sqlite3"
@@ -204,7 +203,7 @@ class Accounts:
     def _db(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
         try:
             if not self._ready:
-                _create_private(self.path)
+                create_private(self.path)
             keep_private(self.path, what="the accounts file", error=ConfigError)
             conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
         except OSError as exc:
@@ -224,18 +223,12 @@ class Accounts:
                         "ALTER TABLE sessions ADD COLUMN last_seen_utc TEXT NOT NULL DEFAULT ''"
                     )
                 self._ready = True
-            # IMMEDIATE: a change takes the write lock at once, never half-way through.
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            yield conn
-            conn.execute("COMMIT")
+            # A change is one write transaction, taken at once; a read is one SELECT (its own
+            # consistent snapshot).
+            with immediate_transaction(conn) if write else contextlib.nullcontext():
+                yield conn
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
             raise ConfigError(f"cannot use the accounts file {self.path}: {exc}") from None
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
         finally:
             conn.close()
 
@@ -374,13 +367,3 @@ class Accounts:
                 "DELETE FROM sessions WHERE id_hash = ?", (_session_key(session_id),)
             ).rowcount
         return gone > 0
-
-
-# --- a private file -----------------------------------------------------------------------
-
-
-def _create_private(path: Path) -> None:
-    """The folder (0700) and the file (0600), created before SQLite opens it."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
