@@ -69,8 +69,7 @@ CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
 @dataclass(frozen=True)
 class SessionCheck:
     user: str | None  # who the session is signed in as; None: no session (any more)
-    ended: str = ""  # why it ended just now: "expired", "disabled" or "idle"
-    was: str = ""  # whose session that was
+    idle_ended: str = ""  # whose session just ended for want of use (said once)
 
 
 _NOTE_USE_EVERY = timedelta(minutes=1)  # how far behind a session's last use may be noted
@@ -325,9 +324,9 @@ class Accounts:
                 )
         return session_id
 
-    def check_session(self, session_id: str, *, idle: timedelta | None = None) -> SessionCheck:
-        """Who the session is signed in as, noting that it is in use; it ends (and says why)
-        when its time is up, its user is disabled, or it went unused for ``idle``."""
+    def check_session(self, session_id: str, *, idle: timedelta) -> SessionCheck:
+        """Who the session is signed in as, noting that it is in use; it ends when its time is
+        up, its user is disabled, or it went unused for ``idle`` (which it says)."""
         with self._db(write=False) as conn:
             row = conn.execute(
                 "SELECT s.user, s.expires_utc, s.created_utc, s.last_seen_utc, u.enabled "
@@ -339,20 +338,16 @@ class Accounts:
         user, expires, created, seen_text, enabled = row
         now = _now()
         seen = datetime.fromisoformat(seen_text or created)
-        ended = ""
-        if expires <= _text(now):
-            ended = "expired"
-        elif user != SHARED_USER and not enabled:
-            ended = "disabled"
-        elif idle is not None and now - seen >= idle:
-            ended = "idle"
-        if ended:
+        if expires <= _text(now) or (user != SHARED_USER and not enabled):
+            self.end_session(session_id)
+            return SessionCheck(None)
+        if now - seen >= idle:
             # Said once: of two requests at the same moment, one ends it.
             ended_now = self.end_session(session_id)
-            return SessionCheck(None, ended, str(user)) if ended_now else SessionCheck(None)
+            return SessionCheck(None, str(user) if ended_now else "")
         # Noted at most once a minute (more often for a short idle time): a write per request
         # would make every page wait on the accounts file.
-        if now - seen >= (_NOTE_USE_EVERY if idle is None else min(_NOTE_USE_EVERY, idle / 4)):
+        if now - seen >= min(_NOTE_USE_EVERY, idle / 4):
             with self._db() as conn:
                 conn.execute(
                     "UPDATE sessions SET last_seen_utc = ? WHERE id_hash = ?",
