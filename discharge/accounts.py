@@ -25,7 +25,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import sqlite3
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from discharge.clinic_data import data_dir, keep_private
+from discharge.clinic_data import create_private, data_dir, immediate_transaction, keep_private
 from discharge.errors import ConfigError, InputError
 
 DB_NAME = "users.sqlite3"
@@ -70,8 +69,7 @@ CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
 @dataclass(frozen=True)
 class SessionCheck:
     user: str | None  # who the session is signed in as; None: no session (any more)
-    ended: str = ""  # why it ended just now: "expired", "disabled" or "idle"
-    was: str = ""  # whose session that was
+    idle_ended: str = ""  # whose session just ended for want of use (said once)
 
 
 _NOTE_USE_EVERY = timedelta(minutes=1)  # how far behind a session's last use may be noted
@@ -204,7 +202,7 @@ class Accounts:
     def _db(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
         try:
             if not self._ready:
-                _create_private(self.path)
+                create_private(self.path)
             keep_private(self.path, what="the accounts file", error=ConfigError)
             conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
         except OSError as exc:
@@ -224,18 +222,12 @@ class Accounts:
                         "ALTER TABLE sessions ADD COLUMN last_seen_utc TEXT NOT NULL DEFAULT ''"
                     )
                 self._ready = True
-            # IMMEDIATE: a change takes the write lock at once, never half-way through.
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            yield conn
-            conn.execute("COMMIT")
+            # A change is one write transaction, taken at once; a read is one SELECT (its own
+            # consistent snapshot).
+            with immediate_transaction(conn) if write else contextlib.nullcontext():
+                yield conn
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
             raise ConfigError(f"cannot use the accounts file {self.path}: {exc}") from None
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
         finally:
             conn.close()
 
@@ -332,9 +324,9 @@ class Accounts:
                 )
         return session_id
 
-    def check_session(self, session_id: str, *, idle: timedelta | None = None) -> SessionCheck:
-        """Who the session is signed in as, noting that it is in use; it ends (and says why)
-        when its time is up, its user is disabled, or it went unused for ``idle``."""
+    def check_session(self, session_id: str, *, idle: timedelta) -> SessionCheck:
+        """Who the session is signed in as, noting that it is in use; it ends when its time is
+        up, its user is disabled, or it went unused for ``idle`` (which it says)."""
         with self._db(write=False) as conn:
             row = conn.execute(
                 "SELECT s.user, s.expires_utc, s.created_utc, s.last_seen_utc, u.enabled "
@@ -346,20 +338,16 @@ class Accounts:
         user, expires, created, seen_text, enabled = row
         now = _now()
         seen = datetime.fromisoformat(seen_text or created)
-        ended = ""
-        if expires <= _text(now):
-            ended = "expired"
-        elif user != SHARED_USER and not enabled:
-            ended = "disabled"
-        elif idle is not None and now - seen >= idle:
-            ended = "idle"
-        if ended:
+        if expires <= _text(now) or (user != SHARED_USER and not enabled):
+            self.end_session(session_id)
+            return SessionCheck(None)
+        if now - seen >= idle:
             # Said once: of two requests at the same moment, one ends it.
             ended_now = self.end_session(session_id)
-            return SessionCheck(None, ended, str(user)) if ended_now else SessionCheck(None)
+            return SessionCheck(None, str(user) if ended_now else "")
         # Noted at most once a minute (more often for a short idle time): a write per request
         # would make every page wait on the accounts file.
-        if now - seen >= (_NOTE_USE_EVERY if idle is None else min(_NOTE_USE_EVERY, idle / 4)):
+        if now - seen >= min(_NOTE_USE_EVERY, idle / 4):
             with self._db() as conn:
                 conn.execute(
                     "UPDATE sessions SET last_seen_utc = ? WHERE id_hash = ?",
@@ -374,13 +362,3 @@ class Accounts:
                 "DELETE FROM sessions WHERE id_hash = ?", (_session_key(session_id),)
             ).rowcount
         return gone > 0
-
-
-# --- a private file -----------------------------------------------------------------------
-
-
-def _create_private(path: Path) -> None:
-    """The folder (0700) and the file (0600), created before SQLite opens it."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from discharge.clinic_data import immediate_transaction, keep_private
+from discharge.clinic_data import create_private, immediate_transaction, keep_private
 from discharge.config import Config
 from discharge.errors import DischargeError, ExitStatus
 from discharge.settings_schema import FilePath, Flag, Section, setting
@@ -609,7 +609,9 @@ def _utc_text(moment: datetime) -> str:
 def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
     try:
         if create:
-            _create_private(path)
+            if path.is_dir():
+                raise AuditError(f"the audit log {path} is a folder, expected a file name")
+            create_private(path)
         keep_private(path, what="the audit log", error=AuditError)
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
     except OSError as exc:
@@ -656,26 +658,3 @@ def _retry_locked(step: Any) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-
-
-def _create_private(path: Path) -> None:
-    """The folders (0700) and the file (0600), created by us before SQLite opens it."""
-    if path.is_dir():
-        raise AuditError(f"the audit log {path} is a folder, expected a file name")
-    missing = []
-    folder = path.parent
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for folder in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            folder.mkdir(mode=0o700)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    try:
-        if hasattr(os, "fchmod"):  # not on Windows
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)

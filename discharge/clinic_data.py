@@ -122,6 +122,47 @@ def immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+def create_private(path: Path) -> None:
+    """Create the file (0600), and any folders missing above it (0700), unless it exists: one of
+    the clinic's SQLite files is made by us before SQLite opens it, so it is never readable by
+    others, not even for a moment. OSError if it cannot be."""
+    missing = []
+    folder = path.parent
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            folder.mkdir(mode=0o700)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        if hasattr(os, "fchmod"):  # not on Windows; a umask may have taken the owner's bits
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def open_record(path: Path, schema: str, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
+    """One of the clinic's once-only records (emails sent, sheets filed): created private,
+    opened in autocommit mode (``immediate_transaction`` makes each change one step), each
+    commit on disk before what follows it (an intent is kept before anything is sent), its
+    table made. OSError or sqlite3.Error if it cannot be."""
+    import sqlite3
+
+    create_private(path)
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    try:
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(schema)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def keep_private(path: Path, *, what: str, error: type[DischargeError]) -> None:
     """An existing SQLite file (and its -wal and -shm files) that others can read is made 0600;
     if it cannot be (another user owns it), ``error`` says so, naming it as ``what`` (e.g.

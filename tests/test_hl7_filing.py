@@ -13,9 +13,12 @@ import sqlite3
 import stat
 import subprocess
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
+from typing import TypeVar
 from unicodedata import normalize
 
 import hl7
@@ -35,6 +38,7 @@ from discharge.hl7.filing import (
     JOURNAL_NAME,
     REFUSED,
     UNKNOWN,
+    FilingResult,
     FilingSettings,
     Sheet,
     file_sheet,
@@ -57,6 +61,7 @@ PATIENT = PatientIdentity(
     display_name="Zoë Nguyễn",
 )
 APPOINTMENT = datetime(2026, 11, 21, 10, 30)
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +101,20 @@ def _records(action: str | None = None) -> list:
         return [r for r in log.query() if action is None or r.action == action]
 
 
-def _file(sheet: Sheet, settings: FilingSettings, **kw: object):
-    with AuditLog.open(load_config()) as audit:
-        return file_sheet(sheet, settings, audit=audit, **kw)  # type: ignore[arg-type]
+def _in_a_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a thread of its own, as the listener's handouts thread files: filing runs
+    its own event loop, which a thread with one running already (Playwright's, once a browser
+    test has run in this session) cannot start."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(work).result()
+
+
+def _file(sheet: Sheet, settings: FilingSettings, **kw: object) -> FilingResult:
+    def work() -> FilingResult:
+        with AuditLog.open(load_config()) as audit:
+            return file_sheet(sheet, settings, audit=audit, **kw)  # type: ignore[arg-type]
+
+    return _in_a_thread(work)
 
 
 # --- the message --------------------------------------------------------------------------
@@ -408,11 +424,15 @@ def test_filing_is_the_file_channel_of_the_delivery_seam(made) -> None:
     assert registered()["file"] == FileChannel.actions
     assert tuple(FileChannel.actions) == ("filed", "file-failed", "file-unknown")
     sheet = _sheet(made, pdf=b"")  # the channel files the PDF it is given
-    with MllpReceiver("AA") as receiver, AuditLog.open(load_config()) as audit:
-        result = deliver(
-            Handout((), front_end="hl7"), made[0], FileChannel(_settings(receiver), sheet),
-            audit=audit,
-        )  # fmt: skip
+    with MllpReceiver("AA") as receiver:
+
+        def work() -> FilingResult:
+            with AuditLog.open(load_config()) as audit:
+                handout = Handout((), front_end="hl7")
+                return deliver(handout, made[0], FileChannel(_settings(receiver), sheet),
+                               audit=audit)  # fmt: skip
+
+        result = _in_a_thread(work)
     assert result.outcome == FILED
     ed = receiver.parsed().segments("OBX")[0](5)
     assert base64.b64decode(str(ed).split("^")[-1]) == made[0]

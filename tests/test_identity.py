@@ -146,6 +146,26 @@ def test_account_changes_are_audit_records_without_passwords(audit_db: Path) -> 
     assert run_discharge("log", "--verify").code == 0
 
 
+def test_account_changes_go_to_the_audit_log_the_clinic_settings_name(
+    tmp_path: Path, audit_db: Path
+) -> None:
+    """`discharge serve --config FILE` records sign-ins in FILE's [audit] log: the account
+    changes made for that clinic go there too, and a log that cannot be used changes nothing."""
+    clinic_log = tmp_path / "clinic-audit.sqlite3"
+    settings = tmp_path / "clinic.toml"
+    settings.write_text(f"[audit]\npath = {str(clinic_log)!r}\n", encoding="utf-8")
+    added = run_discharge("users", "add", "alice", "--password-stdin", "--config", settings,
+                          stdin=ALICE_PW + "\n")  # fmt: skip
+    assert added.code == 0, added.stderr
+    assert [r["action"] for r in audit_rows(clinic_log)] == ["user-added"]
+    assert not audit_db.exists() or audit_rows(audit_db) == []
+    (tmp_path / "a-folder").mkdir()
+    settings.write_text(f"[audit]\npath = {str(tmp_path / 'a-folder')!r}\n", encoding="utf-8")
+    refused = run_discharge("users", "disable", "alice", "--config", settings)
+    assert refused.code != 0 and "is a folder" in refused.stderr
+    assert run_discharge("users", "list").stdout.splitlines()[1].split()[:2] == ["alice", "yes"]
+
+
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [

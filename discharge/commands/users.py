@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from discharge.options import config_option
+
+if TYPE_CHECKING:
+    from discharge.audit import AuditLog
 
 _STDIN_HELP = "Read the password from one line of standard input (for scripts), not the terminal."
 
@@ -26,18 +35,22 @@ def users() -> None:
 @users.command()
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help=_STDIN_HELP)
-def add(name: str, password_stdin: bool) -> None:
+@config_option
+def add(name: str, password_stdin: bool, config_path: Path | None) -> None:
     """Add the user NAME (letters, digits, '.', '_', '-', '@'); she can sign in at once.
 
     The password is typed twice without being shown (at least 12 characters).
     Exit status: 0 added, 2 as for every users command (see: discharge users --help).
     """
     from discharge.accounts import Accounts, check_name
+    from discharge.audit import USER_ADDED
 
     name = check_name(name)  # before asking for a password
-    stored = Accounts().add(name, _new_password(password_stdin))
-    click.echo(f"added user {stored}")
-    _record("added", stored)
+    password = _new_password(password_stdin)
+    with _audit_log(config_path) as log:
+        stored = Accounts().add(name, password)
+        click.echo(f"added user {stored}")
+        _record(log, USER_ADDED, stored)
 
 
 @users.command(name="list")
@@ -61,43 +74,55 @@ def list_() -> None:
 
 @users.command()
 @click.argument("name")
-def disable(name: str) -> None:
+@config_option
+def disable(name: str, config_path: Path | None) -> None:
     """Stop NAME signing in; her open sessions end now (`users reset` enables her again)."""
     from discharge.accounts import Accounts, normalise_name
+    from discharge.audit import USER_DISABLED
 
-    ended = Accounts().disable(name)
-    click.echo(f"disabled user {normalise_name(name)}; {ended} open session(s) ended")
-    _record("disabled", normalise_name(name), sessions_ended=ended)
+    with _audit_log(config_path) as log:
+        ended = Accounts().disable(name)
+        click.echo(f"disabled user {normalise_name(name)}; {ended} open session(s) ended")
+        _record(log, USER_DISABLED, normalise_name(name), sessions_ended=ended)
 
 
 @users.command()
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help=_STDIN_HELP)
-def reset(name: str, password_stdin: bool) -> None:
+@config_option
+def reset(name: str, password_stdin: bool, config_path: Path | None) -> None:
     """Give NAME a new password (typed twice, at least 12 characters) and enable her again;
     her open sessions end."""
     from discharge.accounts import Accounts
+    from discharge.audit import USER_RESET
 
-    stored = Accounts().reset(name, _new_password(password_stdin))
-    click.echo(f"new password set for {stored}")
-    _record("reset", stored)
+    password = _new_password(password_stdin)
+    with _audit_log(config_path) as log:
+        stored = Accounts().reset(name, password)
+        click.echo(f"new password set for {stored}")
+        _record(log, USER_RESET, stored)
 
 
-def _record(change: str, account: str, **detail: int) -> None:
-    """The change in the clinic's audit log: who made it (the OS account), to which account;
-    never a password. A log that cannot be written stops with its error (the change is made)."""
+@contextlib.contextmanager
+def _audit_log(config_path: Path | None) -> Iterator[AuditLog]:
+    """The clinic's audit log (its [audit] settings, as `discharge serve --config` uses them),
+    opened before an account is changed: a log that cannot be used changes nothing."""
+    from discharge.audit import AuditLog
+    from discharge.options import load_clinic_config
+
+    with AuditLog.open(load_clinic_config(config_path)) as log:
+        yield log
+
+
+def _record(log: AuditLog, action: str, account: str, **detail: int) -> None:
+    """The change in the audit log: who made it (the OS account), to which account; never a
+    password."""
     import json
 
-    from discharge.audit import USER_ADDED, USER_DISABLED, USER_RESET, AuditLog, AuditRecord
-    from discharge.config import load_config
+    from discharge.audit import AuditRecord
 
-    action = {"added": USER_ADDED, "disabled": USER_DISABLED, "reset": USER_RESET}[change]
-
-    entry = AuditRecord(
-        action=action, channel="cli", detail=json.dumps({"account": account, **detail})
-    )
-    with AuditLog.open(load_config()) as log:
-        log.record(entry)
+    detail_text = json.dumps({"account": account, **detail})
+    log.record(AuditRecord(action=action, channel="cli", detail=detail_text))
 
 
 def _new_password(from_stdin: bool) -> str:

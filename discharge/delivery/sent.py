@@ -22,8 +22,6 @@ schedule changes nothing. ``discharge email``, ``batch --email`` and the web for
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
 import unicodedata
 from collections.abc import Collection
@@ -32,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from discharge.clinic_data import data_dir, immediate_transaction, keyed_digest
+from discharge.clinic_data import data_dir, immediate_transaction, keyed_digest, open_record
 from discharge.errors import DeliveryError
 from discharge.request import DischargeRequest
 
@@ -131,19 +129,10 @@ class SentJournal:
         path = path or journal_path()
         keyed_digest("check")  # makes the data folder (0700) and the secret, or says why not
         try:
-            with contextlib.suppress(FileExistsError):  # private from the start
-                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            conn = open_record(path, _SCHEMA, busy_timeout=BUSY_TIMEOUT)
         except (OSError, sqlite3.Error) as exc:
             raise cls._error(path, exc) from None
-        journal = cls(path, conn)
-        try:
-            conn.execute("PRAGMA synchronous=FULL")  # each intent is on disk before sending
-            conn.execute(_SCHEMA)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise cls._error(path, exc) from None
-        return journal
+        return cls(path, conn)
 
     @staticmethod
     def _error(path: Path, exc: BaseException) -> DeliveryError:

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import sqlite3
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -40,7 +39,7 @@ from pathlib import Path
 
 from discharge.audit import AuditError, AuditLog, AuditRecord, count_pages
 from discharge.channels import Actions, Handout, Recorder, register
-from discharge.clinic_data import data_dir, immediate_transaction, keyed_digest
+from discharge.clinic_data import data_dir, immediate_transaction, keyed_digest, open_record
 from discharge.errors import ConfigError, DeliveryError, InputError
 from discharge.hl7.mdm import (
     COMPLETION_STATUS,
@@ -178,11 +177,7 @@ class FilingJournal:
         path = path or data_dir() / JOURNAL_NAME
         keyed_digest("check")  # makes the data folder (0700) and the secret, or says why not
         try:
-            with contextlib.suppress(FileExistsError):  # private from the start
-                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
-            conn.execute("PRAGMA synchronous=FULL")  # each intent is on disk before sending
-            conn.execute(_SCHEMA)
+            conn = open_record(path, _SCHEMA, busy_timeout=BUSY_TIMEOUT)
         except (OSError, sqlite3.Error) as exc:
             raise cls._error(path, exc) from None
         return cls(path, conn)

@@ -163,7 +163,7 @@ def main(argv: list[str]) -> int:
     from discharge.audit import acting_as
 
     try:
-        with acting_as(user) if user else contextlib.nullcontext():
+        with acting_as(user):  # "" (no user given): the OS account, as without it
             result = run(job, config_path, shown_as, date_order)
     except Exception as exc:  # a bug: say so on the page, never with the patient data
         result = {"state": "failed", "message": f"internal error ({type(exc).__name__})"}

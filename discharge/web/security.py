@@ -150,8 +150,8 @@ def _session_user(way: str) -> str | None:
         return None
     minutes = current_app.config["SERVE"].session_idle_minutes
     found = _accounts().check_session(sid, idle=timedelta(minutes=minutes))
-    if found.ended == "idle":
-        _record(SIGNED_OUT, found.was, reason=f"not used for {_minutes(minutes)}")
+    if found.idle_ended:
+        _record(SIGNED_OUT, found.idle_ended, reason=f"not used for {_minutes(minutes)}")
         session["idle_ended"] = _minutes(minutes)  # for the sign-in page to say why
     user = found.user
     # A session made under the other way (the clinic changed sign_in) is not this one's.
