@@ -162,6 +162,12 @@ def count_pages(pdf: bytes) -> int:
     return len(_PAGE_OBJECT.findall(pdf))
 
 
+def as_new(record: AuditRecord, **changes: Any) -> AuditRecord:
+    """A stored record (a sheet as made) as the start of a new one, e.g. its printing: who did
+    it and where are this one's (the log fills them in, with its own id, times and chain)."""
+    return replace(record, user="", operator="", workstation="", **changes)
+
+
 def describe_pdf(
     request: DischargeRequest,
     document: Document,
@@ -469,9 +475,10 @@ class AuditLog:
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read the audit log {self.path}: {exc}") from None
 
-    def find_pdf(self, pdf: bytes) -> list[AuditRecord]:
-        """Every record of a PDF with exactly these bytes."""
-        return list(self.query(pdf_sha256=hashlib.sha256(pdf).hexdigest()))
+    def last_made(self, pdf_sha256: str) -> AuditRecord | None:
+        """The record of the making of the PDF with this digest (the last, if made twice)."""
+        made = [r for r in self.query(pdf_sha256=pdf_sha256) if r.action == MADE]
+        return made[-1] if made else None
 
     def verify(self) -> Verification:
         """Recompute the chain; name the first record that was changed, deleted or inserted."""

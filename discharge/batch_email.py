@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -34,7 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from discharge.audit import AuditLog, describe_pdf
+from discharge.audit import AuditLog
 from discharge.batch import (
     EMAIL_FIELDS,
     FAILED,
@@ -56,13 +55,13 @@ from discharge.batch import (
     read_rows,
     record_key,
 )
-from discharge.channels import Handout, deliver
+from discharge.channels import deliver
 from discharge.channels.email import EmailChannel
+from discharge.channels.rows import row_handout
 from discharge.config import Config
 from discharge.delivery import sent as record
 from discharge.delivery.settings import EmailSettings, load_email_settings
 from discharge.delivery.smtp import Mailer, MessageRejected, OutcomeUnknown
-from discharge.document import build_document
 from discharge.errors import DeliveryError, DischargeError, InputError
 from discharge.request import check_email
 
@@ -351,19 +350,8 @@ def _send_row(
     sent_to = entry.emailed.sent_to
     try:
         address = check_email(sent_to)
-        try:
-            pdf = (out / entry.file).read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read {entry.file}: {exc.strerror}") from None
         # Send exactly the document the manifest recorded, or nothing.
-        if hashlib.sha256(pdf).hexdigest() != entry.sha256:
-            raise InputError(f"{entry.file} has changed since it was made; run the batch again")
-        document = build_document(item.request, config)
-        made = replace(
-            describe_pdf(item.request, document, pdf, channel="batch"),
-            batch_file=batch_file, batch_row=entry.row,
-        )  # fmt: skip
-        handout = Handout((made,), item.request, document, front_end="batch")
+        handout, pdf = row_handout(item, entry, out, config, batch_file)
         channel = EmailChannel(
             mailer, settings, address, message_id=entry.emailed.message_id, noted=noted
         )

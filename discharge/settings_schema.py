@@ -194,11 +194,10 @@ class FilePath(Kind):
 
     what: str = "a file"
     must: str | None = None
-    problem: str = ""
 
     def check(self, value: Any, where: Where) -> Path:
         if not isinstance(value, str) or not value.strip():
-            raise Invalid(self.problem or f"must be the path of {self.what}")
+            raise Invalid(f"must be the path of {self.what}")
         path = where.path(value)
         if self.must == "file" and not path.is_file() or self.must == "dir" and not path.is_dir():
             raise Invalid(f"{path} is not {self.what}")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar
 
-from discharge.audit import AuditLog, AuditRecord
+from discharge.audit import AuditLog, AuditRecord, as_new
 from discharge.channels import Actions, Handout, Recorder, deliver, register
 from discharge.config import Config
 from discharge.errors import PrintError
@@ -76,24 +76,9 @@ def print_recorded(
 
 
 def _as_printed(handout: Handout, detail: dict[str, object]) -> list[AuditRecord]:
-    # A sheet found in the log carries its own id, times and hashes: the new record gets its
-    # own, and the front end that printed it.
+    # Each sheet's record as made, now printed by this front end (never an email's fields).
     text = json.dumps(detail, ensure_ascii=False)
     return [
-        replace(
-            sheet,
-            channel=handout.front_end,
-            detail=text,
-            id=0,
-            time_utc="",
-            time_local="",
-            user="",
-            operator="",
-            workstation="",
-            prev_hash="",
-            hash="",
-            email_address="",
-            message_id="",
-        )  # fmt: skip
+        as_new(sheet, channel=handout.front_end, detail=text, email_address="", message_id="")
         for sheet in handout.records
     ]

@@ -4,7 +4,8 @@
 rows of the schedule whose PDF the last run made (or kept), each delivered with its document
 and its audit record (``channel`` "batch", the schedule and row), its PDF read back and checked
 against the manifest's hash first. ``batch --email`` has its own loop (``batch_email.py``),
-because the email channel's once-only record decides per row what may go.
+because the email channel's once-only record decides per row what may go; it takes each row's
+PDF and handout from ``row_handout`` here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from discharge.audit import AuditError, AuditLog, describe_pdf
 from discharge.batch import (
     OK,
     SKIPPED,
+    ManifestRow,
     Schedule,
     ScheduleRow,
     folder_salt,
@@ -71,13 +73,7 @@ def deliver_rows(
                 continue
             row, file = entry.row, entry.file
             try:
-                pdf = _read_made(out / file, entry.sha256)
-                document = build_document(item.request, config)
-                record = replace(
-                    describe_pdf(item.request, document, pdf, channel="batch"),
-                    batch_file=batch_file, batch_row=row,
-                )  # fmt: skip
-                handout = Handout((record,), item.request, document, front_end="batch")
+                handout, pdf = row_handout(item, entry, out, config, batch_file)
                 receipt = deliver(handout, pdf, channel(item), audit=audit)
             except AuditError:
                 raise
@@ -86,6 +82,21 @@ def deliver_rows(
                 continue
             results.append(RowDelivered(row, file, receipt))
     return results
+
+
+def row_handout(
+    item: ScheduleRow, entry: ManifestRow, out: Path, config: Config, batch_file: str
+) -> tuple[Handout, bytes]:
+    """A made row's PDF exactly as the manifest recorded it (an InputError if it is missing or
+    has changed since), and its handout: the document, and its record as made by the batch
+    (the schedule and the row)."""
+    pdf = _read_made(out / entry.file, entry.sha256)
+    document = build_document(item.request, config)
+    made = replace(
+        describe_pdf(item.request, document, pdf, channel="batch"),
+        batch_file=batch_file, batch_row=entry.row,
+    )  # fmt: skip
+    return Handout((made,), item.request, document, front_end="batch"), pdf
 
 
 def _read_made(path: Path, sha256: str) -> bytes:

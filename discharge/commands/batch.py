@@ -374,19 +374,20 @@ def _print_combined(
 ) -> bool:
     """Print the run's combined PDF two-sided, each patient's sheet in it recorded (the rows
     ``combine_pdfs`` puts in it); True if printed."""
-    from discharge.audit import AuditLog, AuditRecord
+    from discharge.audit import AuditLog
     from discharge.batch import OK, SKIPPED, read_manifest
     from discharge.channels.print import print_recorded
     from discharge.errors import PrintError
     from discharge.printing.jobs import job_title
 
-    sheets: list[AuditRecord] = []
     wanted = (OK, SKIPPED) if every_row else (OK,)
     with AuditLog.open(config) as audit:
-        for entry in read_manifest(out_dir):
-            if entry.status in wanted and entry.file and entry.sha256:
-                made = [r for r in audit.query(pdf_sha256=entry.sha256) if r.action == "made"]
-                sheets.extend(made[-1:])
+        found = (
+            audit.last_made(entry.sha256)
+            for entry in read_manifest(out_dir)
+            if entry.status in wanted and entry.file and entry.sha256
+        )
+        sheets = [made for made in found if made is not None]
     title = job_title(f"batch of {len(sheets)}")
     try:
         result = print_recorded(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,14 +50,14 @@ def print(  # noqa: A001 - the command's name
     failed = 0
     for file, pdf in pdfs:
         with AuditLog.open(config) as audit:
-            made = [r for r in audit.find_pdf(pdf) if r.action == "made"][-1:]
-        if not made:
+            made = audit.last_made(hashlib.sha256(pdf).hexdigest())
+        if made is None:
             click.echo(
                 f"warning: {file} is not in the audit log (not made here, or made before the "
                 "log was kept): its print is recorded without a patient",
                 err=True,
             )
-        sheets = made or [_unrecorded(pdf)]
+        sheets = [made] if made is not None else [_unrecorded(pdf)]
         try:
             result = print_recorded(
                 pdf, config, sheets, printer=choice.printer, copies=choice.copies,

@@ -40,7 +40,7 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
     from discharge.web.jobs import remove_leftovers
     from discharge.web.rendering import Renderer
     from discharge.web.server import connection_limits, guard_connections
-    from discharge.web.settings import check_bind, is_loopback, load_serve_settings
+    from discharge.web.settings import ACCOUNTS, check_bind, is_loopback, load_serve_settings
 
     processes = (os.cpu_count() or 1) if workers is None else workers
     config = load_config(config_path)
@@ -60,7 +60,7 @@ def serve(host: str, port: int, workers: int | None, config_path: Path | None) -
         except DischargeError as exc:  # the form leaves it out; say why, once, here
             click.echo(f"warning: {exc} (not offered in the form)", err=True)
     warn_drafts(config)
-    if settings.way == "accounts" and not app.extensions["discharge.accounts"].users():
+    if settings.way == ACCOUNTS and not app.extensions["discharge.accounts"].users():
         click.echo(
             'warning: sign_in = "accounts" and there are no users yet: no one can sign in '
             "(add one: discharge users add NAME)",

@@ -34,7 +34,6 @@ from discharge.settings_schema import (
     Text,
     Where,
     Whole,
-    declared,
     setting,
 )
 
@@ -106,9 +105,10 @@ def _header_address(value: Any, where: Where) -> str:
     return text
 
 
-def _ca_file(value: Any, where: Where) -> Path:
-    path: Path = FilePath("a file of PEM certificates", must="file").check(value, where)
-    return path
+_SENDER_NEEDED = (
+    'is required: the From address, for example sender = "Riverside Clinic '
+    '<aftercare@riverside.example>"'
+)
 
 
 def _seconds(least: float) -> Number:
@@ -139,11 +139,7 @@ class SmtpSettings(Section):
     }
 
     # the From header: "aftercare@clinic.example" or "Clinic <aftercare@...>"
-    sender: str = setting(
-        Check(_header_address),
-        required="is required: the From address, for example "
-        'sender = "Riverside Clinic <aftercare@riverside.example>"',
-    )
+    sender: str = setting(Check(_header_address), required=_SENDER_NEEDED)
     host: str | None = setting(_FILLED, default=None)
     port: int = setting(Whole(1, 65535, "must be a whole number from 1 to 65535"), default=0)
     security: Security = setting(Choice(SECURITY_MODES), default="starttls")
@@ -160,7 +156,9 @@ class SmtpSettings(Section):
     # seconds, for connecting and for each reply
     timeout: float = setting(_seconds(0.1), default=30.0)
     # trust these CAs instead of the system's (a private relay)
-    ca_file: Path | None = setting(Check(_ca_file), default=None)
+    ca_file: Path | None = setting(
+        FilePath("a file of PEM certificates", must="file"), default=None
+    )
     # further attempts after a temporary (4xx) rejection
     retries: int = setting(Whole(0, 10, "must be a whole number from 0 to 10"), default=3)
     # seconds before the first retry; doubled each time, capped
@@ -300,8 +298,7 @@ def load_email_settings(
     if smtp is None and config.source is None:  # the demo clinic: `--eml` works
         smtp = SmtpSettings(sender=DEMO_SENDER)
     if smtp is None:
-        sender = declared(SmtpSettings)["sender"].metadata["setting"].required
-        raise ConfigError(f"{config.where()}: [smtp] sender: {sender}")
+        raise ConfigError(f"{config.where()}: [smtp] sender: {_SENDER_NEEDED}")
     if smtp.host is None and sending:
         raise ConfigError(
             f"{config.where()}: [smtp] host: is required to send email "

@@ -47,9 +47,6 @@ class Text:
         return Text, (self.field, self.source, self.code, self.static, self.plan)
 
 
-# The placeholders most texts use, which need no Jinja2 to fill (importing it is an eighth of
-
-
 def fill(text: Text | Template, context: Mapping[str, Any]) -> str:
     """``text`` filled from ``context``: a procedure's Text (by the quickest way that gives
     Jinja2's result), or a Jinja2 template made in the sandbox (an email's text). Any failure
@@ -66,6 +63,8 @@ def fill(text: Text | Template, context: Mapping[str, Any]) -> str:
     return sandbox.render(text, context)
 
 
+# The placeholders most texts use, which need no Jinja2 to fill (importing it is an eighth of
+# a cold start): a value, `{{ clinic.emergency_number }}`, and a temperature, `{{ 38 | temp }}`.
 _SIMPLE = re.compile(
     r"\{\{ *(?:(?P<name>[A-Za-z]\w*(?:\.[A-Za-z]\w*)*)|(?P<number>\d+(?:\.\d+)?) *\| *temp) *\}\}"
 )

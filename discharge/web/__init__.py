@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from discharge.config import Config
-from discharge.web.settings import ServeSettings
+from discharge.web.settings import OPEN, PROXY, ServeSettings
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -85,7 +85,7 @@ def _cookie_key(settings: ServeSettings, password: str | None) -> bytes:
     With a sign-in, derived from the clinic's secret (a restart keeps everyone signed in: the
     sessions themselves are on the server) and the shared password, if any (a new password signs
     everyone out). Without one, random: a restart starts afresh, nothing to keep."""
-    if settings.way == "proxy" or (settings.way == "password" and password is None):
+    if settings.way_with(password) in (OPEN, PROXY):
         return secrets.token_bytes(32)
     from discharge.clinic_data import keyed_digest
 

@@ -44,6 +44,7 @@ from werkzeug.exceptions import Forbidden
 
 from discharge.accounts import SHARED_USER, Accounts, normalise_name
 from discharge.audit import SIGN_IN_FAILED, SIGNED_IN, SIGNED_OUT, AuditLog, AuditRecord, acting_as
+from discharge.web.settings import ACCOUNTS, OPEN, PROXY, SHARED
 
 bp = Blueprint("auth", __name__)
 
@@ -55,7 +56,6 @@ _OPEN_ENDPOINTS = {"auth.login", "static"}
 # The WSGI environ key holding the address the connection came from, before the proxy's
 # X-Forwarded-For replaced REMOTE_ADDR (set in web/__init__.py).
 PEER = "discharge.peer"
-OPEN, SHARED, ACCOUNTS, PROXY = "open", "password", "accounts", "proxy"
 
 
 class CrossSiteRefused(Forbidden):
@@ -105,14 +105,6 @@ class NoUserFromProxy(Forbidden):
         "The hospital's sign-on did not say who you are. Sign in to it again; if this keeps "
         "happening, tell IT."
     )
-
-
-def sign_in_way(app: Flask) -> str:
-    """OPEN (no sign-in: loopback only), SHARED, ACCOUNTS or PROXY."""
-    way = app.config["SERVE"].way
-    if way == SHARED and app.config.get("PASSWORD") is None:
-        return OPEN
-    return str(way)
 
 
 def _accounts() -> Accounts:
@@ -291,7 +283,7 @@ def logout() -> Any:
 def init_app(app: Flask) -> None:
     from discharge.web.throttle import SignInThrottle
 
-    app.config["SIGN_IN"] = way = sign_in_way(app)
+    app.config["SIGN_IN"] = way = app.config["SERVE"].way_with(app.config.get("PASSWORD"))
     if way in (SHARED, ACCOUNTS):
         app.extensions["discharge.accounts"] = Accounts()
     app.extensions["discharge.throttle"] = SignInThrottle()

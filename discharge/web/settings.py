@@ -52,7 +52,15 @@ _WHOLE = Whole(least=1, problem="must be a whole number, 1 or more")
 # How nurses sign in (README "Signing in"): the shared ward password (password_env; none at
 # all on loopback), each her own local account (discharge users), or the hospital's single
 # sign-on, whose TLS proxy names the nurse in user_header.
-SIGN_IN = ("password", "accounts", "proxy")
+OPEN, SHARED, ACCOUNTS, PROXY = "open", "password", "accounts", "proxy"  # OPEN: no sign-in
+SIGN_IN = (SHARED, ACCOUNTS, PROXY)
+
+
+def _way(sign_in: str | None, user_header: str | None) -> str:
+    """``sign_in``, else what the other keys say."""
+    return sign_in or (PROXY if user_header is not None else SHARED)
+
+
 _HEADER = Text(
     strip=True,
     pattern=r"[A-Za-z0-9-]{1,64}",
@@ -95,13 +103,16 @@ class ServeSettings(Section):
     @property
     def way(self) -> str:
         """How nurses sign in: ``sign_in``, else what the other keys say."""
-        if self.sign_in is not None:
-            return self.sign_in
-        return "proxy" if self.user_header is not None else "password"
+        return _way(self.sign_in, self.user_header)
+
+    def way_with(self, password: str | None) -> str:
+        """How nurses sign in, the shared password read: OPEN when the shared password's way
+        has none (loopback only)."""
+        return OPEN if self.way == SHARED and password is None else self.way
 
     @property
     def login_required(self) -> bool:
-        return self.way != "password" or self.password_env is not None
+        return self.way != SHARED or self.password_env is not None
 
     @classmethod
     def relations(cls, values: Mapping[str, Any], where: Where) -> Iterator[tuple[str, str]]:
@@ -109,8 +120,8 @@ class ServeSettings(Section):
         given, header = values.get("sign_in"), values.get("user_header")
         if "sign_in" not in values or "user_header" not in values:
             return  # a wrong value: its problem is named already
-        way = given or ("proxy" if header is not None else "password")
-        if way == "proxy":
+        way = _way(given, header)
+        if way == PROXY:
             if header is None:
                 yield "sign_in", '"proxy" needs user_header (e.g. "X-Remote-User")'
             if values.get("tls_proxy", "") is None:
@@ -121,7 +132,7 @@ class ServeSettings(Section):
                 )
         elif header is not None:
             yield "user_header", f'is only read with sign_in = "proxy" (not "{way}")'
-        if way != "password" and values.get("password_env") is not None:
+        if way != SHARED and values.get("password_env") is not None:
             yield "password_env", f'is only read with sign_in = "password" (not "{way}")'
 
     def read_password(self) -> str | None:
