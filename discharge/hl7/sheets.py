@@ -26,7 +26,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -401,7 +401,7 @@ class ReadyFolder:
         # Every version's audit records, read once: what went out of any of them is said.
         versions = {v: list(self.audit.query(pdf_sha256=v))
                     for v in self._versions(current["appointment"])}  # fmt: skip
-        made = _last_made(versions[sha] if sha in versions else self.audit.query(pdf_sha256=sha))
+        made = _last_made(versions[sha]) if sha in versions else self.audit.last_made(sha)
         notes = []
         emailed = self._emailed(versions)
         if emailed:
@@ -576,8 +576,8 @@ def _open_journal(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _last_made(records: Iterable[AuditRecord]) -> AuditRecord | None:
-    """A sheet's last ``made`` record (the same bytes made again: the later)."""
+def _last_made(records: list[AuditRecord]) -> AuditRecord | None:
+    """``AuditLog.last_made`` from a sheet's records already read."""
     made = [r for r in records if r.action == MADE]
     return made[-1] if made else None
 
