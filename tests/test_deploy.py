@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_discharge
+from tests.helpers import free_port, run_discharge
 from tests.test_web import (
     BROWSER_FORM,
     CHROMIUM,
@@ -38,12 +38,6 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 CADDY = Path("/usr/bin/caddy")
 SITE = "discharge.test"
 NURSE, NURSE_PASSWORD = "amara", "her own password"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
