@@ -59,9 +59,9 @@ from discharge.batch import (
 from discharge.channels import Handout, deliver
 from discharge.channels.email import EmailChannel
 from discharge.config import Config
-from discharge.delivery import EmailSettings, Mailer, MessageRejected, OutcomeUnknown
 from discharge.delivery import sent as record
-from discharge.delivery.settings import load_email_settings
+from discharge.delivery.settings import EmailSettings, load_email_settings
+from discharge.delivery.smtp import Mailer, MessageRejected, OutcomeUnknown
 from discharge.document import build_document
 from discharge.errors import DeliveryError, DischargeError, InputError
 from discharge.request import check_email

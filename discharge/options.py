@@ -224,7 +224,7 @@ class PrintChoice:
 
 def print_choice(config: Config, printer: str | None, copies: int | None) -> PrintChoice:
     """Checked before any work: a wrong setting stops the command before anything is made."""
-    from discharge.printing import check_copies, check_printer_name, load_print_settings
+    from discharge.printing.settings import check_copies, check_printer_name, load_print_settings
 
     settings = load_print_settings(config)
     name = check_printer_name(printer) if printer is not None else settings.default_printer

@@ -30,13 +30,9 @@ from icalendar import Calendar
 from pypdf import PdfReader
 
 from discharge.config import parse_config
-from discharge.delivery import (
-    Mailer,
-    MessageRejected,
-    OutcomeUnknown,
-    compose_email,
-    load_email_settings,
-)
+from discharge.delivery.compose import compose_email
+from discharge.delivery.settings import load_email_settings
+from discharge.delivery.smtp import Mailer, MessageRejected, OutcomeUnknown
 from discharge.document import build_document
 from discharge.errors import ConfigError, DeliveryError, InputError
 from discharge.request import parse_request

@@ -37,7 +37,9 @@ from aiosmtpd.controller import Controller
 from icalendar import Calendar
 
 from discharge.config import parse_config
-from discharge.delivery import Mailer, MessageRejected, compose_email, load_email_settings
+from discharge.delivery.compose import compose_email
+from discharge.delivery.settings import load_email_settings
+from discharge.delivery.smtp import Mailer, MessageRejected
 from discharge.document import build_document
 from discharge.errors import DeliveryError
 from discharge.request import parse_request
@@ -444,7 +446,7 @@ def test_a_drop_before_the_message_is_reopened_once(faulty: tuple[Faulty, int]) 
 
 
 def test_a_drop_after_the_message_is_unknown_and_not_resent(faulty: tuple[Faulty, int]) -> None:
-    from discharge.delivery import OutcomeUnknown
+    from discharge.delivery.smtp import OutcomeUnknown
 
     handler, port = faulty
     handler.fault, handler.faults = "drop", 1

@@ -200,13 +200,8 @@ def test_a_job_that_never_starts_is_cancelled_and_one_stuck_printing_is_unknown(
     from discharge.audit import AuditRecord
     from discharge.channels.print import print_recorded
     from discharge.config import load_config
-    from discharge.printing import (
-        PrinterStopped,
-        PrintJobFailed,
-        PrintTimeout,
-        print_pdf,
-    )
     from discharge.printing.cups import job_state
+    from discharge.printing.jobs import PrinterStopped, PrintJobFailed, PrintTimeout, print_pdf
 
     pdf = b"%PDF-1.4\n% a raw queue sends these bytes as they are\n%%EOF\n"
     blocker = tmp_path / "blocker.pdf"

@@ -111,6 +111,23 @@ def test_a_file_with_every_section_right_makes_the_document(tmp_path: Path) -> N
     assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF")
 
 
+def test_checking_the_email_and_print_sections_does_not_load_email_or_printing() -> None:
+    # A clinic that emails and prints has [smtp] and [print] in its file, and every command
+    # checks them: that must not pay for the message, SMTP, CUPS or Jinja2 code. (Its own
+    # [email] texts are templates, tried with sample values when the file is checked.)
+    settings = '[smtp]\nhost = "mail.example"\nsender = "a@b.example"\n[print]\nprinter = "Desk"\n'
+    heavy = ("jinja2", "discharge.delivery.smtp", "discharge.delivery.compose",
+             "discharge.printing.jobs", "discharge.printing.cups")  # fmt: skip
+    code = (
+        "import sys, tomllib\n"
+        "from discharge.config import parse_config\n"
+        f"parse_config(tomllib.loads({settings!r}))\n"
+        f"loaded = [m for m in {heavy!r} if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_loading_the_serve_section_does_not_load_the_web_server() -> None:
     # `generate` with a settings file that has [serve] must not pay for importing Flask.
     code = "import sys, discharge.web.settings; assert 'flask' not in sys.modules, 'flask'"

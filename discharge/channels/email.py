@@ -19,21 +19,20 @@ from typing import ClassVar
 from discharge.audit import AuditLog, AuditRecord, as_sent, describe_pdf
 from discharge.channels import Actions, Handout, Recorder, deliver, register
 from discharge.config import Config
-from discharge.delivery import (
+from discharge.delivery.compose import OutgoingEmail, compose_email
+from discharge.delivery.sent import (
     CHANGED,
+    FAILED,
     NEW,
     SENT,
     UNKNOWN,
-    EmailSettings,
-    Mailer,
-    OutcomeUnknown,
-    OutgoingEmail,
     Previous,
     SentJournal,
-    compose_email,
-    load_email_settings,
+    message_id,
+    send_key,
 )
-from discharge.delivery.sent import FAILED, message_id, send_key
+from discharge.delivery.settings import EmailSettings, load_email_settings
+from discharge.delivery.smtp import Mailer, OutcomeUnknown
 from discharge.document import Document
 from discharge.errors import DischargeError
 from discharge.generate import check_replace, make_pdf

@@ -17,7 +17,7 @@ from discharge.audit import AuditLog, AuditRecord
 from discharge.channels import Actions, Handout, Recorder, deliver, register
 from discharge.config import Config
 from discharge.errors import PrintError
-from discharge.printing import PrintResult, print_pdf
+from discharge.printing.jobs import PrintResult, print_pdf
 
 
 @register

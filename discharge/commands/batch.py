@@ -377,7 +377,8 @@ def _print_combined(
     from discharge.audit import AuditLog, AuditRecord
     from discharge.batch import OK, SKIPPED, read_manifest
     from discharge.channels.print import print_recorded
-    from discharge.printing import PrintError, job_title
+    from discharge.errors import PrintError
+    from discharge.printing.jobs import job_title
 
     sheets: list[AuditRecord] = []
     wanted = (OK, SKIPPED) if every_row else (OK,)

@@ -17,7 +17,7 @@ from discharge.options import (
 
 if TYPE_CHECKING:
     from discharge.config import Config
-    from discharge.delivery import Previous
+    from discharge.delivery.sent import Previous
 
 
 @click.command()
@@ -74,7 +74,7 @@ def email(
 
 def _report_held(previous: Previous, recipient: str, config: Config) -> None:
     """Nothing was sent: say why, and how to send anyway."""
-    from discharge.delivery import CHANGED, SENT
+    from discharge.delivery.sent import CHANGED, SENT
     from discharge.errors import DeliveryError
 
     when = previous.when_text(config.clinic.tz)

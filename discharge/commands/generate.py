@@ -67,7 +67,7 @@ def generate(
     if choice is not None:
         from discharge.audit import describe_pdf
         from discharge.channels.print import print_recorded
-        from discharge.printing import job_title
+        from discharge.printing.jobs import job_title
 
         pdf = output.read_bytes()
         result = print_recorded(

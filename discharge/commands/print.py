@@ -40,7 +40,8 @@ def print(  # noqa: A001 - the command's name
     """
     from discharge.audit import AuditLog
     from discharge.channels.print import print_recorded
-    from discharge.printing import PrintError, job_title
+    from discharge.errors import PrintError
+    from discharge.printing.jobs import job_title
 
     config = load_clinic_config(config_path)
     choice = print_choice(config, printer, copies)

@@ -21,8 +21,6 @@ from typing import Any, ClassVar, Literal
 
 from discharge.config import Config
 from discharge.errors import ConfigError, InputError, TemplateError
-from discharge.guidance.filling import fill
-from discharge.guidance.sandbox import environment
 from discharge.i18n import N_
 from discharge.request import check_email
 from discharge.settings_schema import (
@@ -211,7 +209,11 @@ class SmtpSettings(Section):
 
 
 def _template(value: Any, where: Where, *, key: str) -> str:
+    # Jinja2 only for a file that gives its own email texts (about an eighth of a cold start).
     from jinja2 import TemplateSyntaxError
+
+    from discharge.guidance.filling import fill
+    from discharge.guidance.sandbox import environment
 
     _FILLED.check(value, where)  # text, not empty
     try:

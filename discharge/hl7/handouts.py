@@ -78,7 +78,8 @@ class Handouts:
         report: Report | None = None,
     ) -> None:
         from discharge.channels.email import EmailChannel  # noqa: F401 - registers it
-        from discharge.delivery import Mailer, load_email_settings
+        from discharge.delivery.settings import load_email_settings
+        from discharge.delivery.smtp import Mailer
 
         self.config = config
         self.out = out
@@ -173,7 +174,8 @@ class Handouts:
 
     def _email(self, made: Made, handout: Handout, pdf: bytes, audit: AuditLog) -> None:
         from discharge.channels.email import EmailChannel
-        from discharge.delivery import CHANGED, SENT, OutcomeUnknown
+        from discharge.delivery.sent import CHANGED, SENT
+        from discharge.delivery.smtp import OutcomeUnknown
 
         assert self.mailer is not None
         if not made.email:
@@ -202,7 +204,8 @@ class Handouts:
 
     def _print(self, made: Made, handout: Handout, pdf: bytes, audit: AuditLog) -> None:
         from discharge.channels.print import PrintChannel
-        from discharge.printing import PrintError, job_title
+        from discharge.errors import PrintError
+        from discharge.printing.jobs import job_title
 
         assert self.printing is not None
         channel = PrintChannel(

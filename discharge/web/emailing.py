@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from discharge.config import Config
-from discharge.delivery import EmailSettings, SmtpSettings, load_email_settings
+from discharge.delivery.settings import EmailSettings, SmtpSettings, load_email_settings
 from discharge.request import DischargeRequest
 
 _KEEP_SECONDS = 24 * 3600
@@ -40,7 +40,7 @@ class Outcome:
 
 class FormEmail:
     def __init__(self, smtp: SmtpSettings, settings: EmailSettings) -> None:
-        from discharge.delivery import Mailer
+        from discharge.delivery.smtp import Mailer
 
         Mailer(smtp)  # a missing password variable stops the server now, not at a nurse's send
         self.smtp = smtp
@@ -92,7 +92,8 @@ class FormEmail:
         """Make the PDF and the message (``draw`` serialises reportlab), then send it, unless
         the clinic's record says it went or may have (``resend``: the nurse confirmed)."""
         from discharge.channels.email import EmailResult, email_instructions
-        from discharge.delivery import CHANGED, SENT, OutcomeUnknown
+        from discharge.delivery.sent import CHANGED, SENT
+        from discharge.delivery.smtp import OutcomeUnknown
         from discharge.errors import DischargeError
 
         assert callable(draw)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from discharge.audit import AuditRecord
 from discharge.config import Config
-from discharge.printing import PrintSettings, load_print_settings
+from discharge.printing.settings import PrintSettings, load_print_settings
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class FormPrint:
         self, pdf: bytes, config: Config, sheet: AuditRecord, printer: str
     ) -> PrintOutcome:
         from discharge.channels.print import print_recorded
-        from discharge.printing import PrintError, job_title
+        from discharge.errors import PrintError
+        from discharge.printing.jobs import job_title
 
         try:
             result = print_recorded(
