@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -58,6 +60,20 @@ def pdf_pages(path: Path) -> list[str]:
 
 def pdf_text(path: Path) -> str:
     return " ".join(pdf_pages(path))
+
+
+def audit_rows(db: Path) -> list[dict[str, object]]:
+    """The audit log's records, straight from the database, as anyone with sqlite3 would read it."""
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute("SELECT * FROM records ORDER BY id")]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (another process may take it before we bind it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 PATIENT = ["--patient", "Zoë Nguyễn", "--dob", "1990-02-01", "--mrn", "RX-104233"]

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 from typing import Any
 
 import hl7
 from hl7.mllp import start_hl7_server
 
+from tests.helpers import free_port
+
 MESSAGE_LIMIT = 64 << 20  # a sheet's PDF, base64-encoded, is far above the library's 64 KiB
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class MllpReceiver:

@@ -25,7 +25,7 @@ from pypdf import PdfReader
 from discharge.audit import AuditLog, AuditRecord, audit_settings, count_pages
 from discharge.config import Config, parse_config
 from discharge.guidance.loading import load_procedure
-from tests.helpers import PATIENT, run_discharge
+from tests.helpers import PATIENT, audit_rows, run_discharge
 from tests.test_email import (  # noqa: F401  (relay is a fixture)
     PATIENT_ADDRESS,
     SCHEDULE,
@@ -36,13 +36,6 @@ from tests.test_email import (  # noqa: F401  (relay is a fixture)
 )
 
 HSG = ["--procedure", "hsg", "--date", "2026-11-21", "--time", "10:30"]
-
-
-def records(db: Path) -> list[dict[str, object]]:
-    """Straight from the database, as anyone with sqlite3 would read it."""
-    with sqlite3.connect(db) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute("SELECT * FROM records ORDER BY id")]
 
 
 def sha256(path: Path) -> str:
@@ -85,7 +78,7 @@ def test_generate_records_the_pdf_it_wrote(audit_db: Path, tmp_path: Path) -> No
                            "--output", out)  # fmt: skip
     assert result.code == 0, result.stderr
 
-    (record,) = records(audit_db)
+    (record,) = audit_rows(audit_db)
     assert record["action"] == "made"
     assert record["channel"] == "cli"
     assert record["procedure"] == record["template_id"] == "hsg"
@@ -125,7 +118,7 @@ def test_batch_records_each_made_row_once(audit_db: Path, tmp_path: Path) -> Non
 
     with (out / "manifest.csv").open(encoding="utf-8-sig", newline="") as handle:
         manifest = {int(r["row"]): r for r in csv.DictReader(handle)}
-    made = records(audit_db)
+    made = audit_rows(audit_db)
     assert [r["batch_row"] for r in made] == [2, 3, 4, 5, 6]
     for record in made:
         entry = manifest[int(str(record["batch_row"]))]
@@ -139,9 +132,9 @@ def test_batch_records_each_made_row_once(audit_db: Path, tmp_path: Path) -> Non
 
     # A rerun makes nothing new, so it records nothing; --force makes (and records) them again.
     assert run_discharge("batch", schedule, "--out-dir", out).code == 1
-    assert len(records(audit_db)) == 5
+    assert len(audit_rows(audit_db)) == 5
     assert run_discharge("batch", schedule, "--out-dir", out, "--force").code == 1
-    assert len(records(audit_db)) == 10
+    assert len(audit_rows(audit_db)) == 10
     assert log("--verify").returncode == 0
 
 
@@ -154,7 +147,7 @@ def test_email_records_the_copy_and_the_send(
     result = run_discharge("email", *HSG, *PATIENT, "--to", PATIENT_ADDRESS, "--config", config,
                            "--output", copy)  # fmt: skip
     assert result.code == 0, result.stderr
-    made, emailed = records(audit_db)
+    made, emailed = audit_rows(audit_db)
     assert made["action"] == "made" and made["pdf_sha256"] == sha256(copy)
     (got,) = relay.received
     assert emailed["action"] == "emailed"
@@ -169,7 +162,7 @@ def test_email_records_the_copy_and_the_send(
     result = run_discharge("email", *HSG, *PATIENT, "--to", "gone@patient.example",
                            "--config", config)  # fmt: skip
     assert result.code == 3
-    failed = records(audit_db)[-1]
+    failed = audit_rows(audit_db)[-1]
     assert failed["action"] == "email-failed"
     assert failed["email_address"] == "gone@patient.example"
 
@@ -187,7 +180,7 @@ def test_batch_email_records_each_send(
                            relay_config(tmp_path, relay), "--jobs", "1", "--email")  # fmt: skip
     assert result.code == 3, result.stderr
     by_action: dict[str, list[dict[str, object]]] = {}
-    for record in records(audit_db):
+    for record in audit_rows(audit_db):
         by_action.setdefault(str(record["action"]), []).append(record)
     assert [r["batch_row"] for r in by_action["made"]] == [2, 3, 4]
     (emailed,) = by_action["emailed"]
@@ -251,7 +244,7 @@ def test_batch_rows_not_recorded_are_not_kept(audit_db: Path, tmp_path: Path) ->
     result = run_discharge("batch", schedule, "--out-dir", out)  # a rerun makes them now
     assert result.code == 0, result.stderr
     assert len(list(out.glob("*.pdf"))) == 3
-    assert len(records(audit_db)) == 1 + 3
+    assert len(audit_rows(audit_db)) == 1 + 3
 
 
 def test_audit_settings_in_the_clinic_file(audit_db: Path, tmp_path: Path) -> None:
@@ -262,7 +255,7 @@ def test_audit_settings_in_the_clinic_file(audit_db: Path, tmp_path: Path) -> No
     result = run_discharge("generate", *HSG, *PATIENT, "--config", config,
                            "--output", tmp_path / "a.pdf")  # fmt: skip
     assert result.code == 0, result.stderr
-    assert len(records(tmp_path / "logs" / "clinic-audit.db")) == 1  # beside the settings file
+    assert len(audit_rows(tmp_path / "logs" / "clinic-audit.db")) == 1  # beside the settings file
     assert not audit_db.exists()
 
     config.write_text(clinic + "[audit]\nenabled = false\n", encoding="utf-8")
@@ -298,7 +291,7 @@ def test_verify_passes_on_an_untouched_log(audit_db: Path) -> None:
     result = log("--verify")
     assert result.returncode == 0, result.stderr
     assert "intact, 4 records (#1 to #4)" in result.stdout
-    assert f"last hash: {records(audit_db)[-1]['hash']}" in result.stdout
+    assert f"last hash: {audit_rows(audit_db)[-1]['hash']}" in result.stdout
 
 
 def test_verify_finds_an_edited_record(audit_db: Path) -> None:
@@ -314,7 +307,7 @@ def test_verify_finds_an_edit_whose_hash_was_recomputed(audit_db: Path) -> None:
     from discharge.audit import content_hash
 
     fill(audit_db, 4)
-    (row,) = [r for r in records(audit_db) if r["id"] == 2]
+    (row,) = [r for r in audit_rows(audit_db) if r["id"] == 2]
     forged = AuditRecord(**{**row, "mrn": "FORGED"})  # type: ignore[arg-type]
     with sqlite3.connect(audit_db) as conn:
         conn.execute("UPDATE records SET mrn = 'FORGED', hash = ? WHERE id = 2",
@@ -337,7 +330,7 @@ def test_verify_finds_an_inserted_record(audit_db: Path) -> None:
     fill(audit_db, 4)
     with sqlite3.connect(audit_db) as conn:
         # A copy of a genuine record (its hash is right for its own content), added at the end.
-        columns = [c for c in records(audit_db)[0] if c != "id"]
+        columns = [c for c in audit_rows(audit_db)[0] if c != "id"]
         conn.execute(f"INSERT INTO records (id, {', '.join(columns)}) "
                      f"SELECT 5, {', '.join(columns)} FROM records WHERE id = 2")  # fmt: skip
     result = log("--verify")
@@ -400,7 +393,7 @@ def test_two_batches_at_once_lose_nothing(audit_db: Path, tmp_path: Path) -> Non
         assert proc.returncode == 0, err
         assert "locked" not in err
 
-    made = records(audit_db)
+    made = audit_rows(audit_db)
     assert len(made) == 2 * rows + 20
     assert [r["id"] for r in made] == list(range(1, len(made) + 1))
     mrns = {r["mrn"] for r in made}
@@ -417,7 +410,7 @@ def test_prune_keeps_the_chain_verifiable(audit_db: Path, tmp_path: Path) -> Non
     result = log("--prune-before", tomorrow)
     assert result.returncode == 0, result.stderr
     assert "removed 3 records" in result.stdout
-    (pruned,) = records(audit_db)
+    (pruned,) = audit_rows(audit_db)
     assert pruned["action"] == "pruned" and pruned["id"] == 4
     assert json.loads(str(pruned["detail"]))["removed"] == 3
     assert log("--verify").returncode == 0
@@ -495,7 +488,7 @@ def test_email_to_a_file_records_the_message(audit_db: Path, tmp_path: Path) -> 
     eml = tmp_path / "message.eml"
     result = run_discharge("email", *HSG, *PATIENT, "--to", PATIENT_ADDRESS, "--eml", eml)
     assert result.code == 0, result.stderr
-    (record,) = records(audit_db)
+    (record,) = audit_rows(audit_db)
     from email import policy
     from email.parser import BytesParser
 
@@ -524,7 +517,7 @@ def test_a_send_that_stops_is_recorded_as_failed_or_unknown(audit_db: Path) -> N
         with recorder.attempt(entry):
             pass
         recorder.done(entry, said="the email was sent")
-    assert [r["action"] for r in records(audit_db)] == [
+    assert [r["action"] for r in audit_rows(audit_db)] == [
         "email-failed",
         "email-unknown",
         "email-unknown",
@@ -554,7 +547,7 @@ def test_an_interrupted_batch_keeps_only_recorded_pdfs(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
 
-    recorded = {str(r["pdf_sha256"]) for r in records(audit_db)}
+    recorded = {str(r["pdf_sha256"]) for r in audit_rows(audit_db)}
     left = list(out.glob("*.pdf"))
     assert left, "the run was stopped before any row was recorded"
     for pdf in left:  # every PDF kept is in the audit log

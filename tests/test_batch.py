@@ -414,13 +414,18 @@ def test_other_commands_columns_survive_a_rerun_for_the_same_pdf(tmp_path: Path)
 
 def test_a_manifest_row_reads_back_as_it_was_written() -> None:
     from discharge.batch import EmailColumns, ManifestRow
+    from discharge.batch.manifest import EMAIL_FIELDS, MANIFEST_FIELDS
 
+    # Every column the manifest knows is a field of the row, in the file's order: a column
+    # added to MANIFEST_FIELDS but not to ManifestRow would be lost on every rewrite.
+    assert list(ManifestRow(0).cells()) == MANIFEST_FIELDS + EMAIL_FIELDS
     entry = ManifestRow(
         7, status="ok", key="k", file="f.pdf", sha256="s", procedure="hsg", date="2026-11-02",
         email="=a@b.example", input_sha256="i", error="",
         emailed=EmailColumns("sent", "=a@b.example", "<m@x>", ""), others={"ward": "+7"},
     )  # fmt: skip
     assert ManifestRow.from_cells(entry.cells()) == entry
+    assert list(entry.cells()) == MANIFEST_FIELDS + EMAIL_FIELDS + ["ward"]  # others after
     assert entry.neutralised()["email"] == "'=a@b.example"
     assert entry.neutralised()["ward"] == "'+7"
     assert ManifestRow.from_cells({"row": "x", "status": "ok"}) is None  # a damaged line

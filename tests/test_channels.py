@@ -4,7 +4,6 @@ document and the PDF that generate and batch made, and is audited under its own 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -18,7 +17,7 @@ from discharge.document import Document, build_document, printed_text
 from discharge.errors import DeliveryError
 from discharge.generate import generate_pdf
 from discharge.request import parse_request
-from tests.helpers import pdf_text, run_discharge
+from tests.helpers import audit_rows, pdf_text, run_discharge
 
 PATIENTS = [
     ("Zoë Nguyễn", "hsg", "RX-104233"),
@@ -54,12 +53,6 @@ class FolderChannel:
             file.write_bytes(pdf)
         recorder.done(records, said=f"{file.name} was copied")
         return Copied(file, handout.document)
-
-
-def audit_rows(db: Path) -> list[dict[str, object]]:
-    with sqlite3.connect(db) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute("SELECT * FROM records ORDER BY id")]
 
 
 def test_generate_and_batch_hand_the_channel_their_document_and_pdf(

@@ -36,7 +36,7 @@ from discharge.delivery.smtp import Mailer, MessageRejected, OutcomeUnknown
 from discharge.document import build_document
 from discharge.errors import ConfigError, DeliveryError, InputError
 from discharge.request import parse_request
-from tests.helpers import run_discharge
+from tests.helpers import free_port, run_discharge
 
 SENDER = "aftercare@riverside.example"
 PATIENT_ADDRESS = "zoe@patient.example"
@@ -137,12 +137,6 @@ class Server:
     @property
     def received(self) -> list[Received]:
         return self.handler.received
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ import hmac
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from discharge.document import build_document
 from discharge.errors import DeliveryError
 from discharge.request import parse_request
 from discharge.resources import bundled_dir
-from tests.helpers import Result, pdf_text, run_discharge
+from tests.helpers import Result, free_port, pdf_text, run_discharge
 
 SENDER = "aftercare@riverside.example"
 HSG = ["--procedure", "hsg", "--date", "2026-11-21"]
@@ -145,12 +144,6 @@ class Faulty:
 
     def recipients(self) -> list[str]:
         return [str(m["To"]) for m in self.received]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -47,7 +47,8 @@ from discharge.hl7.filing import (
 from discharge.hl7.mdm import Identifier, MdmDocument, MdmHeader, PatientIdentity, build_mdm
 from discharge.render_text import render_text
 from discharge.request import parse_request
-from tests.mllp_receiver import MllpReceiver, free_port
+from tests.helpers import free_port
+from tests.mllp_receiver import MllpReceiver
 
 HOSTILE_FAMILY = "O'Brien|Smith^Jr~X\\Y&Z"
 HOSTILE_GIVEN = "Zoë\r\nAnn\x0bMarie\x1c"

@@ -156,15 +156,21 @@ class Browser:
         return response.status, {k.lower(): v for k, v in response.getheaders()}, data
 
 
-def nurse_signs_in_and_gets_her_pdf(url: str) -> float:
-    """Seconds from opening the sign-in page to holding her patient's PDF."""
-    started = time.monotonic()
+def signed_in(url: str) -> Browser:
+    """A nurse's computer, signed in with the shared password."""
     nurse = Browser(url)
     _, _, page = nurse.request("GET", "/login")
-    status, headers, _ = nurse.request(
+    status, _, _ = nurse.request(
         "POST", "/login", {"password": PASSWORD, "csrf_token": token(page.decode())}
     )
     assert status == 302, status
+    return nurse
+
+
+def nurse_signs_in_and_gets_her_pdf(url: str) -> float:
+    """Seconds from opening the sign-in page to holding her patient's PDF."""
+    started = time.monotonic()
+    nurse = signed_in(url)
     _, _, page = nurse.request("GET", "/")
     status, headers, pdf = nurse.request("POST", "/", {**FORM, "csrf_token": token(page.decode())})
     took = time.monotonic() - started
@@ -316,11 +322,10 @@ def test_a_slow_clients_headers_have_a_deadline_and_one_computer_a_share(tmp_pat
 BIG = 50 * 1024 * 1024
 
 
-def upload_headers(url: str, size: int, boundary: str) -> tuple[Browser, bytes]:
-    """A signed-in nurse's batch page, and the start of a multipart upload of ``size`` bytes."""
-    nurse = Browser(url)
-    _, _, page = nurse.request("GET", "/login")
-    nurse.request("POST", "/login", {"password": PASSWORD, "csrf_token": token(page.decode())})
+def upload_headers(url: str, boundary: str) -> tuple[Browser, bytes]:
+    """A signed-in nurse, and the start of a multipart upload from her batch page: its token
+    and the file's part headers, the file's bytes left to the caller."""
+    nurse = signed_in(url)
     _, _, page = nurse.request("GET", "/batch/")
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
@@ -334,7 +339,7 @@ def upload_headers(url: str, size: int, boundary: str) -> tuple[Browser, bytes]:
 def test_a_50_mb_upload_gets_the_413_page_and_is_not_read(guarded: Server) -> None:
     parts = urllib.parse.urlsplit(guarded.url)
     boundary = "----holdup"
-    nurse, head = upload_headers(guarded.url, BIG, boundary)
+    nurse, head = upload_headers(guarded.url, boundary)
     tail = f"\r\n--{boundary}--\r\n".encode()
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
         sock.sendall(
@@ -360,7 +365,7 @@ def test_curl_uploading_50_mb_gets_the_page_not_a_reset(guarded: Server, tmp_pat
     big = tmp_path / "big.csv"
     with big.open("wb") as out:
         out.truncate(BIG)
-    nurse, _ = upload_headers(guarded.url, BIG, "x")
+    nurse = signed_in(guarded.url)
     _, _, page = nurse.request("GET", "/batch/")
     result = subprocess.run(
         ["curl", "-sS", "--max-time", "60", "-H", f"Cookie: {nurse.cookie}",

@@ -42,7 +42,7 @@ from discharge.config import Config, parse_config
 from discharge.errors import ConfigError
 from discharge.web import create_app
 from discharge.web.settings import ServeSettings, check_bind, load_serve_settings
-from tests.helpers import axe_violations, run_discharge
+from tests.helpers import audit_rows, axe_violations, run_discharge
 from tests.test_web import (  # noqa: F401  (browser_type_launch_args: Debian's Chromium)
     FORM,
     Server,
@@ -57,12 +57,6 @@ from tests.test_web import (  # noqa: F401  (browser_type_launch_args: Debian's 
 
 ALICE_PW = "alice's ward three passphrase"
 BOB_PW = "bob likes long walks on the ward"
-
-
-def audit_rows(db: Path) -> list[dict[str, object]]:
-    with sqlite3.connect(db) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute("SELECT * FROM records ORDER BY id")]
 
 
 def add_user(name: str, password: str) -> None:
