@@ -17,12 +17,12 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from discharge.audit import MADE, AuditLog
+from discharge.audit import AuditLog, as_new
 from discharge.channels import Handout, deliver
 from discharge.config import Config
 from discharge.errors import DischargeError
@@ -127,16 +127,13 @@ class Handouts:
             pdf = b""
         if hashlib.sha256(pdf).hexdigest() != made.sha256:
             return  # replaced or withdrawn meanwhile: the newer version, if any, is queued
-        found = [r for r in audit.query(pdf_sha256=made.sha256) if r.action == MADE][-1:]
-        if not found:
+        found = audit.last_made(made.sha256)
+        if found is None:
             return  # not recorded: never handed out
         document = build_document(made.request, self.config)
         # The record of the sheet as made; its detail names it, so a withdrawal finds what
         # went out even when the email carried a protected copy (other bytes).
-        record = replace(
-            found[0], id=0, time_utc="", time_local="", operator="", workstation="",
-            prev_hash="", hash="", detail=f"sheet {made.sha256}",
-        )  # fmt: skip
+        record = as_new(found, detail=f"sheet {made.sha256}")
         handout = Handout((record,), made.request, document, front_end="hl7")
         if self.filing is not None:
             self._file(made, handout, pdf, document, audit)

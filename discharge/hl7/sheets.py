@@ -33,7 +33,7 @@ from pathlib import Path
 
 import hl7
 
-from discharge.audit import MADE, WITHDRAWN, AuditLog, AuditRecord
+from discharge.audit import MADE, WITHDRAWN, AuditLog, AuditRecord, as_new
 from discharge.batch import (
     ERROR,
     OK,
@@ -55,7 +55,7 @@ from discharge.batch.run import (
     render_row,
 )
 from discharge.batch.schedule import Recent
-from discharge.clinic_data import data_dir, keep_private
+from discharge.clinic_data import create_private, data_dir, keep_private
 from discharge.config import Config
 from discharge.errors import DischargeError, OutputError
 from discharge.hl7.filing import FILED
@@ -408,12 +408,11 @@ class ReadyFolder:
             notes.append(f"it was already emailed to the patient on {emailed}")
         if any(r.action == FILED for records in versions.values() for r in records):
             notes.append("it was already filed to the patient's record")
-        record = replace(
+        record = as_new(
             made or AuditRecord(action=WITHDRAWN, procedure=current["procedure"]),
             action=WITHDRAWN, channel=CHANNEL, batch_file=f"hl7:{self.folder}",
             batch_row=int(current["row"]), email_address="", message_id="",
             detail=_detail(received, booking, current) + "".join(f"; {n}" for n in notes),
-            id=0, time_utc="", time_local="", operator="", workstation="", prev_hash="", hash="",
         )  # fmt: skip
         self.audit.record(record)
         with contextlib.suppress(OSError):
@@ -557,9 +556,7 @@ class ReadyFolder:
 
 def _open_journal(path: Path) -> sqlite3.Connection:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        create_private(path)
         # A journal others can read (a copy, an older version's) is made private, or refused.
         keep_private(path, what="the HL7 journal", error=OutputError)
         db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
