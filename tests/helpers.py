@@ -12,10 +12,15 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pypdf import PdfReader
+
+T = TypeVar("T")
 
 DATA_DIR_ENV = "DISCHARGE_DATA_DIR"  # discharge.clinic_data.DATA_DIR_ENV (not imported: tests
 # of the installed command should not depend on importing the package in the test process)
@@ -113,3 +118,12 @@ def axe_violations(page, tags: list[str] = WCAG_21_AA) -> list[dict[str, object]
         {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
         for v in result["violations"]
     ]
+
+
+def in_a_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a thread of its own. For code that runs an event loop of its own
+    (``asyncio.run``: HL7 filing, an MLLP client), as the program runs it in its own threads:
+    the test's main thread has a loop running already once a Playwright browser test has run in
+    this session, and ``asyncio.run`` refuses to start a second."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(work).result()

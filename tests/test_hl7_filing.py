@@ -13,12 +13,9 @@ import sqlite3
 import stat
 import subprocess
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import TypeVar
 from unicodedata import normalize
 
 import hl7
@@ -47,7 +44,7 @@ from discharge.hl7.filing import (
 from discharge.hl7.mdm import Identifier, MdmDocument, MdmHeader, PatientIdentity, build_mdm
 from discharge.render_text import render_text
 from discharge.request import parse_request
-from tests.helpers import free_port
+from tests.helpers import free_port, in_a_thread
 from tests.mllp_receiver import MllpReceiver
 
 HOSTILE_FAMILY = "O'Brien|Smith^Jr~X\\Y&Z"
@@ -62,7 +59,6 @@ PATIENT = PatientIdentity(
     display_name="Zoë Nguyễn",
 )
 APPOINTMENT = datetime(2026, 11, 21, 10, 30)
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -102,20 +98,12 @@ def _records(action: str | None = None) -> list:
         return [r for r in log.query() if action is None or r.action == action]
 
 
-def _in_a_thread(work: Callable[[], T]) -> T:
-    """``work()`` in a thread of its own, as the listener's handouts thread files: filing runs
-    its own event loop, which a thread with one running already (Playwright's, once a browser
-    test has run in this session) cannot start."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(work).result()
-
-
 def _file(sheet: Sheet, settings: FilingSettings, **kw: object) -> FilingResult:
     def work() -> FilingResult:
         with AuditLog.open(load_config()) as audit:
             return file_sheet(sheet, settings, audit=audit, **kw)  # type: ignore[arg-type]
 
-    return _in_a_thread(work)
+    return in_a_thread(work)
 
 
 # --- the message --------------------------------------------------------------------------
@@ -433,7 +421,7 @@ def test_filing_is_the_file_channel_of_the_delivery_seam(made) -> None:
                 return deliver(handout, made[0], FileChannel(_settings(receiver), sheet),
                                audit=audit)  # fmt: skip
 
-        result = _in_a_thread(work)
+        result = in_a_thread(work)
     assert result.outcome == FILED
     ed = receiver.parsed().segments("OBX")[0](5)
     assert base64.b64decode(str(ed).split("^")[-1]) == made[0]

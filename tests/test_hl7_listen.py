@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from hl7.mllp import open_hl7_connection
 
-from tests.helpers import AUDIT_ENV, CACHE_ENV, DATA_DIR_ENV, run_discharge
+from tests.helpers import AUDIT_ENV, CACHE_ENV, DATA_DIR_ENV, in_a_thread, run_discharge
 
 SETTINGS = """
 [hl7]
@@ -102,7 +102,7 @@ class Listener:
                 writer.close()
             return replies
 
-        return asyncio.run(exchange())
+        return in_a_thread(lambda: asyncio.run(exchange()))
 
     def manifest(self) -> list[dict[str, str]]:
         with (self.out / "manifest.csv").open(encoding="utf-8-sig", newline="") as handle:
