@@ -124,3 +124,18 @@ def test_the_next_start_leaves_a_running_servers_folders_alone(
     assert (alive / "job").is_dir() and not stale.exists()
     jobs.close()
     assert not alive.exists()
+
+
+def test_serve_with_workers_starts_under_a_deep_temporary_folder(tmp_path: Path) -> None:
+    """The worker processes' fork server listens on a Unix socket in a temporary folder, and a
+    socket's path may be at most 107 bytes: a deep TMPDIR must not stop `serve` starting."""
+    deep = tmp_path / ("a-clinic-s-own-temporary-folder-" * 3)
+    deep.mkdir()
+    running = start(deep)
+    try:
+        with urllib.request.urlopen(running.url, timeout=30) as page:
+            assert page.status == 200
+    finally:
+        code, output = running.stop()
+    assert code == 0, output
+    assert "AF_UNIX" not in output

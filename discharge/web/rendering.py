@@ -17,7 +17,7 @@ import contextlib
 import multiprocessing
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
@@ -49,6 +49,27 @@ def _make(request: DischargeRequest, config: Config) -> tuple[bytes, AuditRecord
 
 def _render_in_worker(request: DischargeRequest) -> tuple[bytes, AuditRecord]:
     return _make(request, _worker_config[0])
+
+
+# The fork server listens on a Unix socket in multiprocessing's temporary folder (made once,
+# in TMPDIR, when the first worker starts: ``{TMPDIR}/pymp-XXXXXXXX/listener-XXXXXXXX``). A
+# socket's path may be at most 107 bytes; under a deeper TMPDIR that folder is made in /tmp.
+_TMPDIR_ROOM = 107 - len("/pymp-XXXXXXXX/listener-XXXXXXXX")
+
+
+@contextlib.contextmanager
+def _room_for_a_socket() -> Iterator[None]:
+    import os
+    import tempfile
+
+    if len(os.fsencode(tempfile.gettempdir())) <= _TMPDIR_ROOM or not os.path.isdir("/tmp"):
+        yield
+        return
+    kept, tempfile.tempdir = tempfile.tempdir, "/tmp"
+    try:
+        yield
+    finally:
+        tempfile.tempdir = kept
 
 
 def _ping(seconds: float) -> None:
@@ -99,7 +120,8 @@ class Renderer:
         )
         # Workers start on demand: keep each one busy for a moment so that all of them start
         # (and warm up in their initializer) now.
-        wait([pool.submit(_ping, 0.5) for _ in range(self.processes)])
+        with _room_for_a_socket():
+            wait([pool.submit(_ping, 0.5) for _ in range(self.processes)])
         return pool
 
     def render(self, request: DischargeRequest) -> bytes:
